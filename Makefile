@@ -1,0 +1,53 @@
+# Tarmac: `make run` starts a demo server, `make test` runs every check.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TARMAC := $(BIN)/tarmac
+STAMP := $(VENV)/.installed
+
+export TARMAC_CONFIG ?= tarmac.example.yml
+export TARMAC_DATABASE_URL ?= sqlite+aiosqlite:///tarmac.db
+
+.PHONY: run test lint typecheck pytest install migrate clean bench
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: $(STAMP)
+	$(TARMAC) migrate
+
+run: $(STAMP)
+	@$(TARMAC) migrate
+	@$(TARMAC) check-config
+	@if [ ! -s .tarmac-demo-token ] || ! $(TARMAC) token list | grep -q '^demo '; then \
+		$(TARMAC) token revoke demo >/dev/null 2>&1 || true; \
+		$(TARMAC) token create demo --actor demo@example.com | tail -n 1 > .tarmac-demo-token; \
+	fi
+	@echo
+	@echo "Demo token (kept in .tarmac-demo-token). Try, once the server is up:"
+	@echo "  curl -s -X POST -H \"Authorization: Bearer \$$(cat .tarmac-demo-token)\" -H 'Content-Type: application/json' \\"
+	@echo "    -d '{\"repo\": \"acme/backend\", \"commit\": \"0123456789abcdef0123456789abcdef01234567\"}' \\"
+	@echo "    http://127.0.0.1:8080/api/releases/Backend/releases/v1.0.0-rc1"
+	@echo "  curl -s -H \"Authorization: Bearer \$$(cat .tarmac-demo-token)\" http://127.0.0.1:8080/api/releases/Backend/environments"
+	@echo
+	$(TARMAC) serve
+
+lint: $(STAMP)
+	$(BIN)/ruff check bot api tests bench
+	$(BIN)/ruff format --check bot api tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict bot api
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

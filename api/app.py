@@ -1,0 +1,40 @@
+"""The application factory: everything the server needs, built from one Settings object."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from api.auth import auth_middleware
+from api.errors import error_middleware
+from api.keys import OPENAPI_DOCUMENT, SERVICE, SETTINGS
+from api.openapi import openapi_document_bytes
+from api.routes import routes
+from bot.clock import Clock, utc_now
+from bot.service import open_service
+from bot.settings import Settings
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(
+    settings: Settings, *, clock: Clock = utc_now, background_work: bool = True
+) -> web.Application:
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware, auth_middleware]
+    )
+    app[SETTINGS] = settings
+    app[OPENAPI_DOCUMENT] = openapi_document_bytes()
+    app.add_routes(routes)
+
+    async def service_context(app: web.Application) -> AsyncIterator[None]:
+        service = await open_service(settings, clock=clock)
+        if background_work:
+            service.start_background_work()
+        app[SERVICE] = service
+        yield
+        await service.close()
+
+    app.cleanup_ctx.append(service_context)
+    return app

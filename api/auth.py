@@ -1,0 +1,42 @@
+"""Bearer tokens on every `/api/releases` call: 401 without a valid one, 403 for a project
+outside the token's scope."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api.errors import FORBIDDEN, UNAUTHORIZED, ApiError, Handler
+from api.keys import IDENTITY, SERVICE
+from bot import tokens
+
+PROTECTED_PREFIX = "/api/releases/"
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith(PROTECTED_PREFIX) or request.match_info.http_exception:
+        return await handler(request)
+    presented = _bearer_token(request)
+    if presented is None:
+        raise ApiError(401, UNAUTHORIZED)
+    service = request.app[SERVICE]
+    async with service.db.read() as session:
+        identity = await tokens.identify(session, presented)
+    if identity is None:
+        raise ApiError(401, UNAUTHORIZED)
+    if not identity.may_use(request.match_info["project"]):
+        raise ApiError(403, FORBIDDEN)
+    now = service.clock()
+    if tokens.needs_last_used_update(identity, now):
+        async with service.db.write() as session:
+            await tokens.record_use(session, identity.token_id, now)
+    request[IDENTITY] = identity
+    return await handler(request)
+
+
+def _bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()

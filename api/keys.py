@@ -1,0 +1,14 @@
+"""Typed keys for what the app and each request carry."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bot.service import Service
+from bot.settings import Settings
+from bot.tokens import TokenIdentity
+
+SETTINGS = web.AppKey("settings", Settings)
+SERVICE = web.AppKey("service", Service)
+OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
+IDENTITY = web.RequestKey("identity", TokenIdentity)

@@ -1,0 +1,323 @@
+"""The OpenAPI 3.1 document at /api/openapi.json, built from the request and response models."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from api import errors
+from api.schemas import (
+    CreateDeploymentBody,
+    CreateReleaseBody,
+    DeploymentResponse,
+    EnvironmentResponse,
+    ErrorResponse,
+    FreezeBody,
+    HealthResponse,
+    ReleaseCandidateDetailResponse,
+    ReleaseCandidateResponse,
+    ReleaseResponse,
+    RollbackBody,
+    UpdateDeploymentBody,
+)
+from bot import errors as domain
+from bot.pages import DEFAULT_PER_PAGE, MAX_PER_PAGE
+
+_MODELS: list[type[BaseModel]] = [
+    CreateReleaseBody,
+    CreateDeploymentBody,
+    UpdateDeploymentBody,
+    RollbackBody,
+    FreezeBody,
+    ErrorResponse,
+    HealthResponse,
+    DeploymentResponse,
+    ReleaseCandidateResponse,
+    ReleaseCandidateDetailResponse,
+    ReleaseResponse,
+    EnvironmentResponse,
+]
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(*messages: str) -> dict[str, Any]:
+    response = _json(_ref(ErrorResponse), " / ".join(messages))
+    response["content"]["application/json"]["examples"] = {
+        f"e{i}": {"value": {"error": m}} for i, m in enumerate(messages)
+    }
+    return response
+
+
+def _path_param(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+PROJECT = _path_param("project", "Release project name (case-sensitive).")
+ENVIRONMENT = _path_param("environment", "Environment name within the project (case-sensitive).")
+VERSION = _path_param("version", "Release candidate version, `<release>-rc<N>`.")
+PAGE_PARAMS = [
+    {
+        "name": "page",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "default": 1},
+    },
+    {
+        "name": "per_page",
+        "in": "query",
+        "required": False,
+        "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_PER_PAGE,
+            "default": DEFAULT_PER_PAGE,
+        },
+    },
+]
+LINK_HEADER = {
+    "Link": {
+        "description": 'GitHub-style pagination links (rel="first", "prev", "next").',
+        "schema": {"type": "string"},
+    }
+}
+COMMON = {
+    "400": _error("Invalid JSON body", "Missing field '…'", "Invalid field '…': …"),
+    "401": _error(errors.UNAUTHORIZED),
+    "403": _error(errors.FORBIDDEN),
+    "413": _error(errors.BODY_TOO_LARGE),
+    "503": _error(errors.DATABASE_UNAVAILABLE),
+}
+READ_COMMON = {k: v for k, v in COMMON.items() if k != "413"}
+
+
+def _body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _list(model: type[BaseModel], description: str) -> dict[str, Any]:
+    response = _json({"type": "array", "items": _ref(model)}, description)
+    response["headers"] = LINK_HEADER
+    return response
+
+
+def build_openapi_document() -> dict[str, Any]:
+    _, definitions = models_json_schema(
+        [(m, "serialization") for m in _MODELS],
+        ref_template="#/components/schemas/{model}",
+    )
+    schemas = definitions.get("$defs", {})
+    # Request models are read in validation mode: their defaults make fields optional.
+    for model in (CreateReleaseBody, CreateDeploymentBody, UpdateDeploymentBody, RollbackBody):
+        schemas[model.__name__] = model.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+    freeze_schema = FreezeBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas["FreezeBody"] = freeze_schema
+    for schema in schemas.values():
+        schema.pop("$defs", None)
+    environment_params = [PROJECT, ENVIRONMENT]
+    paths: dict[str, Any] = {
+        "/api/releases/{project}/releases/{version}": {
+            "parameters": [PROJECT, VERSION],
+            "post": {
+                "operationId": "createRelease",
+                "summary": "Create a release candidate at a commit",
+                "requestBody": _body(CreateReleaseBody),
+                "responses": {
+                    "201": _json(_ref(ReleaseCandidateResponse), "The release candidate."),
+                    **COMMON,
+                    "400": _error(
+                        domain.INVALID_RC_VERSION,
+                        domain.INVALID_COMMIT,
+                        domain.NO_BUILD_WORKFLOW,
+                        domain.PROJECT_REMOVED,
+                        "Invalid JSON body",
+                    ),
+                    "404": _error(domain.PROJECT_NOT_FOUND, domain.REPOSITORY_NOT_FOUND),
+                    "409": _error(domain.RC_COMMIT_CONFLICT),
+                },
+            },
+            "get": {
+                "operationId": "getReleaseCandidate",
+                "summary": "One release candidate with its deployments",
+                "responses": {
+                    "200": _json(_ref(ReleaseCandidateDetailResponse), "The release candidate."),
+                    **READ_COMMON,
+                    "400": _error(domain.INVALID_RC_VERSION),
+                    "404": _error(domain.PROJECT_NOT_FOUND, domain.RELEASE_NOT_FOUND),
+                },
+            },
+        },
+        "/api/releases/{project}/releases": {
+            "parameters": [PROJECT],
+            "get": {
+                "operationId": "listReleases",
+                "summary": "Releases, newest first, each with its candidates",
+                "parameters": PAGE_PARAMS,
+                "responses": {
+                    "200": _list(ReleaseResponse, "A page of releases."),
+                    **READ_COMMON,
+                    "404": _error(domain.PROJECT_NOT_FOUND),
+                },
+            },
+        },
+        "/api/releases/{project}/environments": {
+            "parameters": [PROJECT],
+            "get": {
+                "operationId": "listEnvironments",
+                "summary": "Environments with running version, freeze and active deployment",
+                "responses": {
+                    "200": _json(
+                        {"type": "array", "items": _ref(EnvironmentResponse)}, "Environments."
+                    ),
+                    **READ_COMMON,
+                    "404": _error(domain.PROJECT_NOT_FOUND),
+                },
+            },
+        },
+        "/api/releases/{project}/environments/{environment}/deployments": {
+            "parameters": environment_params,
+            "post": {
+                "operationId": "createDeployment",
+                "summary": "Deploy a release candidate to the environment",
+                "requestBody": _body(CreateDeploymentBody),
+                "responses": {
+                    "201": _json(_ref(DeploymentResponse), "The new deployment, `pending`."),
+                    **COMMON,
+                    "400": _error(
+                        domain.INVALID_RC_VERSION,
+                        domain.ENVIRONMENT_FROZEN,
+                        domain.RC_STILL_BUILDING,
+                        domain.RC_BUILD_FAILED,
+                        domain.ENVIRONMENT_REMOVED,
+                    ),
+                    "404": _error(
+                        domain.PROJECT_NOT_FOUND,
+                        domain.ENVIRONMENT_NOT_FOUND,
+                        domain.RELEASE_NOT_FOUND,
+                    ),
+                },
+            },
+            "patch": {
+                "operationId": "updateDeploymentStatus",
+                "summary": "Report a deployment status (creates the deployment when needed)",
+                "requestBody": _body(UpdateDeploymentBody),
+                "responses": {
+                    "200": _json(_ref(DeploymentResponse), "The updated or new deployment."),
+                    **COMMON,
+                    "400": _error(domain.INVALID_RC_VERSION, domain.ENVIRONMENT_REMOVED),
+                    "404": _error(
+                        domain.PROJECT_NOT_FOUND,
+                        domain.ENVIRONMENT_NOT_FOUND,
+                        domain.RELEASE_NOT_FOUND,
+                    ),
+                },
+            },
+            "get": {
+                "operationId": "listDeployments",
+                "summary": "Deployments of the environment, newest first",
+                "parameters": PAGE_PARAMS,
+                "responses": {
+                    "200": _list(DeploymentResponse, "A page of deployments."),
+                    **READ_COMMON,
+                    "404": _error(domain.PROJECT_NOT_FOUND, domain.ENVIRONMENT_NOT_FOUND),
+                },
+            },
+        },
+        "/api/releases/{project}/environments/{environment}/rollback": {
+            "parameters": environment_params,
+            "post": {
+                "operationId": "rollback",
+                "summary": "Roll the environment back",
+                "requestBody": _body(RollbackBody, required=False),
+                "responses": {
+                    "201": _json(_ref(DeploymentResponse), "The rollback deployment, `pending`."),
+                    **COMMON,
+                    "400": _error(domain.ENVIRONMENT_FROZEN, domain.ENVIRONMENT_REMOVED),
+                    "404": _error(
+                        domain.PROJECT_NOT_FOUND,
+                        domain.ENVIRONMENT_NOT_FOUND,
+                        domain.NOTHING_TO_ROLL_BACK_TO,
+                    ),
+                },
+            },
+        },
+        "/api/releases/{project}/environments/{environment}/freeze": {
+            "parameters": environment_params,
+            "put": {
+                "operationId": "freezeEnvironment",
+                "summary": "Freeze the environment",
+                "requestBody": _body(FreezeBody, required=False),
+                "responses": {
+                    "200": _json(_ref(EnvironmentResponse), "The frozen environment."),
+                    **COMMON,
+                    "400": _error(domain.FREEZE_UNTIL_IN_PAST, "Invalid field '…': …"),
+                    "404": _error(domain.PROJECT_NOT_FOUND, domain.ENVIRONMENT_NOT_FOUND),
+                },
+            },
+            "delete": {
+                "operationId": "unfreezeEnvironment",
+                "summary": "Unfreeze the environment",
+                "responses": {
+                    "200": _json(_ref(EnvironmentResponse), "The environment."),
+                    **READ_COMMON,
+                    "404": _error(domain.PROJECT_NOT_FOUND, domain.ENVIRONMENT_NOT_FOUND),
+                },
+            },
+        },
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "summary": "Alive and the database answers",
+                "security": [],
+                "responses": {
+                    "200": _json(_ref(HealthResponse), "Healthy."),
+                    "503": _json(_ref(HealthResponse), "The database does not answer."),
+                },
+            }
+        },
+        "/api/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document.")},
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Tarmac releases API",
+            "version": "1",
+            "description": "Release candidates, deployments, rollbacks and freezes. "
+            'Every error is `{"error": "…"}`.',
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": schemas,
+        },
+        "paths": paths,
+    }
+
+
+def openapi_document_bytes() -> bytes:
+    return json.dumps(build_openapi_document(), indent=1).encode("utf-8")

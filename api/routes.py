@@ -1,0 +1,208 @@
+"""The REST routes: each handler reads the request, calls one domain function, answers.
+
+A handler builds its answer inside the transaction but returns it only after the commit, so a
+2xx always means the change is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
+
+from api.keys import IDENTITY, OPENAPI_DOCUMENT, SERVICE
+from api.requests import read_body, read_page
+from api.responses import (
+    candidate_detail_response,
+    candidate_response,
+    deployment_response,
+    environment_response,
+    json_response,
+    page_response,
+    release_response,
+)
+from api.schemas import (
+    CreateDeploymentBody,
+    CreateReleaseBody,
+    FreezeBody,
+    HealthResponse,
+    RollbackBody,
+    UpdateDeploymentBody,
+)
+from bot import deployments, releases, rollback
+from bot.environments import describe_environment, describe_environments
+from bot.freeze import freeze_environment, unfreeze_environment
+from bot.projects import find_environment
+from bot.service import Service
+
+HEALTH_TIMEOUT_SECONDS = 2.0
+
+routes = web.RouteTableDef()
+PROJECT = "/api/releases/{project}"
+ENVIRONMENT = PROJECT + "/environments/{environment}"
+
+
+def _service(request: web.Request) -> Service:
+    return request.app[SERVICE]
+
+
+def _actor(request: web.Request) -> str:
+    return request[IDENTITY].actor
+
+
+@routes.post(PROJECT + "/releases/{version}")
+async def create_release(request: web.Request) -> web.Response:
+    body = await read_body(request, CreateReleaseBody)
+    service = _service(request)
+    async with service.db.write() as session:
+        created = await releases.create_release_candidate(
+            session,
+            project_name=request.match_info["project"],
+            version=request.match_info["version"],
+            repo=body.repo,
+            commit=body.commit,
+            build=body.trigger_build_workflow,
+            now=service.clock(),
+        )
+        answer = candidate_response(created.candidate)
+    return json_response(answer, status=201)
+
+
+@routes.get(PROJECT + "/releases")
+async def list_releases(request: web.Request) -> web.Response:
+    shown = read_page(request)
+    async with _service(request).db.read() as session:
+        found = await releases.list_releases(session, request.match_info["project"], shown)
+        answers = found.map(release_response)
+    return page_response(request, answers, shown)
+
+
+@routes.get(PROJECT + "/releases/{version}")
+async def get_release_candidate(request: web.Request) -> web.Response:
+    async with _service(request).db.read() as session:
+        found = await releases.get_release_candidate(
+            session, request.match_info["project"], request.match_info["version"]
+        )
+        answer = candidate_detail_response(found)
+    return json_response(answer)
+
+
+@routes.post(ENVIRONMENT + "/deployments")
+async def create_deployment(request: web.Request) -> web.Response:
+    body = await read_body(request, CreateDeploymentBody)
+    service = _service(request)
+    async with service.db.write() as session:
+        deployment = await deployments.create_deployment(
+            session,
+            project_name=request.match_info["project"],
+            environment_name=request.match_info["environment"],
+            version=body.release_candidate_version,
+            actor=_actor(request),
+            now=service.clock(),
+        )
+        answer = deployment_response(deployment)
+    return json_response(answer, status=201)
+
+
+@routes.patch(ENVIRONMENT + "/deployments")
+async def update_deployment_status(request: web.Request) -> web.Response:
+    body = await read_body(request, UpdateDeploymentBody)
+    service = _service(request)
+    async with service.db.write() as session:
+        reported = await deployments.report_deployment_status(
+            session,
+            project_name=request.match_info["project"],
+            environment_name=request.match_info["environment"],
+            version=body.release_candidate_version,
+            status=body.status,
+            actor=_actor(request),
+            error_message=body.error_message,
+            now=service.clock(),
+        )
+        answer = deployment_response(reported.deployment)
+    return json_response(answer)
+
+
+@routes.get(ENVIRONMENT + "/deployments")
+async def list_deployments(request: web.Request) -> web.Response:
+    shown = read_page(request)
+    async with _service(request).db.read() as session:
+        found = await deployments.list_deployments(
+            session, request.match_info["project"], request.match_info["environment"], shown
+        )
+        answers = found.map(deployment_response)
+    return page_response(request, answers, shown)
+
+
+@routes.post(ENVIRONMENT + "/rollback")
+async def roll_back(request: web.Request) -> web.Response:
+    body = await read_body(request, RollbackBody, optional=True)
+    service = _service(request)
+    async with service.db.write() as session:
+        done = await rollback.roll_back(
+            session,
+            project_name=request.match_info["project"],
+            environment_name=request.match_info["environment"],
+            actor=_actor(request),
+            force=body.force,
+            now=service.clock(),
+        )
+        answer = deployment_response(done.deployment)
+    return json_response(answer, status=201)
+
+
+@routes.get(PROJECT + "/environments")
+async def list_environments(request: web.Request) -> web.Response:
+    service = _service(request)
+    async with service.db.read() as session:
+        described = await describe_environments(
+            session, request.match_info["project"], service.clock()
+        )
+        answers = [environment_response(state) for state in described]
+    return json_response(answers)
+
+
+@routes.put(ENVIRONMENT + "/freeze")
+async def freeze(request: web.Request) -> web.Response:
+    body = await read_body(request, FreezeBody, optional=True)
+    service = _service(request)
+    now = service.clock()
+    async with service.db.write() as session:
+        environment = await find_environment(
+            session, request.match_info["project"], request.match_info["environment"], lock=True
+        )
+        freeze_environment(
+            environment, reason=body.reason, by=_actor(request), until=body.until, now=now
+        )
+        answer = environment_response(await describe_environment(session, environment, now))
+    return json_response(answer)
+
+
+@routes.delete(ENVIRONMENT + "/freeze")
+async def unfreeze(request: web.Request) -> web.Response:
+    service = _service(request)
+    now = service.clock()
+    async with service.db.write() as session:
+        environment = await find_environment(
+            session, request.match_info["project"], request.match_info["environment"], lock=True
+        )
+        unfreeze_environment(environment)
+        answer = environment_response(await describe_environment(session, environment, now))
+    return json_response(answer)
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    try:
+        await asyncio.wait_for(_service(request).db.ping(), HEALTH_TIMEOUT_SECONDS)
+    except (TimeoutError, OSError, SQLAlchemyError):
+        return json_response(
+            HealthResponse(status="unavailable", error="Database unavailable"), status=503
+        )
+    return json_response(HealthResponse(status="ok"))
+
+
+@routes.get("/api/openapi.json")
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI_DOCUMENT], content_type="application/json")

@@ -1,0 +1,120 @@
+"""Request bodies and responses of the REST API. The OpenAPI document is built from these,
+and every response is built through them, so the two cannot drift apart."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from bot.statuses import BuildStatus, DeploymentKind, DeploymentStatus
+
+MAX_TEXT = 2000
+
+
+class RequestBody(BaseModel):
+    # Strict: "true" is not a boolean and 1 is not a string. Unknown keys are ignored, so
+    # clients written for a later version keep working.
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class CreateReleaseBody(RequestBody):
+    repo: str = Field(description="Repository of the project, `owner/name`.")
+    commit: str = Field(description="Full 40-character commit SHA to cut the candidate at.")
+    trigger_build_workflow: bool = Field(
+        default=False,
+        description="Start the project's build workflow; the candidate is `building` until it "
+        "finishes. When false the candidate is `ready` at once.",
+    )
+
+
+class CreateDeploymentBody(RequestBody):
+    release_candidate_version: str = Field(description="`<release>-rc<N>`, e.g. `v1.4.0-rc2`.")
+
+
+class UpdateDeploymentBody(RequestBody):
+    release_candidate_version: str = Field(description="`<release>-rc<N>`, e.g. `v1.4.0-rc2`.")
+    status: DeploymentStatus
+    error_message: Annotated[str, Field(max_length=MAX_TEXT)] | None = Field(
+        default=None, description="Tarmac extension: why the deployment failed."
+    )
+
+
+class RollbackBody(RequestBody):
+    force: bool = Field(default=False, description="Roll back even when the environment is frozen.")
+
+
+class FreezeBody(RequestBody):
+    reason: Annotated[str, Field(max_length=MAX_TEXT)] | None = None
+    until: AwareDatetime | None = Field(
+        default=None, description="When the freeze ends by itself (ISO 8601 with a time zone)."
+    )
+
+
+class Response(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ErrorResponse(Response):
+    error: str
+
+
+class HealthResponse(Response):
+    status: str
+    error: str | None = None
+
+
+class DeploymentResponse(Response):
+    id: int
+    environment_name: str
+    release_candidate_version: str
+    release_version: str
+    from_release_candidate_version: str | None
+    from_release_version: str | None
+    status: DeploymentStatus
+    actor: str | None
+    deploy_start_at: datetime
+    deploy_end_at: datetime | None
+    error_message: str | None
+    kind: DeploymentKind = Field(description="Tarmac extension: deploy, rollback or reported.")
+
+
+class ReleaseCandidateResponse(Response):
+    version: str
+    release_version: str
+    commit: str
+    repo: str
+    build_status: BuildStatus
+    created_at: datetime
+
+
+class ReleaseCandidateDetailResponse(ReleaseCandidateResponse):
+    deployments: list[DeploymentResponse]
+
+
+class ReleaseResponse(Response):
+    version: str
+    created_at: datetime
+    release_candidates: list[ReleaseCandidateResponse]
+
+
+class FreezeResponse(Response):
+    reason: str | None
+    by: str | None
+    since: datetime
+    until: datetime | None
+
+
+class EnvironmentResponse(Response):
+    name: str
+    production: bool
+    url: str | None
+    deploy_workflow: str | None
+    auto_deploy: bool
+    removed: bool = Field(description="The environment left the projects file: history only.")
+    running_release_candidate_version: str | None
+    running_release_version: str | None
+    frozen: bool
+    freeze: FreezeResponse | None
+    active_deployment: DeploymentResponse | None

@@ -1,0 +1,1 @@
+"""Tarmac: turns tags into release candidates and drives their deployments."""

@@ -1,0 +1,224 @@
+"""The `tarmac` command (also `python -m bot`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from bot import tokens
+from bot.clock import utc_now
+from bot.db import Database
+from bot.projects_file import ProjectsFileError, is_valid_name, load_projects_file
+from bot.settings import Settings, configure_logging
+
+log = logging.getLogger("tarmac")
+
+WEB_ENTRY_POINT_GROUP = "tarmac.web"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False, include_input=False):
+            name = "TARMAC_" + "_".join(str(part) for part in error["loc"]).upper()
+            print(f"error: {name}: {error['msg']}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    handler: Callable[[argparse.Namespace, Settings], int] = args.handler
+    return handler(args, settings)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tarmac", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="apply migrations and serve the API")
+    serve.add_argument("--host", help="address to listen on (default: TARMAC_HOST)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: TARMAC_PORT)")
+    serve.set_defaults(handler=_serve)
+
+    migrate = commands.add_parser("migrate", help="apply pending database migrations")
+    migrate.set_defaults(handler=_migrate)
+
+    check = commands.add_parser("check-config", help="validate the projects file")
+    check.add_argument("path", nargs="?", type=Path, help="file to check (default: TARMAC_CONFIG)")
+    check.set_defaults(handler=_check_config)
+
+    token = commands.add_parser("token", help="manage API tokens")
+    token_commands = token.add_subparsers(required=True, metavar="ACTION")
+    create = token_commands.add_parser("create", help="create a token and print it")
+    create.add_argument("name")
+    create.add_argument(
+        "--project",
+        action="append",
+        default=[],
+        metavar="P",
+        help="limit the token to this project (repeatable; default: every project)",
+    )
+    create.add_argument("--actor", metavar="EMAIL", help="recorded as the deployments' actor")
+    create.set_defaults(handler=_token_create)
+    listing = token_commands.add_parser("list", help="list tokens (never the secrets)")
+    listing.set_defaults(handler=_token_list)
+    revoke = token_commands.add_parser("revoke", help="revoke a token by name")
+    revoke.add_argument("name")
+    revoke.set_defaults(handler=_token_revoke)
+    return parser
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from aiohttp import web
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = settings.model_copy(update=overrides)
+    try:
+        load_projects_file(settings.config)
+    except ProjectsFileError as exc:
+        _print_problems(exc)
+        return 2
+    create_app = _web_app_factory()
+    log.info("serving on http://%s:%d", settings.host, settings.port)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log=None,
+    )
+    return 0
+
+
+def _web_app_factory() -> Callable[[Settings], Any]:
+    # The REST face (api/) registers itself here; bot/ never imports it.
+    found = entry_points(group=WEB_ENTRY_POINT_GROUP)
+    if not found:
+        raise SystemExit("tarmac: no web app installed (entry point group 'tarmac.web')")
+    factory: Callable[[Settings], Any] = next(iter(found)).load()
+    return factory
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    async def run(db: Database) -> None:
+        before = await db.current_revision()
+        await db.migrate()
+        after = await db.current_revision()
+        print(f"database at revision {after}" + ("" if before != after else " (unchanged)"))
+
+    return _with_database(settings, run, migrate=False)
+
+
+def _check_config(args: argparse.Namespace, settings: Settings) -> int:
+    path: Path = args.path or settings.config
+    try:
+        config = load_projects_file(path)
+    except ProjectsFileError as exc:
+        _print_problems(exc)
+        return 1
+    environments = sum(len(p.environments) for p in config.projects)
+    print(f"{path}: OK ({len(config.projects)} projects, {environments} environments)")
+    return 0
+
+
+def _token_create(args: argparse.Namespace, settings: Settings) -> int:
+    name: str = args.name
+    projects: list[str] = args.project
+    if not is_valid_name(name):
+        print(f"error: token name {name!r} is not valid", file=sys.stderr)
+        return 2
+    unknown = _projects_missing_from_file(settings, projects)
+    if unknown:
+        print(
+            f"error: not in {settings.config}: {', '.join(unknown)}",
+            file=sys.stderr,
+        )
+        return 2
+
+    async def run(db: Database) -> None:
+        async with db.write() as session:
+            secret = await tokens.create_token(
+                session, name=name, projects=projects, actor_email=args.actor, now=utc_now()
+            )
+        scope = ", ".join(sorted(set(projects))) or "every project"
+        print(f"created token {name!r} for {scope}; it is shown once, store it now:")
+        print(secret)
+
+    try:
+        return _with_database(settings, run)
+    except tokens.TokenNameTaken:
+        print(f"error: a token named {name!r} exists; revoke it first", file=sys.stderr)
+        return 1
+
+
+def _projects_missing_from_file(settings: Settings, projects: list[str]) -> list[str]:
+    """Scope names that the projects file does not declare, when there is a file to ask."""
+    if not projects or not settings.config.exists():
+        return []
+    try:
+        config = load_projects_file(settings.config)
+    except ProjectsFileError:
+        return []
+    return sorted({p for p in projects if config.project(p) is None})
+
+
+def _token_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def run(db: Database) -> None:
+        async with db.read() as session:
+            rows = await tokens.list_tokens(session)
+        print(f"{'NAME':<24} {'PROJECTS':<30} {'ACTOR':<30} LAST USED")
+        for row in rows:
+            scope = ",".join(row.projects) or "*"
+            last = row.last_used_at.isoformat(timespec="seconds") if row.last_used_at else "never"
+            print(f"{row.name:<24} {scope:<30} {row.actor or '-':<30} {last}")
+
+    return _with_database(settings, run)
+
+
+def _token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    outcome = {"revoked": False}
+
+    async def run(db: Database) -> None:
+        async with db.write() as session:
+            outcome["revoked"] = await tokens.revoke_token(session, args.name)
+
+    code = _with_database(settings, run)
+    if code:
+        return code
+    if not outcome["revoked"]:
+        print(f"error: no token named {args.name!r}", file=sys.stderr)
+        return 1
+    print(f"revoked token {args.name!r}")
+    return 0
+
+
+def _with_database(
+    settings: Settings,
+    work: Callable[[Database], Coroutine[Any, Any, None]],
+    *,
+    migrate: bool = True,
+) -> int:
+    async def run() -> None:
+        db = Database.from_url(settings.database_url)
+        try:
+            if migrate:
+                await db.migrate()
+            await work(db)
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+    return 0
+
+
+def _print_problems(exc: ProjectsFileError) -> None:
+    for problem in exc.problems:
+        print(f"error: {problem}", file=sys.stderr)

@@ -1,0 +1,194 @@
+"""Database tables. The rules that read and write them live in their own modules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC; always hands back timezone-aware UTC, on SQLite as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    repo: Mapped[str] = mapped_column(String(200))
+    tag_prefix: Mapped[str] = mapped_column(String(100), default="")
+    build_workflow: Mapped[str | None] = mapped_column(String(200))
+    build_inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Set when the project left the projects file: it keeps its history, takes nothing new.
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    environments: Mapped[list[Environment]] = relationship(
+        back_populates="project", order_by="Environment.id", lazy="raise"
+    )
+
+
+class Environment(Base):
+    __tablename__ = "environments"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    production: Mapped[bool] = mapped_column(Boolean, default=False)
+    deploy_workflow: Mapped[str | None] = mapped_column(String(200))
+    deploy_inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    url: Mapped[str | None] = mapped_column(Text)
+    auto_deploy: Mapped[bool] = mapped_column(Boolean, default=False)
+    timeout_minutes: Mapped[int] = mapped_column(Integer, default=60)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    frozen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    frozen_by: Mapped[str | None] = mapped_column(String(320))
+    frozen_reason: Mapped[str | None] = mapped_column(Text)
+    frozen_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    project: Mapped[Project] = relationship(
+        back_populates="environments", lazy="joined", innerjoin=True
+    )
+
+
+class Release(Base):
+    __tablename__ = "releases"
+    __table_args__ = (
+        UniqueConstraint("project_id", "version"),
+        Index("ix_releases_project_id_id", "project_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    version: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReleaseCandidate(Base):
+    __tablename__ = "release_candidates"
+    __table_args__ = (
+        UniqueConstraint("project_id", "version"),
+        Index("ix_release_candidates_release_id_number", "release_id", "number"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id"))
+    version: Mapped[str] = mapped_column(String(220))
+    number: Mapped[int] = mapped_column(BigInteger)
+    commit_sha: Mapped[str] = mapped_column(String(40))
+    repo: Mapped[str] = mapped_column(String(200))
+    build_status: Mapped[str] = mapped_column(String(20))
+    build_run_id: Mapped[int | None] = mapped_column(BigInteger)
+    build_run_url: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    release: Mapped[Release] = relationship(lazy="joined", innerjoin=True)
+
+
+class Deployment(Base):
+    __tablename__ = "deployments"
+    __table_args__ = (
+        # A page of history and the newest deployment of an environment.
+        Index("ix_deployments_environment_id_id", "environment_id", "id"),
+        # Running version and rollback target: newest successes of an environment.
+        Index("ix_deployments_environment_id_status_id", "environment_id", "status", "id"),
+        # PATCH: newest deployment of one RC in one environment.
+        Index(
+            "ix_deployments_environment_id_release_candidate_id_id",
+            "environment_id",
+            "release_candidate_id",
+            "id",
+        ),
+        Index("ix_deployments_release_candidate_id_id", "release_candidate_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"))
+    release_candidate_id: Mapped[int] = mapped_column(ForeignKey("release_candidates.id"))
+    from_release_candidate_id: Mapped[int | None] = mapped_column(
+        ForeignKey("release_candidates.id")
+    )
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str | None] = mapped_column(String(320))
+    deploy_start_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deploy_end_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    # Set on the deployments of an RC that a rollback rolled away from in this environment:
+    # such a deployment is never a rollback target again.
+    rolled_back_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    github_deployment_id: Mapped[int | None] = mapped_column(BigInteger)
+    workflow_run_id: Mapped[int | None] = mapped_column(BigInteger)
+    workflow_run_url: Mapped[str | None] = mapped_column(Text)
+
+    release_candidate: Mapped[ReleaseCandidate] = relationship(
+        foreign_keys=[release_candidate_id], lazy="joined", innerjoin=True
+    )
+    from_release_candidate: Mapped[ReleaseCandidate | None] = relationship(
+        foreign_keys=[from_release_candidate_id], lazy="joined"
+    )
+    environment: Mapped[Environment] = relationship(lazy="joined", innerjoin=True)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    # SHA-256 of the token: tokens are 256-bit random, so a fast hash is as safe as a slow one.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    projects: Mapped[list[str]] = mapped_column(JSON, default=list)
+    actor: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,43 @@
+"""Finding projects and environments, and locking an environment for a decision."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import errors
+from bot.models import Environment, Project
+
+
+async def find_project(session: AsyncSession, name: str) -> Project:
+    project = await session.scalar(select(Project).where(Project.name == name))
+    if project is None:
+        raise errors.not_found(errors.PROJECT_NOT_FOUND)
+    return project
+
+
+async def find_environment(
+    session: AsyncSession, project_name: str, environment_name: str, *, lock: bool = False
+) -> Environment:
+    """The environment, checked in order: project exists, then environment exists.
+
+    With `lock`, the environment row is locked until the transaction ends (PostgreSQL
+    `SELECT … FOR UPDATE`; on SQLite the write transaction already holds the only write lock).
+    Every rule that decides from an environment's history locks it first, so two requests for
+    the same environment take turns and each sees what the other wrote.
+    """
+    project = await find_project(session, project_name)
+    query = select(Environment).where(
+        Environment.project_id == project.id, Environment.name == environment_name
+    )
+    if lock:
+        query = query.with_for_update(of=Environment)
+    environment = await session.scalar(query)
+    if environment is None:
+        raise errors.not_found(errors.ENVIRONMENT_NOT_FOUND)
+    return environment
+
+
+def ensure_accepts_deployments(environment: Environment) -> None:
+    if environment.removed_at is not None:
+        raise errors.invalid(errors.ENVIRONMENT_REMOVED)

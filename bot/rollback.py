@@ -1,0 +1,110 @@
+"""The rollback rule: which RC an environment goes back to, and doing it.
+
+1. An environment with no deployment has nothing to roll back from.
+2. A frozen environment is rolled back only with `force`, checked before anything changes.
+3. The target: when the newest deployment succeeded, the newest successfully deployed RC
+   that is neither the running one nor one an earlier rollback rolled away from (so rolling
+   back twice goes back two versions, never forward again); otherwise (the newest deployment
+   failed, errored, was canceled or is still under way) the running RC is deployed again.
+   The RC rolled away from, the newest deployment's, is remembered as rolled back here.
+4. Every active deployment of the environment is canceled, then a `rollback` deployment of
+   the target is created, `pending`, in the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import errors
+from bot.deployments import (
+    active_deployments,
+    newest_deployment,
+    record_deployment,
+    running_release_candidate,
+)
+from bot.freeze import ensure_not_frozen
+from bot.models import Deployment, Environment, ReleaseCandidate
+from bot.projects import ensure_accepts_deployments, find_environment
+from bot.statuses import DeploymentKind, DeploymentStatus, apply_status
+
+CANCELED_BY_ROLLBACK = "Canceled by a rollback"
+
+
+async def rollback_target(
+    session: AsyncSession, environment: Environment, newest: Deployment
+) -> ReleaseCandidate | None:
+    """The RC a rollback deploys, given the environment's newest deployment (rule 3)."""
+    running = await running_release_candidate(session, environment)
+    if newest.status != DeploymentStatus.SUCCESS:
+        return running
+    assert running is not None  # the newest deployment is a success, so something runs
+    earlier_success = await session.scalar(
+        select(Deployment)
+        .where(
+            Deployment.environment_id == environment.id,
+            Deployment.status == DeploymentStatus.SUCCESS,
+            Deployment.release_candidate_id != running.id,
+            Deployment.rolled_back_at.is_(None),
+        )
+        .order_by(Deployment.id.desc())
+        .limit(1)
+    )
+    return earlier_success.release_candidate if earlier_success is not None else None
+
+
+@dataclass(frozen=True)
+class Rollback:
+    deployment: Deployment
+    canceled: list[Deployment]
+    rolled_back_from: ReleaseCandidate
+
+
+async def roll_back(
+    session: AsyncSession,
+    *,
+    project_name: str,
+    environment_name: str,
+    actor: str | None,
+    force: bool,
+    now: datetime,
+) -> Rollback:
+    environment = await find_environment(session, project_name, environment_name, lock=True)
+    newest = await newest_deployment(session, environment)
+    if newest is None:
+        raise errors.not_found(errors.NOTHING_TO_ROLL_BACK_TO)
+    ensure_not_frozen(environment, now, force=force)
+    ensure_accepts_deployments(environment)
+    target = await rollback_target(session, environment, newest)
+    if target is None:
+        raise errors.not_found(errors.NOTHING_TO_ROLL_BACK_TO)
+
+    rolled_back_from = newest.release_candidate
+    await session.execute(
+        update(Deployment)
+        .where(
+            Deployment.environment_id == environment.id,
+            Deployment.release_candidate_id == rolled_back_from.id,
+            Deployment.status == DeploymentStatus.SUCCESS,
+            Deployment.rolled_back_at.is_(None),
+        )
+        .values(rolled_back_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
+    canceled = await active_deployments(session, environment)
+    for deployment in canceled:
+        apply_status(deployment, DeploymentStatus.CANCELED, now)
+        deployment.error_message = CANCELED_BY_ROLLBACK
+    deployment = await record_deployment(
+        session,
+        environment,
+        target,
+        kind=DeploymentKind.ROLLBACK,
+        status=DeploymentStatus.PENDING,
+        actor=actor,
+        now=now,
+    )
+    return Rollback(deployment=deployment, canceled=canceled, rolled_back_from=rolled_back_from)
