@@ -1,0 +1,369 @@
+"""Shared fixtures: real databases (SQLite file and the local PostgreSQL), the real app on a
+real loopback server, and an API client that checks every response against the OpenAPI
+document."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from api.app import create_app
+from api.openapi import build_openapi_document
+from bot import tokens
+from bot.db import Database
+from bot.settings import Settings
+from tests.openapi_conformance import OpenApiConformance
+
+POSTGRES_URL = os.environ.get(
+    "TARMAC_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+POSTGRES_REQUIRED = os.environ.get("TARMAC_TEST_REQUIRE_POSTGRES") == "1"
+
+PROJECTS_YAML = """
+projects:
+  - name: Backend
+    repo: acme/backend
+    build:
+      workflow: build.yml
+    environments:
+      - name: staging
+        deploy_workflow: deploy.yml
+        auto_deploy: true
+        url: https://staging.example.com
+      - name: production
+        deploy_workflow: deploy.yml
+        production: true
+        timeout_minutes: 30
+  - name: Frontend
+    repo: acme/monorepo
+    tag_prefix: frontend/
+    environments:
+      - name: production
+        production: true
+"""
+
+SHA_A = "a" * 40
+SHA_B = "b" * 40
+SHA_C = "c" * 40
+
+
+# --- databases -------------------------------------------------------------------------
+
+
+def _dsn(url: str, database: str | None = None) -> str:
+    """asyncpg DSN from a SQLAlchemy URL, optionally for another database."""
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    if database is not None:
+        dsn = dsn.rsplit("/", 1)[0] + "/" + database
+    return dsn
+
+
+def _with_database(url: str, database: str) -> str:
+    return url.rsplit("/", 1)[0] + "/" + database
+
+
+async def _postgres_reachable() -> str | None:
+    try:
+        connection = await asyncpg.connect(_dsn(POSTGRES_URL), timeout=3)
+    except (OSError, asyncpg.PostgresError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    await connection.close()
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str | None]:
+    """A migrated PostgreSQL database that each test copies (CREATE DATABASE … TEMPLATE)."""
+    problem = asyncio.run(_postgres_reachable())
+    if problem is not None:
+        if POSTGRES_REQUIRED:
+            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required but unreachable: {problem}")
+        yield None
+        return
+    name = f"tarmac_tpl_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        admin = await asyncpg.connect(_dsn(POSTGRES_URL))
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
+        db = Database.from_url(_with_database(POSTGRES_URL, name))
+        await db.migrate()
+        await db.dispose()
+
+    async def drop() -> None:
+        admin = await asyncpg.connect(_dsn(POSTGRES_URL))
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+    asyncio.run(create())
+    yield name
+    asyncio.run(drop())
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+
+    async def create() -> None:
+        db = Database.from_url(f"sqlite+aiosqlite:///{path}")
+        await db.migrate()
+        await db.dispose()
+
+    asyncio.run(create())
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def database_url(
+    backend: str,
+    tmp_path: Path,
+    sqlite_template: Path,
+    postgres_template: str | None,
+) -> AsyncIterator[str]:
+    """A migrated, empty database of its own for this test, on each backend in turn."""
+    if backend == "sqlite":
+        path = tmp_path / "tarmac.db"
+        shutil.copy(sqlite_template, path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    if postgres_template is None:
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}")
+    name = f"tarmac_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(_dsn(POSTGRES_URL))
+    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
+    await admin.close()
+    yield _with_database(POSTGRES_URL, name)
+    admin = await asyncpg.connect(_dsn(POSTGRES_URL))
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+@pytest.fixture
+async def empty_database_url(
+    backend: str, tmp_path: Path, postgres_template: str | None
+) -> AsyncIterator[str]:
+    """A database with no tables at all, for migration tests."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        return
+    if postgres_template is None:
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}")
+    name = f"tarmac_empty_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(_dsn(POSTGRES_URL))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    yield _with_database(POSTGRES_URL, name)
+    admin = await asyncpg.connect(_dsn(POSTGRES_URL))
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database.from_url(database_url)
+    yield database
+    await database.dispose()
+
+
+# --- the app -----------------------------------------------------------------------------
+
+
+class TestClock:
+    """The service's clock, moved by the test (freeze ends, deployment timeouts)."""
+
+    __test__ = False
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> TestClock:
+    return TestClock()
+
+
+@pytest.fixture
+def projects_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tarmac.yml"
+    path.write_text(PROJECTS_YAML)
+    return path
+
+
+@pytest.fixture
+def settings(database_url: str, projects_file: Path) -> Settings:
+    return Settings(database_url=database_url, config=projects_file)
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: Any
+
+
+@pytest.fixture(scope="session")
+def openapi_document() -> dict[str, Any]:
+    return build_openapi_document()
+
+
+@pytest.fixture(scope="session")
+def conformance(openapi_document: dict[str, Any]) -> OpenApiConformance:
+    return OpenApiConformance(openapi_document)
+
+
+class Api:
+    """The REST API as a client sees it. Every reply is checked against the OpenAPI document."""
+
+    def __init__(self, client: TestClient[Any, Any], conformance: OpenApiConformance) -> None:
+        self.client = client
+        self.conformance = conformance
+        self.token: str | None = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        data: bytes | str | None = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        check: bool = True,
+    ) -> Reply:
+        sent_headers = dict(headers or {})
+        bearer = token if token is not None else self.token
+        if bearer:
+            sent_headers.setdefault("Authorization", f"Bearer {bearer}")
+        if json_body is not None:
+            data = json.dumps(json_body)
+            sent_headers.setdefault("Content-Type", "application/json")
+        async with self.client.request(
+            method, path, data=data, headers=sent_headers, params=params
+        ) as response:
+            raw = await response.read()
+            body: Any = json.loads(raw) if raw else None
+            reply = Reply(response.status, body, response.headers)
+        if check:
+            self.conformance.check(method, path.split("?")[0], reply.status, body, reply.headers)
+        return reply
+
+    async def get(self, path: str, **kwargs: Any) -> Reply:
+        return await self.request("GET", path, **kwargs)
+
+    async def post(self, path: str, json_body: Any = None, **kwargs: Any) -> Reply:
+        return await self.request("POST", path, json_body=json_body, **kwargs)
+
+    async def patch(self, path: str, json_body: Any = None, **kwargs: Any) -> Reply:
+        return await self.request("PATCH", path, json_body=json_body, **kwargs)
+
+    async def put(self, path: str, json_body: Any = None, **kwargs: Any) -> Reply:
+        return await self.request("PUT", path, json_body=json_body, **kwargs)
+
+    async def delete(self, path: str, **kwargs: Any) -> Reply:
+        return await self.request("DELETE", path, **kwargs)
+
+    # Story helpers: the calls most tests make on their way to what they check.
+
+    async def create_rc(
+        self, version: str, commit: str = SHA_A, project: str = "Backend", **extra: Any
+    ) -> Reply:
+        repo = extra.pop("repo", "acme/backend" if project == "Backend" else "acme/monorepo")
+        return await self.post(
+            f"/api/releases/{project}/releases/{version}",
+            {"repo": repo, "commit": commit, **extra},
+        )
+
+    async def deploy(self, environment: str, version: str, project: str = "Backend") -> Reply:
+        return await self.post(
+            f"/api/releases/{project}/environments/{environment}/deployments",
+            {"release_candidate_version": version},
+        )
+
+    async def report(
+        self, environment: str, version: str, status: str, project: str = "Backend"
+    ) -> Reply:
+        return await self.patch(
+            f"/api/releases/{project}/environments/{environment}/deployments",
+            {"release_candidate_version": version, "status": status},
+        )
+
+    async def rollback(
+        self, environment: str, project: str = "Backend", force: bool | None = None
+    ) -> Reply:
+        body = None if force is None else {"force": force}
+        return await self.post(
+            f"/api/releases/{project}/environments/{environment}/rollback", body
+        )
+
+    async def deployments(
+        self, environment: str, project: str = "Backend", **params: str
+    ) -> Reply:
+        return await self.get(
+            f"/api/releases/{project}/environments/{environment}/deployments", params=params
+        )
+
+    async def ship(self, environment: str, version: str, commit: str = SHA_A) -> Reply:
+        """Create the RC if needed, deploy it and report success: it is now running."""
+        created = await self.create_rc(version, commit)
+        assert created.status == 201, created.body
+        deployed = await self.deploy(environment, version)
+        assert deployed.status == 201, deployed.body
+        done = await self.report(environment, version, "success")
+        assert done.status == 200, done.body
+        return done
+
+
+async def make_token(
+    db: Database, name: str = "ci", projects: list[str] | None = None, actor: str | None = None
+) -> str:
+    async with db.write() as session:
+        return await tokens.create_token(
+            session,
+            name=name,
+            projects=projects or [],
+            actor_email=actor,
+            now=datetime.now(UTC),
+        )
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: Any, settings: Settings, clock: TestClock
+) -> TestClient[Any, Any]:
+    app = create_app(settings, clock=clock, background_work=False)
+    test_client: TestClient[Any, Any] = await aiohttp_client(app)
+    return test_client
+
+
+@pytest.fixture
+async def api(
+    client: TestClient[Any, Any], conformance: OpenApiConformance, db: Database
+) -> Api:
+    """The API with a token for every project, whose actor is ci@example.com."""
+    wrapped = Api(client, conformance)
+    wrapped.token = await make_token(db, "ci", actor="ci@example.com")
+    return wrapped
