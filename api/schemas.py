@@ -62,7 +62,8 @@ class ErrorResponse(Response):
 
 class HealthResponse(Response):
     status: str
-    error: str | None = None
+    # Healthy is exactly {"status": "ok"}; `error` appears only with a 503.
+    error: str | None = Field(default=None, exclude_if=lambda error: error is None)
 
 
 class DeploymentResponse(Response):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot import tokens
 from bot.clock import utc_now
@@ -93,7 +94,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         host=settings.host,
         port=settings.port,
         print=None,
-        access_log=None,
+        access_log_format='%a "%r" %s %b %Tfs',
     )
     return 0
 
@@ -215,7 +216,13 @@ def _with_database(
         finally:
             await db.dispose()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except (OSError, SQLAlchemyError) as exc:
+        # The message names the failure, never the URL (it may hold a password).
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"error: cannot use the database: {reason}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -6,7 +6,7 @@ Status reports are never blocked: they describe what already happened.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from bot import errors
 from bot.models import Environment
@@ -54,7 +54,8 @@ def freeze_environment(
         environment.frozen_at = now
     environment.frozen_by = by
     environment.frozen_reason = reason
-    environment.frozen_until = until
+    # Stored and answered in UTC, like every other timestamp (the client may send any offset).
+    environment.frozen_until = until.astimezone(UTC) if until is not None else None
 
 
 def unfreeze_environment(environment: Environment) -> None:

@@ -132,7 +132,12 @@ class ReleaseCandidate(Base):
     build_run_url: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
-    release: Mapped[Release] = relationship(lazy="joined", innerjoin=True)
+    # "unnested": under Deployment.from_release_candidate (an outer join) this renders as a
+    # second LEFT JOIN, not a nested join that SQLite answers by scanning every RC.
+    release: Mapped[Release] = relationship(
+        lazy="joined",
+        innerjoin="unnested",  # type: ignore[arg-type]  # documented, typed as bool
+    )
 
 
 class Deployment(Base):

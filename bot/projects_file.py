@@ -20,6 +20,7 @@ REPO_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$"
 # Project and environment names appear in URL paths, so they may not contain a slash.
 NAME_PATTERN = r"^[^/\s\x00-\x1f\x7f]{1,100}$"
 WORKFLOW_PATTERN = r"^[^/\s]+\.ya?ml$|^[0-9]+$"
+URL_PATTERN = r"^https?://\S+$"
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 WorkflowInputs = dict[Annotated[str, StringConstraints(min_length=1)], str | int | float | bool]
@@ -39,7 +40,7 @@ class EnvironmentConfig(_Strict):
     production: bool = False
     deploy_workflow: Annotated[str, StringConstraints(pattern=WORKFLOW_PATTERN)] | None = None
     inputs: WorkflowInputs = Field(default_factory=dict)
-    url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")] | None = None
+    url: Annotated[str, StringConstraints(pattern=URL_PATTERN)] | None = None
     auto_deploy: bool = False
     timeout_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = DEFAULT_DEPLOY_TIMEOUT_MINUTES
 
@@ -72,6 +73,7 @@ _FRIENDLY_PATTERNS = {
     REPO_PATTERN: "must be owner/name, e.g. acme/backend",
     NAME_PATTERN: "must be 1-100 characters without '/', spaces or control characters",
     WORKFLOW_PATTERN: "must be a workflow file name such as deploy.yml, or a workflow id",
+    URL_PATTERN: "must be an http:// or https:// URL",
 }
 
 
@@ -81,6 +83,9 @@ def load_projects_file(path: Path) -> ProjectsConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ProjectsFileError(path, [f"{path}: cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        problem = f"{path}: cannot read: not UTF-8 text (byte {exc.start + 1})"
+        raise ProjectsFileError(path, [problem]) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -117,6 +122,8 @@ def _describe_errors(exc: ValidationError, raw: Any, path: Path) -> list[str]:
             message = "unknown key"
         elif error["type"] == "missing":
             message = "required key is missing"
+        elif error["type"] == "model_type":
+            message = "must be a mapping of keys to values"
         lines.append(f"{path}: {where}: {message}")
     return lines
 

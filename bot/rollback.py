@@ -5,8 +5,12 @@
 3. The target: when the newest deployment succeeded, the newest successfully deployed RC
    that is neither the running one nor one an earlier rollback rolled away from (so rolling
    back twice goes back two versions, never forward again); otherwise (the newest deployment
-   failed, errored, was canceled or is still under way) the running RC is deployed again.
-   The RC rolled away from, the newest deployment's, is remembered as rolled back here.
+   failed, errored, was canceled or is still under way) the running RC is deployed again —
+   unless a rollback rolled away from it, as when a second rollback is asked for while the
+   first is still under way: then the first one's target, the newest successful RC no
+   rollback rolled away from, is deployed again (a double click never goes forward).
+   The RC rolled away from, the newest deployment's, is remembered as rolled back here
+   (unless it is the target itself).
 4. Every active deployment of the environment is canceled, then a `rollback` deployment of
    the target is created, `pending`, in the same transaction.
 """
@@ -24,7 +28,6 @@ from bot.deployments import (
     active_deployments,
     newest_deployment,
     record_deployment,
-    running_release_candidate,
 )
 from bot.freeze import ensure_not_frozen
 from bot.models import Deployment, Environment, ReleaseCandidate
@@ -38,22 +41,21 @@ async def rollback_target(
     session: AsyncSession, environment: Environment, newest: Deployment
 ) -> ReleaseCandidate | None:
     """The RC a rollback deploys, given the environment's newest deployment (rule 3)."""
-    running = await running_release_candidate(session, environment)
-    if newest.status != DeploymentStatus.SUCCESS:
-        return running
-    assert running is not None  # the newest deployment is a success, so something runs
-    earlier_success = await session.scalar(
+    query = (
         select(Deployment)
         .where(
             Deployment.environment_id == environment.id,
             Deployment.status == DeploymentStatus.SUCCESS,
-            Deployment.release_candidate_id != running.id,
             Deployment.rolled_back_at.is_(None),
         )
         .order_by(Deployment.id.desc())
         .limit(1)
     )
-    return earlier_success.release_candidate if earlier_success is not None else None
+    if newest.status == DeploymentStatus.SUCCESS:
+        # The newest deployment is what runs: go back from it.
+        query = query.where(Deployment.release_candidate_id != newest.release_candidate_id)
+    target = await session.scalar(query)
+    return target.release_candidate if target is not None else None
 
 
 @dataclass(frozen=True)
@@ -83,17 +85,8 @@ async def roll_back(
         raise errors.not_found(errors.NOTHING_TO_ROLL_BACK_TO)
 
     rolled_back_from = newest.release_candidate
-    await session.execute(
-        update(Deployment)
-        .where(
-            Deployment.environment_id == environment.id,
-            Deployment.release_candidate_id == rolled_back_from.id,
-            Deployment.status == DeploymentStatus.SUCCESS,
-            Deployment.rolled_back_at.is_(None),
-        )
-        .values(rolled_back_at=now)
-        .execution_options(synchronize_session="fetch")
-    )
+    if rolled_back_from.id != target.id:
+        await _remember_rolled_back(session, environment, rolled_back_from, now)
     canceled = await active_deployments(session, environment)
     for deployment in canceled:
         apply_status(deployment, DeploymentStatus.CANCELED, now)
@@ -108,3 +101,20 @@ async def roll_back(
         now=now,
     )
     return Rollback(deployment=deployment, canceled=canceled, rolled_back_from=rolled_back_from)
+
+
+async def _remember_rolled_back(
+    session: AsyncSession, environment: Environment, candidate: ReleaseCandidate, now: datetime
+) -> None:
+    """Mark the successes of `candidate` here so no later rollback goes forward to them."""
+    await session.execute(
+        update(Deployment)
+        .where(
+            Deployment.environment_id == environment.id,
+            Deployment.release_candidate_id == candidate.id,
+            Deployment.status == DeploymentStatus.SUCCESS,
+            Deployment.rolled_back_at.is_(None),
+        )
+        .values(rolled_back_at=now)
+        .execution_options(synchronize_session="fetch")
+    )

@@ -54,6 +54,30 @@ projects:
         production: true
 """
 
+# PROJECTS_YAML without Backend's staging environment: staging is "removed".
+PROJECTS_WITHOUT_STAGING_YAML = PROJECTS_YAML.replace(
+    """      - name: staging
+        deploy_workflow: deploy.yml
+        auto_deploy: true
+        url: https://staging.example.com
+""",
+    "",
+)
+
+PER_PAGE_MESSAGE = "Invalid query parameter 'per_page': must be from 1 to 100"
+PAGE_MESSAGE = "Invalid query parameter 'page': must be a whole number, 1 or more"
+BAD_PAGINATION = [
+    ({"per_page": "0"}, PER_PAGE_MESSAGE),
+    ({"per_page": "101"}, PER_PAGE_MESSAGE),
+    ({"per_page": "abc"}, PER_PAGE_MESSAGE),
+    ({"per_page": "-1"}, PER_PAGE_MESSAGE),
+    ({"page": "0"}, PAGE_MESSAGE),
+    ({"page": "-2"}, PAGE_MESSAGE),
+    ({"page": "x"}, PAGE_MESSAGE),
+    ({"page": "1.5"}, PAGE_MESSAGE),
+    ({"page": ""}, PAGE_MESSAGE),
+]
+
 SHA_A = "a" * 40
 SHA_B = "b" * 40
 SHA_C = "c" * 40
@@ -315,13 +339,9 @@ class Api:
         self, environment: str, project: str = "Backend", force: bool | None = None
     ) -> Reply:
         body = None if force is None else {"force": force}
-        return await self.post(
-            f"/api/releases/{project}/environments/{environment}/rollback", body
-        )
+        return await self.post(f"/api/releases/{project}/environments/{environment}/rollback", body)
 
-    async def deployments(
-        self, environment: str, project: str = "Backend", **params: str
-    ) -> Reply:
+    async def deployments(self, environment: str, project: str = "Backend", **params: str) -> Reply:
         return await self.get(
             f"/api/releases/{project}/environments/{environment}/deployments", params=params
         )
@@ -351,18 +371,14 @@ async def make_token(
 
 
 @pytest.fixture
-async def client(
-    aiohttp_client: Any, settings: Settings, clock: TestClock
-) -> TestClient[Any, Any]:
+async def client(aiohttp_client: Any, settings: Settings, clock: TestClock) -> TestClient[Any, Any]:
     app = create_app(settings, clock=clock, background_work=False)
     test_client: TestClient[Any, Any] = await aiohttp_client(app)
     return test_client
 
 
 @pytest.fixture
-async def api(
-    client: TestClient[Any, Any], conformance: OpenApiConformance, db: Database
-) -> Api:
+async def api(client: TestClient[Any, Any], conformance: OpenApiConformance, db: Database) -> Api:
     """The API with a token for every project, whose actor is ci@example.com."""
     wrapped = Api(client, conformance)
     wrapped.token = await make_token(db, "ci", actor="ci@example.com")

@@ -1,0 +1,285 @@
+"""The projects file: the example and the test file load; every mistake is reported with the
+file, the project, the key and what is wrong, and all of a file's mistakes at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot.projects_file import (
+    DEFAULT_DEPLOY_TIMEOUT_MINUTES,
+    ProjectsFileError,
+    load_projects_file,
+    parse_projects,
+)
+from tests.conftest import PROJECTS_YAML
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO_ROOT / "tarmac.example.yml"
+
+
+def _problems(tmp_path: Path, text: str) -> tuple[Path, list[str]]:
+    path = tmp_path / "tarmac.yml"
+    path.write_text(text)
+    with pytest.raises(ProjectsFileError) as caught:
+        load_projects_file(path)
+    assert caught.value.path == path
+    assert str(caught.value) == "\n".join(caught.value.problems)
+    return path, caught.value.problems
+
+
+def test_the_example_file_loads() -> None:
+    config = load_projects_file(EXAMPLE)
+
+    backend = config.project("Backend")
+    assert backend is not None
+    assert backend.repo == "acme/backend"
+    assert backend.build is not None
+    assert backend.build.workflow == "build.yml"
+    assert backend.build.inputs == {"target": "release"}
+    staging, production = backend.environments
+    assert (staging.name, staging.auto_deploy, staging.production) == ("staging", True, False)
+    assert staging.timeout_minutes == DEFAULT_DEPLOY_TIMEOUT_MINUTES
+    assert (production.name, production.production) == ("production", True)
+    assert production.inputs == {"region": "eu-west-1"}
+    assert production.timeout_minutes == 30
+
+    frontend = config.project("Frontend")
+    assert frontend is not None
+    assert frontend.tag_prefix == "frontend/"
+    assert frontend.build is None
+    assert [e.deploy_workflow for e in frontend.environments] == [None]
+    assert config.project("Nope") is None
+
+
+def test_the_test_projects_file_parses() -> None:
+    config = parse_projects(yaml.safe_load(PROJECTS_YAML), Path("tarmac.yml"))
+
+    assert [p.name for p in config.projects] == ["Backend", "Frontend"]
+    backend = config.project("Backend")
+    assert backend is not None
+    assert [e.name for e in backend.environments] == ["staging", "production"]
+    assert backend.environments[1].timeout_minutes == 30
+
+
+BACKEND = "  - name: Backend\n    repo: acme/backend\n"
+
+MISTAKES = {
+    "unknown key": (
+        BACKEND + "    colour: red\n    environments: [{name: production}]\n",
+        ["project 'Backend'", "colour", "unknown key"],
+    ),
+    "unknown key in an environment": (
+        BACKEND + "    environments: [{name: production, deploy_workflw: deploy.yml}]\n",
+        ["project 'Backend'", "environments[0].deploy_workflw", "unknown key"],
+    ),
+    "missing repo": (
+        "  - name: Backend\n    environments: [{name: production}]\n",
+        ["project 'Backend'", "repo", "required key is missing"],
+    ),
+    "repo not owner/name": (
+        "  - name: Backend\n    repo: backend\n    environments: [{name: production}]\n",
+        ["project 'Backend'", "repo", "must be owner/name"],
+    ),
+    "repo as a URL": (
+        "  - name: Backend\n    repo: https://github.com/acme/backend\n"
+        "    environments: [{name: production}]\n",
+        ["project 'Backend'", "repo", "must be owner/name"],
+    ),
+    "environment without a name": (
+        BACKEND + "    environments: [{production: true}]\n",
+        ["project 'Backend'", "environments[0].name", "required key is missing"],
+    ),
+    "project without environments": (
+        BACKEND + "    environments: []\n",
+        ["project 'Backend'", "environments", "at least 1"],
+    ),
+    "duplicate project": (
+        BACKEND
+        + "    environments: [{name: production}]\n"
+        + "  - name: Backend\n    repo: acme/other\n    environments: [{name: production}]\n",
+        ["project 'Backend'", "name", "used by another project"],
+    ),
+    "duplicate environment": (
+        BACKEND + "    environments: [{name: production}, {name: production}]\n",
+        ["project 'Backend'", "environments[1].name", "'production' is used by another"],
+    ),
+    "auto_deploy not a boolean": (
+        BACKEND + "    environments: [{name: production, auto_deploy: 'sometimes'}]\n",
+        ["project 'Backend'", "environments[0].auto_deploy", "valid boolean"],
+    ),
+    "auto_deploy as a number": (
+        BACKEND + "    environments: [{name: production, auto_deploy: 1}]\n",
+        ["project 'Backend'", "environments[0].auto_deploy", "valid boolean"],
+    ),
+    "timeout_minutes 0": (
+        BACKEND + "    environments: [{name: production, timeout_minutes: 0}]\n",
+        ["project 'Backend'", "environments[0].timeout_minutes", "greater than or equal to 1"],
+    ),
+    "timeout_minutes as text": (
+        BACKEND + "    environments: [{name: production, timeout_minutes: '30'}]\n",
+        ["project 'Backend'", "environments[0].timeout_minutes", "valid integer"],
+    ),
+    "workflow with a path": (
+        BACKEND + "    build: {workflow: .github/workflows/build.yml}\n"
+        "    environments: [{name: production}]\n",
+        ["project 'Backend'", "build.workflow", "workflow file name"],
+    ),
+    "name with a slash": (
+        "  - name: Back/end\n    repo: acme/backend\n    environments: [{name: production}]\n",
+        ["project 'Back/end'", "name", "without '/'"],
+    ),
+    "environment as a list": (
+        BACKEND + "    environments: [[production]]\n",
+        ["project 'Backend'", "environments[0]", "must be a mapping"],
+    ),
+    "duplicate tag_prefix in one repo": (
+        "  - name: Web\n    repo: acme/monorepo\n    tag_prefix: web/\n"
+        "    environments: [{name: production}]\n"
+        "  - name: Docs\n    repo: Acme/Monorepo\n    tag_prefix: web/\n"
+        "    environments: [{name: production}]\n",
+        ["project 'Docs'", "tag_prefix", "'web/' is already used", "project 'Web'"],
+    ),
+}
+
+
+@pytest.mark.parametrize("mistake", list(MISTAKES))
+def test_each_mistake_names_the_file_project_key_and_problem(tmp_path: Path, mistake: str) -> None:
+    projects, expected = MISTAKES[mistake]
+
+    path, problems = _problems(tmp_path, "projects:\n" + projects)
+
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{path}: "), problems
+    for fragment in expected:
+        assert fragment in problems[0], (fragment, problems[0])
+
+
+def test_parse_projects_reports_the_path_it_is_given() -> None:
+    raw = yaml.safe_load("projects:\n" + BACKEND + "    environments: [{name: p, url: nope}]\n")
+    with pytest.raises(ProjectsFileError) as caught:
+        parse_projects(raw, Path("/etc/tarmac/projects.yml"))
+    assert caught.value.problems == [
+        "/etc/tarmac/projects.yml: project 'Backend': environments[0].url: "
+        "must be an http:// or https:// URL"
+    ]
+
+
+def test_invalid_yaml_gives_the_line(tmp_path: Path) -> None:
+    text = "projects:\n  - name: Backend\n    repo: acme/backend\n     environments: [\n"
+    path, problems = _problems(tmp_path, text)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{path}: not valid YAML at line 4, column ")
+
+
+def test_unterminated_yaml_gives_a_line_too(tmp_path: Path) -> None:
+    path, problems = _problems(tmp_path, "projects:\n  - name: 'Backend\n")
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{path}: not valid YAML at line ")
+
+
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [
+        ("", "top level: must be a mapping"),
+        ("- Backend\n", "top level: must be a mapping"),
+        ("projects: Backend\n", "projects: Input should be a valid list"),
+        ("project: []\n", "projects: required key is missing"),
+    ],
+)
+def test_a_file_of_the_wrong_shape_says_so(tmp_path: Path, text: str, what: str) -> None:
+    path, problems = _problems(tmp_path, text)
+    assert any(p.startswith(f"{path}: {what}") for p in problems), problems
+
+
+def test_a_missing_file_cannot_be_read(tmp_path: Path) -> None:
+    path = tmp_path / "missing.yml"
+    with pytest.raises(ProjectsFileError) as caught:
+        load_projects_file(path)
+    assert caught.value.problems == [f"{path}: cannot read: No such file or directory"]
+
+
+def test_a_directory_cannot_be_read(tmp_path: Path) -> None:
+    with pytest.raises(ProjectsFileError) as caught:
+        load_projects_file(tmp_path)
+    assert caught.value.problems == [f"{tmp_path}: cannot read: Is a directory"]
+
+
+def test_a_file_that_is_not_text_cannot_be_read(tmp_path: Path) -> None:
+    path = tmp_path / "tarmac.yml"
+    path.write_bytes(b"projects:\n  - name: \xff\xfe\n")
+    with pytest.raises(ProjectsFileError) as caught:
+        load_projects_file(path)
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"{path}: cannot read: not UTF-8 text")
+
+
+def test_every_problem_of_a_file_is_reported(tmp_path: Path) -> None:
+    text = """
+projects:
+  - name: Backend
+    repo: backend
+    colour: red
+    environments:
+      - name: staging
+        timeout_minutes: 0
+      - auto_deploy: sometimes
+  - name: Frontend
+    environments:
+      - name: production
+        production: maybe
+"""
+    path, problems = _problems(tmp_path, text)
+    expected = {
+        "project 'Backend': repo: must be owner/name",
+        "project 'Backend': colour: unknown key",
+        "project 'Backend': environments[0].timeout_minutes: Input should be greater",
+        "project 'Backend': environments[1].name: required key is missing",
+        "project 'Backend': environments[1].auto_deploy: Input should be a valid boolean",
+        "project 'Frontend': repo: required key is missing",
+        "project 'Frontend': environments[0].production: Input should be a valid boolean",
+    }
+    assert len(problems) == len(expected), problems
+    for start in expected:
+        assert any(p.startswith(f"{path}: {start}") for p in problems), (start, problems)
+
+
+def test_every_duplicate_is_reported(tmp_path: Path) -> None:
+    text = """
+projects:
+  - name: Backend
+    repo: acme/backend
+    environments: [{name: staging}, {name: staging}]
+  - name: Backend
+    repo: acme/backend-two
+    environments: [{name: production}]
+  - name: Mobile
+    repo: acme/backend
+    environments: [{name: production}, {name: production}]
+"""
+    path, problems = _problems(tmp_path, text)
+    assert sorted(problems) == sorted(
+        [
+            f"{path}: project 'Backend': environments[1].name: "
+            "'staging' is used by another environment of this project",
+            f"{path}: project 'Backend': name: used by another project",
+            f"{path}: project 'Mobile': environments[1].name: "
+            "'production' is used by another environment of this project",
+            f"{path}: project 'Mobile': tag_prefix: '' is already used for acme/backend "
+            "by project 'Backend'",
+        ]
+    )
+
+
+def test_the_same_tag_prefix_in_different_repos_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "tarmac.yml"
+    path.write_text(
+        "projects:\n"
+        "  - {name: A, repo: acme/a, tag_prefix: v, environments: [{name: production}]}\n"
+        "  - {name: B, repo: acme/b, tag_prefix: v, environments: [{name: production}]}\n"
+        "  - {name: C, repo: acme/a, tag_prefix: c/, environments: [{name: production}]}\n"
+    )
+    config = load_projects_file(path)
+    assert [p.name for p in config.projects] == ["A", "B", "C"]
