@@ -6,11 +6,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from bot.statuses import BuildStatus, DeploymentKind, DeploymentStatus
 
 MAX_TEXT = 2000
+
+
+def _no_nul(text: str) -> str:
+    # PostgreSQL text cannot hold NUL; refuse it as input rather than fail on storing it.
+    if "\x00" in text:
+        raise ValueError("must not contain NUL characters")
+    return text
+
+
+Text = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(_no_nul)]
 
 
 class RequestBody(BaseModel):
@@ -36,7 +46,7 @@ class CreateDeploymentBody(RequestBody):
 class UpdateDeploymentBody(RequestBody):
     release_candidate_version: str = Field(description="`<release>-rc<N>`, e.g. `v1.4.0-rc2`.")
     status: DeploymentStatus
-    error_message: Annotated[str, Field(max_length=MAX_TEXT)] | None = Field(
+    error_message: Text | None = Field(
         default=None, description="Tarmac extension: why the deployment failed."
     )
 
@@ -46,7 +56,7 @@ class RollbackBody(RequestBody):
 
 
 class FreezeBody(RequestBody):
-    reason: Annotated[str, Field(max_length=MAX_TEXT)] | None = None
+    reason: Text | None = None
     until: AwareDatetime | None = Field(
         default=None, description="When the freeze ends by itself (ISO 8601 with a time zone)."
     )

@@ -7,9 +7,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import errors
 from bot.models import Environment, Project
+from bot.projects_file import is_valid_name
 
 
 async def find_project(session: AsyncSession, name: str) -> Project:
+    # A name no projects file could declare (a NUL, a slash) is not asked of the database.
+    if not is_valid_name(name):
+        raise errors.not_found(errors.PROJECT_NOT_FOUND)
     project = await session.scalar(select(Project).where(Project.name == name))
     if project is None:
         raise errors.not_found(errors.PROJECT_NOT_FOUND)
@@ -27,6 +31,8 @@ async def find_environment(
     the same environment take turns and each sees what the other wrote.
     """
     project = await find_project(session, project_name)
+    if not is_valid_name(environment_name):
+        raise errors.not_found(errors.ENVIRONMENT_NOT_FOUND)
     query = select(Environment).where(
         Environment.project_id == project.id, Environment.name == environment_name
     )
