@@ -8,9 +8,10 @@ from aiohttp import web
 
 from api.auth import auth_middleware
 from api.errors import error_middleware
-from api.keys import OPENAPI_DOCUMENT, SERVICE, SETTINGS
+from api.keys import GITHUB_APP, OPENAPI_DOCUMENT, SERVICE, SETTINGS
 from api.openapi import openapi_document_bytes
 from api.routes import routes
+from api.webhooks import routes as webhook_routes
 from bot.clock import Clock, utc_now
 from bot.service import open_service
 from bot.settings import Settings
@@ -21,12 +22,17 @@ MAX_BODY_BYTES = 1024 * 1024
 def create_app(
     settings: Settings, *, clock: Clock = utc_now, background_work: bool = True
 ) -> web.Application:
+    # Raises GitHubAppMisconfigured (naming what is missing) for a half-configured App.
+    github_app = settings.github_app()
     app = web.Application(
         client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware, auth_middleware]
     )
     app[SETTINGS] = settings
     app[OPENAPI_DOCUMENT] = openapi_document_bytes()
+    if github_app is not None:
+        app[GITHUB_APP] = github_app
     app.add_routes(routes)
+    app.add_routes(webhook_routes)
 
     async def service_context(app: web.Application) -> AsyncIterator[None]:
         service = await open_service(settings, clock=clock)

@@ -8,7 +8,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from api import errors
+from api import errors, webhooks
+from api.requests import INVALID_JSON, NOT_AN_OBJECT
 from api.schemas import (
     CreateDeploymentBody,
     CreateReleaseBody,
@@ -22,6 +23,7 @@ from api.schemas import (
     ReleaseResponse,
     RollbackBody,
     UpdateDeploymentBody,
+    WebhookResponse,
 )
 from bot import errors as domain
 from bot.pages import DEFAULT_PER_PAGE, MAX_PER_PAGE
@@ -39,6 +41,7 @@ _MODELS: list[type[BaseModel]] = [
     ReleaseCandidateDetailResponse,
     ReleaseResponse,
     EnvironmentResponse,
+    WebhookResponse,
 ]
 
 
@@ -96,6 +99,20 @@ LINK_HEADER = {
         "schema": {"type": "string"},
     }
 }
+WEBHOOK_HEADERS = [
+    {
+        "name": name,
+        "in": "header",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+    for name, description in (
+        ("X-GitHub-Event", "The event, e.g. `push`."),
+        ("X-GitHub-Delivery", "The delivery's GUID; a redelivery keeps it."),
+        ("X-Hub-Signature-256", "`sha256=` and the HMAC-SHA256 hex digest of the body."),
+    )
+]
 COMMON = {
     "400": _error("Invalid JSON body", "Missing field '…'", "Invalid field '…': …"),
     "401": _error(errors.UNAUTHORIZED),
@@ -280,6 +297,46 @@ def build_openapi_document() -> dict[str, Any]:
                     "404": _error(domain.PROJECT_NOT_FOUND, domain.ENVIRONMENT_NOT_FOUND),
                 },
             },
+        },
+        webhooks.WEBHOOK_PATH: {
+            "post": {
+                "operationId": "receiveGitHubWebhook",
+                "summary": "GitHub App webhook deliveries (signed with the App's webhook secret)",
+                "description": "Verified by `X-Hub-Signature-256`, recorded by "
+                "`X-GitHub-Delivery` (a redelivery changes nothing) and handled before the "
+                "answer. Bodies are limited to 1 MiB.",
+                "security": [],
+                "parameters": WEBHOOK_HEADERS,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"type": "object"}},
+                    },
+                },
+                "responses": {
+                    "200": _json(
+                        _ref(WebhookResponse),
+                        "`pong` for a ping; `duplicate` for a delivery already handled.",
+                    ),
+                    "202": _json(
+                        _ref(WebhookResponse),
+                        "`accepted`, or `ignored` for events and actions Tarmac does not handle.",
+                    ),
+                    "400": _error(
+                        INVALID_JSON,
+                        NOT_AN_OBJECT,
+                        webhooks.UNSUPPORTED_CONTENT_TYPE,
+                        webhooks.MISSING_EVENT_HEADER,
+                        webhooks.MISSING_DELIVERY_HEADER,
+                        webhooks.INVALID_EVENT_HEADER,
+                        webhooks.INVALID_DELIVERY_HEADER,
+                    ),
+                    "401": _error(webhooks.INVALID_SIGNATURE),
+                    "413": _error(errors.BODY_TOO_LARGE),
+                    "500": _error(errors.INTERNAL_ERROR),
+                    "503": _error(webhooks.GITHUB_APP_NOT_CONFIGURED, errors.DATABASE_UNAVAILABLE),
+                },
+            }
         },
         "/healthz": {
             "get": {

@@ -30,7 +30,7 @@ from api.schemas import (
     RollbackBody,
     UpdateDeploymentBody,
 )
-from bot import deployments, releases, rollback
+from bot import deployments, operations, releases
 from bot.environments import describe_environment, describe_environments
 from bot.freeze import freeze_environment, unfreeze_environment
 from bot.projects import find_environment
@@ -56,8 +56,9 @@ async def create_release(request: web.Request) -> web.Response:
     body = await read_body(request, CreateReleaseBody)
     service = _service(request)
     async with service.db.write() as session:
-        created = await releases.create_release_candidate(
+        created = await operations.create_release_candidate(
             session,
+            service.mirror,
             project_name=request.match_info["project"],
             version=request.match_info["version"],
             repo=body.repo,
@@ -66,6 +67,7 @@ async def create_release(request: web.Request) -> web.Response:
             now=service.clock(),
         )
         answer = candidate_response(created.candidate)
+    service.outbox_changed()
     return json_response(answer, status=201)
 
 
@@ -93,8 +95,9 @@ async def create_deployment(request: web.Request) -> web.Response:
     body = await read_body(request, CreateDeploymentBody)
     service = _service(request)
     async with service.db.write() as session:
-        deployment = await deployments.create_deployment(
+        deployment = await operations.deploy(
             session,
+            service.mirror,
             project_name=request.match_info["project"],
             environment_name=request.match_info["environment"],
             version=body.release_candidate_version,
@@ -102,6 +105,7 @@ async def create_deployment(request: web.Request) -> web.Response:
             now=service.clock(),
         )
         answer = deployment_response(deployment)
+    service.outbox_changed()
     return json_response(answer, status=201)
 
 
@@ -110,8 +114,9 @@ async def update_deployment_status(request: web.Request) -> web.Response:
     body = await read_body(request, UpdateDeploymentBody)
     service = _service(request)
     async with service.db.write() as session:
-        reported = await deployments.report_deployment_status(
+        reported = await operations.report_status(
             session,
+            service.mirror,
             project_name=request.match_info["project"],
             environment_name=request.match_info["environment"],
             version=body.release_candidate_version,
@@ -121,6 +126,7 @@ async def update_deployment_status(request: web.Request) -> web.Response:
             now=service.clock(),
         )
         answer = deployment_response(reported.deployment)
+    service.outbox_changed()
     return json_response(answer)
 
 
@@ -140,8 +146,9 @@ async def roll_back(request: web.Request) -> web.Response:
     body = await read_body(request, RollbackBody, optional=True)
     service = _service(request)
     async with service.db.write() as session:
-        done = await rollback.roll_back(
+        done = await operations.roll_back(
             session,
+            service.mirror,
             project_name=request.match_info["project"],
             environment_name=request.match_info["environment"],
             actor=_actor(request),
@@ -149,6 +156,7 @@ async def roll_back(request: web.Request) -> web.Response:
             now=service.clock(),
         )
         answer = deployment_response(done.deployment)
+    service.outbox_changed()
     return json_response(answer, status=201)
 
 

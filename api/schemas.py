@@ -4,7 +4,7 @@ and every response is built through them, so the two cannot drift apart."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -129,3 +129,11 @@ class EnvironmentResponse(Response):
     frozen: bool
     freeze: FreezeResponse | None
     active_deployment: DeploymentResponse | None
+
+
+class WebhookResponse(Response):
+    """The answer to a GitHub webhook delivery (GitHub shows it in the App's delivery log)."""
+
+    status: Literal["pong", "accepted", "ignored", "duplicate"]
+    # What the handlers did, as stored on the delivery row; absent for `pong`.
+    outcome: str | None = Field(default=None, exclude_if=lambda outcome: outcome is None)

@@ -18,7 +18,7 @@ from bot import tokens
 from bot.clock import utc_now
 from bot.db import Database
 from bot.projects_file import ProjectsFileError, is_valid_name, load_projects_file
-from bot.settings import Settings, configure_logging
+from bot.settings import GitHubAppMisconfigured, Settings, configure_logging
 
 log = logging.getLogger("tarmac")
 
@@ -86,6 +86,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         load_projects_file(settings.config)
     except ProjectsFileError as exc:
         _print_problems(exc)
+        return 2
+    try:
+        settings.github_app()
+    except GitHubAppMisconfigured as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     create_app = _web_app_factory()
     log.info("serving on http://%s:%d", settings.host, settings.port)

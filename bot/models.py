@@ -94,6 +94,9 @@ class Environment(Base):
     frozen_by: Mapped[str | None] = mapped_column(String(320))
     frozen_reason: Mapped[str | None] = mapped_column(Text)
     frozen_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set by a rollback: auto-deploy leaves this environment alone until someone deploys
+    # explicitly (an automatic deploy must not undo a human's rollback).
+    auto_deploy_paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     project: Mapped[Project] = relationship(
         back_populates="environments", lazy="joined", innerjoin=True
@@ -130,6 +133,8 @@ class ReleaseCandidate(Base):
     build_status: Mapped[str] = mapped_column(String(20))
     build_run_id: Mapped[int | None] = mapped_column(BigInteger)
     build_run_url: Mapped[str | None] = mapped_column(Text)
+    # The git tag that made this RC (None for RCs created through the API).
+    tag: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     # "unnested": under Deployment.from_release_candidate (an outer join) this renders as a
@@ -197,3 +202,67 @@ class ApiToken(Base):
     actor: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Installation(Base):
+    """A GitHub App installation (its id is GitHub's)."""
+
+    __tablename__ = "installations"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    account: Mapped[str] = mapped_column(String(200))
+    suspended: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class InstallationRepository(Base):
+    """Which installation serves a repository (`repo` is `owner/name` in lower case)."""
+
+    __tablename__ = "installation_repositories"
+
+    repo: Mapped[str] = mapped_column(String(200), primary_key=True)
+    installation_id: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebhookDelivery(Base):
+    """Every accepted delivery, by `X-GitHub-Delivery`: a redelivery finds its row and stops."""
+
+    __tablename__ = "webhook_deliveries"
+
+    delivery_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    event: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str | None] = mapped_column(String(100))
+    outcome: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OutboxItem(Base):
+    """A GitHub call that a committed change implies, written in the same transaction.
+
+    Items with the same `ordering_key` (e.g. `deployment:42`) are delivered one after the
+    other in id order; different keys go in parallel.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+        Index("ix_outbox_ordering_key_id", "ordering_key", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    ordering_key: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(50))
+    repo: Mapped[str] = mapped_column(String(200))
+    deployment_id: Mapped[int | None] = mapped_column(ForeignKey("deployments.id"))
+    release_candidate_id: Mapped[int | None] = mapped_column(ForeignKey("release_candidates.id"))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # pending -> delivered, or failed (a refusal that retrying cannot change).
+    state: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The last attempt may have reached GitHub without an answer: check before repeating.
+    uncertain: Mapped[bool] = mapped_column(Boolean, default=False)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,7 +1,8 @@
-"""Opening and closing the service: database, migrations, projects file, background work.
+"""Opening and closing the service: database, migrations, projects file, GitHub side,
+background work.
 
-Whatever face serves Tarmac (the REST API today, the GitHub webhook receiver next) starts from
-one `Service`, built from the one `Settings` object.
+Whatever face serves Tarmac (the REST API, the GitHub webhook receiver) starts from one
+`Service`, built from the one `Settings` object.
 """
 
 from __future__ import annotations
@@ -11,14 +12,23 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+import aiohttp
+
 from bot.clock import Clock, utc_now
 from bot.db import Database
+from bot.github.client import GitHubClient
+from bot.github.effects import load_all
+from bot.github.worker import OutboxWorker
+from bot.operations import Mirror
 from bot.projects_file import ProjectsConfig, load_projects_file
 from bot.projects_sync import sync_projects
-from bot.settings import Settings
+from bot.settings import GitHubAppSettings, Settings
 from bot.timeouts import run_stuck_deployment_sweeper
 
 log = logging.getLogger(__name__)
+
+# SIGTERM: the worker finishes the round in progress, within this much time.
+WORKER_STOP_SECONDS = 8.0
 
 
 @dataclass
@@ -27,31 +37,59 @@ class Service:
     projects: ProjectsConfig
     db: Database
     clock: Clock = utc_now
+    github_app: GitHubAppSettings | None = None
+    github: GitHubClient | None = None
+    outbox_worker: OutboxWorker | None = None
+    _http: aiohttp.ClientSession | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
+    _worker_task: asyncio.Task[None] | None = None
+
+    @property
+    def mirror(self) -> Mirror:
+        """Changes are mirrored to GitHub when a GitHub App is configured."""
+        return Mirror(enabled=self.github_app is not None)
+
+    def outbox_changed(self) -> None:
+        """A committed change wrote outbox items: have the worker look now."""
+        if self.outbox_worker is not None:
+            self.outbox_worker.wake()
 
     def start_background_work(self) -> None:
         self._background.append(
             asyncio.create_task(
-                run_stuck_deployment_sweeper(self.db, self.clock), name="stuck-deployments"
+                run_stuck_deployment_sweeper(self.db, self.clock, self.mirror),
+                name="stuck-deployments",
             )
         )
+        if self.outbox_worker is not None:
+            self._worker_task = asyncio.create_task(self.outbox_worker.run(), name="outbox")
 
     async def close(self) -> None:
+        if self.outbox_worker is not None and self._worker_task is not None:
+            self.outbox_worker.stop()
+            try:
+                await asyncio.wait_for(self._worker_task, WORKER_STOP_SECONDS)
+            except TimeoutError:
+                log.warning("outbox worker did not stop in time; its items will be retried")
         for task in self._background:
             task.cancel()
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._background.clear()
+        if self._http is not None:
+            await self._http.close()
         await self.db.dispose()
 
 
 async def open_service(settings: Settings, *, clock: Clock = utc_now) -> Service:
-    """Read the projects file, migrate the database and bring its projects in line.
+    """Read the projects file, migrate the database and bring its projects in line; with a
+    GitHub App configured, set up the GitHub client and the outbox worker.
 
-    Raises ProjectsFileError before touching the database when the file is wrong.
+    Raises ProjectsFileError or GitHubAppMisconfigured before touching the database.
     """
     projects = load_projects_file(settings.config)
+    github_app = settings.github_app()
     db = Database.from_url(settings.database_url)
     try:
         await db.migrate()
@@ -67,4 +105,11 @@ async def open_service(settings: Settings, *, clock: Clock = utc_now) -> Service
         len(report.updated),
         len(report.removed),
     )
-    return Service(settings=settings, projects=projects, db=db, clock=clock)
+    service = Service(
+        settings=settings, projects=projects, db=db, clock=clock, github_app=github_app
+    )
+    if github_app is not None:
+        service._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        service.github = GitHubClient(service._http, github_app, clock=clock)
+        service.outbox_worker = OutboxWorker(db, service.github, clock, load_all())
+    return service

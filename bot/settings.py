@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///tarmac.db"
@@ -25,6 +26,59 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=1, le=65535)
     log_level: LogLevel = "INFO"
 
+    github_app_id: int | None = Field(default=None, ge=1)
+    github_private_key: SecretStr | None = None
+    github_private_key_path: Path | None = None
+    github_webhook_secret: SecretStr | None = None
+    github_api_url: str = "https://api.github.com"
+
+    def github_app(self) -> GitHubAppSettings | None:
+        """The GitHub App credentials, or None when none are set (the REST API still works).
+
+        Raises GitHubAppMisconfigured naming what is missing when only some are set.
+        """
+        key_given = self.github_private_key is not None or self.github_private_key_path is not None
+        given = {
+            "TARMAC_GITHUB_APP_ID": self.github_app_id is not None,
+            "TARMAC_GITHUB_PRIVATE_KEY or TARMAC_GITHUB_PRIVATE_KEY_PATH": key_given,
+            "TARMAC_GITHUB_WEBHOOK_SECRET": self.github_webhook_secret is not None,
+        }
+        if not any(given.values()):
+            return None
+        missing = [name for name, present in given.items() if not present]
+        if missing:
+            raise GitHubAppMisconfigured(
+                "the GitHub App is half configured; missing: " + ", ".join(missing)
+            )
+        if self.github_private_key is not None and self.github_private_key_path is not None:
+            raise GitHubAppMisconfigured(
+                "set TARMAC_GITHUB_PRIVATE_KEY or TARMAC_GITHUB_PRIVATE_KEY_PATH, not both"
+            )
+        if self.github_private_key is not None:
+            private_key = self.github_private_key.get_secret_value()
+        else:
+            assert self.github_private_key_path is not None
+            try:
+                private_key = self.github_private_key_path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise GitHubAppMisconfigured(
+                    f"TARMAC_GITHUB_PRIVATE_KEY_PATH: cannot read {self.github_private_key_path}: "
+                    f"{exc.strerror}"
+                ) from None
+        if "PRIVATE KEY-----" not in private_key:
+            raise GitHubAppMisconfigured("the GitHub App private key is not a PEM private key")
+        assert self.github_app_id is not None
+        assert self.github_webhook_secret is not None
+        secret = self.github_webhook_secret.get_secret_value()
+        if not secret:
+            raise GitHubAppMisconfigured("TARMAC_GITHUB_WEBHOOK_SECRET is empty")
+        return GitHubAppSettings(
+            app_id=self.github_app_id,
+            private_key=private_key,
+            webhook_secret=secret,
+            api_url=self.github_api_url.rstrip("/"),
+        )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
@@ -36,6 +90,21 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
+
+
+class GitHubAppMisconfigured(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class GitHubAppSettings:
+    app_id: int
+    private_key: str
+    webhook_secret: str
+    api_url: str
+
+    def __repr__(self) -> str:  # never show the key or the secret
+        return f"GitHubAppSettings(app_id={self.app_id}, api_url={self.api_url!r})"
 
 
 def configure_logging(level: LogLevel) -> None:

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from bot.clock import Clock
 from bot.db import Database
-from bot.deployments import expire_stuck_deployments
 from bot.models import Deployment, Environment
+from bot.operations import Mirror, expire_stuck
 from bot.statuses import ACTIVE_STATUSES
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 SWEEP_INTERVAL_SECONDS = 30.0
 
 
-async def sweep_stuck_deployments(db: Database, clock: Clock) -> int:
+async def sweep_stuck_deployments(db: Database, clock: Clock, mirror: Mirror) -> int:
     """One pass over the environments with active deployments; returns how many expired."""
     async with db.read() as session:
         environment_ids = list(
@@ -44,7 +44,7 @@ async def sweep_stuck_deployments(db: Database, clock: Clock) -> int:
             )
             if environment is None:
                 continue
-            for deployment in await expire_stuck_deployments(session, environment, clock()):
+            for deployment in await expire_stuck(session, mirror, environment, clock()):
                 log.warning(
                     "deployment %d to %s timed out after %d minutes",
                     deployment.id,
@@ -56,11 +56,11 @@ async def sweep_stuck_deployments(db: Database, clock: Clock) -> int:
 
 
 async def run_stuck_deployment_sweeper(
-    db: Database, clock: Clock, interval: float = SWEEP_INTERVAL_SECONDS
+    db: Database, clock: Clock, mirror: Mirror, interval: float = SWEEP_INTERVAL_SECONDS
 ) -> None:
     while True:
         try:
-            await sweep_stuck_deployments(db, clock)
+            await sweep_stuck_deployments(db, clock, mirror)
         except Exception:
             log.exception("stuck-deployment sweep failed; retrying in %.0f s", interval)
         await asyncio.sleep(interval)

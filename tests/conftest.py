@@ -5,6 +5,8 @@ document."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -18,12 +20,19 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from pydantic import SecretStr
 
 from api.app import create_app
+from api.keys import SERVICE
 from api.openapi import build_openapi_document
+from api.webhooks import WEBHOOK_PATH
 from bot import tokens
 from bot.db import Database
+from bot.github.worker import OutboxWorker
 from bot.settings import Settings
+from tests.fake_github import FakeGitHub
 from tests.openapi_conformance import OpenApiConformance
 
 POSTGRES_URL = os.environ.get(
@@ -383,3 +392,181 @@ async def api(client: TestClient[Any, Any], conformance: OpenApiConformance, db:
     wrapped = Api(client, conformance)
     wrapped.token = await make_token(db, "ci", actor="ci@example.com")
     return wrapped
+
+
+# --- the GitHub App: settings, signed webhooks -------------------------------------------
+
+# GitHub's official example payloads (octokit/webhooks), next to this repository.
+GITHUB_PAYLOADS = Path(__file__).resolve().parents[2] / "shared" / "github" / "payloads"
+TEST_APP_ID = 424242
+WEBHOOK_SECRET = "tarmac-test-webhook-secret-5b1f0c"
+BACKEND_INSTALLATION = 11
+MONOREPO_INSTALLATION = 12
+
+
+def github_payload(event: str, name: str = "payload") -> dict[str, Any]:
+    """One of GitHub's example payloads, e.g. ("installation", "created"), as a fresh dict."""
+    filename = "payload.json" if name == "payload" else f"{name}.payload.json"
+    payload: dict[str, Any] = json.loads((GITHUB_PAYLOADS / event / filename).read_text())
+    return payload
+
+
+def sign_webhook(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
+    """The `X-Hub-Signature-256` GitHub sends: HMAC-SHA256 of the raw body, hex."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def github_private_key() -> str:
+    """The test App's RSA key, PEM, made once per session (GitHub hands out PKCS#1 keys)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode("ascii")
+
+
+@pytest.fixture
+async def fake_github(aiohttp_server: Any, github_private_key: str) -> AsyncIterator[FakeGitHub]:
+    """The fake GitHub on a loopback server; the test App is installed on both test repos.
+
+    A request GitHub's REST description does not allow fails the test at teardown.
+    """
+    key = serialization.load_pem_private_key(github_private_key.encode(), password=None)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    github = FakeGitHub(TEST_APP_ID, public.decode("ascii"))
+    github.install("acme/backend", BACKEND_INSTALLATION)
+    github.install("acme/monorepo", MONOREPO_INSTALLATION)
+    server = await aiohttp_server(github.app())
+    github.server_url = str(server.make_url("")).rstrip("/")
+    yield github
+    assert github.violations == [], github.violations
+
+
+@pytest.fixture
+def github_app_settings(
+    settings: Settings, github_private_key: str, fake_github: FakeGitHub
+) -> Settings:
+    """`settings` with the GitHub App configured, talking to the fake GitHub."""
+    return settings.model_copy(
+        update={
+            "github_app_id": TEST_APP_ID,
+            "github_private_key": SecretStr(github_private_key),
+            "github_webhook_secret": SecretStr(WEBHOOK_SECRET),
+            "github_api_url": fake_github.server_url,
+        }
+    )
+
+
+@pytest.fixture
+def outbox(github_client: TestClient[Any, Any]) -> OutboxWorker:
+    """The app's outbox worker; tests deliver with `await outbox.drain()` (no background
+    task runs in tests, so what reaches GitHub and when is the test's to say)."""
+    worker = github_client.app[SERVICE].outbox_worker
+    assert worker is not None
+    return worker
+
+
+@pytest.fixture
+async def github_client(
+    aiohttp_client: Any, github_app_settings: Settings, clock: TestClock
+) -> TestClient[Any, Any]:
+    """The real app, GitHub App configured, on a real loopback server."""
+    app = create_app(github_app_settings, clock=clock, background_work=False)
+    test_client: TestClient[Any, Any] = await aiohttp_client(app)
+    return test_client
+
+
+@pytest.fixture
+async def github_api(
+    github_client: TestClient[Any, Any], conformance: OpenApiConformance, db: Database
+) -> Api:
+    """Like `api`, on the app that has the GitHub App configured (the one `webhook` posts to)."""
+    wrapped = Api(github_client, conformance)
+    wrapped.token = await make_token(db, "ci", actor="ci@example.com")
+    return wrapped
+
+
+class Webhooks:
+    """Deliveries as GitHub sends them: GitHub's headers, a real HMAC-SHA256 signature.
+
+    Every reply is checked against the OpenAPI document, like the Api client's.
+    """
+
+    def __init__(
+        self,
+        client: TestClient[Any, Any],
+        conformance: OpenApiConformance,
+        secret: str = WEBHOOK_SECRET,
+    ) -> None:
+        self.client = client
+        self.conformance = conformance
+        self.secret = secret
+
+    async def __call__(
+        self,
+        event: str,
+        payload: Any,
+        delivery_id: str | None = None,
+        secret: str | None = None,
+        **kwargs: Any,
+    ) -> Reply:
+        return await self.send(event, payload, delivery_id, secret, **kwargs)
+
+    async def send(
+        self,
+        event: str,
+        payload: Any,
+        delivery_id: str | None = None,
+        secret: str | None = None,
+        *,
+        signed: bool = True,
+        headers: dict[str, str] | None = None,
+        check: bool = True,
+    ) -> Reply:
+        """Sign `payload` (JSON) with `secret` (default: the App's) and deliver it."""
+        body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        sent = self.github_headers(event, body, delivery_id, secret, signed=signed)
+        sent.update(headers or {})
+        return await self.post_raw(body, sent, check=check)
+
+    def github_headers(
+        self,
+        event: str,
+        body: bytes,
+        delivery_id: str | None = None,
+        secret: str | None = None,
+        *,
+        signed: bool = True,
+    ) -> dict[str, str]:
+        key = (secret if secret is not None else self.secret).encode("utf-8")
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "GitHub-Hookshot/a1b2c3d",
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()),
+            "X-GitHub-Hook-ID": "450000123",
+            "X-GitHub-Hook-Installation-Target-Type": "integration",
+            "X-GitHub-Hook-Installation-Target-ID": str(TEST_APP_ID),
+        }
+        if signed:
+            headers["X-Hub-Signature"] = "sha1=" + hmac.new(key, body, hashlib.sha1).hexdigest()
+            headers["X-Hub-Signature-256"] = sign_webhook(body, key.decode("utf-8"))
+        return headers
+
+    async def post_raw(self, body: bytes, headers: dict[str, str], *, check: bool = True) -> Reply:
+        async with self.client.post(WEBHOOK_PATH, data=body, headers=headers) as response:
+            raw = await response.read()
+            reply = Reply(response.status, json.loads(raw) if raw else None, response.headers)
+        if check:
+            self.conformance.check("POST", WEBHOOK_PATH, reply.status, reply.body, reply.headers)
+        return reply
+
+
+@pytest.fixture
+def webhook(github_client: TestClient[Any, Any], conformance: OpenApiConformance) -> Webhooks:
+    """`await webhook("installation", payload)`: a signed delivery to the App-configured app."""
+    return Webhooks(github_client, conformance)

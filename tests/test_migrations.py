@@ -26,7 +26,18 @@ from bot.projects_file import parse_projects
 from bot.projects_sync import sync_projects
 from tests.conftest import _dsn
 
-TABLES = {"projects", "environments", "releases", "release_candidates", "deployments", "api_tokens"}
+TABLES = {
+    "projects",
+    "environments",
+    "releases",
+    "release_candidates",
+    "deployments",
+    "api_tokens",
+    "installations",
+    "installation_repositories",
+    "webhook_deliveries",
+    "outbox",
+}
 
 
 @pytest.fixture

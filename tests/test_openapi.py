@@ -168,7 +168,8 @@ async def test_a_tour_of_every_operation_is_described_by_the_document(
         assert template is not None
         visited.add((template, method))
 
-    assert visited == documented_operations(openapi_document)
+    # The webhook needs the GitHub App configured; tests/test_webhooks.py calls it that way.
+    assert visited == documented_operations(openapi_document) - {("/api/github/webhooks", "POST")}
     assert conformance.checked == before + len(calls)
 
 

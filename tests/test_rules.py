@@ -32,6 +32,7 @@ from bot.deployments import (
 from bot.errors import DomainError, Refusal
 from bot.freeze import current_freeze, freeze_environment, unfreeze_environment
 from bot.models import Deployment, Environment, Project, ReleaseCandidate
+from bot.operations import Mirror
 from bot.pages import PageRequest
 from bot.projects import find_environment, find_project
 from bot.projects_file import parse_projects
@@ -773,8 +774,8 @@ async def test_the_sweep_expires_stuck_deployments_in_every_environment(story: S
     fresh = await story.deploy("production", "v1-rc4")
 
     now = story.tick()
-    assert await sweep_stuck_deployments(story.db, lambda: now) == 1
-    assert await sweep_stuck_deployments(story.db, lambda: now) == 0
+    assert await sweep_stuck_deployments(story.db, lambda: now, Mirror(enabled=False)) == 1
+    assert await sweep_stuck_deployments(story.db, lambda: now, Mirror(enabled=False)) == 0
 
     statuses = {
         d.id: (d.status, d.error_message)
@@ -790,7 +791,7 @@ async def test_the_sweep_expires_stuck_deployments_in_every_environment(story: S
     }
 
     later = story.tick(minutes=15)
-    assert await sweep_stuck_deployments(story.db, lambda: later) == 1
+    assert await sweep_stuck_deployments(story.db, lambda: later, Mirror(enabled=False)) == 1
     assert (await story.history("staging"))[0].error_message == TIMED_OUT_MESSAGE.format(minutes=60)
 
 

@@ -1,0 +1,157 @@
+"""`POST /api/github/webhooks`: GitHub's deliveries in.
+
+Each delivery is verified first (HMAC-SHA256 of the raw body with the App's webhook secret,
+through gidgethub's `sansio.Event.from_http`); an unsigned or wrongly signed one gets 401 and
+leaves no trace but a log line. A verified delivery is recorded by `X-GitHub-Delivery` and
+dispatched to the event handlers in ONE write transaction, and the answer leaves after the
+commit: a 2xx means the change is stored, and a redelivery finds the row and changes nothing.
+Whatever calls GitHub happens later, through the outbox, so the answer takes milliseconds
+(GitHub gives up after 10 seconds).
+
+GitHub counts any non-2xx answer as a failed delivery, so events and actions Tarmac does not
+handle are answered 202 "ignored" (and recorded). Bodies are limited to the app-wide 1 MiB
+(413): GitHub sends up to 25 MB, but the events Tarmac acts on are a few kB; only a branch push
+with many commits comes near the limit, and Tarmac ignores branch pushes anyway.
+
+Every log line names the delivery id (as claimed by the header until the signature is checked).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from gidgethub import BadRequest, ValidationFailure, sansio
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from api.errors import DATABASE_UNAVAILABLE, INTERNAL_ERROR, ApiError
+from api.keys import GITHUB_APP, SERVICE
+from api.requests import INVALID_JSON, NOT_AN_OBJECT
+from api.responses import json_response
+from api.schemas import WebhookResponse
+from bot.github import deliveries
+from bot.github.events import WebhookContext, dispatch
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+WEBHOOK_PATH = "/api/github/webhooks"
+PING = "ping"
+
+GITHUB_APP_NOT_CONFIGURED = "GitHub App not configured"
+INVALID_SIGNATURE = "Invalid signature"
+UNSUPPORTED_CONTENT_TYPE = "Content-Type must be application/json"
+MISSING_EVENT_HEADER = "Missing header 'X-GitHub-Event'"
+MISSING_DELIVERY_HEADER = "Missing header 'X-GitHub-Delivery'"
+INVALID_EVENT_HEADER = "Invalid header 'X-GitHub-Event'"
+INVALID_DELIVERY_HEADER = "Invalid header 'X-GitHub-Delivery'"
+
+_MISSING_HEADERS = {
+    "x-github-event": MISSING_EVENT_HEADER,
+    "x-github-delivery": MISSING_DELIVERY_HEADER,
+}
+# The content types gidgethub decodes (a hook can be set to send either).
+_DECODED_TYPES = {"application/json", "application/x-www-form-urlencoded"}
+_SIGNATURE_PREFIX = "sha256="
+_MAX_HEADER_LENGTH = 100
+
+
+@routes.post(WEBHOOK_PATH)
+async def receive_webhook(request: web.Request) -> web.Response:
+    github_app = request.app.get(GITHUB_APP)
+    if github_app is None:
+        raise ApiError(503, GITHUB_APP_NOT_CONFIGURED)
+    claimed_id = _loggable(request.headers.get("X-GitHub-Delivery"))
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        log.warning("delivery %s refused: body larger than the 1 MiB limit", claimed_id)
+        raise
+    event = _verified_event(request, body, github_app.webhook_secret, claimed_id)
+    return await _handle(request, event)
+
+
+async def _handle(request: web.Request, event: sansio.Event) -> web.Response:
+    service = request.app[SERVICE]
+    delivery_id = event.delivery_id
+    action = event.data.get("action")
+    action = action if isinstance(action, str) else None
+    name = event.event + (f".{action}" if action else "")
+    context = WebhookContext(
+        now=service.clock(), projects=service.projects, delivery_id=delivery_id
+    )
+    previous = None
+    try:
+        async with service.db.write() as session:
+            claimed = await deliveries.claim_delivery(
+                session, delivery_id=delivery_id, event=event.event, action=action, now=context.now
+            )
+            if claimed:
+                await dispatch(event, session=session, context=context)
+                await deliveries.record_outcome(session, delivery_id, context.outcome())
+            else:
+                previous = await deliveries.find_delivery(session, delivery_id)
+    except (OperationalError, DBAPIError, OSError) as exc:
+        log.error("delivery %s (%s): database error: %s", delivery_id, name, type(exc).__name__)
+        raise ApiError(503, DATABASE_UNAVAILABLE) from None
+    except Exception:
+        log.exception("delivery %s (%s): handling failed; nothing recorded", delivery_id, name)
+        raise ApiError(500, INTERNAL_ERROR) from None
+    if not claimed:
+        log.info("delivery %s (%s): seen before, nothing done", delivery_id, name)
+        outcome = previous.outcome if previous is not None else None
+        return json_response(WebhookResponse(status="duplicate", outcome=outcome))
+    log.info("delivery %s (%s): %s", delivery_id, name, context.outcome())
+    if event.event == PING:
+        return json_response(WebhookResponse(status="pong"))
+    status = "ignored" if context.ignored else "accepted"
+    return json_response(WebhookResponse(status=status, outcome=context.outcome()), status=202)
+
+
+def _verified_event(
+    request: web.Request, body: bytes, secret: str, claimed_id: str
+) -> sansio.Event:
+    """The delivery, once its signature holds; ApiError 401 or 400 otherwise."""
+    # gidgethub falls back to the SHA-1 `X-Hub-Signature`; GitHub sends both, take only SHA-256.
+    if not request.headers.get("X-Hub-Signature-256", "").startswith(_SIGNATURE_PREFIX):
+        log.warning("delivery %s refused: no X-Hub-Signature-256 signature", claimed_id)
+        raise ApiError(401, INVALID_SIGNATURE)
+    try:
+        event = sansio.Event.from_http(request.headers, body, secret=secret)
+    except ValidationFailure:
+        log.warning("delivery %s refused: invalid signature", claimed_id)
+        raise ApiError(401, INVALID_SIGNATURE) from None
+    except BadRequest:
+        # Signed, but not a body gidgethub can decode: wrong content type or broken JSON.
+        decodable = request.content_type in _DECODED_TYPES
+        log.warning("delivery %s refused: undecodable %s body", claimed_id, request.content_type)
+        raise ApiError(400, INVALID_JSON if decodable else UNSUPPORTED_CONTENT_TYPE) from None
+    except KeyError as exc:
+        log.warning("delivery %s refused: missing header %s", claimed_id, exc.args[0])
+        raise ApiError(400, _MISSING_HEADERS.get(exc.args[0], INVALID_JSON)) from None
+    except LookupError:  # a charset Python does not know
+        log.warning("delivery %s refused: unknown charset", claimed_id)
+        raise ApiError(400, UNSUPPORTED_CONTENT_TYPE) from None
+    if not _valid_header(event.delivery_id):
+        log.warning("delivery %s refused: invalid X-GitHub-Delivery", claimed_id)
+        raise ApiError(400, INVALID_DELIVERY_HEADER)
+    if not _valid_header(event.event):
+        log.warning("delivery %s refused: invalid X-GitHub-Event", claimed_id)
+        raise ApiError(400, INVALID_EVENT_HEADER)
+    if not isinstance(event.data, dict):
+        log.warning("delivery %s refused: body is not a JSON object", claimed_id)
+        raise ApiError(400, NOT_AN_OBJECT)
+    return event
+
+
+def _valid_header(value: str) -> bool:
+    return 0 < len(value) <= _MAX_HEADER_LENGTH and value.isprintable()
+
+
+def _loggable(value: str | None) -> str:
+    """A header value fit for a log line before anything about it is known."""
+    if not value:
+        return "-"
+    text = "".join(c if c.isprintable() else "?" for c in value[:_MAX_HEADER_LENGTH])
+    return text + ("…" if len(value) > _MAX_HEADER_LENGTH else "")

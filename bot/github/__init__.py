@@ -1,0 +1,1 @@
+"""Tarmac as a GitHub App: webhooks in, GitHub calls out through the outbox."""

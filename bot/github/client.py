@@ -1,0 +1,252 @@
+"""Every call Tarmac makes to GitHub goes through `GitHubClient.call`.
+
+It authenticates (the App's JWT, or an installation token from the cache), retries what a retry
+can fix (5xx, dropped connections, rate limits with a short wait) and turns everything else
+into one of two exceptions the outbox worker understands: `GitHubUnavailable` (try again later,
+perhaps not before `retry_after`) and `GitHubRefused` (a 4xx that no retry will change).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import gidgethub
+import gidgethub.aiohttp
+from cachetools import TTLCache
+
+from bot.github.app_auth import InstallationToken, InstallationTokens, app_jwt
+from bot.settings import GitHubAppSettings
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "tarmac"
+# Within one call: a short wait is cheaper than a trip through the outbox.
+MAX_ATTEMPTS = 3
+MAX_INLINE_WAIT_SECONDS = 5.0
+BASE_BACKOFF_SECONDS = 0.25
+# GitHub's advice for a secondary rate limit without Retry-After.
+SECONDARY_LIMIT_DEFAULT_WAIT = 60.0
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
+
+
+class GitHubUnavailable(Exception):
+    """GitHub could not be reached or asked us to wait; `retry_after` in seconds, if known.
+
+    `ambiguous`: the request may have been carried out all the same (a write whose connection
+    dropped or that got a 5xx), so whoever retries it should check GitHub first.
+    """
+
+    def __init__(
+        self, reason: str, retry_after: float | None = None, *, ambiguous: bool = False
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+        self.ambiguous = ambiguous
+
+
+class GitHubRefused(Exception):
+    """A 4xx that a retry will not change (not found, validation failed, forbidden)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"GitHub answered {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class GitHubClient:
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        app: GitHubAppSettings,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._http = http
+        self._app = app
+        self._sleep = sleep
+        self._clock = clock
+        self.tokens = InstallationTokens(self._fetch_installation_token, clock)
+        # Installation (or 0 for the App) -> the time before which no call is made to it.
+        self._blocked_until: dict[int, datetime] = {}
+        self.rate_limit_remaining: int | None = None
+        self._default_branches: TTLCache[str, str] = TTLCache(maxsize=1000, ttl=600)
+
+    async def default_branch(self, repo: str, installation_id: int) -> str:
+        """The repository's default branch (cached ten minutes): workflows are dispatched on
+        a branch or tag, never on a bare commit."""
+        cached = self._default_branches.get(repo.lower())
+        if cached is not None:
+            return cached
+        owner, _, name = repo.partition("/")
+        data = await self.call(
+            "GET",
+            "/repos/{owner}/{repo}",
+            installation_id=installation_id,
+            url_vars={"owner": owner, "repo": name},
+        )
+        branch = str(data["default_branch"])
+        self._default_branches[repo.lower()] = branch
+        return branch
+
+    @property
+    def api_url(self) -> str:
+        return self._app.api_url
+
+    async def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        installation_id: int | None,
+        url_vars: Mapping[str, Any] | None = None,
+        data: Any = b"",
+    ) -> Any:
+        """One GitHub API call; `installation_id` None calls as the App itself (JWT)."""
+        block_key = installation_id or 0
+        attempt = 0
+        refreshed_token = False
+        while True:
+            attempt += 1
+            self._respect_block(block_key)
+            gh = gidgethub.aiohttp.GitHubAPI(self._http, USER_AGENT, base_url=self._app.api_url)
+            try:
+                if installation_id is None:
+                    jwt, token = app_jwt(self._app.app_id, self._app.private_key), None
+                else:
+                    jwt, token = None, await self.tokens.token(installation_id)
+                result = await _send(gh, method, url, url_vars or {}, data, jwt, token)
+                self._note_rate_limit(gh)
+                return result
+            except gidgethub.RateLimitExceeded as exc:
+                reset = _seconds_until_reset(exc.headers)
+                wait = reset if reset is not None else SECONDARY_LIMIT_DEFAULT_WAIT
+                await self._wait_or_give_up(block_key, wait, attempt, "rate limit exceeded")
+            except gidgethub.GitHubBroken as exc:
+                reason = f"GitHub answered {int(exc.status_code)}"
+                await self._backoff_or_give_up(method, attempt, reason)
+            except gidgethub.BadRequest as exc:
+                status = int(exc.status_code)
+                if status == 401 and installation_id is not None and not refreshed_token:
+                    # The cached token was revoked or expired early: take a new one, once.
+                    self.tokens.forget(installation_id)
+                    refreshed_token = True
+                    continue
+                limit_wait = _rate_limit_wait(status, exc.headers, str(exc))
+                if limit_wait is not None:
+                    await self._wait_or_give_up(block_key, limit_wait, attempt, "rate limited")
+                    continue
+                raise GitHubRefused(status, _message(exc)) from None
+            except gidgethub.HTTPException as exc:
+                raise GitHubRefused(int(exc.status_code), _message(exc)) from None
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                reason = f"connection failed: {type(exc).__name__}"
+                await self._backoff_or_give_up(method, attempt, reason)
+
+    def _respect_block(self, block_key: int) -> None:
+        until = self._blocked_until.get(block_key)
+        if until is None:
+            return
+        remaining = (until - self._clock()).total_seconds()
+        if remaining > 0:
+            raise GitHubUnavailable("rate limited", retry_after=remaining)
+        del self._blocked_until[block_key]
+
+    async def _wait_or_give_up(self, block_key: int, wait: float, attempt: int, why: str) -> None:
+        if wait > MAX_INLINE_WAIT_SECONDS or attempt >= MAX_ATTEMPTS:
+            self._blocked_until[block_key] = self._clock() + timedelta(seconds=wait)
+            raise GitHubUnavailable(why, retry_after=wait)
+        await self._sleep(wait)
+
+    async def _backoff_or_give_up(self, method: str, attempt: int, why: str) -> None:
+        # A read is safe to repeat here; a write that may have landed goes back to its caller,
+        # which knows how to check before repeating it.
+        if method != "GET":
+            raise GitHubUnavailable(why, ambiguous=True)
+        if attempt >= MAX_ATTEMPTS:
+            raise GitHubUnavailable(why)
+        delay = BASE_BACKOFF_SECONDS * 2 ** (attempt - 1)
+        await self._sleep(delay * (0.5 + random.random()))  # noqa: S311 (jitter, not crypto)
+
+    def _note_rate_limit(self, gh: gidgethub.aiohttp.GitHubAPI) -> None:
+        if gh.rate_limit is not None:
+            self.rate_limit_remaining = gh.rate_limit.remaining
+
+    async def _fetch_installation_token(self, installation_id: int) -> InstallationToken:
+        data = await self.call(
+            "POST",
+            "/app/installations/{installation_id}/access_tokens",
+            installation_id=None,
+            url_vars={"installation_id": installation_id},
+            data={},
+        )
+        expires_at = datetime.fromisoformat(str(data["expires_at"]).replace("Z", "+00:00"))
+        log.info("new token for installation %d, valid until %s", installation_id, expires_at)
+        return InstallationToken(token=str(data["token"]), expires_at=expires_at)
+
+
+async def _send(
+    gh: gidgethub.aiohttp.GitHubAPI,
+    method: str,
+    url: str,
+    url_vars: Mapping[str, Any],
+    data: Any,
+    jwt: str | None,
+    token: str | None,
+) -> Any:
+    if method == "GET":
+        return await gh.getitem(url, url_vars, jwt=jwt, oauth_token=token)
+    if method == "POST":
+        return await gh.post(url, url_vars, data=data, jwt=jwt, oauth_token=token)
+    if method == "PATCH":
+        return await gh.patch(url, url_vars, data=data, jwt=jwt, oauth_token=token)
+    if method == "PUT":
+        return await gh.put(url, url_vars, data=data, jwt=jwt, oauth_token=token)
+    if method == "DELETE":
+        return await gh.delete(url, url_vars, data=data, jwt=jwt, oauth_token=token)
+    raise ValueError(f"unsupported method {method}")
+
+
+def _message(exc: gidgethub.HTTPException) -> str:
+    text = str(exc) if exc.args else exc.status_code.phrase
+    return text[:500]
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _seconds_until_reset(headers: Mapping[str, str]) -> float | None:
+    retry_after = _header(headers, "retry-after")
+    if retry_after is not None and retry_after.strip().isdigit():
+        return float(retry_after)
+    reset = _header(headers, "x-ratelimit-reset")
+    if reset is not None and reset.strip().isdigit():
+        return max(0.0, float(reset) - time.time()) + 1.0
+    return None
+
+
+def _rate_limit_wait(status: int, headers: Mapping[str, str], message: str) -> float | None:
+    """How long to wait when a 403/429 is a rate limit; None when it is a real refusal."""
+    if status not in (403, 429):
+        return None
+    wait = _seconds_until_reset(headers)
+    if wait is not None:
+        return wait
+    if status == 429 or "rate limit" in message.lower():
+        return SECONDARY_LIMIT_DEFAULT_WAIT
+    return None

@@ -1,0 +1,72 @@
+"""What each outbox action does on GitHub.
+
+A handler makes its GitHub calls and returns a `Recorder`: the database writes its outcome
+implies, which the worker runs in the same transaction that marks the item delivered, so an
+outcome is recorded exactly when the item is done. Handlers register by action name:
+
+    @effect("post_comment")
+    async def post_comment(ctx: EffectContext, item: ClaimedItem) -> Recorder | None: ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.clock import Clock
+from bot.db import Database
+from bot.github.client import GitHubClient
+from bot.operations import Mirror
+from bot.outbox import ClaimedItem
+
+Recorder = Callable[[AsyncSession], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class EffectContext:
+    client: GitHubClient
+    db: Database
+    clock: Clock
+    mirror: Mirror
+    installation_id: int  # the installation serving the item's repository
+
+
+Handler = Callable[[EffectContext, ClaimedItem], Awaitable[Recorder | None]]
+# What to record when GitHub refuses an item for good (e.g. the deployment's error message).
+RefusalHandler = Callable[[AsyncSession, Mirror, ClaimedItem, str, datetime], Awaitable[None]]
+
+HANDLERS: dict[str, Handler] = {}
+ON_REFUSAL: dict[str, RefusalHandler] = {}
+
+
+def effect(action: str) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        if action in HANDLERS:
+            raise ValueError(f"two handlers for outbox action {action!r}")
+        HANDLERS[action] = handler
+        return handler
+
+    return register
+
+
+def on_refusal(action: str) -> Callable[[RefusalHandler], RefusalHandler]:
+    def register(handler: RefusalHandler) -> RefusalHandler:
+        ON_REFUSAL[action] = handler
+        return handler
+
+    return register
+
+
+def owner_and_name(repo: str) -> dict[str, str]:
+    owner, _, name = repo.partition("/")
+    return {"owner": owner, "repo": name}
+
+
+def load_all() -> dict[str, Handler]:
+    """Every handler, registered by importing its module."""
+    from bot.github.effects import deployments  # noqa: F401
+
+    return HANDLERS

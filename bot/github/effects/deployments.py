@@ -1,0 +1,234 @@
+"""Deployments on GitHub: the GitHub Deployment, the deploy workflow run, statuses, cancels."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.github.client import GitHubRefused, GitHubUnavailable
+from bot.github.effects import EffectContext, Recorder, effect, on_refusal, owner_and_name
+from bot.models import Deployment
+from bot.operations import Mirror, record_run_status
+from bot.outbox import ClaimedItem
+from bot.statuses import DeploymentStatus, is_final
+
+log = logging.getLogger(__name__)
+
+MAX_WORKFLOW_INPUTS = 25
+
+
+async def _load(ctx: EffectContext, item: ClaimedItem) -> Deployment:
+    assert item.deployment_id is not None
+    async with ctx.db.read() as session:
+        deployment = await session.get(Deployment, item.deployment_id)
+    assert deployment is not None
+    return deployment
+
+
+def github_payload(deployment: Deployment) -> dict[str, Any]:
+    """What Tarmac writes into the GitHub Deployment, and finds it again by."""
+    return {
+        "tarmac_deployment_id": deployment.id,
+        "project": deployment.environment.project.name,
+        "release_candidate_version": deployment.release_candidate.version,
+        "kind": deployment.kind,
+    }
+
+
+@effect("create_github_deployment")
+async def create_github_deployment(ctx: EffectContext, item: ClaimedItem) -> Recorder | None:
+    deployment = await _load(ctx, item)
+    if deployment.github_deployment_id is not None:
+        return None
+    environment = deployment.environment
+    where = owner_and_name(item.repo)
+    github_id = None
+    if item.uncertain:
+        github_id = await _find_existing(ctx, item, deployment)
+    if github_id is None:
+        created = await ctx.client.call(
+            "POST",
+            "/repos/{owner}/{repo}/deployments",
+            installation_id=ctx.installation_id,
+            url_vars=where,
+            data={
+                "ref": deployment.release_candidate.commit_sha,
+                "task": "deploy",
+                "environment": environment.name,
+                "production_environment": environment.production,
+                "auto_merge": False,
+                "required_contexts": [],
+                "payload": github_payload(deployment),
+                "description": f"{deployment.kind} of {deployment.release_candidate.version}",
+            },
+        )
+        if not isinstance(created, dict) or "id" not in created:
+            # 202: GitHub merged the default branch instead of deploying; ask again.
+            raise GitHubUnavailable("GitHub answered 202 without a deployment")
+        github_id = int(created["id"])
+
+    async def record(session: AsyncSession) -> None:
+        await session.execute(
+            update(Deployment)
+            .where(Deployment.id == deployment.id)
+            .values(github_deployment_id=github_id)
+        )
+
+    return record
+
+
+async def _find_existing(
+    ctx: EffectContext, item: ClaimedItem, deployment: Deployment
+) -> int | None:
+    """After an attempt whose answer was lost: the GitHub Deployment it may have created."""
+    found = await ctx.client.call(
+        "GET",
+        "/repos/{owner}/{repo}/deployments{?sha,environment}",
+        installation_id=ctx.installation_id,
+        url_vars={
+            **owner_and_name(item.repo),
+            "sha": deployment.release_candidate.commit_sha,
+            "environment": deployment.environment.name,
+        },
+    )
+    for candidate in found or []:
+        payload = candidate.get("payload")
+        if isinstance(payload, dict) and payload.get("tarmac_deployment_id") == deployment.id:
+            log.info("deployment %d: found GitHub deployment %s", deployment.id, candidate["id"])
+            return int(candidate["id"])
+    return None
+
+
+@effect("dispatch_deploy_workflow")
+async def dispatch_deploy_workflow(ctx: EffectContext, item: ClaimedItem) -> Recorder | None:
+    deployment = await _load(ctx, item)
+    environment = deployment.environment
+    if deployment.workflow_run_id is not None or environment.deploy_workflow is None:
+        return None
+    if is_final(deployment.status):
+        return None  # canceled (or timed out) before its run was asked for
+    if item.uncertain:
+        # A run may exist already; a second deploy is worse than a late one. Its workflow_run
+        # event attaches it by workflow path and commit, or the timeout ends the deployment.
+        log.warning("deployment %d: dispatch outcome unknown; not repeated", deployment.id)
+        return None
+    candidate = deployment.release_candidate
+    ref = candidate.tag or await ctx.client.default_branch(item.repo, ctx.installation_id)
+    inputs: dict[str, Any] = {
+        key: _input_value(value) for key, value in environment.deploy_inputs.items()
+    }
+    inputs.update(
+        {
+            "tarmac_deployment_id": str(deployment.id),
+            "tarmac_environment": environment.name,
+            "tarmac_release_candidate_version": candidate.version,
+            "tarmac_commit_sha": candidate.commit_sha,
+        }
+    )
+    run = await ctx.client.call(
+        "POST",
+        "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches",
+        installation_id=ctx.installation_id,
+        url_vars={**owner_and_name(item.repo), "workflow_id": environment.deploy_workflow},
+        data={
+            "ref": ref,
+            "inputs": dict(list(inputs.items())[-MAX_WORKFLOW_INPUTS:]),
+            "return_run_details": True,
+        },
+    )
+    run_id = int(run["workflow_run_id"]) if isinstance(run, dict) else None
+    run_url = str(run["html_url"]) if isinstance(run, dict) else None
+
+    async def record(session: AsyncSession) -> None:
+        await session.execute(
+            update(Deployment)
+            .where(Deployment.id == deployment.id)
+            .values(workflow_run_id=run_id, workflow_run_url=run_url)
+        )
+
+    return record
+
+
+def _input_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@on_refusal("dispatch_deploy_workflow")
+async def deploy_workflow_refused(
+    session: AsyncSession, mirror: Mirror, item: ClaimedItem, reason: str, now: datetime
+) -> None:
+    """No run will come: the deployment ends in `error`, with GitHub's reason."""
+    deployment = await session.get(Deployment, item.deployment_id)
+    if deployment is None or is_final(deployment.status):
+        return
+    deployment.error_message = f"Deploy workflow could not be started: {reason}"[:2000]
+    await record_run_status(
+        session, mirror, deployment, DeploymentStatus.ERROR, run_url=None, now=now
+    )
+
+
+@effect("post_deployment_status")
+async def post_deployment_status(ctx: EffectContext, item: ClaimedItem) -> Recorder | None:
+    deployment = await _load(ctx, item)
+    if deployment.github_deployment_id is None:
+        return None  # its GitHub Deployment was refused; the refusal is on the deployment
+    where = {**owner_and_name(item.repo), "deployment_id": deployment.github_deployment_id}
+    body: dict[str, Any] = {
+        "state": item.payload["state"],
+        "description": item.payload["description"],
+    }
+    if deployment.workflow_run_url:
+        body["log_url"] = deployment.workflow_run_url
+    if item.payload.get("environment_url"):
+        body["environment_url"] = item.payload["environment_url"]
+    if item.uncertain and await _status_already_posted(ctx, where, body):
+        return None
+    await ctx.client.call(
+        "POST",
+        "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses",
+        installation_id=ctx.installation_id,
+        url_vars=where,
+        data=body,
+    )
+    return None
+
+
+async def _status_already_posted(
+    ctx: EffectContext, where: dict[str, Any], body: dict[str, Any]
+) -> bool:
+    statuses = await ctx.client.call(
+        "GET",
+        "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses",
+        installation_id=ctx.installation_id,
+        url_vars=where,
+    )
+    newest = statuses[0] if statuses else None
+    return bool(
+        newest
+        and newest.get("state") == body["state"]
+        and newest.get("description") == body["description"]
+    )
+
+
+@effect("cancel_workflow_run")
+async def cancel_workflow_run(ctx: EffectContext, item: ClaimedItem) -> Recorder | None:
+    deployment = await _load(ctx, item)
+    if deployment.workflow_run_id is None:
+        return None
+    try:
+        await ctx.client.call(
+            "POST",
+            "/repos/{owner}/{repo}/actions/runs/{run_id}/cancel",
+            installation_id=ctx.installation_id,
+            url_vars={**owner_and_name(item.repo), "run_id": deployment.workflow_run_id},
+        )
+    except GitHubRefused as exc:
+        if exc.status != 409:  # 409: the run had finished already
+            raise
+    return None

@@ -1,0 +1,108 @@
+"""GitHub webhook events in: one module per event, each with its own router, combined here.
+
+A handler is `async def on_x(event: sansio.Event, *, session: AsyncSession, context:
+WebhookContext) -> None`. It runs inside the endpoint's one write transaction, next to the
+delivery's row: it changes the database and enqueues outbox items, and never calls GitHub (the
+answer must leave in milliseconds; the outbox worker makes the calls after the commit). It
+says what it did with `context.record("release candidate v1-rc1 created")` or
+`context.ignore("not a tag")`; the endpoint stores the outcome on the delivery row. (A
+handler that returns its outcome as a string, as docs/github-app.md first put it, is recorded
+the same way.) An exception rolls everything back, the delivery included, so GitHub sees a
+failed delivery that can be redelivered once the cause is fixed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gidgethub import routing, sansio
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.projects_file import ProjectsConfig
+
+log = logging.getLogger(__name__)
+
+IGNORED = "ignored"
+DONE = "done"
+# webhook_deliveries.outcome is VARCHAR(200).
+MAX_OUTCOME_LENGTH = 200
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class WebhookContext:
+    """What a handler needs besides the event and the session; one per delivery."""
+
+    now: datetime
+    projects: ProjectsConfig
+    delivery_id: str
+    outcomes: list[str] = field(default_factory=list)
+
+    def record(self, outcome: str) -> None:
+        """What the handler did, in a few words (stored on the delivery row)."""
+        self.outcomes.append(outcome)
+
+    def ignore(self, reason: str) -> None:
+        """The event is not for Tarmac, and why: `ignored: <reason>`."""
+        self.outcomes.append(f"{IGNORED}: {reason}")
+
+    @property
+    def ignored(self) -> bool:
+        """No handler did anything: every outcome (if any) is an `ignore`."""
+        return all(o == IGNORED or o.startswith(IGNORED + ":") for o in self.outcomes)
+
+    def outcome(self) -> str:
+        text = "; ".join(self.outcomes) or IGNORED
+        if len(text) > MAX_OUTCOME_LENGTH:
+            text = text[: MAX_OUTCOME_LENGTH - 1] + "…"
+        return text
+
+
+ping_router = routing.Router()
+
+
+@ping_router.register("ping")
+async def on_ping(event: sansio.Event, *, session: AsyncSession, context: WebhookContext) -> None:
+    # GitHub sends it when the hook is created (and from the App settings page).
+    hook_id = event.data.get("hook_id")
+    log.info("delivery %s: ping from hook %s", context.delivery_id, hook_id)
+    context.record("pong")
+
+
+def _combined_router() -> routing.Router:
+    # Imported here, after WebhookContext exists: the event modules may import it from this
+    # package at run time whatever order the imports happen in. One import and one line per
+    # event module.
+    from bot.github.events.installations import router as installations
+
+    return routing.Router(
+        ping_router,
+        installations,
+    )
+
+
+router = _combined_router()
+
+
+async def dispatch(
+    event: sansio.Event, *, session: AsyncSession, context: WebhookContext
+) -> list[Handler]:
+    """Run every handler routed to this event (in a fixed order); return the ones that ran.
+
+    With none, the event is ignored. Afterwards `context.outcome()` is what to store.
+    """
+    handlers: list[Handler] = sorted(
+        router.fetch(event), key=lambda h: (h.__module__, h.__qualname__)
+    )
+    for handler in handlers:
+        returned = await handler(event, session=session, context=context)
+        if isinstance(returned, str) and returned:
+            context.record(returned)
+    if handlers and not context.outcomes:
+        context.record(DONE)
+    return handlers

@@ -1,0 +1,186 @@
+"""The outbox worker: delivers pending GitHub calls, in order per ordering key.
+
+Each round claims the due items (one per ordering key, oldest first) in a short transaction
+that counts the attempt, delivers them in parallel, and records each outcome in a transaction
+of its own together with what the call implies. A crash between the call and the record
+leaves the item claimed with no outcome: the next attempt knows it is uncertain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from bot.clock import Clock
+from bot.db import Database
+from bot.github.client import GitHubClient, GitHubRefused, GitHubUnavailable
+from bot.github.effects import ON_REFUSAL, EffectContext, Handler, owner_and_name
+from bot.github.events.installations import installation_for_repo, remember_repository
+from bot.models import Deployment
+from bot.operations import Mirror
+from bot.outbox import ClaimedItem, claim_due, mark_delivered, mark_failed, mark_retry
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 50
+IDLE_POLL_SECONDS = 0.5
+NOT_INSTALLED = "the GitHub App is not installed on this repository"
+
+
+@dataclass
+class WorkerStats:
+    delivered: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        db: Database,
+        client: GitHubClient,
+        clock: Clock,
+        handlers: dict[str, Handler],
+        *,
+        batch_size: int = BATCH_SIZE,
+        idle_poll: float = IDLE_POLL_SECONDS,
+    ) -> None:
+        self._db = db
+        self._client = client
+        self._clock = clock
+        self._handlers = handlers
+        self._batch_size = batch_size
+        self._idle_poll = idle_poll
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.stats = WorkerStats()
+
+    def wake(self) -> None:
+        """Something was enqueued: look now instead of at the next poll."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Finish the round in progress, then return from `run`."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                delivered = await self.deliver_due()
+            except Exception:
+                log.exception("outbox round failed; retrying")
+                delivered = 0
+            if delivered or self._stopping:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._idle_poll)
+
+    async def deliver_due(self) -> int:
+        """One round: claim what is due and deliver it; returns how many items were handled."""
+        async with self._db.write() as session:
+            items = await claim_due(session, self._clock(), self._batch_size)
+        if not items:
+            return 0
+        await asyncio.gather(*(self._deliver(item) for item in items))
+        return len(items)
+
+    async def drain(self, max_rounds: int = 1000) -> None:
+        """Deliver until nothing is due (for tests and the command line)."""
+        for _ in range(max_rounds):
+            if await self.deliver_due() == 0:
+                return
+
+    async def _deliver(self, item: ClaimedItem) -> None:
+        try:
+            installation_id = await self._installation(item.repo)
+            if installation_id is None:
+                raise GitHubRefused(404, NOT_INSTALLED)
+            handler = self._handlers[item.action]
+            context = EffectContext(
+                client=self._client,
+                db=self._db,
+                clock=self._clock,
+                mirror=Mirror(enabled=True),
+                installation_id=installation_id,
+            )
+            record = await handler(context, item)
+        except GitHubUnavailable as exc:
+            await self._retry(item, exc)
+            return
+        except GitHubRefused as exc:
+            await self._fail(item, str(exc))
+            return
+        except Exception as exc:
+            log.exception("outbox item %d (%s) failed", item.id, item.action)
+            await self._retry(item, GitHubUnavailable(f"internal error: {type(exc).__name__}"))
+            return
+        async with self._db.write() as session:
+            if record is not None:
+                await record(session)
+            await mark_delivered(session, item.id, self._clock())
+        self.stats.delivered += 1
+
+    async def _installation(self, repo: str) -> int | None:
+        async with self._db.read() as session:
+            known = await installation_for_repo(session, repo)
+        if known is not None:
+            return known
+        try:
+            found = await self._client.call(
+                "GET",
+                "/repos/{owner}/{repo}/installation",
+                installation_id=None,
+                url_vars=owner_and_name(repo),
+            )
+        except GitHubRefused as exc:
+            if exc.status == 404:
+                return None
+            raise
+        installation_id = int(found["id"])
+        async with self._db.write() as session:
+            await remember_repository(session, repo, installation_id, self._clock())
+        return installation_id
+
+    async def _retry(self, item: ClaimedItem, exc: GitHubUnavailable) -> None:
+        now = self._clock()
+        not_before = (
+            now + timedelta(seconds=exc.retry_after) if exc.retry_after is not None else None
+        )
+        async with self._db.write() as session:
+            due = await mark_retry(
+                session,
+                item.id,
+                error=exc.reason,
+                attempts=item.attempts,
+                now=now,
+                not_before=not_before,
+                uncertain=exc.ambiguous,
+            )
+        self.stats.retried += 1
+        log.warning(
+            "outbox item %d (%s, %s): %s; next attempt at %s",
+            item.id,
+            item.action,
+            item.ordering_key,
+            exc.reason,
+            due.isoformat(timespec="seconds"),
+        )
+
+    async def _fail(self, item: ClaimedItem, reason: str) -> None:
+        now = self._clock()
+        async with self._db.write() as session:
+            await mark_failed(session, item.id, error=reason, now=now)
+            if item.deployment_id is not None:
+                deployment = await session.get(Deployment, item.deployment_id)
+                if deployment is not None and deployment.error_message is None:
+                    deployment.error_message = f"GitHub refused {item.action}: {reason}"[:2000]
+            on_refusal = ON_REFUSAL.get(item.action)
+            if on_refusal is not None:
+                await on_refusal(session, Mirror(enabled=True), item, reason, now)
+        self.stats.failed += 1
+        log.error("outbox item %d (%s) refused for good: %s", item.id, item.action, reason)

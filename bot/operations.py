@@ -1,0 +1,351 @@
+"""What a person, a pipeline or a GitHub event asks Tarmac to do: the domain rule, then the
+GitHub calls its change implies, written to the outbox in the same transaction.
+
+Every adapter (REST routes, webhook handlers, PR commands, the timeout sweeper) goes through
+these functions, so no path can change a deployment without mirroring it on GitHub.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import deployments, releases, rollback
+from bot.freeze import current_freeze
+from bot.models import Deployment, Environment, ReleaseCandidate
+from bot.outbox import deployment_key, enqueue, release_candidate_key
+from bot.statuses import BuildStatus, DeploymentKind, DeploymentStatus, apply_status, is_final
+
+AUTO_DEPLOY_ACTOR = "tarmac (auto-deploy)"
+MAX_DESCRIPTION = 140
+
+# GitHub deployment states for Tarmac statuses; `unknown` posts nothing.
+GITHUB_STATES = {
+    DeploymentStatus.PENDING: "pending",
+    DeploymentStatus.IN_PROGRESS: "in_progress",
+    DeploymentStatus.CANCELING: "in_progress",
+    DeploymentStatus.SUCCESS: "success",
+    DeploymentStatus.FAILURE: "failure",
+    DeploymentStatus.CANCELED: "inactive",
+    DeploymentStatus.ERROR: "error",
+}
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """Whether changes are mirrored to GitHub: only when a GitHub App is configured."""
+
+    enabled: bool
+
+
+# --- what the outbox is told ------------------------------------------------------------
+
+
+def status_description(deployment: Deployment) -> str:
+    verb = {
+        DeploymentKind.DEPLOY: "Deploy",
+        DeploymentKind.ROLLBACK: "Rollback",
+        DeploymentKind.REPORTED: "Reported deploy",
+    }.get(DeploymentKind(deployment.kind), "Deploy")
+    text = f"{verb} of {deployment.release_candidate.version}: {deployment.status}"
+    if deployment.actor:
+        text += f" (by {deployment.actor})"
+    if deployment.error_message and deployment.status in (
+        DeploymentStatus.FAILURE,
+        DeploymentStatus.ERROR,
+    ):
+        text += f" - {deployment.error_message}"
+    if len(text) > MAX_DESCRIPTION:
+        text = text[: MAX_DESCRIPTION - 1] + "…"
+    return text
+
+
+async def plan_new_deployment(
+    session: AsyncSession, mirror: Mirror, deployment: Deployment, now: datetime
+) -> None:
+    """A GitHub Deployment for it, the deploy workflow for deploys and rollbacks, and its
+    first status; all under the deployment's ordering key, so they reach GitHub in order."""
+    if not mirror.enabled:
+        return
+    environment = deployment.environment
+    project = environment.project
+    await enqueue(
+        session,
+        action="create_github_deployment",
+        ordering_key=deployment_key(deployment.id),
+        repo=project.repo,
+        deployment_id=deployment.id,
+        now=now,
+    )
+    runs_workflow = deployment.kind in (DeploymentKind.DEPLOY, DeploymentKind.ROLLBACK)
+    if runs_workflow and environment.deploy_workflow is not None:
+        await enqueue(
+            session,
+            action="dispatch_deploy_workflow",
+            ordering_key=deployment_key(deployment.id),
+            repo=project.repo,
+            deployment_id=deployment.id,
+            now=now,
+        )
+    await plan_status(session, mirror, deployment, now)
+
+
+async def plan_status(
+    session: AsyncSession, mirror: Mirror, deployment: Deployment, now: datetime
+) -> None:
+    """The GitHub deployment status for the deployment's status now."""
+    if not mirror.enabled:
+        return
+    state = GITHUB_STATES.get(DeploymentStatus(deployment.status))
+    if state is None:
+        return
+    environment = deployment.environment
+    await enqueue(
+        session,
+        action="post_deployment_status",
+        ordering_key=deployment_key(deployment.id),
+        repo=environment.project.repo,
+        deployment_id=deployment.id,
+        payload={
+            "state": state,
+            "description": status_description(deployment),
+            "environment_url": environment.url,
+        },
+        now=now,
+    )
+
+
+async def plan_cancel_run(
+    session: AsyncSession, mirror: Mirror, deployment: Deployment, now: datetime
+) -> None:
+    if not mirror.enabled:
+        return
+    await enqueue(
+        session,
+        action="cancel_workflow_run",
+        ordering_key=deployment_key(deployment.id),
+        repo=deployment.environment.project.repo,
+        deployment_id=deployment.id,
+        now=now,
+    )
+
+
+async def plan_build(
+    session: AsyncSession,
+    mirror: Mirror,
+    candidate: ReleaseCandidate,
+    ref: str | None,
+    now: datetime,
+) -> None:
+    """Dispatch the project's build workflow for a `building` RC (ref None: default branch)."""
+    if not mirror.enabled:
+        return
+    await enqueue(
+        session,
+        action="dispatch_build_workflow",
+        ordering_key=release_candidate_key(candidate.id),
+        repo=candidate.repo,
+        release_candidate_id=candidate.id,
+        payload={"ref": ref},
+        now=now,
+    )
+
+
+# --- operations -------------------------------------------------------------------------
+
+
+async def deploy(
+    session: AsyncSession,
+    mirror: Mirror,
+    *,
+    project_name: str,
+    environment_name: str,
+    version: str,
+    actor: str | None,
+    now: datetime,
+) -> Deployment:
+    """An explicit deploy; it also resumes auto-deploy paused by a rollback."""
+    deployment = await deployments.create_deployment(
+        session,
+        project_name=project_name,
+        environment_name=environment_name,
+        version=version,
+        actor=actor,
+        now=now,
+    )
+    deployment.environment.auto_deploy_paused_at = None
+    await plan_new_deployment(session, mirror, deployment, now)
+    return deployment
+
+
+async def report_status(
+    session: AsyncSession,
+    mirror: Mirror,
+    *,
+    project_name: str,
+    environment_name: str,
+    version: str,
+    status: DeploymentStatus,
+    actor: str | None,
+    now: datetime,
+    error_message: str | None = None,
+) -> deployments.ReportedStatus:
+    """A status from a CD system: recorded and mirrored; it never dispatches a workflow."""
+    reported = await deployments.report_deployment_status(
+        session,
+        project_name=project_name,
+        environment_name=environment_name,
+        version=version,
+        status=status,
+        actor=actor,
+        now=now,
+        error_message=error_message,
+    )
+    if reported.created:
+        await plan_new_deployment(session, mirror, reported.deployment, now)
+    elif reported.changed:
+        await plan_status(session, mirror, reported.deployment, now)
+    return reported
+
+
+async def roll_back(
+    session: AsyncSession,
+    mirror: Mirror,
+    *,
+    project_name: str,
+    environment_name: str,
+    actor: str | None,
+    force: bool,
+    now: datetime,
+) -> rollback.Rollback:
+    """The rollback rule, then: superseded runs canceled on GitHub, their deployments shown
+    inactive, auto-deploy paused for the environment, and the rollback deployed."""
+    done = await rollback.roll_back(
+        session,
+        project_name=project_name,
+        environment_name=environment_name,
+        actor=actor,
+        force=force,
+        now=now,
+    )
+    done.deployment.environment.auto_deploy_paused_at = now
+    for canceled in done.canceled:
+        await plan_cancel_run(session, mirror, canceled, now)
+        await plan_status(session, mirror, canceled, now)
+    await plan_new_deployment(session, mirror, done.deployment, now)
+    return done
+
+
+async def create_release_candidate(
+    session: AsyncSession,
+    mirror: Mirror,
+    *,
+    project_name: str,
+    version: str,
+    repo: str,
+    commit: str,
+    build: bool,
+    now: datetime,
+) -> releases.CreatedCandidate:
+    """An RC through the API. With `build`, the build workflow runs on the default branch."""
+    created = await releases.create_release_candidate(
+        session,
+        project_name=project_name,
+        version=version,
+        repo=repo,
+        commit=commit,
+        build=build,
+        now=now,
+    )
+    if created.created and build:
+        await plan_build(session, mirror, created.candidate, None, now)
+    return created
+
+
+async def record_run_status(
+    session: AsyncSession,
+    mirror: Mirror,
+    deployment: Deployment,
+    status: DeploymentStatus,
+    *,
+    run_url: str | None,
+    now: datetime,
+) -> bool:
+    """A deploy workflow run moved: the deployment follows unless it is already final (a
+    canceled deployment stays canceled whatever its run says later)."""
+    if run_url is not None:
+        deployment.workflow_run_url = run_url
+    if is_final(deployment.status):
+        return False
+    if not apply_status(deployment, status, now):
+        return False
+    if status == DeploymentStatus.ERROR and deployment.error_message is None:
+        deployment.error_message = "The deploy workflow run did not succeed"
+    await plan_status(session, mirror, deployment, now)
+    return True
+
+
+async def finish_build(
+    session: AsyncSession,
+    mirror: Mirror,
+    candidate: ReleaseCandidate,
+    *,
+    succeeded: bool,
+    run_url: str | None,
+    now: datetime,
+) -> list[Deployment]:
+    """The build workflow finished: the RC is ready (and auto-deployed) or failed."""
+    if candidate.build_status != BuildStatus.BUILDING:
+        return []
+    candidate.build_run_url = run_url or candidate.build_run_url
+    if not succeeded:
+        candidate.build_status = BuildStatus.FAILED
+        return []
+    candidate.build_status = BuildStatus.READY
+    return await auto_deploy(session, mirror, candidate, now)
+
+
+async def auto_deploy(
+    session: AsyncSession, mirror: Mirror, candidate: ReleaseCandidate, now: datetime
+) -> list[Deployment]:
+    """Deploy a ready RC to every environment of its project that asks for it, unless the
+    environment is frozen, removed, or paused by a rollback since."""
+    environments = await session.scalars(
+        select(Environment)
+        .where(
+            Environment.project_id == candidate.project_id,
+            Environment.auto_deploy.is_(True),
+            Environment.removed_at.is_(None),
+            Environment.auto_deploy_paused_at.is_(None),
+        )
+        .order_by(Environment.id)
+        .with_for_update(of=Environment)
+    )
+    started = []
+    for environment in environments:
+        if current_freeze(environment, now) is not None:
+            continue
+        deployment = await deployments.record_deployment(
+            session,
+            environment,
+            candidate,
+            kind=DeploymentKind.DEPLOY,
+            status=DeploymentStatus.PENDING,
+            actor=AUTO_DEPLOY_ACTOR,
+            now=now,
+        )
+        await plan_new_deployment(session, mirror, deployment, now)
+        started.append(deployment)
+    return started
+
+
+async def expire_stuck(
+    session: AsyncSession, mirror: Mirror, environment: Environment, now: datetime
+) -> list[Deployment]:
+    expired = await deployments.expire_stuck_deployments(session, environment, now)
+    for deployment in expired:
+        await plan_status(session, mirror, deployment, now)
+    return expired

@@ -1,0 +1,194 @@
+"""The outbox: every GitHub call a change implies, stored in the same transaction as the change.
+
+A worker (bot/github/worker.py) delivers the items. Items that share an `ordering_key` go one
+after the other in id order (a deployment's status needs its GitHub deployment first); items
+with different keys go in parallel. Several processes on one PostgreSQL share the outbox:
+claiming uses `FOR UPDATE SKIP LOCKED` and a lease, so no item is delivered twice at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from bot.models import OutboxItem
+
+# How long a claimed item stays with its worker before another may take it (the worker dies).
+LEASE = timedelta(seconds=60)
+MAX_BACKOFF = timedelta(minutes=10)
+
+
+class OutboxState(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # GitHub refused it and retrying cannot change that
+
+
+def deployment_key(deployment_id: int) -> str:
+    return f"deployment:{deployment_id}"
+
+
+def release_candidate_key(release_candidate_id: int) -> str:
+    return f"release_candidate:{release_candidate_id}"
+
+
+def comment_key(comment_id: int) -> str:
+    return f"comment:{comment_id}"
+
+
+def tag_key(repo: str, tag: str) -> str:
+    return f"tag:{repo.lower()}:{tag}"[:100]
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    action: str,
+    ordering_key: str,
+    repo: str,
+    now: datetime,
+    payload: dict[str, Any] | None = None,
+    deployment_id: int | None = None,
+    release_candidate_id: int | None = None,
+) -> OutboxItem:
+    """Add an item in the caller's transaction: it exists exactly when the change commits."""
+    item = OutboxItem(
+        ordering_key=ordering_key,
+        action=action,
+        repo=repo,
+        payload=payload or {},
+        deployment_id=deployment_id,
+        release_candidate_id=release_candidate_id,
+        state=OutboxState.PENDING,
+        attempts=0,
+        uncertain=False,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(item)
+    await session.flush()
+    return item
+
+
+@dataclass(frozen=True)
+class ClaimedItem:
+    """An item taken by a worker. `uncertain` means an earlier attempt may have reached GitHub
+    without its outcome being recorded (the process died mid-call)."""
+
+    id: int
+    ordering_key: str
+    action: str
+    repo: str
+    payload: dict[str, Any]
+    deployment_id: int | None
+    release_candidate_id: int | None
+    attempts: int
+    uncertain: bool
+
+
+async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[ClaimedItem]:
+    """Take up to `limit` due items, each the oldest pending one of its ordering key.
+
+    Claiming counts the attempt and sets a lease (next_attempt_at = now + LEASE), committed by
+    the caller before any GitHub call: an item found later with a counted attempt whose outcome
+    was never recorded is `uncertain`.
+    """
+    earlier = aliased(OutboxItem)
+    due = (
+        select(OutboxItem)
+        .where(
+            OutboxItem.state == OutboxState.PENDING,
+            OutboxItem.next_attempt_at <= now,
+            ~select(earlier.id)
+            .where(
+                and_(
+                    earlier.ordering_key == OutboxItem.ordering_key,
+                    earlier.state == OutboxState.PENDING,
+                    earlier.id < OutboxItem.id,
+                )
+            )
+            .exists(),
+        )
+        .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=OutboxItem)
+    )
+    items = list(await session.scalars(due))
+    claimed = []
+    for item in items:
+        # A counted attempt with no recorded outcome: the process died mid-call.
+        uncertain = item.uncertain or (item.attempts > 0 and item.last_error is None)
+        item.attempts += 1
+        item.next_attempt_at = now + LEASE
+        item.last_error = None
+        item.uncertain = False
+        claimed.append(
+            ClaimedItem(
+                id=item.id,
+                ordering_key=item.ordering_key,
+                action=item.action,
+                repo=item.repo,
+                payload=dict(item.payload),
+                deployment_id=item.deployment_id,
+                release_candidate_id=item.release_candidate_id,
+                attempts=item.attempts,
+                uncertain=uncertain,
+            )
+        )
+    await session.flush()
+    return claimed
+
+
+async def mark_delivered(session: AsyncSession, item_id: int, now: datetime) -> None:
+    await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id == item_id)
+        .values(state=OutboxState.DELIVERED, delivered_at=now, last_error=None)
+    )
+
+
+async def mark_retry(
+    session: AsyncSession,
+    item_id: int,
+    *,
+    error: str,
+    attempts: int,
+    now: datetime,
+    not_before: datetime | None = None,
+    uncertain: bool = False,
+) -> datetime:
+    """Record a failure that a later attempt may overcome; returns when that attempt is due.
+
+    Backoff doubles from 1 s up to MAX_BACKOFF; a rate limit's reset time comes first.
+    """
+    backoff = min(timedelta(seconds=2 ** min(attempts - 1, 20)), MAX_BACKOFF)
+    due = now + backoff
+    if not_before is not None and not_before > due:
+        due = not_before
+    await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id == item_id)
+        .values(next_attempt_at=due, last_error=error[:2000], uncertain=uncertain)
+    )
+    return due
+
+
+async def mark_failed(session: AsyncSession, item_id: int, *, error: str, now: datetime) -> None:
+    await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id == item_id)
+        .values(state=OutboxState.FAILED, last_error=error[:2000], delivered_at=now)
+    )
+
+
+async def pending_count(session: AsyncSession) -> int:
+    count = await session.scalar(
+        select(func.count()).select_from(OutboxItem).where(OutboxItem.state == OutboxState.PENDING)
+    )
+    return int(count or 0)

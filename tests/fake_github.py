@@ -1,0 +1,528 @@
+"""A fake GitHub: a real aiohttp server that plays the REST endpoints Tarmac calls.
+
+It is strict where GitHub is: a request whose path is not in GitHub's official description
+(`shared/github/openapi-subset.json`), or whose JSON body does not validate against that
+operation's request schema, is answered 422 and recorded as a violation that fails the test.
+Installation tokens are issued only to a correctly signed App JWT, and repository endpoints
+take only tokens it issued. Tests can queue faults (502, 429 with Retry-After, a dropped
+connection) and read back every call it received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt
+from aiohttp import web
+from openapi_schema_validator import OAS30Validator
+
+OPENAPI_PATH = Path(__file__).resolve().parents[2] / "shared" / "github" / "openapi-subset.json"
+
+
+def _load_description() -> dict[str, Any]:
+    return json.loads(OPENAPI_PATH.read_text())
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    auth: str  # "jwt", "installation:<id>", "none"
+
+    @property
+    def action(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+@dataclass
+class Fault:
+    """Answer the next `times` requests matching `method` and `path_pattern` this way."""
+
+    path_pattern: str
+    status: int = 502
+    times: int = 1
+    method: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    drop_connection: bool = False
+    # Carry the request out, then drop the connection: the caller never learns it worked
+    # (what a crash or a network cut between GitHub's work and its answer looks like).
+    drop_after_processing: bool = False
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method is not None and self.method != method:
+            return False
+        return re.search(self.path_pattern, path) is not None
+
+
+@dataclass
+class Run:
+    id: int
+    repo: str
+    workflow: str
+    ref: str
+    inputs: dict[str, Any]
+    status: str = "queued"
+    conclusion: str | None = None
+    head_sha: str = "0" * 40
+    canceled: bool = False
+
+
+class FakeGitHub:
+    def __init__(self, app_id: int, public_key_pem: str) -> None:
+        self.app_id = app_id
+        self.public_key_pem = public_key_pem
+        self.description = _load_description()
+        self._components = self.description["components"]
+        self._routes = [
+            (re.compile("^" + re.sub(r"\{([^}]+)\}", r"(?P<\1>[^/]+)", t) + "$"), t)
+            for t in self.description["paths"]
+        ]
+        self.calls: list[Call] = []
+        self.violations: list[str] = []
+        self.faults: list[Fault] = []
+        self.latency = 0.0
+        # state
+        self.installations: dict[str, int] = {}  # repo (lower) -> installation id
+        self.tokens: dict[str, tuple[int, float]] = {}  # token -> (installation, expiry)
+        self.token_lifetime = 3600.0
+        self.refs: dict[tuple[str, str], dict[str, Any]] = {}  # (repo, "tags/x") -> object
+        self.tag_objects: dict[tuple[str, str], str] = {}  # (repo, tag sha) -> commit sha
+        self.deployments: dict[str, list[dict[str, Any]]] = {}  # repo -> deployments
+        self.statuses: dict[int, list[dict[str, Any]]] = {}  # deployment id -> statuses
+        self.runs: dict[int, Run] = {}
+        self.permissions: dict[tuple[str, str], tuple[str, str]] = {}  # (repo, user) -> perm
+        self.comments: list[dict[str, Any]] = []
+        self.reactions: list[dict[str, Any]] = []
+        self.hook_deliveries: list[dict[str, Any]] = []
+        self.redelivered: list[int] = []
+        self.default_branch = "main"
+        self._ids = itertools.count(1000)
+        self.server_url = ""
+
+    # --- set-up by tests -------------------------------------------------------------
+
+    def install(self, repo: str, installation_id: int) -> None:
+        self.installations[repo.lower()] = installation_id
+
+    def add_tag(self, repo: str, tag: str, commit: str, *, annotated: bool = False) -> None:
+        if annotated:
+            tag_sha = secrets.token_hex(20)
+            self.tag_objects[(repo.lower(), tag_sha)] = commit
+            self.refs[(repo.lower(), f"tags/{tag}")] = {"type": "tag", "sha": tag_sha}
+        else:
+            self.refs[(repo.lower(), f"tags/{tag}")] = {"type": "commit", "sha": commit}
+
+    def grant(self, repo: str, user: str, permission: str, role_name: str | None = None) -> None:
+        self.permissions[(repo.lower(), user.lower())] = (permission, role_name or permission)
+
+    def fail(self, path_pattern: str, **kwargs: Any) -> Fault:
+        fault = Fault(path_pattern, **kwargs)
+        self.faults.append(fault)
+        return fault
+
+    def calls_to(self, method: str, path_pattern: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method and re.search(path_pattern, c.path)]
+
+    # --- the server ------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        return app
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        method = request.method
+        path = request.path
+        raw = await request.read()
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            return self._violation(f"{method} {path}: body is not JSON")
+        auth = self._auth_kind(request)
+        self.calls.append(Call(method, path, dict(request.query), body, auth))
+        after: Fault | None = None
+        for fault in self.faults:
+            if fault.times > 0 and fault.matches(method, path):
+                fault.times -= 1
+                if fault.drop_after_processing:
+                    after = fault
+                    break
+                if fault.drop_connection:
+                    assert request.transport is not None
+                    request.transport.close()
+                    return web.Response(status=502)
+                return web.json_response(
+                    {"message": "fault injected"}, status=fault.status, headers=fault.headers
+                )
+        route = self._route(path)
+        if route is None:
+            return self._violation(f"{method} {path}: not in GitHub's REST description")
+        template, params = route
+        operation = self.description["paths"][template].get(method.lower())
+        if operation is None:
+            return self._violation(f"{method} {template}: no such operation")
+        problem = self._body_problem(operation, body)
+        if problem is not None:
+            return self._violation(f"{method} {template}: {problem}")
+        handler = self._handlers().get(f"{method} {template}")
+        if handler is None:
+            return self._violation(f"{method} {template}: the fake does not play it")
+        response = await handler(request, params, body)
+        if after is not None:
+            assert request.transport is not None
+            request.transport.close()
+        return response
+
+    def _violation(self, message: str) -> web.Response:
+        self.violations.append(message)
+        return web.json_response({"message": message}, status=422)
+
+    def _route(self, path: str) -> tuple[str, dict[str, str]] | None:
+        # Git ref paths carry a slash inside {ref} (x-multi-segment).
+        match = re.match(r"^/repos/([^/]+)/([^/]+)/git/ref/(.+)$", path)
+        if match:
+            return "/repos/{owner}/{repo}/git/ref/{ref}", {
+                "owner": match[1],
+                "repo": match[2],
+                "ref": match[3],
+            }
+        for pattern, template in self._routes:
+            found = pattern.match(path)
+            if found:
+                return template, found.groupdict()
+        return None
+
+    def _body_problem(self, operation: dict[str, Any], body: Any) -> str | None:
+        request_body = operation.get("requestBody")
+        if request_body is None:
+            return None
+        schema = request_body.get("content", {}).get("application/json", {}).get("schema")
+        if schema is None:
+            return None
+        if body is None:
+            return "request body required" if request_body.get("required") else None
+        validator = OAS30Validator(dict(schema, components=self._components))
+        errors = list(validator.iter_errors(body))
+        if errors:
+            return f"body does not match GitHub's schema: {errors[0].message}"
+        return None
+
+    def _auth_kind(self, request: web.Request) -> str:
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.count(".") == 2:
+            return "jwt"
+        if scheme.lower() in ("token", "bearer") and value in self.tokens:
+            return f"installation:{self.tokens[value][0]}"
+        return "none"
+
+    def _check_jwt(self, request: web.Request) -> web.Response | None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer":
+            return web.json_response({"message": "A JSON web token is required"}, status=401)
+        try:
+            claims = jwt.decode(
+                value,
+                self.public_key_pem,
+                algorithms=["RS256"],
+                options={"require": ["iat", "exp", "iss"]},
+                leeway=0,
+            )
+        except jwt.PyJWTError as exc:
+            return web.json_response({"message": f"bad JWT: {exc}"}, status=401)
+        now = time.time()
+        if str(claims["iss"]) != str(self.app_id):
+            return web.json_response({"message": "JWT for another App"}, status=401)
+        if claims["exp"] - claims["iat"] > 600 or claims["iat"] > now:
+            return web.json_response({"message": "JWT lifetime invalid"}, status=401)
+        return None
+
+    def _check_token(self, request: web.Request, repo: str) -> web.Response | None:
+        header = request.headers.get("Authorization", "")
+        _, _, value = header.partition(" ")
+        issued = self.tokens.get(value)
+        if issued is None or issued[1] < time.time():
+            return web.json_response({"message": "Bad credentials"}, status=401)
+        if self.installations.get(repo.lower()) != issued[0]:
+            return web.json_response({"message": "Resource not accessible"}, status=403)
+        return None
+
+    def _handlers(self) -> dict[str, Callable[..., Awaitable[web.StreamResponse]]]:
+        return {
+            "GET /app": self._get_app,
+            "POST /app/installations/{installation_id}/access_tokens": self._access_token,
+            "GET /repos/{owner}/{repo}/installation": self._repo_installation,
+            "GET /app/hook/deliveries": self._hook_deliveries,
+            "POST /app/hook/deliveries/{delivery_id}/attempts": self._redeliver,
+            "GET /repos/{owner}/{repo}/git/ref/{ref}": self._repo_call(self._git_ref),
+            "GET /repos/{owner}/{repo}/git/tags/{tag_sha}": self._repo_call(self._git_tag),
+            "GET /repos/{owner}/{repo}": self._repo_call(self._get_repo),
+            "POST /repos/{owner}/{repo}/deployments": self._repo_call(self._create_deployment),
+            "GET /repos/{owner}/{repo}/deployments": self._repo_call(self._list_deployments),
+            "POST /repos/{owner}/{repo}/deployments/{deployment_id}/statuses": self._repo_call(
+                self._create_status
+            ),
+            "GET /repos/{owner}/{repo}/deployments/{deployment_id}/statuses": self._repo_call(
+                self._list_statuses
+            ),
+            "POST /repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches": (
+                self._repo_call(self._dispatch)
+            ),
+            "GET /repos/{owner}/{repo}/actions/runs/{run_id}": self._repo_call(self._get_run),
+            "POST /repos/{owner}/{repo}/actions/runs/{run_id}/cancel": self._repo_call(
+                self._cancel_run
+            ),
+            "GET /repos/{owner}/{repo}/collaborators/{username}/permission": self._repo_call(
+                self._permission
+            ),
+            "POST /repos/{owner}/{repo}/issues/{issue_number}/comments": self._repo_call(
+                self._comment
+            ),
+            "POST /repos/{owner}/{repo}/issues/comments/{comment_id}/reactions": self._repo_call(
+                self._reaction
+            ),
+        }
+
+    def _repo_call(
+        self, handler: Callable[..., Awaitable[web.StreamResponse]]
+    ) -> Callable[..., Awaitable[web.StreamResponse]]:
+        async def checked(
+            request: web.Request, params: dict[str, str], body: Any
+        ) -> web.StreamResponse:
+            repo = f"{params['owner']}/{params['repo']}".lower()
+            refused = self._check_token(request, repo)
+            if refused is not None:
+                return refused
+            return await handler(request, params, body, repo)
+
+        return checked
+
+    # --- App endpoints -----------------------------------------------------------------
+
+    async def _get_app(self, request: web.Request, params: dict[str, str], body: Any) -> Any:
+        refused = self._check_jwt(request)
+        return refused or web.json_response({"id": self.app_id, "slug": "tarmac"})
+
+    async def _access_token(
+        self, request: web.Request, params: dict[str, str], body: Any
+    ) -> web.StreamResponse:
+        refused = self._check_jwt(request)
+        if refused is not None:
+            return refused
+        installation_id = int(params["installation_id"])
+        if installation_id not in self.installations.values():
+            return web.json_response({"message": "Not Found"}, status=404)
+        token = "ghs_" + secrets.token_urlsafe(30)
+        expiry = time.time() + self.token_lifetime
+        self.tokens[token] = (installation_id, expiry)
+        expires_at = datetime.fromtimestamp(expiry, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return web.json_response({"token": token, "expires_at": expires_at}, status=201)
+
+    async def _repo_installation(
+        self, request: web.Request, params: dict[str, str], body: Any
+    ) -> web.StreamResponse:
+        refused = self._check_jwt(request)
+        if refused is not None:
+            return refused
+        repo = f"{params['owner']}/{params['repo']}".lower()
+        installation_id = self.installations.get(repo)
+        if installation_id is None:
+            return web.json_response({"message": "Not Found"}, status=404)
+        return web.json_response({"id": installation_id, "app_id": self.app_id})
+
+    async def _hook_deliveries(
+        self, request: web.Request, params: dict[str, str], body: Any
+    ) -> web.StreamResponse:
+        refused = self._check_jwt(request)
+        return refused or web.json_response(self.hook_deliveries)
+
+    async def _redeliver(
+        self, request: web.Request, params: dict[str, str], body: Any
+    ) -> web.StreamResponse:
+        refused = self._check_jwt(request)
+        if refused is not None:
+            return refused
+        self.redelivered.append(int(params["delivery_id"]))
+        return web.json_response({}, status=202)
+
+    # --- repository endpoints ---------------------------------------------------------
+
+    async def _get_repo(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        return web.json_response({"full_name": repo, "default_branch": self.default_branch})
+
+    async def _git_ref(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        ref = params["ref"]
+        target = self.refs.get((repo, ref))
+        if target is None:
+            return web.json_response({"message": "Not Found"}, status=404)
+        return web.json_response({"ref": f"refs/{ref}", "object": target})
+
+    async def _git_tag(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        commit = self.tag_objects.get((repo, params["tag_sha"]))
+        if commit is None:
+            return web.json_response({"message": "Not Found"}, status=404)
+        return web.json_response(
+            {"sha": params["tag_sha"], "object": {"type": "commit", "sha": commit}}
+        )
+
+    async def _create_deployment(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        deployment = {
+            "id": next(self._ids),
+            "sha": body["ref"],
+            "ref": body["ref"],
+            "environment": body.get("environment", "production"),
+            "payload": body.get("payload", {}),
+            "production_environment": body.get("production_environment"),
+            "auto_merge": body.get("auto_merge", True),
+            "required_contexts": body.get("required_contexts"),
+            "description": body.get("description"),
+        }
+        self.deployments.setdefault(repo, []).append(deployment)
+        self.statuses[deployment["id"]] = []
+        return web.json_response(deployment, status=201)
+
+    async def _list_deployments(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        found = [
+            d
+            for d in reversed(self.deployments.get(repo, []))
+            if all(
+                str(d.get(key)) == request.query[key]
+                for key in ("sha", "environment")
+                if key in request.query
+            )
+        ]
+        return web.json_response(found)
+
+    async def _create_status(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        deployment_id = int(params["deployment_id"])
+        if deployment_id not in self.statuses:
+            return web.json_response({"message": "Not Found"}, status=404)
+        status = {"id": next(self._ids), **body}
+        self.statuses[deployment_id].append(status)
+        return web.json_response(status, status=201)
+
+    async def _list_statuses(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        deployment_id = int(params["deployment_id"])
+        if deployment_id not in self.statuses:
+            return web.json_response({"message": "Not Found"}, status=404)
+        return web.json_response(list(reversed(self.statuses[deployment_id])))
+
+    async def _dispatch(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        run = Run(
+            id=next(self._ids),
+            repo=repo,
+            workflow=params["workflow_id"],
+            ref=body["ref"],
+            inputs=dict(body.get("inputs") or {}),
+        )
+        self.runs[run.id] = run
+        if not body.get("return_run_details"):
+            return web.Response(status=204)
+        api = f"{self.server_url}/repos/{repo}/actions/runs/{run.id}"
+        html = f"https://github.com/{repo}/actions/runs/{run.id}"
+        return web.json_response(
+            {"workflow_run_id": run.id, "run_url": api, "html_url": html}, status=200
+        )
+
+    async def _get_run(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        run = self.runs.get(int(params["run_id"]))
+        if run is None or run.repo != repo:
+            return web.json_response({"message": "Not Found"}, status=404)
+        return web.json_response(
+            {
+                "id": run.id,
+                "status": run.status,
+                "conclusion": run.conclusion,
+                "head_sha": run.head_sha,
+                "path": f".github/workflows/{run.workflow}",
+                "html_url": f"https://github.com/{repo}/actions/runs/{run.id}",
+            }
+        )
+
+    async def _cancel_run(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        run = self.runs.get(int(params["run_id"]))
+        if run is None or run.repo != repo:
+            return web.json_response({"message": "Not Found"}, status=404)
+        if run.status == "completed":
+            return web.json_response({"message": "Cannot cancel a completed run"}, status=409)
+        run.canceled = True
+        return web.json_response({}, status=202)
+
+    async def _permission(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        granted = self.permissions.get((repo, params["username"].lower()))
+        if granted is None:
+            return web.json_response({"permission": "none", "role_name": "none"})
+        permission, role_name = granted
+        return web.json_response(
+            {
+                "permission": permission,
+                "role_name": role_name,
+                "user": {"login": params["username"]},
+            }
+        )
+
+    async def _comment(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        comment = {
+            "id": next(self._ids),
+            "repo": repo,
+            "issue_number": int(params["issue_number"]),
+            "body": body["body"],
+        }
+        self.comments.append(comment)
+        return web.json_response(comment, status=201)
+
+    async def _reaction(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        reaction = {
+            "comment_id": int(params["comment_id"]),
+            "repo": repo,
+            "content": body["content"],
+        }
+        if reaction in self.reactions:
+            return web.json_response({"id": 1, **reaction}, status=200)
+        self.reactions.append(reaction)
+        return web.json_response({"id": next(self._ids), **reaction}, status=201)
+
+
+def expiry_in(seconds: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
