@@ -19,8 +19,9 @@ from sqlalchemy.orm import aliased
 
 from bot.models import OutboxItem
 
-# How long a claimed item stays with its worker before another may take it (the worker dies).
-LEASE = timedelta(seconds=60)
+# How long a claimed item stays with its worker before another may take it (the worker died).
+# The worker gives up on a delivery well before its lease ends (see bot/github/worker.py).
+DEFAULT_LEASE = timedelta(seconds=30)
 MAX_BACKOFF = timedelta(minutes=10)
 
 
@@ -90,12 +91,15 @@ class ClaimedItem:
     release_candidate_id: int | None
     attempts: int
     uncertain: bool
+    previous_error: str | None  # what the last attempt recorded, if anything
 
 
-async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[ClaimedItem]:
+async def claim_due(
+    session: AsyncSession, now: datetime, limit: int, lease: timedelta = DEFAULT_LEASE
+) -> list[ClaimedItem]:
     """Take up to `limit` due items, each the oldest pending one of its ordering key.
 
-    Claiming counts the attempt and sets a lease (next_attempt_at = now + LEASE), committed by
+    Claiming counts the attempt and sets a lease (next_attempt_at = now + lease), committed by
     the caller before any GitHub call: an item found later with a counted attempt whose outcome
     was never recorded is `uncertain`.
     """
@@ -124,8 +128,9 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Cl
     for item in items:
         # A counted attempt with no recorded outcome: the process died mid-call.
         uncertain = item.uncertain or (item.attempts > 0 and item.last_error is None)
+        previous_error = item.last_error
         item.attempts += 1
-        item.next_attempt_at = now + LEASE
+        item.next_attempt_at = now + lease
         item.last_error = None
         item.uncertain = False
         claimed.append(
@@ -139,6 +144,7 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Cl
                 release_candidate_id=item.release_candidate_id,
                 attempts=item.attempts,
                 uncertain=uncertain,
+                previous_error=previous_error,
             )
         )
     await session.flush()

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import aiohttp
 
@@ -111,5 +112,11 @@ async def open_service(settings: Settings, *, clock: Clock = utc_now) -> Service
     if github_app is not None:
         service._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         service.github = GitHubClient(service._http, github_app, clock=clock)
-        service.outbox_worker = OutboxWorker(db, service.github, clock, load_all())
+        service.outbox_worker = OutboxWorker(
+            db,
+            service.github,
+            clock,
+            load_all(),
+            lease=timedelta(seconds=settings.outbox_lease_seconds),
+        )
     return service

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     github_private_key_path: Path | None = None
     github_webhook_secret: SecretStr | None = None
     github_api_url: str = "https://api.github.com"
+    # A worker that dies mid-delivery holds its items this long before another takes them.
+    outbox_lease_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)
 
     def github_app(self) -> GitHubAppSettings | None:
         """The GitHub App credentials, or None when none are set (the REST API still works).

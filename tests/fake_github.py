@@ -93,6 +93,7 @@ class FakeGitHub:
         self.violations: list[str] = []
         self.faults: list[Fault] = []
         self.latency = 0.0
+        self.slow: dict[str, float] = {}  # path pattern -> seconds between acting and answering
         # state
         self.installations: dict[str, int] = {}  # repo (lower) -> installation id
         self.tokens: dict[str, tuple[int, float]] = {}  # token -> (installation, expiry)
@@ -143,8 +144,6 @@ class FakeGitHub:
         return app
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        if self.latency:
-            await asyncio.sleep(self.latency)
         method = request.method
         path = request.path
         raw = await request.read()
@@ -154,6 +153,8 @@ class FakeGitHub:
             return self._violation(f"{method} {path}: body is not JSON")
         auth = self._auth_kind(request)
         self.calls.append(Call(method, path, dict(request.query), body, auth))
+        if self.latency:
+            await asyncio.sleep(self.latency)
         after: Fault | None = None
         for fault in self.faults:
             if fault.times > 0 and fault.matches(method, path):
@@ -182,6 +183,10 @@ class FakeGitHub:
         if handler is None:
             return self._violation(f"{method} {template}: the fake does not play it")
         response = await handler(request, params, body)
+        # Done, but slow to answer: a caller that goes away now never learns it worked.
+        delay = sum(seconds for pattern, seconds in self.slow.items() if re.search(pattern, path))
+        if delay:
+            await asyncio.sleep(delay)
         if after is not None:
             assert request.transport is not None
             request.transport.close()

@@ -21,13 +21,22 @@ from bot.github.effects import ON_REFUSAL, EffectContext, Handler, owner_and_nam
 from bot.github.events.installations import installation_for_repo, remember_repository
 from bot.models import Deployment
 from bot.operations import Mirror
-from bot.outbox import ClaimedItem, claim_due, mark_delivered, mark_failed, mark_retry
+from bot.outbox import (
+    DEFAULT_LEASE,
+    ClaimedItem,
+    claim_due,
+    mark_delivered,
+    mark_failed,
+    mark_retry,
+)
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 50
 IDLE_POLL_SECONDS = 0.5
 NOT_INSTALLED = "the GitHub App is not installed on this repository"
+# A lost dispatch waits this many leases (2 minutes by default) for its run to show up.
+LOST_DISPATCH_GRACE_LEASES = 4
 
 
 @dataclass
@@ -47,6 +56,7 @@ class OutboxWorker:
         *,
         batch_size: int = BATCH_SIZE,
         idle_poll: float = IDLE_POLL_SECONDS,
+        lease: timedelta = DEFAULT_LEASE,
     ) -> None:
         self._db = db
         self._client = client
@@ -54,6 +64,10 @@ class OutboxWorker:
         self._handlers = handlers
         self._batch_size = batch_size
         self._idle_poll = idle_poll
+        self._lease = lease
+        # Give up on a delivery while its lease still holds, so no other worker takes the
+        # item while this one may still be talking to GitHub about it.
+        self._delivery_timeout = lease.total_seconds() * 0.8
         self._wake = asyncio.Event()
         self._stopping = False
         self.stats = WorkerStats()
@@ -83,7 +97,7 @@ class OutboxWorker:
     async def deliver_due(self) -> int:
         """One round: claim what is due and deliver it; returns how many items were handled."""
         async with self._db.write() as session:
-            items = await claim_due(session, self._clock(), self._batch_size)
+            items = await claim_due(session, self._clock(), self._batch_size, self._lease)
         if not items:
             return 0
         await asyncio.gather(*(self._deliver(item) for item in items))
@@ -107,8 +121,12 @@ class OutboxWorker:
                 clock=self._clock,
                 mirror=Mirror(enabled=True),
                 installation_id=installation_id,
+                lost_dispatch_grace=self._lease.total_seconds() * LOST_DISPATCH_GRACE_LEASES,
             )
-            record = await handler(context, item)
+            record = await asyncio.wait_for(handler(context, item), self._delivery_timeout)
+        except TimeoutError:
+            await self._retry(item, GitHubUnavailable("delivery timed out", ambiguous=True))
+            return
         except GitHubUnavailable as exc:
             await self._retry(item, exc)
             return

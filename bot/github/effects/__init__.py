@@ -32,6 +32,9 @@ class EffectContext:
     clock: Clock
     mirror: Mirror
     installation_id: int  # the installation serving the item's repository
+    # How long a dispatch whose answer was lost waits for its run to show up (through a
+    # workflow_run event) before it is sent again.
+    lost_dispatch_grace: float = 120.0
 
 
 Handler = Callable[[EffectContext, ClaimedItem], Awaitable[Recorder | None]]
@@ -67,6 +70,6 @@ def owner_and_name(repo: str) -> dict[str, str]:
 
 def load_all() -> dict[str, Handler]:
     """Every handler, registered by importing its module."""
-    from bot.github.effects import deployments  # noqa: F401
+    from bot.github.effects import builds, comments, deployments  # noqa: F401
 
     return HANDLERS

@@ -19,6 +19,18 @@ from bot.statuses import DeploymentStatus, is_final
 log = logging.getLogger(__name__)
 
 MAX_WORKFLOW_INPUTS = 25
+WAITING_FOR_LOST_RUN = "dispatch answer lost; waiting for its run to show up"
+
+
+async def wait_for_lost_run(ctx: EffectContext, item: ClaimedItem, what: str) -> None:
+    """A dispatch whose answer was lost may have started a run. A second run is worse than a
+    late one, so first give the run's workflow_run event time to attach it (by workflow path
+    and commit); the caller only gets past this once that time has passed with no run."""
+    if item.previous_error == WAITING_FOR_LOST_RUN:
+        log.warning("%s: no run showed up for the lost dispatch; dispatching again", what)
+        return
+    log.warning("%s: dispatch answer lost; waiting for its run before dispatching again", what)
+    raise GitHubUnavailable(WAITING_FOR_LOST_RUN, retry_after=ctx.lost_dispatch_grace)
 
 
 async def _load(ctx: EffectContext, item: ClaimedItem) -> Deployment:
@@ -111,11 +123,8 @@ async def dispatch_deploy_workflow(ctx: EffectContext, item: ClaimedItem) -> Rec
         return None
     if is_final(deployment.status):
         return None  # canceled (or timed out) before its run was asked for
-    if item.uncertain:
-        # A run may exist already; a second deploy is worse than a late one. Its workflow_run
-        # event attaches it by workflow path and commit, or the timeout ends the deployment.
-        log.warning("deployment %d: dispatch outcome unknown; not repeated", deployment.id)
-        return None
+    if item.uncertain or item.previous_error == WAITING_FOR_LOST_RUN:
+        await wait_for_lost_run(ctx, item, f"deployment {deployment.id}")
     candidate = deployment.release_candidate
     ref = candidate.tag or await ctx.client.default_branch(item.repo, ctx.installation_id)
     inputs: dict[str, Any] = {

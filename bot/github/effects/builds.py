@@ -1,0 +1,175 @@
+"""Release candidates on GitHub: the commit of a tag a `create` event named, and the build run.
+
+`resolve_tag` reads `GET …/git/ref/tags/{tag}`; an annotated tag's ref points at a tag object,
+which `GET …/git/tags/{sha}` follows to the commit. The RC is then made in the item's own
+transaction, exactly as a tag `push` makes it (bot/github/events/tags.py).
+
+`dispatch_build_workflow` starts the project's build workflow for a `building` RC, on the tag
+(or the default branch for RCs made through the API), with `return_run_details` so the run is
+known at once; its `workflow_run` events then finish the build (bot/github/events/workflow_runs.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.github.client import GitHubRefused
+from bot.github.effects import EffectContext, Recorder, effect, on_refusal, owner_and_name
+from bot.github.events.tags import RESOLVE_TAG, TagTarget, candidate_exists, make_candidate
+from bot.models import Project, ReleaseCandidate
+from bot.operations import Mirror, finish_build
+from bot.outbox import ClaimedItem
+from bot.statuses import BuildStatus
+from bot.versions import normalize_commit_sha
+
+log = logging.getLogger(__name__)
+
+DISPATCH_BUILD_WORKFLOW = "dispatch_build_workflow"
+MAX_WORKFLOW_INPUTS = 25
+# A tag object may point at another tag object; git allows chains, nobody makes long ones.
+MAX_TAG_CHAIN = 5
+
+
+@effect(RESOLVE_TAG)
+async def resolve_tag(ctx: EffectContext, item: ClaimedItem) -> Recorder | None:
+    tag = str(item.payload["tag"])
+    target = TagTarget(str(item.payload["project"]), str(item.payload["version"]))
+    async with ctx.db.read() as session:
+        if await candidate_exists(session, target):
+            return None  # the tag's `push` made it already
+    commit = await _tag_commit(ctx, item.repo, tag)
+    if commit is None:
+        log.info("tag %s of %s no longer names a commit: no release candidate", tag, item.repo)
+        return None
+
+    async def record(session: AsyncSession) -> None:
+        outcome = await make_candidate(session, ctx.mirror, target, tag, commit, ctx.clock())
+        log.info("tag %s of %s at %s: %s", tag, item.repo, commit, outcome)
+
+    return record
+
+
+async def _tag_commit(ctx: EffectContext, repo: str, tag: str) -> str | None:
+    """The commit `tag` points at; None when the tag is gone (deleted meanwhile) or names
+    something else than a commit."""
+    where = owner_and_name(repo)
+    # Tags may hold '/' (kept: the ref is multi-segment) and characters a URL must escape.
+    path = "/".join(quote(part, safe="") for part in tag.split("/"))
+    try:
+        found = await ctx.client.call(
+            "GET",
+            "/repos/{owner}/{repo}/git/ref/tags/" + path,
+            installation_id=ctx.installation_id,
+            url_vars=where,
+        )
+        target = found["object"]
+        for _ in range(MAX_TAG_CHAIN):
+            if target.get("type") != "tag":
+                break
+            tag_object = await ctx.client.call(
+                "GET",
+                "/repos/{owner}/{repo}/git/tags/{tag_sha}",
+                installation_id=ctx.installation_id,
+                url_vars={**where, "tag_sha": target["sha"]},
+            )
+            target = tag_object["object"]
+    except GitHubRefused as exc:
+        if exc.status == 404:
+            return None
+        raise
+    if target.get("type") != "commit" or not isinstance(target.get("sha"), str):
+        return None
+    return normalize_commit_sha(target["sha"])
+
+
+@effect(DISPATCH_BUILD_WORKFLOW)
+async def dispatch_build_workflow(ctx: EffectContext, item: ClaimedItem) -> Recorder | None:
+    assert item.release_candidate_id is not None
+    async with ctx.db.read() as session:
+        candidate = await session.get(ReleaseCandidate, item.release_candidate_id)
+        project = await session.get(Project, candidate.project_id) if candidate else None
+    if candidate is None or project is None:
+        return None
+    if candidate.build_run_id is not None or candidate.build_status != BuildStatus.BUILDING:
+        return None
+    if project.build_workflow is None:
+        log.warning("release candidate %d: the project has no build workflow now", candidate.id)
+        return _build_failed(ctx, candidate.id)
+    if item.uncertain:
+        # A run may exist already, and a build run twice is worse than one its workflow_run
+        # event attaches late (by workflow path and commit).
+        log.warning(
+            "release candidate %d: build dispatch outcome unknown; not repeated", candidate.id
+        )
+        return None
+    ref = item.payload.get("ref") or await ctx.client.default_branch(item.repo, ctx.installation_id)
+    inputs = {key: workflow_input(value) for key, value in project.build_inputs.items()}
+    inputs.update(
+        {
+            "tarmac_release_candidate_version": candidate.version,
+            "tarmac_commit_sha": candidate.commit_sha,
+        }
+    )
+    if len(inputs) > MAX_WORKFLOW_INPUTS:
+        log.warning(
+            "release candidate %d: only %d build inputs sent", candidate.id, MAX_WORKFLOW_INPUTS
+        )
+    run = await ctx.client.call(
+        "POST",
+        "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches",
+        installation_id=ctx.installation_id,
+        url_vars={**owner_and_name(item.repo), "workflow_id": project.build_workflow},
+        data={
+            "ref": ref,
+            # GitHub takes 25 inputs at most; Tarmac's own come last and are kept.
+            "inputs": dict(list(inputs.items())[-MAX_WORKFLOW_INPUTS:]),
+            "return_run_details": True,
+        },
+    )
+    run_id = int(run["workflow_run_id"]) if isinstance(run, dict) else None
+    run_url = str(run["html_url"]) if isinstance(run, dict) else None
+
+    async def record(session: AsyncSession) -> None:
+        await session.execute(
+            update(ReleaseCandidate)
+            .where(ReleaseCandidate.id == candidate.id)
+            .values(build_run_id=run_id, build_run_url=run_url)
+        )
+
+    return record
+
+
+def workflow_input(value: Any) -> str:
+    """Workflow inputs are strings on the wire; booleans as GitHub writes them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _build_failed(ctx: EffectContext, candidate_id: int) -> Recorder:
+    async def record(session: AsyncSession) -> None:
+        candidate = await session.get(ReleaseCandidate, candidate_id)
+        if candidate is not None:
+            await finish_build(
+                session, ctx.mirror, candidate, succeeded=False, run_url=None, now=ctx.clock()
+            )
+
+    return record
+
+
+@on_refusal(DISPATCH_BUILD_WORKFLOW)
+async def build_workflow_refused(
+    session: AsyncSession, mirror: Mirror, item: ClaimedItem, reason: str, now: datetime
+) -> None:
+    """No build will run (e.g. no such workflow, or it takes no workflow_dispatch): failed."""
+    candidate = await session.get(ReleaseCandidate, item.release_candidate_id)
+    if candidate is None:
+        return
+    log.error("release candidate %d: build workflow not started: %s", candidate.id, reason)
+    await finish_build(session, mirror, candidate, succeeded=False, run_url=None, now=now)

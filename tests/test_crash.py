@@ -1,0 +1,141 @@
+"""SIGKILL between accepting a deployment and delivering it to GitHub: after a restart the
+GitHub side effects happen, exactly once (a subprocess test of the real `tarmac serve`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.conftest import SHA_A, TEST_APP_ID, WEBHOOK_SECRET
+from tests.fake_github import FakeGitHub
+from tests.test_cli import (
+    EXAMPLE_CONFIG,
+    TARMAC,
+    created_token,
+    free_port,
+    run_tarmac,
+    tarmac_env,
+)
+
+DEADLINE_SECONDS = 30
+
+
+async def eventually(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def spawn_server(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen[bytes]:
+    with (cwd / f"serve-{port}-{time.monotonic_ns()}.log").open("wb") as log:
+        return subprocess.Popen(
+            [*TARMAC, "serve", "--port", str(port)], env=env, cwd=cwd, stdout=log, stderr=log
+        )
+
+
+async def start_server(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen[bytes]:
+    process = await asyncio.to_thread(spawn_server, env, cwd, port)
+    url = f"http://127.0.0.1:{port}/healthz"
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    async with aiohttp.ClientSession() as http:
+        while True:
+            assert process.poll() is None, "tarmac serve exited at start"
+            try:
+                async with http.get(url) as reply:
+                    if reply.status == 200:
+                        return process
+            except aiohttp.ClientError:
+                pass
+            assert time.monotonic() < deadline, "tarmac serve did not start"
+            await asyncio.sleep(0.05)
+
+
+async def call(
+    http: aiohttp.ClientSession, method: str, url: str, token: str, body: Any
+) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with http.request(method, url, json=body, headers=headers) as reply:
+        return reply.status, await reply.json()
+
+
+async def test_a_deploy_accepted_before_a_kill_reaches_github_once_after_restart(
+    tmp_path: Path,
+    database_url: str,
+    fake_github: FakeGitHub,
+    github_private_key: str,
+) -> None:
+    env = tarmac_env(
+        database_url=database_url,
+        config=EXAMPLE_CONFIG,
+        github_app_id=str(TEST_APP_ID),
+        github_private_key=github_private_key,
+        github_webhook_secret=WEBHOOK_SECRET,
+        github_api_url=fake_github.server_url,
+        outbox_lease_seconds="3",
+    )
+    token = created_token(
+        await asyncio.to_thread(run_tarmac, "token", "create", "ci", env=env, cwd=tmp_path)
+    )
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/api/releases/Backend"
+    # GitHub takes its time: the kill lands while Tarmac waits for the answer, after GitHub
+    # has the request — the case where the effect may or may not have happened.
+    fake_github.slow[r"/deployments$"] = 1.0
+    server = await start_server(env, tmp_path, port)
+    try:
+        async with aiohttp.ClientSession() as http:
+            status, _ = await call(
+                http,
+                "POST",
+                base + "/releases/v1-rc1",
+                token,
+                {"repo": "acme/backend", "commit": SHA_A},
+            )
+            assert status == 201
+            status, deployed = await call(
+                http,
+                "POST",
+                base + "/environments/production/deployments",
+                token,
+                {"release_candidate_version": "v1-rc1"},
+            )
+            assert status == 201
+        await eventually(
+            lambda: bool(fake_github.calls_to("POST", r"/deployments$")), "the GitHub call"
+        )
+        os.kill(server.pid, signal.SIGKILL)
+        await asyncio.to_thread(server.wait, 10)
+        await eventually(
+            lambda: bool(fake_github.deployments.get("acme/backend")),
+            "GitHub to finish the request it got before the kill",
+        )
+
+        fake_github.slow.clear()
+        server = await start_server(env, tmp_path, port)
+        created = fake_github.deployments["acme/backend"]
+        github_id = created[0]["id"]
+        await eventually(lambda: len(fake_github.runs) == 1, "the deploy workflow dispatch")
+        await eventually(
+            lambda: [s["state"] for s in fake_github.statuses[github_id]] == ["pending"],
+            "the pending status",
+        )
+        await asyncio.sleep(1.5)  # anything doubled would have arrived by now
+
+        assert len(fake_github.deployments["acme/backend"]) == 1
+        assert created[0]["payload"]["tarmac_deployment_id"] == deployed["id"]
+        assert len(fake_github.runs) == 1
+        assert len(fake_github.statuses[github_id]) == 1
+        assert fake_github.calls_to("GET", r"/deployments$")  # it checked before creating
+    finally:
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(server.wait, 15)
