@@ -103,6 +103,7 @@ async def _handle(request: web.Request, event: sansio.Event) -> web.Response:
         outcome = previous.outcome if previous is not None else None
         return json_response(WebhookResponse(status="duplicate", outcome=outcome))
     log.info("delivery %s (%s): %s", delivery_id, name, context.outcome())
+    service.outbox_changed()  # what the handlers enqueued goes now, not at the next poll
     if event.event == PING:
         return json_response(WebhookResponse(status="pong"))
     status = "ignored" if context.ignored else "accepted"

@@ -121,6 +121,8 @@ class ReleaseCandidate(Base):
     __table_args__ = (
         UniqueConstraint("project_id", "version"),
         Index("ix_release_candidates_release_id_number", "release_id", "number"),
+        # A workflow_run event finds its build by run id.
+        Index("ix_release_candidates_build_run_id", "build_run_id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -160,6 +162,8 @@ class Deployment(Base):
             "id",
         ),
         Index("ix_deployments_release_candidate_id_id", "release_candidate_id", "id"),
+        # A workflow_run event finds its deployment by run id.
+        Index("ix_deployments_workflow_run_id", "workflow_run_id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)

@@ -17,6 +17,7 @@ from bot import deployments, releases, rollback
 from bot.freeze import current_freeze
 from bot.models import Deployment, Environment, ReleaseCandidate
 from bot.outbox import deployment_key, enqueue, release_candidate_key
+from bot.projects import find_project
 from bot.statuses import BuildStatus, DeploymentKind, DeploymentStatus, apply_status, is_final
 
 AUTO_DEPLOY_ACTOR = "tarmac (auto-deploy)"
@@ -262,6 +263,43 @@ async def create_release_candidate(
     )
     if created.created and build:
         await plan_build(session, mirror, created.candidate, None, now)
+    return created
+
+
+async def create_candidate_from_tag(
+    session: AsyncSession,
+    mirror: Mirror,
+    *,
+    project_name: str,
+    tag: str,
+    version: str,
+    commit: str,
+    now: datetime,
+) -> releases.CreatedCandidate:
+    """An RC from a git tag (a tag `push`, or a `create` once its commit is known).
+
+    With a build workflow the RC is `building` and the build runs on the tag; without, it is
+    `ready` and auto-deployed. The same RC at the same commit again (the tag's other event, a
+    redelivery) is found and nothing more happens.
+    """
+    project = await find_project(session, project_name)
+    build = project.build_workflow is not None
+    created = await releases.create_release_candidate(
+        session,
+        project_name=project_name,
+        version=version,
+        repo=project.repo,
+        commit=commit,
+        build=build,
+        now=now,
+        tag=tag,
+    )
+    if not created.created:
+        return created
+    if build:
+        await plan_build(session, mirror, created.candidate, tag, now)
+    else:
+        await auto_deploy(session, mirror, created.candidate, now)
     return created
 
 

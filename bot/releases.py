@@ -32,6 +32,7 @@ async def create_release_candidate(
     commit: str,
     build: bool,
     now: datetime,
+    tag: str | None = None,
 ) -> CreatedCandidate:
     """Create RC `version` at `commit`; the same RC and commit again is accepted as it is.
 
@@ -81,6 +82,7 @@ async def create_release_candidate(
         commit_sha=sha,
         repo=project.repo,
         build_status=BuildStatus.BUILDING if build else BuildStatus.READY,
+        tag=tag,
         created_at=now,
     )
     session.add(candidate)

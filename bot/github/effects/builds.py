@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import update
@@ -21,6 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.github.client import GitHubRefused
 from bot.github.effects import EffectContext, Recorder, effect, on_refusal, owner_and_name
+from bot.github.effects.workflows import (
+    dispatch_answer_lost,
+    dispatch_workflow,
+    wait_for_lost_run,
+    workflow_inputs,
+)
 from bot.github.events.tags import RESOLVE_TAG, TagTarget, candidate_exists, make_candidate
 from bot.models import Project, ReleaseCandidate
 from bot.operations import Mirror, finish_build
@@ -31,7 +36,6 @@ from bot.versions import normalize_commit_sha
 log = logging.getLogger(__name__)
 
 DISPATCH_BUILD_WORKFLOW = "dispatch_build_workflow"
-MAX_WORKFLOW_INPUTS = 25
 # A tag object may point at another tag object; git allows chains, nobody makes long ones.
 MAX_TAG_CHAIN = 5
 
@@ -101,55 +105,26 @@ async def dispatch_build_workflow(ctx: EffectContext, item: ClaimedItem) -> Reco
     if project.build_workflow is None:
         log.warning("release candidate %d: the project has no build workflow now", candidate.id)
         return _build_failed(ctx, candidate.id)
-    if item.uncertain:
-        # A run may exist already, and a build run twice is worse than one its workflow_run
-        # event attaches late (by workflow path and commit).
-        log.warning(
-            "release candidate %d: build dispatch outcome unknown; not repeated", candidate.id
-        )
-        return None
+    if dispatch_answer_lost(item):
+        # As for deploys: the run a lost answer named may exist; its workflow_run event
+        # attaches it (by workflow path and commit) while this waits, which ends the item.
+        await wait_for_lost_run(ctx, item, f"release candidate {candidate.id}")
     ref = item.payload.get("ref") or await ctx.client.default_branch(item.repo, ctx.installation_id)
-    inputs = {key: workflow_input(value) for key, value in project.build_inputs.items()}
-    inputs.update(
-        {
-            "tarmac_release_candidate_version": candidate.version,
-            "tarmac_commit_sha": candidate.commit_sha,
-        }
-    )
-    if len(inputs) > MAX_WORKFLOW_INPUTS:
-        log.warning(
-            "release candidate %d: only %d build inputs sent", candidate.id, MAX_WORKFLOW_INPUTS
-        )
-    run = await ctx.client.call(
-        "POST",
-        "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches",
-        installation_id=ctx.installation_id,
-        url_vars={**owner_and_name(item.repo), "workflow_id": project.build_workflow},
-        data={
-            "ref": ref,
-            # GitHub takes 25 inputs at most; Tarmac's own come last and are kept.
-            "inputs": dict(list(inputs.items())[-MAX_WORKFLOW_INPUTS:]),
-            "return_run_details": True,
-        },
-    )
-    run_id = int(run["workflow_run_id"]) if isinstance(run, dict) else None
-    run_url = str(run["html_url"]) if isinstance(run, dict) else None
+    own = {
+        "tarmac_release_candidate_version": candidate.version,
+        "tarmac_commit_sha": candidate.commit_sha,
+    }
+    inputs = workflow_inputs(own, project.build_inputs, f"release candidate {candidate.id}")
+    run = await dispatch_workflow(ctx, item.repo, project.build_workflow, ref, inputs)
 
     async def record(session: AsyncSession) -> None:
         await session.execute(
             update(ReleaseCandidate)
             .where(ReleaseCandidate.id == candidate.id)
-            .values(build_run_id=run_id, build_run_url=run_url)
+            .values(build_run_id=run.run_id, build_run_url=run.run_url)
         )
 
     return record
-
-
-def workflow_input(value: Any) -> str:
-    """Workflow inputs are strings on the wire; booleans as GitHub writes them."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _build_failed(ctx: EffectContext, candidate_id: int) -> Recorder:

@@ -42,6 +42,8 @@ ACTOR_PREFIX = "github:"
 # GitHub's limit for a comment body.
 MAX_COMMENT_LENGTH = 65536
 MAX_QUOTED_LINE = 200
+# How bot/github/commands.py joins a problem and the verb's usage.
+USAGE_SEPARATOR = "; usage: "
 
 # Collaborator permission (FACTS §8): `permission` is admin/write/read/none (maintain shows as
 # write, triage as read); `role_name` names the real role.
@@ -64,9 +66,9 @@ ROLLBACK_STARTED = (
     "(commit {commit}), as @{login} asked: Tarmac deployment {deployment_id}."
 )
 ROLLBACK_REDEPLOY = (
-    "Deploying `{version}` (commit {commit}) to **{environment}** ({project}) again: it is "
-    "what ran before its newest deployment, which did not succeed. Asked by @{login}: Tarmac "
-    "deployment {deployment_id}."
+    "Deploying `{version}` (commit {commit}) to **{environment}** ({project}) again, the "
+    "newest version that succeeded there (its newest deployment did not), as @{login} asked: "
+    "Tarmac deployment {deployment_id}."
 )
 DEPLOY_STARTED = (
     "Deploying `{version}` (commit {commit}) to **{environment}** ({project}), "
@@ -164,7 +166,13 @@ def reply(line: str, mark: str, text: str) -> str:
 
 
 def usage_reply(line: str, message: str) -> str:
-    return reply(line, PUZZLED, defuse_mentions(message))
+    """What is wrong with a malformed command line, and its usage as code (GitHub would
+    swallow `<environment>` as an HTML tag)."""
+    problem, separator, usage = message.partition(USAGE_SEPARATOR)
+    text = defuse_mentions(problem)
+    if separator:
+        text += f". Usage: {code(usage)}"
+    return reply(line, PUZZLED, text)
 
 
 def deployments_url(repo_url: str) -> str:
@@ -197,6 +205,7 @@ async def enqueue_reply(
         action="post_comment",
         ordering_key=ordering_key,
         repo=repo,
+        # `in_reply_to`: the comment answered, for whoever reads the outbox.
         payload={"issue_number": issue_number, "in_reply_to": comment_id, "body": body},
         now=now,
     )

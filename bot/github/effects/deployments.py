@@ -11,26 +11,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.github.client import GitHubRefused, GitHubUnavailable
 from bot.github.effects import EffectContext, Recorder, effect, on_refusal, owner_and_name
+from bot.github.effects.workflows import (
+    dispatch_answer_lost,
+    dispatch_workflow,
+    wait_for_lost_run,
+    workflow_inputs,
+)
 from bot.models import Deployment
 from bot.operations import Mirror, record_run_status
 from bot.outbox import ClaimedItem
 from bot.statuses import DeploymentStatus, is_final
 
 log = logging.getLogger(__name__)
-
-MAX_WORKFLOW_INPUTS = 25
-WAITING_FOR_LOST_RUN = "dispatch answer lost; waiting for its run to show up"
-
-
-async def wait_for_lost_run(ctx: EffectContext, item: ClaimedItem, what: str) -> None:
-    """A dispatch whose answer was lost may have started a run. A second run is worse than a
-    late one, so first give the run's workflow_run event time to attach it (by workflow path
-    and commit); the caller only gets past this once that time has passed with no run."""
-    if item.previous_error == WAITING_FOR_LOST_RUN:
-        log.warning("%s: no run showed up for the lost dispatch; dispatching again", what)
-        return
-    log.warning("%s: dispatch answer lost; waiting for its run before dispatching again", what)
-    raise GitHubUnavailable(WAITING_FOR_LOST_RUN, retry_after=ctx.lost_dispatch_grace)
 
 
 async def _load(ctx: EffectContext, item: ClaimedItem) -> Deployment:
@@ -123,49 +115,27 @@ async def dispatch_deploy_workflow(ctx: EffectContext, item: ClaimedItem) -> Rec
         return None
     if is_final(deployment.status):
         return None  # canceled (or timed out) before its run was asked for
-    if item.uncertain or item.previous_error == WAITING_FOR_LOST_RUN:
+    if dispatch_answer_lost(item):
         await wait_for_lost_run(ctx, item, f"deployment {deployment.id}")
     candidate = deployment.release_candidate
     ref = candidate.tag or await ctx.client.default_branch(item.repo, ctx.installation_id)
-    inputs: dict[str, Any] = {
-        key: _input_value(value) for key, value in environment.deploy_inputs.items()
+    own = {
+        "tarmac_deployment_id": str(deployment.id),
+        "tarmac_environment": environment.name,
+        "tarmac_release_candidate_version": candidate.version,
+        "tarmac_commit_sha": candidate.commit_sha,
     }
-    inputs.update(
-        {
-            "tarmac_deployment_id": str(deployment.id),
-            "tarmac_environment": environment.name,
-            "tarmac_release_candidate_version": candidate.version,
-            "tarmac_commit_sha": candidate.commit_sha,
-        }
-    )
-    run = await ctx.client.call(
-        "POST",
-        "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches",
-        installation_id=ctx.installation_id,
-        url_vars={**owner_and_name(item.repo), "workflow_id": environment.deploy_workflow},
-        data={
-            "ref": ref,
-            "inputs": dict(list(inputs.items())[-MAX_WORKFLOW_INPUTS:]),
-            "return_run_details": True,
-        },
-    )
-    run_id = int(run["workflow_run_id"]) if isinstance(run, dict) else None
-    run_url = str(run["html_url"]) if isinstance(run, dict) else None
+    inputs = workflow_inputs(own, environment.deploy_inputs, f"deployment {deployment.id}")
+    run = await dispatch_workflow(ctx, item.repo, environment.deploy_workflow, ref, inputs)
 
     async def record(session: AsyncSession) -> None:
         await session.execute(
             update(Deployment)
             .where(Deployment.id == deployment.id)
-            .values(workflow_run_id=run_id, workflow_run_url=run_url)
+            .values(workflow_run_id=run.run_id, workflow_run_url=run.run_url)
         )
 
     return record
-
-
-def _input_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 @on_refusal("dispatch_deploy_workflow")

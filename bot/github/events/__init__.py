@@ -78,11 +78,17 @@ def _combined_router() -> routing.Router:
     # Imported here, after WebhookContext exists: the event modules may import it from this
     # package at run time whatever order the imports happen in. One import and one line per
     # event module.
+    from bot.github.events.comments import router as comments
     from bot.github.events.installations import router as installations
+    from bot.github.events.tags import router as tags
+    from bot.github.events.workflow_runs import router as workflow_runs
 
     return routing.Router(
         ping_router,
         installations,
+        tags,
+        workflow_runs,
+        comments,
     )
 
 

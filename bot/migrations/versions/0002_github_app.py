@@ -86,10 +86,18 @@ def upgrade() -> None:
 
     with op.batch_alter_table("release_candidates", schema=None) as batch_op:
         batch_op.add_column(sa.Column("tag", sa.String(length=300), nullable=True))
+        batch_op.create_index("ix_release_candidates_build_run_id", ["build_run_id"], unique=False)
+
+    with op.batch_alter_table("deployments", schema=None) as batch_op:
+        batch_op.create_index("ix_deployments_workflow_run_id", ["workflow_run_id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("deployments", schema=None) as batch_op:
+        batch_op.drop_index("ix_deployments_workflow_run_id")
+
     with op.batch_alter_table("release_candidates", schema=None) as batch_op:
+        batch_op.drop_index("ix_release_candidates_build_run_id")
         batch_op.drop_column("tag")
 
     with op.batch_alter_table("environments", schema=None) as batch_op:

@@ -1,0 +1,322 @@
+"""`workflow_run` (`requested`, `in_progress`, `completed`): Tarmac's build and deploy runs.
+
+A run is Tarmac's when its workflow is the build workflow of a project on the repository or the
+deploy workflow of one of their environments (`workflow_run.path` ends with `/<file>`, or
+`workflow_id` equals a numeric workflow id); any other run (CI and the like) is ignored before
+anything else is read. Then, first match wins:
+
+1. a build: the RC whose `build_run_id` is the run (the dispatch answered with it);
+2. a deployment: the one whose `workflow_run_id` is the run;
+3. a deployment the run was not recorded on: Tarmac did not dispatch the run itself, or the
+   dispatch's answer was lost (the dispatch then waits for this before it is sent again). The
+   newest active deploy or rollback of that workflow's environments with no run yet, whose
+   RC's commit is the run's `head_sha`, and whose dispatch Tarmac has tried already (before
+   that no run can be its; a run at the same commit then is another environment's);
+4. a build the same way: the newest `building` RC of the project at `head_sha` with no run yet.
+   The run id is stored on what 3 and 4 find, so the run's later events match by id.
+
+A build ends with `completed`: `success` makes the RC ready (and auto-deploys it), anything else
+failed. A deployment follows its run: `requested`/`in_progress` → `in_progress`; `completed` →
+`success`, `failure` (failure, timed_out), `canceled` (cancelled) or `error` (anything else),
+with the run's URL as the GitHub status's log. A final deployment stays final, so a late
+`in_progress` after `completed` changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gidgethub import routing, sansio
+from sqlalchemy import and_, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.models import Deployment, Environment, OutboxItem, Project, ReleaseCandidate
+from bot.operations import Mirror, finish_build, record_run_status
+from bot.outbox import OutboxState
+from bot.projects_file import REPO_PATTERN
+from bot.statuses import ACTIVE_STATUSES, BuildStatus, DeploymentKind, DeploymentStatus
+from bot.versions import normalize_commit_sha
+
+if TYPE_CHECKING:
+    from bot.github.events import WebhookContext
+
+log = logging.getLogger(__name__)
+
+router = routing.Router()
+
+COMPLETED = "completed"
+SUCCESS = "success"
+DISPATCH_DEPLOY_WORKFLOW = "dispatch_deploy_workflow"
+DISPATCH_BUILD_WORKFLOW = "dispatch_build_workflow"
+MAX_URL_LENGTH = 2000
+MAX_CONCLUSION_LENGTH = 50
+
+# A completed deploy run's conclusion -> the deployment's status; anything else is `error`.
+CONCLUSIONS = {
+    "success": DeploymentStatus.SUCCESS,
+    "failure": DeploymentStatus.FAILURE,
+    "timed_out": DeploymentStatus.FAILURE,
+    "cancelled": DeploymentStatus.CANCELED,
+}
+RUNS_WORKFLOW = (DeploymentKind.DEPLOY, DeploymentKind.ROLLBACK)
+
+
+@dataclass(frozen=True)
+class WorkflowRun:
+    action: str
+    id: int
+    repo: str
+    path: str
+    workflow_id: int | None
+    head_sha: str | None
+    html_url: str | None
+    conclusion: str | None
+
+    def runs(self, workflow: str | None) -> bool:
+        """Whether this is a run of `workflow` (a file name such as deploy.yml, or an id)."""
+        if not workflow:
+            return False
+        if workflow.isdigit():
+            return self.workflow_id == int(workflow)
+        path = self.path.split("@", 1)[0]  # a workflow path may carry `@ref`
+        return path == workflow or path.endswith("/" + workflow)
+
+
+def deployment_status(run: WorkflowRun) -> DeploymentStatus:
+    if run.action != COMPLETED:
+        return DeploymentStatus.IN_PROGRESS
+    return CONCLUSIONS.get(run.conclusion or "", DeploymentStatus.ERROR)
+
+
+@router.register("workflow_run", action="requested")
+@router.register("workflow_run", action="in_progress")
+@router.register("workflow_run", action=COMPLETED)
+async def on_workflow_run(
+    event: sansio.Event, *, session: AsyncSession, context: WebhookContext
+) -> None:
+    run = read_run(event.data)
+    if run is None:
+        context.ignore("no workflow run in the payload")
+        return
+    projects = list(
+        await session.scalars(select(Project).where(func.lower(Project.repo) == run.repo.lower()))
+    )
+    if not projects:
+        context.ignore(f"no project on {run.repo}")
+        return
+    builds = [p.id for p in projects if run.runs(p.build_workflow)]
+    environments = await session.scalars(
+        select(Environment).where(Environment.project_id.in_([p.id for p in projects]))
+    )
+    deploys = [e.id for e in environments if run.runs(e.deploy_workflow)]
+    if not builds and not deploys:
+        context.ignore(f"run {run.id} is not of a Tarmac workflow")
+        return
+    mirror = Mirror(enabled=True)
+    candidate = await _build_by_run_id(session, run, builds)
+    if candidate is not None:
+        context.record(await _build_moved(session, mirror, candidate, run, context))
+        return
+    deployment = await _deployment_by_run_id(session, run, deploys)
+    if deployment is None:
+        deployment = await _deployment_by_commit(session, run, deploys)
+    if deployment is not None:
+        context.record(await _deployment_moved(session, mirror, deployment, run, context))
+        return
+    candidate = await _build_by_commit(session, run, builds)
+    if candidate is not None:
+        context.record(await _build_moved(session, mirror, candidate, run, context))
+        return
+    context.ignore(f"run {run.id} is no Tarmac build or deployment")
+
+
+def read_run(data: dict[str, Any]) -> WorkflowRun | None:
+    action = data.get("action")
+    workflow_run = data.get("workflow_run")
+    repository = data.get("repository")
+    if not isinstance(workflow_run, dict) or not isinstance(repository, dict):
+        return None
+    run_id = workflow_run.get("id")
+    repo = repository.get("full_name")
+    path = workflow_run.get("path")
+    if not isinstance(run_id, int) or isinstance(run_id, bool):
+        return None
+    if not isinstance(repo, str) or re.fullmatch(REPO_PATTERN, repo) is None:
+        return None
+    if not isinstance(action, str):
+        return None
+    head_sha = workflow_run.get("head_sha")
+    html_url = workflow_run.get("html_url")
+    conclusion = workflow_run.get("conclusion")
+    workflow_id = workflow_run.get("workflow_id")
+    return WorkflowRun(
+        action=action,
+        id=run_id,
+        repo=repo,
+        path=path if isinstance(path, str) else "",
+        workflow_id=workflow_id if _is_int(workflow_id) else None,
+        head_sha=normalize_commit_sha(head_sha) if isinstance(head_sha, str) else None,
+        html_url=_text(html_url, MAX_URL_LENGTH),
+        conclusion=_text(conclusion, MAX_CONCLUSION_LENGTH),
+    )
+
+
+def _text(value: Any, limit: int) -> str | None:
+    """A string fit to store and show (GitHub's are; a forged payload's may not be)."""
+    if not isinstance(value, str) or not 0 < len(value) <= limit or not value.isprintable():
+        return None
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# --- builds ------------------------------------------------------------------------------
+
+
+async def _build_by_run_id(
+    session: AsyncSession, run: WorkflowRun, projects: list[int]
+) -> ReleaseCandidate | None:
+    if not projects:
+        return None
+    return await session.scalar(
+        select(ReleaseCandidate)
+        .where(ReleaseCandidate.build_run_id == run.id, ReleaseCandidate.project_id.in_(projects))
+        .limit(1)
+        .with_for_update(of=ReleaseCandidate)
+    )
+
+
+async def _build_by_commit(
+    session: AsyncSession, run: WorkflowRun, projects: list[int]
+) -> ReleaseCandidate | None:
+    if not projects or run.head_sha is None:
+        return None
+    not_tried = _dispatch_not_tried(
+        DISPATCH_BUILD_WORKFLOW, OutboxItem.release_candidate_id == ReleaseCandidate.id
+    )
+    candidate = await session.scalar(
+        select(ReleaseCandidate)
+        .where(
+            ReleaseCandidate.project_id.in_(projects),
+            ReleaseCandidate.build_status == BuildStatus.BUILDING,
+            ReleaseCandidate.build_run_id.is_(None),
+            ReleaseCandidate.commit_sha == run.head_sha,
+            ~not_tried,
+        )
+        .order_by(ReleaseCandidate.id.desc())
+        .limit(1)
+        .with_for_update(of=ReleaseCandidate)
+    )
+    if candidate is not None:
+        log.info("run %d attached to the build of release candidate %d", run.id, candidate.id)
+        candidate.build_run_id = run.id
+    return candidate
+
+
+async def _build_moved(
+    session: AsyncSession,
+    mirror: Mirror,
+    candidate: ReleaseCandidate,
+    run: WorkflowRun,
+    context: WebhookContext,
+) -> str:
+    name = f"release candidate {candidate.version}"
+    if candidate.build_status != BuildStatus.BUILDING:
+        return f"{name} already {candidate.build_status}"
+    if run.action != COMPLETED:
+        candidate.build_run_url = run.html_url or candidate.build_run_url
+        return f"{name}: build run {run.id} {run.action}"
+    succeeded = run.conclusion == SUCCESS
+    started = await finish_build(
+        session, mirror, candidate, succeeded=succeeded, run_url=run.html_url, now=context.now
+    )
+    if not succeeded:
+        return f"{name}: build {run.conclusion or 'ended'}; failed"
+    if not started:
+        return f"{name} ready; not auto-deployed"
+    return f"{name} ready; auto-deployed to {', '.join(d.environment.name for d in started)}"
+
+
+# --- deployments -------------------------------------------------------------------------
+
+
+async def _deployment_by_run_id(
+    session: AsyncSession, run: WorkflowRun, environments: list[int]
+) -> Deployment | None:
+    if not environments:
+        return None
+    return await session.scalar(
+        select(Deployment)
+        .where(Deployment.workflow_run_id == run.id, Deployment.environment_id.in_(environments))
+        .limit(1)
+        .with_for_update(of=Deployment)
+    )
+
+
+async def _deployment_by_commit(
+    session: AsyncSession, run: WorkflowRun, environments: list[int]
+) -> Deployment | None:
+    if not environments or run.head_sha is None:
+        return None
+    not_tried = _dispatch_not_tried(
+        DISPATCH_DEPLOY_WORKFLOW, OutboxItem.deployment_id == Deployment.id
+    )
+    deployment = await session.scalar(
+        select(Deployment)
+        .join(ReleaseCandidate, ReleaseCandidate.id == Deployment.release_candidate_id)
+        .where(
+            Deployment.environment_id.in_(environments),
+            Deployment.status.in_(ACTIVE_STATUSES),
+            Deployment.kind.in_(RUNS_WORKFLOW),
+            Deployment.workflow_run_id.is_(None),
+            ReleaseCandidate.commit_sha == run.head_sha,
+            ~not_tried,
+        )
+        .order_by(Deployment.id.desc())
+        .limit(1)
+        .with_for_update(of=Deployment)
+    )
+    if deployment is not None:
+        log.info("run %d attached to deployment %d", run.id, deployment.id)
+        deployment.workflow_run_id = run.id
+    return deployment
+
+
+async def _deployment_moved(
+    session: AsyncSession,
+    mirror: Mirror,
+    deployment: Deployment,
+    run: WorkflowRun,
+    context: WebhookContext,
+) -> str:
+    status = deployment_status(run)
+    changed = await record_run_status(
+        session, mirror, deployment, status, run_url=run.html_url, now=context.now
+    )
+    name = f"deployment {deployment.id}"
+    if not changed:
+        return f"{name} stays {deployment.status} (run {run.id} {run.action})"
+    return f"{name} {status} (run {run.id} {run.action})"
+
+
+def _dispatch_not_tried(action: str, belongs: Any) -> Any:
+    """Whether Tarmac has not yet tried to dispatch the row's run: no run can be its yet (one
+    at the same workflow and commit is another's, e.g. the other environment's), and taking
+    one would stop Tarmac's own dispatch."""
+    return (
+        select(OutboxItem.id)
+        .where(
+            and_(
+                belongs,
+                OutboxItem.action == action,
+                OutboxItem.state == OutboxState.PENDING,
+                OutboxItem.attempts == 0,
+            )
+        )
+        .exists()
+    )
