@@ -18,6 +18,7 @@ from api.schemas import (
     ErrorResponse,
     FreezeBody,
     HealthResponse,
+    ReadyResponse,
     ReleaseCandidateDetailResponse,
     ReleaseCandidateResponse,
     ReleaseResponse,
@@ -36,6 +37,7 @@ _MODELS: list[type[BaseModel]] = [
     FreezeBody,
     ErrorResponse,
     HealthResponse,
+    ReadyResponse,
     DeploymentResponse,
     ReleaseCandidateResponse,
     ReleaseCandidateDetailResponse,
@@ -335,6 +337,17 @@ def build_openapi_document() -> dict[str, Any]:
                     "413": _error(errors.BODY_TOO_LARGE),
                     "500": _error(errors.INTERNAL_ERROR),
                     "503": _error(webhooks.GITHUB_APP_NOT_CONFIGURED, errors.DATABASE_UNAVAILABLE),
+                },
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Ready to serve: database, migrations current, outbox worker running",
+                "security": [],
+                "responses": {
+                    "200": _json(_ref(ReadyResponse), "Ready."),
+                    "503": _json(_ref(ReadyResponse), "Not ready; the failing checks say why."),
                 },
             }
         },

@@ -27,6 +27,7 @@ from api.schemas import (
     CreateReleaseBody,
     FreezeBody,
     HealthResponse,
+    ReadyResponse,
     RollbackBody,
     UpdateDeploymentBody,
 )
@@ -209,6 +210,14 @@ async def healthz(request: web.Request) -> web.Response:
             HealthResponse(status="unavailable", error="Database unavailable"), status=503
         )
     return json_response(HealthResponse(status="ok"))
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    checks = await _service(request).readiness()
+    ready = all(value == "ok" for value in checks.values())
+    answer = ReadyResponse(status="ready" if ready else "not ready", checks=checks)
+    return json_response(answer, status=200 if ready else 503)
 
 
 @routes.get("/api/openapi.json")

@@ -76,6 +76,14 @@ class HealthResponse(Response):
     error: str | None = Field(default=None, exclude_if=lambda error: error is None)
 
 
+class ReadyResponse(Response):
+    status: str = Field(description="`ready`, or `not ready` with the failing checks.")
+    checks: dict[str, str] = Field(
+        description="database, migrations and (with a GitHub App) outbox_worker: `ok` or "
+        "what is wrong."
+    )
+
+
 class DeploymentResponse(Response):
     id: int
     environment_name: str

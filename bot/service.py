@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import aiohttp
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.clock import Clock, utc_now
-from bot.db import Database
+from bot.db import Database, head_revision
 from bot.github.client import GitHubClient
 from bot.github.effects import load_all
 from bot.github.worker import OutboxWorker
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 # SIGTERM: the worker finishes the round in progress, within this much time.
 WORKER_STOP_SECONDS = 8.0
+READY_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass
@@ -54,6 +56,23 @@ class Service:
         """A committed change wrote outbox items: have the worker look now."""
         if self.outbox_worker is not None:
             self.outbox_worker.wake()
+
+    async def readiness(self) -> dict[str, str]:
+        """Each check by name, "ok" or what is wrong: the database answers, its schema is the
+        newest migration, and (with a GitHub App) the outbox worker is running."""
+        checks: dict[str, str] = {}
+        try:
+            revision = await asyncio.wait_for(self.db.current_revision(), READY_TIMEOUT_SECONDS)
+        except (TimeoutError, OSError, SQLAlchemyError):
+            checks["database"] = "unreachable"
+        else:
+            checks["database"] = "ok"
+            head = head_revision()
+            checks["migrations"] = "ok" if revision == head else f"at {revision}, not {head}"
+        if self.outbox_worker is not None:
+            running = self._worker_task is not None and not self._worker_task.done()
+            checks["outbox_worker"] = "ok" if running else "not running"
+        return checks
 
     def start_background_work(self) -> None:
         self._background.append(

@@ -354,7 +354,23 @@ class FakeGitHub:
         self, request: web.Request, params: dict[str, str], body: Any
     ) -> web.StreamResponse:
         refused = self._check_jwt(request)
-        return refused or web.json_response(self.hook_deliveries)
+        if refused is not None:
+            return refused
+        # Newest first, `per_page` at a time; the Link header's cursor names the next page.
+        unknown = set(request.query) - {"per_page", "cursor", "status"}
+        per_page = request.query.get("per_page", "30")
+        if unknown or not per_page.isdigit() or not 1 <= int(per_page) <= 100:
+            return self._violation(f"GET /app/hook/deliveries: bad query {dict(request.query)}")
+        items = sorted(self.hook_deliveries, key=lambda d: d["id"], reverse=True)
+        cursor = request.query.get("cursor")
+        if cursor is not None:
+            items = [d for d in items if d["id"] <= int(cursor.removeprefix("v1_"))]
+        page, rest = items[: int(per_page)], items[int(per_page) :]
+        headers = {}
+        if rest:
+            url = f"{self.server_url}/app/hook/deliveries?per_page={per_page}&cursor=v1_{rest[0]['id']}"
+            headers["Link"] = f'<{url}>; rel="next"'
+        return web.json_response(page, headers=headers)
 
     async def _redeliver(
         self, request: web.Request, params: dict[str, str], body: Any

@@ -20,6 +20,7 @@ import aiohttp
 import gidgethub
 import gidgethub.aiohttp
 from cachetools import TTLCache
+from gidgethub import sansio
 
 from bot.github.app_auth import InstallationToken, InstallationTokens, app_jwt
 from bot.settings import GitHubAppSettings
@@ -112,8 +113,11 @@ class GitHubClient:
         installation_id: int | None,
         url_vars: Mapping[str, Any] | None = None,
         data: Any = b"",
+        next_page: list[str] | None = None,
     ) -> Any:
-        """One GitHub API call; `installation_id` None calls as the App itself (JWT)."""
+        """One GitHub API call; `installation_id` None calls as the App itself (JWT).
+
+        A GET given `next_page` appends to it the URL of the next page (Link header), if any."""
         block_key = installation_id or 0
         attempt = 0
         refreshed_token = False
@@ -126,7 +130,19 @@ class GitHubClient:
                     jwt, token = app_jwt(self._app.app_id, self._app.private_key), None
                 else:
                     jwt, token = None, await self.tokens.token(installation_id)
-                result = await _send(gh, method, url, url_vars or {}, data, jwt, token)
+                if next_page is not None and method == "GET":
+                    result, more, _ = await gh._make_request(
+                        "GET",
+                        url,
+                        url_vars or {},
+                        b"",
+                        sansio.accept_format(),
+                        jwt=jwt,
+                        oauth_token=token,
+                    )
+                    next_page.extend([more] if more else [])
+                else:
+                    result = await _send(gh, method, url, url_vars or {}, data, jwt, token)
                 self._note_rate_limit(gh)
                 return result
             except gidgethub.RateLimitExceeded as exc:
