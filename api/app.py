@@ -9,6 +9,8 @@ from aiohttp import web
 from api.auth import auth_middleware
 from api.errors import error_middleware
 from api.keys import GITHUB_APP, OPENAPI_DOCUMENT, SERVICE, SETTINGS
+from api.metrics import request_metrics_middleware
+from api.metrics import routes as metrics_routes
 from api.openapi import openapi_document_bytes
 from api.routes import routes
 from api.webhooks import routes as webhook_routes
@@ -25,7 +27,8 @@ def create_app(
     # Raises GitHubAppMisconfigured (naming what is missing) for a half-configured App.
     github_app = settings.github_app()
     app = web.Application(
-        client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware, auth_middleware]
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[request_metrics_middleware, error_middleware, auth_middleware],
     )
     app[SETTINGS] = settings
     app[OPENAPI_DOCUMENT] = openapi_document_bytes()
@@ -33,6 +36,7 @@ def create_app(
         app[GITHUB_APP] = github_app
     app.add_routes(routes)
     app.add_routes(webhook_routes)
+    app.add_routes(metrics_routes)
 
     async def service_context(app: web.Application) -> AsyncIterator[None]:
         service = await open_service(settings, clock=clock)

@@ -340,6 +340,20 @@ def build_openapi_document() -> dict[str, Any]:
                 },
             }
         },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics (text exposition format)",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "Deliveries, outbox depth and age, GitHub calls, rate "
+                        "limit, deployments by status, request latency.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
         "/readyz": {
             "get": {
                 "operationId": "readyz",

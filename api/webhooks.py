@@ -68,7 +68,13 @@ async def receive_webhook(request: web.Request) -> web.Response:
     except web.HTTPRequestEntityTooLarge:
         log.warning("delivery %s refused: body larger than the 1 MiB limit", claimed_id)
         raise
-    event = _verified_event(request, body, github_app.webhook_secret, claimed_id)
+    try:
+        event = _verified_event(request, body, github_app.webhook_secret, claimed_id)
+    except ApiError:
+        claimed_event = _loggable(request.headers.get("X-GitHub-Event"))
+        metrics = request.app[SERVICE].metrics
+        metrics.webhook_deliveries.labels(event=claimed_event, outcome="rejected").inc()
+        raise
     return await _handle(request, event)
 
 
@@ -99,14 +105,16 @@ async def _handle(request: web.Request, event: sansio.Event) -> web.Response:
         log.exception("delivery %s (%s): handling failed; nothing recorded", delivery_id, name)
         raise ApiError(500, INTERNAL_ERROR) from None
     if not claimed:
+        service.metrics.webhook_deliveries.labels(event=event.event, outcome="duplicate").inc()
         log.info("delivery %s (%s): seen before, nothing done", delivery_id, name)
         outcome = previous.outcome if previous is not None else None
         return json_response(WebhookResponse(status="duplicate", outcome=outcome))
     log.info("delivery %s (%s): %s", delivery_id, name, context.outcome())
     service.outbox_changed()  # what the handlers enqueued goes now, not at the next poll
+    status = "ignored" if context.ignored else "accepted"
+    service.metrics.webhook_deliveries.labels(event=event.event, outcome=status).inc()
     if event.event == PING:
         return json_response(WebhookResponse(status="pong"))
-    status = "ignored" if context.ignored else "accepted"
     return json_response(WebhookResponse(status=status, outcome=context.outcome()), status=202)
 
 

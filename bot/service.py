@@ -18,9 +18,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.clock import Clock, utc_now
 from bot.db import Database, head_revision
+from bot.github.catch_up import run_catch_up
 from bot.github.client import GitHubClient
 from bot.github.effects import load_all
 from bot.github.worker import OutboxWorker
+from bot.metrics import Metrics
 from bot.operations import Mirror
 from bot.projects_file import ProjectsConfig, load_projects_file
 from bot.projects_sync import sync_projects
@@ -41,6 +43,7 @@ class Service:
     db: Database
     clock: Clock = utc_now
     github_app: GitHubAppSettings | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     github: GitHubClient | None = None
     outbox_worker: OutboxWorker | None = None
     _http: aiohttp.ClientSession | None = None
@@ -83,6 +86,15 @@ class Service:
         )
         if self.outbox_worker is not None:
             self._worker_task = asyncio.create_task(self.outbox_worker.run(), name="outbox")
+        if self.github is not None:
+            self._background.append(
+                asyncio.create_task(
+                    run_catch_up(
+                        self.db, self.github, self.clock, self.mirror, on_change=self.outbox_changed
+                    ),
+                    name="catch-up",
+                )
+            )
 
     async def close(self) -> None:
         if self.outbox_worker is not None and self._worker_task is not None:
@@ -130,7 +142,9 @@ async def open_service(settings: Settings, *, clock: Clock = utc_now) -> Service
     )
     if github_app is not None:
         service._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-        service.github = GitHubClient(service._http, github_app, clock=clock)
+        service.github = GitHubClient(
+            service._http, github_app, clock=clock, metrics=service.metrics
+        )
         service.outbox_worker = OutboxWorker(
             db,
             service.github,

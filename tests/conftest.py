@@ -298,7 +298,10 @@ class Api:
             method, path, data=data, headers=sent_headers, params=params
         ) as response:
             raw = await response.read()
-            body: Any = json.loads(raw) if raw else None
+            body: Any = None
+            if raw:
+                is_json = response.content_type == "application/json"
+                body = json.loads(raw) if is_json else raw.decode("utf-8")
             reply = Reply(response.status, body, response.headers)
         if check:
             self.conformance.check(method, path.split("?")[0], reply.status, body, reply.headers)

@@ -368,8 +368,8 @@ class FakeGitHub:
         page, rest = items[: int(per_page)], items[int(per_page) :]
         headers = {}
         if rest:
-            url = f"{self.server_url}/app/hook/deliveries?per_page={per_page}&cursor=v1_{rest[0]['id']}"
-            headers["Link"] = f'<{url}>; rel="next"'
+            query = f"per_page={per_page}&cursor=v1_{rest[0]['id']}"
+            headers["Link"] = f'<{self.server_url}/app/hook/deliveries?{query}>; rel="next"'
         return web.json_response(page, headers=headers)
 
     async def _redeliver(

@@ -158,6 +158,7 @@ async def test_a_tour_of_every_operation_is_described_by_the_document(
         ("DELETE", env + "/freeze", None),
         ("GET", "/healthz", None),
         ("GET", "/readyz", None),
+        ("GET", "/metrics", None),
         ("GET", "/api/openapi.json", None),
     ]
     visited = set()

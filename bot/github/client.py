@@ -23,6 +23,7 @@ from cachetools import TTLCache
 from gidgethub import sansio
 
 from bot.github.app_auth import InstallationToken, InstallationTokens, app_jwt
+from bot.metrics import Metrics
 from bot.settings import GitHubAppSettings
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,10 @@ class GitHubClient:
         *,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: Metrics | None = None,
     ) -> None:
         self._http = http
+        self._metrics = metrics
         self._app = app
         self._sleep = sleep
         self._clock = clock
@@ -144,16 +147,20 @@ class GitHubClient:
                 else:
                     result = await _send(gh, method, url, url_vars or {}, data, jwt, token)
                 self._note_rate_limit(gh)
+                self._count(method, url, "2xx")
                 return result
             except gidgethub.RateLimitExceeded as exc:
+                self._count(method, url, str(int(exc.status_code)))
                 reset = _seconds_until_reset(exc.headers)
                 wait = reset if reset is not None else SECONDARY_LIMIT_DEFAULT_WAIT
                 await self._wait_or_give_up(block_key, wait, attempt, "rate limit exceeded")
             except gidgethub.GitHubBroken as exc:
+                self._count(method, url, str(int(exc.status_code)))
                 reason = f"GitHub answered {int(exc.status_code)}"
                 await self._backoff_or_give_up(method, attempt, reason)
             except gidgethub.BadRequest as exc:
                 status = int(exc.status_code)
+                self._count(method, url, str(status))
                 if status == 401 and installation_id is not None and not refreshed_token:
                     # The cached token was revoked or expired early: take a new one, once.
                     self.tokens.forget(installation_id)
@@ -165,8 +172,10 @@ class GitHubClient:
                     continue
                 raise GitHubRefused(status, _message(exc)) from None
             except gidgethub.HTTPException as exc:
+                self._count(method, url, str(int(exc.status_code)))
                 raise GitHubRefused(int(exc.status_code), _message(exc)) from None
             except (aiohttp.ClientError, TimeoutError) as exc:
+                self._count(method, url, "connection_error")
                 reason = f"connection failed: {type(exc).__name__}"
                 await self._backoff_or_give_up(method, attempt, reason)
 
@@ -198,6 +207,17 @@ class GitHubClient:
     def _note_rate_limit(self, gh: gidgethub.aiohttp.GitHubAPI) -> None:
         if gh.rate_limit is not None:
             self.rate_limit_remaining = gh.rate_limit.remaining
+            if self._metrics is not None:
+                self._metrics.github_rate_limit_remaining.set(gh.rate_limit.remaining)
+
+    def _count(self, method: str, url: str, status: str) -> None:
+        if self._metrics is not None:
+            # The URL template, not the filled-in URL: one series per endpoint.
+            template = url.split("{?")[0]
+            if "/git/ref/" in template:  # the tag is part of the path here
+                template = template.split("/git/ref/")[0] + "/git/ref/{ref}"
+            endpoint = f"{method} {template}"
+            self._metrics.github_calls.labels(endpoint=endpoint, status=status).inc()
 
     async def _fetch_installation_token(self, installation_id: int) -> InstallationToken:
         data = await self.call(
