@@ -44,6 +44,8 @@ class Service:
     clock: Clock = utc_now
     github_app: GitHubAppSettings | None = None
     metrics: Metrics = field(default_factory=Metrics)
+    # The newest migration this code knows, read from the migration files once.
+    schema_head: str | None = field(default_factory=head_revision)
     github: GitHubClient | None = None
     outbox_worker: OutboxWorker | None = None
     _http: aiohttp.ClientSession | None = None
@@ -70,7 +72,7 @@ class Service:
             checks["database"] = "unreachable"
         else:
             checks["database"] = "ok"
-            head = head_revision()
+            head = self.schema_head
             checks["migrations"] = "ok" if revision == head else f"at {revision}, not {head}"
         if self.outbox_worker is not None:
             running = self._worker_task is not None and not self._worker_task.done()

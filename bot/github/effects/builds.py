@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.github.client import GitHubRefused
 from bot.github.effects import EffectContext, Recorder, effect, on_refusal, owner_and_name
 from bot.github.effects.workflows import (
-    dispatch_answer_lost,
+    candidate_inputs,
     dispatch_workflow,
     wait_for_lost_run,
     workflow_inputs,
@@ -105,15 +105,11 @@ async def dispatch_build_workflow(ctx: EffectContext, item: ClaimedItem) -> Reco
     if project.build_workflow is None:
         log.warning("release candidate %d: the project has no build workflow now", candidate.id)
         return _build_failed(ctx, candidate.id)
-    if dispatch_answer_lost(item):
-        # As for deploys: the run a lost answer named may exist; its workflow_run event
-        # attaches it (by workflow path and commit) while this waits, which ends the item.
-        await wait_for_lost_run(ctx, item, f"release candidate {candidate.id}")
+    # As for deploys: the run a lost answer named may exist; its workflow_run event attaches
+    # it (by workflow path and commit) while this waits, which ends the item.
+    await wait_for_lost_run(ctx, item, f"release candidate {candidate.id}")
     ref = item.payload.get("ref") or await ctx.client.default_branch(item.repo, ctx.installation_id)
-    own = {
-        "tarmac_release_candidate_version": candidate.version,
-        "tarmac_commit_sha": candidate.commit_sha,
-    }
+    own = candidate_inputs(candidate)
     inputs = workflow_inputs(own, project.build_inputs, f"release candidate {candidate.id}")
     run = await dispatch_workflow(ctx, item.repo, project.build_workflow, ref, inputs)
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.github.client import GitHubRefused, GitHubUnavailable
 from bot.github.effects import EffectContext, Recorder, effect, on_refusal, owner_and_name
 from bot.github.effects.workflows import (
-    dispatch_answer_lost,
+    candidate_inputs,
     dispatch_workflow,
     wait_for_lost_run,
     workflow_inputs,
@@ -115,15 +115,13 @@ async def dispatch_deploy_workflow(ctx: EffectContext, item: ClaimedItem) -> Rec
         return None
     if is_final(deployment.status):
         return None  # canceled (or timed out) before its run was asked for
-    if dispatch_answer_lost(item):
-        await wait_for_lost_run(ctx, item, f"deployment {deployment.id}")
+    await wait_for_lost_run(ctx, item, f"deployment {deployment.id}")
     candidate = deployment.release_candidate
     ref = candidate.tag or await ctx.client.default_branch(item.repo, ctx.installation_id)
     own = {
         "tarmac_deployment_id": str(deployment.id),
         "tarmac_environment": environment.name,
-        "tarmac_release_candidate_version": candidate.version,
-        "tarmac_commit_sha": candidate.commit_sha,
+        **candidate_inputs(candidate),
     }
     inputs = workflow_inputs(own, environment.deploy_inputs, f"deployment {deployment.id}")
     run = await dispatch_workflow(ctx, item.repo, environment.deploy_workflow, ref, inputs)

@@ -9,6 +9,7 @@ from typing import Any
 
 from bot.github.client import GitHubUnavailable
 from bot.github.effects import EffectContext, owner_and_name
+from bot.models import ReleaseCandidate
 from bot.outbox import ClaimedItem
 
 log = logging.getLogger(__name__)
@@ -43,19 +44,26 @@ def workflow_inputs(
     return {**dict(extra[:room]), **own}
 
 
+def candidate_inputs(candidate: ReleaseCandidate) -> dict[str, str]:
+    """The inputs every Tarmac workflow gets: which RC, at which commit."""
+    return {
+        "tarmac_release_candidate_version": candidate.version,
+        "tarmac_commit_sha": candidate.commit_sha,
+    }
+
+
 async def wait_for_lost_run(ctx: EffectContext, item: ClaimedItem, what: str) -> None:
     """A dispatch whose answer was lost may have started a run. A second run is worse than a
     late one, so first give the run's workflow_run event time to attach it (by workflow path
-    and commit); the caller only gets past this once that time has passed with no run."""
+    and commit); the caller only gets past this when no answer was lost, or once that time
+    has passed with no run."""
+    if not (item.uncertain or item.previous_error == WAITING_FOR_LOST_RUN):
+        return
     if item.previous_error == WAITING_FOR_LOST_RUN:
         log.warning("%s: no run showed up for the lost dispatch; dispatching again", what)
         return
     log.warning("%s: dispatch answer lost; waiting for its run before dispatching again", what)
     raise GitHubUnavailable(WAITING_FOR_LOST_RUN, retry_after=ctx.lost_dispatch_grace)
-
-
-def dispatch_answer_lost(item: ClaimedItem) -> bool:
-    return item.uncertain or item.previous_error == WAITING_FOR_LOST_RUN
 
 
 async def dispatch_workflow(
