@@ -107,6 +107,26 @@ def _with_database(url: str, database: str) -> str:
     return url.rsplit("/", 1)[0] + "/" + database
 
 
+async def _admin(statement: str) -> None:
+    """One statement on the server's default database (CREATE / DROP DATABASE)."""
+    admin = await asyncpg.connect(_dsn(POSTGRES_URL))
+    try:
+        await admin.execute(statement)
+    finally:
+        await admin.close()
+
+
+async def _create_database(name: str, template: str | None = None) -> str:
+    """A new PostgreSQL database (a copy of `template`, if given); returns its URL."""
+    copy = f' TEMPLATE "{template}"' if template is not None else ""
+    await _admin(f'CREATE DATABASE "{name}"{copy}')
+    return _with_database(POSTGRES_URL, name)
+
+
+async def _drop_database(name: str) -> None:
+    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 async def _postgres_reachable() -> str | None:
     try:
         connection = await asyncpg.connect(_dsn(POSTGRES_URL), timeout=3)
@@ -128,21 +148,13 @@ def postgres_template() -> Iterator[str | None]:
     name = f"tarmac_tpl_{uuid.uuid4().hex[:12]}"
 
     async def create() -> None:
-        admin = await asyncpg.connect(_dsn(POSTGRES_URL))
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await admin.close()
-        db = Database.from_url(_with_database(POSTGRES_URL, name))
+        db = Database.from_url(await _create_database(name))
         await db.migrate()
         await db.dispose()
 
-    async def drop() -> None:
-        admin = await asyncpg.connect(_dsn(POSTGRES_URL))
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
     asyncio.run(create())
     yield name
-    asyncio.run(drop())
+    asyncio.run(_drop_database(name))
 
 
 @pytest.fixture(scope="session")
@@ -179,13 +191,8 @@ async def database_url(
     if postgres_template is None:
         pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}")
     name = f"tarmac_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(_dsn(POSTGRES_URL))
-    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
-    await admin.close()
-    yield _with_database(POSTGRES_URL, name)
-    admin = await asyncpg.connect(_dsn(POSTGRES_URL))
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    yield await _create_database(name, template=postgres_template)
+    await _drop_database(name)
 
 
 @pytest.fixture
@@ -199,13 +206,8 @@ async def empty_database_url(
     if postgres_template is None:
         pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}")
     name = f"tarmac_empty_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(_dsn(POSTGRES_URL))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    yield _with_database(POSTGRES_URL, name)
-    admin = await asyncpg.connect(_dsn(POSTGRES_URL))
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    yield await _create_database(name)
+    await _drop_database(name)
 
 
 @pytest.fixture
