@@ -10,9 +10,19 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from api.keys import SERVICE
-from bot.github.catch_up import reconcile_silent_runs, redeliver_missed
+from bot.db import Database
+from bot.github.catch_up import (
+    FIRST_WINDOW,
+    MAX_LOOKBACK,
+    OVERLAP,
+    DeliveryCatchUp,
+    catch_up_since,
+    reconcile_silent_runs,
+    redeliver_missed,
+)
 from bot.github.client import GitHubClient
 from bot.github.worker import OutboxWorker
+from bot.models import WebhookDelivery
 from bot.operations import Mirror
 from bot.service import Service
 from tests.conftest import Api, TestClock, Webhooks, github_payload
@@ -77,13 +87,13 @@ async def test_failed_deliveries_tarmac_never_recorded_are_redelivered_once(
     log.add(502, ago=timedelta(hours=2))  # older than the window
     asked: set[str] = set()
 
-    count = await redeliver_missed(service.db, client, clock, window=WINDOW, asked=asked)
+    count = await redeliver_missed(service.db, client, clock, since=clock() - WINDOW, asked=asked)
 
     assert count == 2
     assert sorted(fake_github.redelivered) == sorted([missed["id"], missed_twice_again["id"]])
     assert all(call.auth == "jwt" for call in fake_github.calls_to("POST", r"/attempts$"))
 
-    again = await redeliver_missed(service.db, client, clock, window=WINDOW, asked=asked)
+    again = await redeliver_missed(service.db, client, clock, since=clock() - WINDOW, asked=asked)
 
     assert again == 0
     assert len(fake_github.redelivered) == 2
@@ -97,7 +107,7 @@ async def test_deliveries_are_read_page_by_page_back_to_the_window(
     old = [log.add(502, ago=timedelta(minutes=200 - i / 10)) for i in range(150)]
     recent = [log.add(502, ago=timedelta(minutes=50 - i / 10)) for i in range(150)]
 
-    count = await redeliver_missed(service.db, client, clock, window=WINDOW, asked=set())
+    count = await redeliver_missed(service.db, client, clock, since=clock() - WINDOW, asked=set())
 
     assert count == 150
     assert sorted(fake_github.redelivered) == [d["id"] for d in recent]
@@ -107,6 +117,43 @@ async def test_deliveries_are_read_page_by_page_back_to_the_window(
     assert pages[0].query == {"per_page": "100"}
     assert pages[1].query == {"per_page": "100", "cursor": f"v1_{recent[49]['id']}"}
     assert not set(fake_github.redelivered) & {d["id"] for d in old}
+
+
+async def record_delivery(db: Database, received_at: datetime) -> None:
+    async with db.write() as session:
+        session.add(
+            WebhookDelivery(
+                delivery_id=str(uuid.uuid4()),
+                event="ping",
+                action=None,
+                outcome="pong",
+                received_at=received_at,
+            )
+        )
+
+
+async def test_the_first_round_reaches_back_to_the_newest_recorded_delivery(
+    db: Database, clock: TestClock
+) -> None:
+    now = clock()
+    assert await catch_up_since(db, now, DeliveryCatchUp()) == now - FIRST_WINDOW
+
+    await record_delivery(db, now - timedelta(hours=7))
+    await record_delivery(db, now - timedelta(hours=5))
+
+    # Down for five hours: the whole downtime is listed, not only the last hour.
+    assert await catch_up_since(db, now, DeliveryCatchUp()) == now - timedelta(hours=5) - OVERLAP
+
+
+async def test_the_lookback_is_bounded_and_later_rounds_start_at_the_round_before(
+    db: Database, clock: TestClock
+) -> None:
+    now = clock()
+    await record_delivery(db, now - timedelta(days=20))
+    assert await catch_up_since(db, now, DeliveryCatchUp()) == now - MAX_LOOKBACK
+
+    state = DeliveryCatchUp(previous_round_at=now - timedelta(minutes=3))
+    assert await catch_up_since(db, now, state) == now - timedelta(minutes=3) - OVERLAP
 
 
 async def deployed_with_run(github_api: Api, outbox: OutboxWorker, fake: FakeGitHub) -> int:

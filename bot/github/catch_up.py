@@ -1,12 +1,16 @@
 """Nothing missed while Tarmac was down: failed webhook deliveries and silent workflow runs.
 
 GitHub does not redeliver a failed delivery by itself. At start and every few minutes Tarmac
-lists the App's recent deliveries (`GET /app/hook/deliveries`, newest first, a bounded number
-of pages back to `window`) and asks GitHub to send again (`POST
-/app/hook/deliveries/{delivery_id}/attempts`) every delivery that failed (a status code other
-than 2xx), whose `guid` (= `X-GitHub-Delivery`) Tarmac never recorded and of which no other
-attempt succeeded. Each guid is asked for at most once per process run, so a delivery that keeps
-failing does not loop.
+lists the App's recent deliveries (`GET /app/hook/deliveries`, newest first, page by page back
+to a start time) and asks GitHub to send again (`POST /app/hook/deliveries/{delivery_id}/
+attempts`) every delivery that failed (a status code other than 2xx), whose `guid`
+(= `X-GitHub-Delivery`) Tarmac never recorded and of which no other attempt succeeded. Each guid
+is asked for at most once per process run, so a delivery that keeps failing does not loop.
+
+The first round reaches back to the newest delivery the database recorded (so a downtime of any
+length is covered, up to MAX_LOOKBACK), or an hour on a database that never had one; each later
+round back to the start of the round before. Rounds overlap by OVERLAP, for deliveries that were
+being listed while the previous round ran and for a clock a little off GitHub's.
 
 A deploy run's `workflow_run` events may be lost the same way: an active deployment with a run
 that has said nothing for `quiet_for` is looked up (`GET /repos/{owner}/{repo}/actions/runs/
@@ -19,10 +23,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.clock import Clock
 from bot.db import Database
@@ -36,13 +41,34 @@ from bot.statuses import ACTIVE_STATUSES
 log = logging.getLogger(__name__)
 
 CATCH_UP_INTERVAL_SECONDS = 180.0
-DELIVERY_WINDOW = timedelta(hours=1)
+# How far the first round looks back when the database has never recorded a delivery.
+FIRST_WINDOW = timedelta(hours=1)
+# GitHub lets an App redeliver 30 days back; older events would only replay stale news.
+MAX_LOOKBACK = timedelta(days=3)
+OVERLAP = timedelta(minutes=5)
 QUIET_FOR = timedelta(minutes=5)
 PER_PAGE = 100
-MAX_PAGES = 10
+# 10 000 deliveries a round; what is older waits for the next round.
+MAX_PAGES = 100
 
-# Guids already asked for in this process run.
-_asked: set[str] = set()
+
+@dataclass
+class DeliveryCatchUp:
+    """What the redelivery catch-up remembers between rounds of one process run."""
+
+    asked: set[str] = field(default_factory=set)
+    previous_round_at: datetime | None = None
+
+
+async def catch_up_since(db: Database, now: datetime, state: DeliveryCatchUp) -> datetime:
+    """How far back this round lists deliveries (see the module docstring)."""
+    if state.previous_round_at is not None:
+        since = state.previous_round_at - OVERLAP
+    else:
+        async with db.read() as session:
+            newest = await session.scalar(select(func.max(WebhookDelivery.received_at)))
+        since = (newest - OVERLAP) if newest is not None else (now - FIRST_WINDOW)
+    return max(since, now - MAX_LOOKBACK)
 
 
 def _succeeded(status_code: Any) -> bool:
@@ -80,6 +106,14 @@ async def _recent_deliveries(client: GitHubClient, since: datetime) -> list[dict
         if reached_end or not next_page:
             break
         url = next_page[0]
+    else:
+        log.warning(
+            "catch-up listed %d deliveries (%d pages) without reaching %s; the rest waits for "
+            "the next round",
+            len(found),
+            MAX_PAGES,
+            since.isoformat(),
+        )
     return found
 
 
@@ -88,18 +122,17 @@ async def redeliver_missed(
     client: GitHubClient,
     clock: Clock,
     *,
-    window: timedelta,
-    asked: set[str] | None = None,
+    since: datetime,
+    asked: set[str],
 ) -> int:
-    """Ask GitHub to redeliver the recent failed deliveries Tarmac never recorded; returns how
-    many were asked. `asked` remembers guids across calls (the process's memory by default)."""
-    remembered = _asked if asked is None else asked
-    deliveries = await _recent_deliveries(client, clock() - window)
+    """Ask GitHub to redeliver the failed deliveries since `since` that Tarmac never recorded;
+    returns how many were asked. `asked` remembers guids across calls."""
+    deliveries = await _recent_deliveries(client, since)
     succeeded = {d.get("guid") for d in deliveries if _succeeded(d.get("status_code"))}
     failed: dict[str, int] = {}  # guid -> the newest failed attempt's id
     for delivery in deliveries:
         guid, delivery_id = delivery.get("guid"), delivery.get("id")
-        if not isinstance(guid, str) or not guid or guid in succeeded or guid in remembered:
+        if not isinstance(guid, str) or not guid or guid in succeeded or guid in asked:
             continue
         if not isinstance(delivery_id, int) or isinstance(delivery_id, bool):
             continue
@@ -120,7 +153,7 @@ async def redeliver_missed(
     for guid, delivery_id in failed.items():
         if guid in recorded:
             continue
-        remembered.add(guid)
+        asked.add(guid)
         try:
             await client.call(
                 "POST",
@@ -227,15 +260,18 @@ async def run_catch_up(
     *,
     on_change: Callable[[], None] | None = None,
     interval: float = CATCH_UP_INTERVAL_SECONDS,
-    window: timedelta = DELIVERY_WINDOW,
     quiet_for: timedelta = QUIET_FOR,
 ) -> None:
     """Both catch-ups at start and then every `interval` seconds; a failure is logged and
     the next round tries again. `on_change` is called when deployments changed (the outbox
     has new items)."""
+    deliveries = DeliveryCatchUp()
     while True:
         try:
-            await redeliver_missed(db, client, clock, window=window)
+            started = clock()
+            since = await catch_up_since(db, started, deliveries)
+            await redeliver_missed(db, client, clock, since=since, asked=deliveries.asked)
+            deliveries.previous_round_at = started
         except Exception:
             log.exception("listing missed webhook deliveries failed; retrying in %.0f s", interval)
         try:
