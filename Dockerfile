@@ -36,6 +36,11 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('TARMAC_PORT', '8080'), timeout=4)"]
 
-# Exec form: tarmac is PID 1 and receives SIGTERM itself, so `docker stop` shuts it down
-# cleanly (requests in flight finish, the database pool closes).
+# Exec form: tarmac is PID 1 and receives SIGTERM itself (a shell form would leave /bin/sh as
+# PID 1, which does not pass the signal on), so `docker stop` shuts it down cleanly: requests in
+# flight finish, the outbox worker ends its round, the database pool closes. SIGTERM is Docker's
+# default stop signal; it is spelled out so that a base image's STOPSIGNAL cannot change it.
+# Tarmac stops in a few seconds (the worker takes at most 8 s); `docker stop -t 20` (Compose:
+# `stop_grace_period: 20s`) leaves room before Docker sends SIGKILL. See docs/operations.md.
+STOPSIGNAL SIGTERM
 CMD ["tarmac", "serve", "--host", "0.0.0.0"]

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export TARMAC_CONFIG ?= tarmac.example.yml
 export TARMAC_DATABASE_URL ?= sqlite+aiosqlite:///tarmac.db
 
-.PHONY: run test lint typecheck pytest install migrate clean
+.PHONY: run test lint typecheck pytest install migrate clean bench soak
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,15 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The long fault runs (issue 5 §1): many kills, more deployments. About 10 minutes.
+soak: $(STAMP)
+	$(BIN)/pytest -q -m soak tests/test_faults.py $(PYTEST_ARGS)
+
+# Benchmarks (needs wrk and the local PostgreSQL): a table on stdout, the same figures in bench/results.json.
+bench: $(STAMP)
+	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

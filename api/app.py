@@ -9,10 +9,12 @@ from aiohttp import web
 from api.auth import auth_middleware
 from api.errors import error_middleware
 from api.keys import GITHUB_APP, OPENAPI_DOCUMENT, SERVICE, SETTINGS
+from api.log_context import log_context_middleware
 from api.metrics import request_metrics_middleware
 from api.metrics import routes as metrics_routes
 from api.openapi import openapi_document_bytes
 from api.routes import routes
+from api.webhooks import delivery_intake_context
 from api.webhooks import routes as webhook_routes
 from bot.clock import Clock, utc_now
 from bot.service import open_service
@@ -28,7 +30,12 @@ def create_app(
     github_app = settings.github_app()
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
-        middlewares=[request_metrics_middleware, error_middleware, auth_middleware],
+        middlewares=[
+            log_context_middleware,
+            request_metrics_middleware,
+            error_middleware,
+            auth_middleware,
+        ],
     )
     app[SETTINGS] = settings
     app[OPENAPI_DOCUMENT] = openapi_document_bytes()
@@ -47,4 +54,5 @@ def create_app(
         await service.close()
 
     app.cleanup_ctx.append(service_context)
+    app.cleanup_ctx.append(delivery_intake_context)
     return app

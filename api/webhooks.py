@@ -3,8 +3,9 @@
 Each delivery is verified first (HMAC-SHA256 of the raw body with the App's webhook secret,
 through gidgethub's `sansio.Event.from_http`); an unsigned or wrongly signed one gets 401 and
 leaves no trace but a log line. A verified delivery is recorded by `X-GitHub-Delivery` and
-dispatched to the event handlers in ONE write transaction, and the answer leaves after the
-commit: a 2xx means the change is stored, and a redelivery finds the row and changes nothing.
+dispatched to the event handlers in ONE write transaction (shared with the deliveries that
+arrive alongside it, see bot/github/intake.py), and the answer leaves after the commit: a 2xx
+means the change is stored, and a redelivery finds the row and changes nothing.
 Whatever calls GitHub happens later, through the outbox, so the answer takes milliseconds
 (GitHub gives up after 10 seconds).
 
@@ -18,7 +19,9 @@ Every log line names the delivery id (as claimed by the header until the signatu
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
 from gidgethub import BadRequest, ValidationFailure, sansio
@@ -29,12 +32,14 @@ from api.keys import GITHUB_APP, SERVICE
 from api.requests import INVALID_JSON, NOT_AN_OBJECT
 from api.responses import json_response
 from api.schemas import WebhookResponse
-from bot.github import deliveries
-from bot.github.events import WebhookContext, dispatch
+from bot.github.intake import DeliveryIntake, restore_log_context
 
 log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
+
+# Concurrent deliveries are recorded and dispatched in shared transactions (bot/github/intake).
+DELIVERY_INTAKE = web.AppKey("delivery_intake", DeliveryIntake)
 
 WEBHOOK_PATH = "/api/github/webhooks"
 PING = "ping"
@@ -57,6 +62,15 @@ _SIGNATURE_PREFIX = "sha256="
 _MAX_HEADER_LENGTH = 100
 
 
+async def delivery_intake_context(app: web.Application) -> AsyncIterator[None]:
+    """The app's DeliveryIntake, from its service's database (add after the service's context)."""
+    service = app[SERVICE]
+    intake = DeliveryIntake(service.db, service.projects, service.clock)
+    app[DELIVERY_INTAKE] = intake
+    yield
+    await intake.close()
+
+
 @routes.post(WEBHOOK_PATH)
 async def receive_webhook(request: web.Request) -> web.Response:
     github_app = request.app.get(GITHUB_APP)
@@ -69,7 +83,7 @@ async def receive_webhook(request: web.Request) -> web.Response:
         log.warning("delivery %s refused: body larger than the 1 MiB limit", claimed_id)
         raise
     try:
-        event = _verified_event(request, body, github_app.webhook_secret, claimed_id)
+        event = _verified_event(request, body, github_app.webhook_secrets, claimed_id)
     except ApiError:
         claimed_event = _loggable(request.headers.get("X-GitHub-Event"))
         metrics = request.app[SERVICE].metrics
@@ -82,35 +96,26 @@ async def _handle(request: web.Request, event: sansio.Event) -> web.Response:
     service = request.app[SERVICE]
     delivery_id = event.delivery_id
     action = event.data.get("action")
-    action = action if isinstance(action, str) else None
+    # A NUL cannot be stored (PostgreSQL); dispatch ignores such a payload.
+    action = action if isinstance(action, str) and "\x00" not in action else None
     name = event.event + (f".{action}" if action else "")
-    context = WebhookContext(
-        now=service.clock(), projects=service.projects, delivery_id=delivery_id
-    )
-    previous = None
     try:
-        async with service.db.write() as session:
-            claimed = await deliveries.claim_delivery(
-                session, delivery_id=delivery_id, event=event.event, action=action, now=context.now
-            )
-            if claimed:
-                await dispatch(event, session=session, context=context)
-                await deliveries.record_outcome(session, delivery_id, context.outcome())
-            else:
-                previous = await deliveries.find_delivery(session, delivery_id)
+        handled = await request.app[DELIVERY_INTAKE].handle(event, action)
     except (OperationalError, DBAPIError, OSError) as exc:
         log.error("delivery %s (%s): database error: %s", delivery_id, name, type(exc).__name__)
         raise ApiError(503, DATABASE_UNAVAILABLE) from None
     except Exception:
         log.exception("delivery %s (%s): handling failed; nothing recorded", delivery_id, name)
         raise ApiError(500, INTERNAL_ERROR) from None
+    restore_log_context(handled.log_fields)
+    claimed, context = handled.claimed, handled.context
     if not claimed:
         service.metrics.webhook_deliveries.labels(event=event.event, outcome="duplicate").inc()
         log.info("delivery %s (%s): seen before, nothing done", delivery_id, name)
-        outcome = previous.outcome if previous is not None else None
-        return json_response(WebhookResponse(status="duplicate", outcome=outcome))
+        return json_response(WebhookResponse(status="duplicate", outcome=handled.previous_outcome))
     log.info("delivery %s (%s): %s", delivery_id, name, context.outcome())
-    service.outbox_changed()  # what the handlers enqueued goes now, not at the next poll
+    if handled.touched_outbox:
+        service.outbox_changed()  # what the handlers enqueued goes now, not at the next poll
     status = "ignored" if context.ignored else "accepted"
     service.metrics.webhook_deliveries.labels(event=event.event, outcome=status).inc()
     if event.event == PING:
@@ -119,15 +124,15 @@ async def _handle(request: web.Request, event: sansio.Event) -> web.Response:
 
 
 def _verified_event(
-    request: web.Request, body: bytes, secret: str, claimed_id: str
+    request: web.Request, body: bytes, secrets: Sequence[str], claimed_id: str
 ) -> sansio.Event:
-    """The delivery, once its signature holds; ApiError 401 or 400 otherwise."""
+    """The delivery, once its signature holds by one of `secrets`; ApiError 401 or 400 otherwise."""
     # gidgethub falls back to the SHA-1 `X-Hub-Signature`; GitHub sends both, take only SHA-256.
     if not request.headers.get("X-Hub-Signature-256", "").startswith(_SIGNATURE_PREFIX):
         log.warning("delivery %s refused: no X-Hub-Signature-256 signature", claimed_id)
         raise ApiError(401, INVALID_SIGNATURE)
     try:
-        event = sansio.Event.from_http(request.headers, body, secret=secret)
+        event = _event_signed_by_any(request, body, secrets)
     except ValidationFailure:
         log.warning("delivery %s refused: invalid signature", claimed_id)
         raise ApiError(401, INVALID_SIGNATURE) from None
@@ -142,6 +147,9 @@ def _verified_event(
     except LookupError:  # a charset Python does not know
         log.warning("delivery %s refused: unknown charset", claimed_id)
         raise ApiError(400, UNSUPPORTED_CONTENT_TYPE) from None
+    except RecursionError:  # JSON nested deeper than the decoder goes
+        log.warning("delivery %s refused: JSON nested too deep", claimed_id)
+        raise ApiError(400, INVALID_JSON) from None
     if not _valid_header(event.delivery_id):
         log.warning("delivery %s refused: invalid X-GitHub-Delivery", claimed_id)
         raise ApiError(400, INVALID_DELIVERY_HEADER)
@@ -152,6 +160,17 @@ def _verified_event(
         log.warning("delivery %s refused: body is not a JSON object", claimed_id)
         raise ApiError(400, NOT_AN_OBJECT)
     return event
+
+
+def _event_signed_by_any(request: web.Request, body: bytes, secrets: Sequence[str]) -> sansio.Event:
+    """gidgethub's event for the first secret the signature holds for; the current secret comes
+    first, so only deliveries signed with the previous one (during a rotation) cost two HMACs.
+    ValidationFailure when none does."""
+    *earlier, last = secrets
+    for secret in earlier:
+        with contextlib.suppress(ValidationFailure):
+            return sansio.Event.from_http(request.headers, body, secret=secret)
+    return sansio.Event.from_http(request.headers, body, secret=last)
 
 
 def _valid_header(value: str) -> bool:

@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot import tokens
 from bot.clock import utc_now
+from bot.database_wait import EXIT_DATABASE_UNREACHABLE, wait_for_database
 from bot.db import Database
 from bot.projects_file import ProjectsFileError, is_valid_name, load_projects_file
 from bot.settings import GitHubAppMisconfigured, Settings, configure_logging
@@ -35,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             name = "TARMAC_" + "_".join(str(part) for part in error["loc"]).upper()
             print(f"error: {name}: {error['msg']}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler
     return handler(args, settings)
 
@@ -92,6 +93,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     except GitHubAppMisconfigured as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if not asyncio.run(wait_for_database(settings.database_url, settings.database_start_timeout)):
+        return EXIT_DATABASE_UNREACHABLE
     create_app = _web_app_factory()
     log.info("serving on http://%s:%d", settings.host, settings.port)
     web.run_app(

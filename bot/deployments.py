@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import errors
 from bot.freeze import ensure_not_frozen
+from bot.log_context import add_log_context
 from bot.models import Deployment, Environment, ReleaseCandidate
 from bot.pages import Page, PageRequest
 from bot.projects import ensure_accepts_deployments, find_environment
@@ -54,16 +55,20 @@ async def newest_deployment(session: AsyncSession, environment: Environment) -> 
 
 
 async def active_deployments(session: AsyncSession, environment: Environment) -> list[Deployment]:
-    """Deployments of the environment still under way (pending, in_progress, canceling)."""
+    """Deployments of the environment still under way (pending, in_progress, canceling),
+    newest first.
+
+    Sorted here, not by the database: with ORDER BY id, SQLite (which keeps no statistics)
+    walks the environment's whole history in id order instead of seeking the few active
+    rows through the (environment, status) index.
+    """
     found = await session.scalars(
-        select(Deployment)
-        .where(
+        select(Deployment).where(
             Deployment.environment_id == environment.id,
             Deployment.status.in_(ACTIVE_STATUSES),
         )
-        .order_by(Deployment.id.desc())
     )
-    return list(found)
+    return sorted(found, key=lambda deployment: deployment.id, reverse=True)
 
 
 async def record_deployment(
@@ -99,6 +104,7 @@ async def record_deployment(
     )
     session.add(deployment)
     await session.flush()
+    add_log_context(deployment_id=deployment.id)
     return deployment
 
 

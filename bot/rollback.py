@@ -106,15 +106,27 @@ async def roll_back(
 async def _remember_rolled_back(
     session: AsyncSession, environment: Environment, candidate: ReleaseCandidate, now: datetime
 ) -> None:
-    """Mark the successes of `candidate` here so no later rollback goes forward to them."""
-    await session.execute(
-        update(Deployment)
-        .where(
+    """Mark the successes of `candidate` here so no later rollback goes forward to them.
+
+    The candidate's deployments here are found by (environment, RC) alone and filtered here:
+    given the status too, SQLite (no statistics) may take the (environment, status) index
+    and read every success of the environment.
+    """
+    deployed = await session.execute(
+        select(Deployment.id, Deployment.status, Deployment.rolled_back_at).where(
             Deployment.environment_id == environment.id,
             Deployment.release_candidate_id == candidate.id,
-            Deployment.status == DeploymentStatus.SUCCESS,
-            Deployment.rolled_back_at.is_(None),
         )
-        .values(rolled_back_at=now)
-        .execution_options(synchronize_session="fetch")
     )
+    ids = [
+        row.id
+        for row in deployed
+        if row.status == DeploymentStatus.SUCCESS and row.rolled_back_at is None
+    ]
+    if ids:
+        await session.execute(
+            update(Deployment)
+            .where(Deployment.id.in_(ids))
+            .values(rolled_back_at=now)
+            .execution_options(synchronize_session="fetch")
+        )

@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.log_context import LogFormat, log_handler
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///tarmac.db"
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -25,14 +27,19 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"
 
     github_app_id: int | None = Field(default=None, ge=1)
     github_private_key: SecretStr | None = None
     github_private_key_path: Path | None = None
     github_webhook_secret: SecretStr | None = None
+    # During a secret rotation: the old secret, still accepted until it is removed.
+    github_webhook_secret_previous: SecretStr | None = None
     github_api_url: str = "https://api.github.com"
     # A worker that dies mid-delivery holds its items this long before another takes them.
     outbox_lease_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)
+    # `tarmac serve` waits this long for an unreachable database, then exits (code 3).
+    database_start_timeout: float = Field(default=60.0, ge=0.0, le=3600.0)
 
     def github_app(self) -> GitHubAppSettings | None:
         """The GitHub App credentials, or None when none are set (the REST API still works).
@@ -74,17 +81,24 @@ class Settings(BaseSettings):
         secret = self.github_webhook_secret.get_secret_value()
         if not secret:
             raise GitHubAppMisconfigured("TARMAC_GITHUB_WEBHOOK_SECRET is empty")
+        previous = self.github_webhook_secret_previous
         return GitHubAppSettings(
             app_id=self.github_app_id,
             private_key=private_key,
             webhook_secret=secret,
             api_url=self.github_api_url.rstrip("/"),
+            previous_webhook_secret=(previous.get_secret_value() or None) if previous else None,
         )
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_log_format(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod
@@ -104,15 +118,21 @@ class GitHubAppSettings:
     private_key: str
     webhook_secret: str
     api_url: str
+    previous_webhook_secret: str | None = None
+
+    @property
+    def webhook_secrets(self) -> tuple[str, ...]:
+        """The secrets a delivery may be signed with, the current one first."""
+        if self.previous_webhook_secret is None:
+            return (self.webhook_secret,)
+        return (self.webhook_secret, self.previous_webhook_secret)
 
     def __repr__(self) -> str:  # never show the key or the secret
         return f"GitHubAppSettings(app_id={self.app_id}, api_url={self.api_url!r})"
 
 
-def configure_logging(level: LogLevel) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def configure_logging(level: LogLevel, log_format: LogFormat = "text") -> None:
+    # One handler on the root logger, so aiohttp's access log takes the same format.
+    logging.basicConfig(level=level, handlers=[log_handler(log_format)])
     # Alembic announces its context on every start; only its warnings are news.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from bot.clock import Clock
 from bot.db import Database
+from bot.log_context import log_context
 from bot.models import Deployment, Environment
 from bot.operations import Mirror, expire_stuck
 from bot.statuses import ACTIVE_STATUSES
@@ -45,12 +46,18 @@ async def sweep_stuck_deployments(db: Database, clock: Clock, mirror: Mirror) ->
             if environment is None:
                 continue
             for deployment in await expire_stuck(session, mirror, environment, clock()):
-                log.warning(
-                    "deployment %d to %s timed out after %d minutes",
-                    deployment.id,
-                    environment.name,
-                    environment.timeout_minutes,
-                )
+                with log_context(
+                    project=environment.project.name,
+                    environment=environment.name,
+                    deployment_id=deployment.id,
+                    release_candidate=deployment.release_candidate.version,
+                ):
+                    log.warning(
+                        "deployment %d to %s timed out after %d minutes",
+                        deployment.id,
+                        environment.name,
+                        environment.timeout_minutes,
+                    )
                 expired += 1
     return expired
 

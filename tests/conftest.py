@@ -33,7 +33,17 @@ from bot.db import Database
 from bot.github.worker import OutboxWorker
 from bot.settings import Settings
 from tests.fake_github import FakeGitHub
+from tests.figures import print_figures
+from tests.leak_check import (
+    record_response,
+    register_private_key,
+    register_secret,
+    remember_credentials,
+)
 from tests.openapi_conformance import OpenApiConformance
+
+# Every secret the suite makes is searched for in every log and answer (tests/leak_check.py).
+pytest_plugins = ["tests.leak_check"]
 
 POSTGRES_URL = os.environ.get(
     "TARMAC_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -300,6 +310,7 @@ class Api:
             method, path, data=data, headers=sent_headers, params=params
         ) as response:
             raw = await response.read()
+            record_response(raw)
             body: Any = None
             if raw:
                 is_json = response.content_type == "application/json"
@@ -375,13 +386,14 @@ async def make_token(
     db: Database, name: str = "ci", projects: list[str] | None = None, actor: str | None = None
 ) -> str:
     async with db.write() as session:
-        return await tokens.create_token(
+        secret = await tokens.create_token(
             session,
             name=name,
             projects=projects or [],
             actor_email=actor,
             now=datetime.now(UTC),
         )
+    return register_secret(secret)
 
 
 @pytest.fixture
@@ -404,7 +416,7 @@ async def api(client: TestClient[Any, Any], conformance: OpenApiConformance, db:
 # GitHub's official example payloads (octokit/webhooks), next to this repository.
 GITHUB_PAYLOADS = Path(__file__).resolve().parents[2] / "shared" / "github" / "payloads"
 TEST_APP_ID = 424242
-WEBHOOK_SECRET = "tarmac-test-webhook-secret-5b1f0c"
+WEBHOOK_SECRET = register_secret("tarmac-test-webhook-secret-5b1f0c")
 BACKEND_INSTALLATION = 11
 MONOREPO_INSTALLATION = 12
 
@@ -425,11 +437,13 @@ def sign_webhook(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
 def github_private_key() -> str:
     """The test App's RSA key, PEM, made once per session (GitHub hands out PKCS#1 keys)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
+    pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption(),
     ).decode("ascii")
+    register_private_key(pem)
+    return pem
 
 
 @pytest.fixture
@@ -445,9 +459,13 @@ async def fake_github(aiohttp_server: Any, github_private_key: str) -> AsyncIter
     github = FakeGitHub(TEST_APP_ID, public.decode("ascii"))
     github.install("acme/backend", BACKEND_INSTALLATION)
     github.install("acme/monorepo", MONOREPO_INSTALLATION)
-    server = await aiohttp_server(github.app())
+    app = github.app()
+    app.middlewares.append(remember_credentials)  # the JWTs and tokens it sees are secrets
+    server = await aiohttp_server(app)
     github.server_url = str(server.make_url("")).rstrip("/")
     yield github
+    for issued in github.tokens:
+        register_secret(issued)
     assert github.violations == [], github.violations
 
 
@@ -565,6 +583,7 @@ class Webhooks:
     async def post_raw(self, body: bytes, headers: dict[str, str], *, check: bool = True) -> Reply:
         async with self.client.post(WEBHOOK_PATH, data=body, headers=headers) as response:
             raw = await response.read()
+            record_response(raw)
             reply = Reply(response.status, json.loads(raw) if raw else None, response.headers)
         if check:
             self.conformance.check("POST", WEBHOOK_PATH, reply.status, reply.body, reply.headers)
@@ -575,3 +594,7 @@ class Webhooks:
 def webhook(github_client: TestClient[Any, Any], conformance: OpenApiConformance) -> Webhooks:
     """`await webhook("installation", payload)`: a signed delivery to the App-configured app."""
     return Webhooks(github_client, conformance)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    print_figures(terminalreporter)

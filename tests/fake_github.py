@@ -40,6 +40,8 @@ class Call:
     query: dict[str, str]
     body: Any
     auth: str  # "jwt", "installation:<id>", "none"
+    at: float = field(default_factory=time.monotonic)  # when it arrived
+    faulted: bool = False  # answered by an injected fault
 
     @property
     def action(self) -> str:
@@ -152,13 +154,15 @@ class FakeGitHub:
         except ValueError:
             return self._violation(f"{method} {path}: body is not JSON")
         auth = self._auth_kind(request)
-        self.calls.append(Call(method, path, dict(request.query), body, auth))
+        call = Call(method, path, dict(request.query), body, auth)
+        self.calls.append(call)
         if self.latency:
             await asyncio.sleep(self.latency)
         after: Fault | None = None
         for fault in self.faults:
             if fault.times > 0 and fault.matches(method, path):
                 fault.times -= 1
+                call.faulted = True
                 if fault.drop_after_processing:
                     after = fault
                     break

@@ -27,6 +27,7 @@ from bot.db import Database
 from bot.models import ApiToken
 from bot.settings import Settings
 from tests.conftest import PROJECTS_YAML, Api
+from tests.leak_check import register_secret
 from tests.openapi_conformance import OpenApiConformance
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -145,7 +146,7 @@ def created_token(result: subprocess.CompletedProcess[str]) -> str:
     assert len(token) >= 43
     assert token.strip() == token
     assert " " not in token
-    return token
+    return register_secret(token)
 
 
 def _bytes_of_files_in(directory: Path) -> bytes:

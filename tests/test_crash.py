@@ -6,65 +6,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
 from tests.conftest import SHA_A, TEST_APP_ID, WEBHOOK_SECRET
 from tests.fake_github import FakeGitHub
-from tests.test_cli import (
-    EXAMPLE_CONFIG,
-    TARMAC,
-    created_token,
-    free_port,
-    run_tarmac,
-    tarmac_env,
-)
-
-DEADLINE_SECONDS = 30
-
-
-async def eventually(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
-def spawn_server(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen[bytes]:
-    with (cwd / f"serve-{port}-{time.monotonic_ns()}.log").open("wb") as log:
-        return subprocess.Popen(
-            [*TARMAC, "serve", "--port", str(port)], env=env, cwd=cwd, stdout=log, stderr=log
-        )
-
-
-async def start_server(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen[bytes]:
-    process = await asyncio.to_thread(spawn_server, env, cwd, port)
-    url = f"http://127.0.0.1:{port}/healthz"
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    async with aiohttp.ClientSession() as http:
-        while True:
-            assert process.poll() is None, "tarmac serve exited at start"
-            try:
-                async with http.get(url) as reply:
-                    if reply.status == 200:
-                        return process
-            except aiohttp.ClientError:
-                pass
-            assert time.monotonic() < deadline, "tarmac serve did not start"
-            await asyncio.sleep(0.05)
-
-
-async def call(
-    http: aiohttp.ClientSession, method: str, url: str, token: str, body: Any
-) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {token}"}
-    async with http.request(method, url, json=body, headers=headers) as reply:
-        return reply.status, await reply.json()
+from tests.processes import call, eventually, start_server
+from tests.test_cli import EXAMPLE_CONFIG, created_token, free_port, run_tarmac, tarmac_env
 
 
 async def test_a_deploy_accepted_before_a_kill_reaches_github_once_after_restart(

@@ -224,7 +224,7 @@ async def test_a_dispatch_whose_answer_was_lost_is_sent_again_only_after_a_grace
     fake_github.fail(r"/dispatches$", method="POST", drop_connection=True)
 
     await outbox.drain()
-    clock.advance(seconds=2)
+    clock.advance(seconds=10)  # an uncertain call is checked no sooner than UNCERTAIN_SETTLE
     await outbox.drain()  # the retry finds the outcome unknown: it waits for a run to show up
     clock.advance(seconds=100)
     await outbox.drain()

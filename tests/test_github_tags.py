@@ -369,11 +369,13 @@ async def test_the_longest_matching_tag_prefix_picks_the_project_in_a_monorepo(
         ("push", lambda: branch_push("v1-rc1", SHA_A), "not a tag"),
         ("create", lambda: {**tag_create("v1-rc1"), "ref_type": "branch"}, "not a tag"),
         ("push", lambda: tag_deletion("v1-rc1", SHA_A), "tag v1-rc1 deleted"),
-        # Forged names: ignored without being echoed into the delivery's stored outcome.
-        ("push", lambda: tag_push("v1-rc1\x00", SHA_A), "ignored: not a valid tag name"),
-        ("create", lambda: tag_create("v1\x00-rc1"), "ignored: not a valid tag name"),
+        # Forged names: ignored without being echoed into the delivery's stored outcome (a NUL
+        # anywhere in a payload makes the whole delivery ignored before any handler runs).
+        ("push", lambda: tag_push("v1-rc1\x00", SHA_A), "ignored: NUL character in the payload"),
+        ("create", lambda: tag_create("v1\x00-rc1"), "ignored: NUL character in the payload"),
         ("create", lambda: tag_create("v1 -rc1"), "ignored: not a valid tag name"),
-        ("push", lambda: tag_push("v1-rc1", SHA_A, repo="acme/backend\x00"), "no repository"),
+        ("create", lambda: tag_create("v1\x1b-rc1"), "ignored: not a valid tag name"),
+        ("push", lambda: tag_push("v1-rc1", SHA_A, repo="acme/backend\x00"), "NUL character"),
     ],
     ids=[
         "no-rc",
@@ -385,6 +387,7 @@ async def test_the_longest_matching_tag_prefix_picks_the_project_in_a_monorepo(
         "nul-push",
         "nul-create",
         "space",
+        "escape",
         "nul-repo",
     ],
 )

@@ -548,8 +548,9 @@ async def test_a_forged_conclusion_and_url_end_the_deployment_in_error_and_are_n
     deployed = await github_api.deploy("production", "v1-rc1")
     await outbox.drain()
     run = deploy_run_of(fake_github, deployed.body["id"])
-    payload = run_event("completed", run, "success\x00")
-    payload["workflow_run"]["html_url"] = "https://github.com/\x00"
+    # (A NUL anywhere makes the whole delivery ignored: tests/test_properties_webhooks.py.)
+    payload = run_event("completed", run, "success'; DROP TABLE deployments; --")
+    payload["workflow_run"]["html_url"] = "https://github.com/\x1b[2J"
 
     outcome = await accepted(webhook, "workflow_run", payload)
     await outbox.drain()

@@ -177,7 +177,9 @@ class GitHubClient:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self._count(method, url, "connection_error")
                 reason = f"connection failed: {type(exc).__name__}"
-                await self._backoff_or_give_up(method, attempt, reason)
+                # No connection was made, so the request was never sent: safe to repeat.
+                sent = not isinstance(exc, aiohttp.ClientConnectorError)
+                await self._backoff_or_give_up(method, attempt, reason, sent=sent)
 
     def _respect_block(self, block_key: int) -> None:
         until = self._blocked_until.get(block_key)
@@ -189,15 +191,22 @@ class GitHubClient:
         del self._blocked_until[block_key]
 
     async def _wait_or_give_up(self, block_key: int, wait: float, attempt: int, why: str) -> None:
+        # The installation is blocked even while this call waits inline: other calls to it
+        # give up at once instead of going to GitHub before the time it gave.
+        until = self._clock() + timedelta(seconds=wait)
+        self._blocked_until[block_key] = until
         if wait > MAX_INLINE_WAIT_SECONDS or attempt >= MAX_ATTEMPTS:
-            self._blocked_until[block_key] = self._clock() + timedelta(seconds=wait)
             raise GitHubUnavailable(why, retry_after=wait)
         await self._sleep(wait)
+        if self._blocked_until.get(block_key) == until:
+            del self._blocked_until[block_key]
 
-    async def _backoff_or_give_up(self, method: str, attempt: int, why: str) -> None:
-        # A read is safe to repeat here; a write that may have landed goes back to its caller,
-        # which knows how to check before repeating it.
-        if method != "GET":
+    async def _backoff_or_give_up(
+        self, method: str, attempt: int, why: str, *, sent: bool = True
+    ) -> None:
+        # A read, or a request that never left, is safe to repeat here; a write that may have
+        # landed goes back to its caller, which knows how to check before repeating it.
+        if method != "GET" and sent:
             raise GitHubUnavailable(why, ambiguous=True)
         if attempt >= MAX_ATTEMPTS:
             raise GitHubUnavailable(why)

@@ -1,9 +1,10 @@
 """The outbox worker: delivers pending GitHub calls, in order per ordering key.
 
 Each round claims the due items (one per ordering key, oldest first) in a short transaction
-that counts the attempt, delivers them in parallel, and records each outcome in a transaction
-of its own together with what the call implies. A crash between the call and the record
-leaves the item claimed with no outcome: the next attempt knows it is uncertain.
+that counts the attempt, delivers them in parallel, and records the outcomes together with
+what each call implies: the round's carried-out items in one transaction (a savepoint each),
+a retry or a refusal on its own. A crash between the call and the record leaves the item
+claimed with no outcome: the next attempt knows it is uncertain.
 """
 
 from __future__ import annotations
@@ -14,18 +15,24 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from cachetools import TTLCache
+from sqlalchemy.exc import SQLAlchemyError
+
 from bot.clock import Clock
 from bot.db import Database
 from bot.github.client import GitHubClient, GitHubRefused, GitHubUnavailable
-from bot.github.effects import ON_REFUSAL, EffectContext, Handler, owner_and_name
+from bot.github.effects import ON_REFUSAL, EffectContext, Handler, Recorder, owner_and_name
 from bot.github.events.installations import installation_for_repo, remember_repository
+from bot.log_context import add_log_context
 from bot.models import Deployment
 from bot.operations import Mirror
 from bot.outbox import (
     DEFAULT_LEASE,
+    MAX_BACKOFF,
+    OUTAGE_MAX_BACKOFF,
     ClaimedItem,
     claim_due,
-    mark_delivered,
+    mark_all_delivered,
     mark_failed,
     mark_retry,
 )
@@ -37,6 +44,13 @@ IDLE_POLL_SECONDS = 0.5
 NOT_INSTALLED = "the GitHub App is not installed on this repository"
 # A lost dispatch waits this many leases (2 minutes by default) for its run to show up.
 LOST_DISPATCH_GRACE_LEASES = 4
+INSTALLATION_CACHE_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class _Delivered:
+    item: ClaimedItem
+    record: Recorder | None
 
 
 @dataclass
@@ -71,6 +85,13 @@ class OutboxWorker:
         self._wake = asyncio.Event()
         self._stopping = False
         self.stats = WorkerStats()
+        # Repository -> installation, for a short while: a round of 50 items of one repository
+        # asks the database (or GitHub) once, not 50 times. Short, because an installation
+        # event may move the repository.
+        self._installations: TTLCache[str, int] = TTLCache(
+            maxsize=1000, ttl=INSTALLATION_CACHE_SECONDS
+        )
+        self._installation_lookup = asyncio.Lock()
 
     def wake(self) -> None:
         """Something was enqueued: look now instead of at the next poll."""
@@ -85,6 +106,10 @@ class OutboxWorker:
         while not self._stopping:
             try:
                 delivered = await self.deliver_due()
+            except (OSError, SQLAlchemyError) as exc:
+                # The database is away: one line per round, not a traceback; it comes back.
+                log.error("outbox round failed, database unreachable: %s", type(exc).__name__)
+                delivered = 0
             except Exception:
                 log.exception("outbox round failed; retrying")
                 delivered = 0
@@ -100,7 +125,8 @@ class OutboxWorker:
             items = await claim_due(session, self._clock(), self._batch_size, self._lease)
         if not items:
             return 0
-        await asyncio.gather(*(self._deliver(item) for item in items))
+        outcomes = await asyncio.gather(*(self._deliver(item) for item in items))
+        await self._record_delivered([o for o in outcomes if o is not None])
         return len(items)
 
     async def drain(self, max_rounds: int = 1000) -> None:
@@ -109,7 +135,13 @@ class OutboxWorker:
             if await self.deliver_due() == 0:
                 return
 
-    async def _deliver(self, item: ClaimedItem) -> None:
+    async def _deliver(self, item: ClaimedItem) -> _Delivered | None:
+        """Make the item's GitHub calls; returns what to record when it was carried out (a
+        retry or a refusal is recorded here, and None returned)."""
+        # gather() runs each item in a task of its own: these fields stay with this item's lines.
+        add_log_context(
+            deployment_id=item.deployment_id, release_candidate=item.release_candidate_id
+        )
         try:
             installation_id = await self._installation(item.repo)
             if installation_id is None:
@@ -126,24 +158,56 @@ class OutboxWorker:
             record = await asyncio.wait_for(handler(context, item), self._delivery_timeout)
         except TimeoutError:
             await self._retry(item, GitHubUnavailable("delivery timed out", ambiguous=True))
-            return
+            return None
         except GitHubUnavailable as exc:
             await self._retry(item, exc)
-            return
+            return None
         except GitHubRefused as exc:
             await self._fail(item, str(exc))
-            return
+            return None
         except Exception as exc:
             log.exception("outbox item %d (%s) failed", item.id, item.action)
-            await self._retry(item, GitHubUnavailable(f"internal error: {type(exc).__name__}"))
+            error = GitHubUnavailable(f"internal error: {type(exc).__name__}")
+            await self._retry(item, error, max_backoff=MAX_BACKOFF)
+            return None
+        return _Delivered(item, record)
+
+    async def _record_delivered(self, delivered: list[_Delivered]) -> None:
+        """The outcomes of a round's carried-out items, in one transaction: one commit (one
+        fsync on SQLite) per round, not per item. Each item's record runs in a savepoint of
+        its own, so one that fails leaves the others recorded; its item stays claimed with no
+        outcome and is retried, as uncertain, when its lease ends."""
+        if not delivered:
             return
         async with self._db.write() as session:
-            if record is not None:
-                await record(session)
-            await mark_delivered(session, item.id, self._clock())
-        self.stats.delivered += 1
+            recorded = []
+            for done in delivered:
+                if done.record is not None:
+                    try:
+                        async with session.begin_nested():
+                            await done.record(session)
+                    except SQLAlchemyError:
+                        log.exception("outbox item %d: outcome not recorded", done.item.id)
+                        continue
+                recorded.append(done.item.id)
+            await mark_all_delivered(session, recorded, self._clock())
+        self.stats.delivered += len(recorded)
 
     async def _installation(self, repo: str) -> int | None:
+        cached = self._installations.get(repo.lower())
+        if cached is not None:
+            return cached
+        # One look-up at a time: the items of a round waiting here find it cached after it.
+        async with self._installation_lookup:
+            cached = self._installations.get(repo.lower())
+            if cached is not None:
+                return cached
+            found = await self._look_up_installation(repo)
+        if found is not None:
+            self._installations[repo.lower()] = found
+        return found
+
+    async def _look_up_installation(self, repo: str) -> int | None:
         async with self._db.read() as session:
             known = await installation_for_repo(session, repo)
         if known is not None:
@@ -164,7 +228,15 @@ class OutboxWorker:
             await remember_repository(session, repo, installation_id, self._clock())
         return installation_id
 
-    async def _retry(self, item: ClaimedItem, exc: GitHubUnavailable) -> None:
+    async def _retry(
+        self,
+        item: ClaimedItem,
+        exc: GitHubUnavailable,
+        *,
+        max_backoff: timedelta = OUTAGE_MAX_BACKOFF,
+    ) -> None:
+        """Try the item again later: soon while GitHub is unreachable (`max_backoff`), not
+        before a rate limit's time."""
         now = self._clock()
         not_before = (
             now + timedelta(seconds=exc.retry_after) if exc.retry_after is not None else None
@@ -177,7 +249,10 @@ class OutboxWorker:
                 attempts=item.attempts,
                 now=now,
                 not_before=not_before,
-                uncertain=exc.ambiguous,
+                # Once an attempt may have landed, the item stays uncertain: a later attempt
+                # that surely did not (a rate limit, a refused connection) says nothing of it.
+                uncertain=exc.ambiguous or item.uncertain,
+                max_backoff=max_backoff,
             )
         self.stats.retried += 1
         log.warning(

@@ -22,12 +22,14 @@ from typing import Any
 from gidgethub import routing, sansio
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.log_context import add_log_context
 from bot.projects_file import ProjectsConfig
 
 log = logging.getLogger(__name__)
 
 IGNORED = "ignored"
 DONE = "done"
+NUL_IN_PAYLOAD = "NUL character in the payload"
 # webhook_deliveries.outcome is VARCHAR(200).
 MAX_OUTCOME_LENGTH = 200
 
@@ -46,6 +48,22 @@ class WebhookContext:
     def record(self, outcome: str) -> None:
         """What the handler did, in a few words (stored on the delivery row)."""
         self.outcomes.append(outcome)
+
+    def about(
+        self,
+        *,
+        project: str | None = None,
+        environment: str | None = None,
+        deployment_id: int | None = None,
+        release_candidate: str | None = None,
+    ) -> None:
+        """What the delivery turned out to concern: every log line from here on names it."""
+        add_log_context(
+            project=project,
+            environment=environment,
+            deployment_id=deployment_id,
+            release_candidate=release_candidate,
+        )
 
     def ignore(self, reason: str) -> None:
         """The event is not for Tarmac, and why: `ignored: <reason>`."""
@@ -102,9 +120,12 @@ async def dispatch(
 
     With none, the event is ignored. Afterwards `context.outcome()` is what to store.
     """
-    handlers: list[Handler] = sorted(
-        router.fetch(event), key=lambda h: (h.__module__, h.__qualname__)
-    )
+    if _holds_nul(event.data):
+        # PostgreSQL stores no NUL in text or JSON; GitHub sends none. Not for Tarmac.
+        context.ignore(NUL_IN_PAYLOAD)
+        return []
+    handlers: list[Handler] = sorted(_routed(event), key=lambda h: (h.__module__, h.__qualname__))
+    context.about(project=_only_project_of_repository(event.data, context.projects))
     for handler in handlers:
         returned = await handler(event, session=session, context=context)
         if isinstance(returned, str) and returned:
@@ -112,3 +133,44 @@ async def dispatch(
     if handlers and not context.outcomes:
         context.record(DONE)
     return handlers
+
+
+def _holds_nul(data: Any) -> bool:
+    """Whether a NUL character stands in any key or string of the payload (without recursion:
+    a payload may nest deeply)."""
+    pending = [data]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
+
+
+def _routed(event: sansio.Event) -> frozenset[Handler]:
+    """The handlers for the event. gidgethub looks the action up in a dict, so an action that
+    is a list or an object (a forged payload) would raise: such an event is routed as if it had
+    no action, to the handlers registered without one."""
+    action = event.data.get("action")
+    if action is None or isinstance(action, str | int | float | bool):
+        return router.fetch(event)
+    without_action = {k: v for k, v in event.data.items() if k != "action"}
+    return router.fetch(
+        sansio.Event(without_action, event=event.event, delivery_id=event.delivery_id)
+    )
+
+
+def _only_project_of_repository(data: Any, projects: ProjectsConfig) -> str | None:
+    """The project of the event's repository when it has exactly one (a monorepo's handler
+    names the project once it knows which)."""
+    repository = data.get("repository") if isinstance(data, dict) else None
+    repo = repository.get("full_name") if isinstance(repository, dict) else None
+    if not isinstance(repo, str):
+        return None
+    names = [p.name for p in projects.projects if p.repo.lower() == repo.lower()]
+    return names[0] if len(names) == 1 else None

@@ -33,6 +33,8 @@ SUSPEND = "suspend"
 UNSUSPEND = "unsuspend"
 MAX_ACCOUNT_LENGTH = 200
 MAX_REPO_LENGTH = 200
+# Ids are stored as BIGINT: a forged one past it would fail the transaction.
+MAX_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,11 @@ def _read_installation(data: dict[str, Any]) -> _Installation | None:
     if not isinstance(installation, dict):
         return None
     installation_id = installation.get("id")
-    if not isinstance(installation_id, int) or isinstance(installation_id, bool):
+    if (
+        not isinstance(installation_id, int)
+        or isinstance(installation_id, bool)
+        or not 0 < installation_id <= MAX_ID
+    ):
         return None
     account = installation.get("account")
     # A user or an organisation has a login; an enterprise has a slug.

@@ -186,6 +186,7 @@ async def _target(
     if target is None:
         context.ignore(f"tag {tag} is no release candidate of a project")
         return None
+    context.about(project=target.project, release_candidate=target.version)
     return repo, target
 
 

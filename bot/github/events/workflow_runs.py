@@ -53,6 +53,8 @@ DISPATCH_DEPLOY_WORKFLOW = "dispatch_deploy_workflow"
 DISPATCH_BUILD_WORKFLOW = "dispatch_build_workflow"
 MAX_URL_LENGTH = 2000
 MAX_CONCLUSION_LENGTH = 50
+# Ids are stored as BIGINT: a forged one past it would fail the transaction.
+MAX_ID = 2**63 - 1
 
 # A completed deploy run's conclusion -> the deployment's status; anything else is `error`.
 CONCLUSIONS = {
@@ -123,6 +125,10 @@ async def on_workflow_run(
     deployment = await _deployment_by_run_id(session, run, deploys)
     if deployment is None:
         deployment = await _deployment_by_commit(session, run, deploys)
+    if deployment is None:
+        # The outbox worker may have been recording this very run on the deployment: the
+        # look-up by commit waited for its lock, then found the run no longer missing.
+        deployment = await _deployment_by_run_id(session, run, deploys)
     if deployment is not None:
         context.record(await _deployment_moved(session, mirror, deployment, run, context))
         return
@@ -142,7 +148,7 @@ def read_run(data: dict[str, Any]) -> WorkflowRun | None:
     run_id = workflow_run.get("id")
     repo = repository.get("full_name")
     path = workflow_run.get("path")
-    if not isinstance(run_id, int) or isinstance(run_id, bool):
+    if not isinstance(run_id, int) or isinstance(run_id, bool) or not 0 < run_id <= MAX_ID:
         return None
     if not isinstance(repo, str) or re.fullmatch(REPO_PATTERN, repo) is None:
         return None
@@ -294,6 +300,13 @@ async def _deployment_moved(
     run: WorkflowRun,
     context: WebhookContext,
 ) -> str:
+    environment = deployment.environment
+    context.about(
+        project=environment.project.name,
+        environment=environment.name,
+        deployment_id=deployment.id,
+        release_candidate=deployment.release_candidate.version,
+    )
     status = deployment_status(run)
     changed = await record_run_status(
         session, mirror, deployment, status, run_url=run.html_url, now=context.now

@@ -1,0 +1,404 @@
+"""Webhook intake: `tarmac serve` against the floor (bench/floor.py), under wrk.
+
+Two workloads from GitHub's example payloads, each delivery with its own `X-GitHub-Delivery`:
+`noop` (a `workflow_run` of a repository no project names: verify, record, ignore) and `tag`
+(each delivery the push of a new tag of the bench project: verify, record, create an RC). Each
+tarmac run is measured right after a floor run of the same workload, on SQLite and on
+PostgreSQL; afterwards the committed rows are counted. Then peak RSS after 100 000 webhooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import math
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.common import (
+    REPO_ROOT,
+    Row,
+    Server,
+    free_port,
+    fresh_database,
+    process_cpu_seconds,
+    query_int,
+    tarmac_server,
+)
+
+SECTION = "intake"
+# GitHub's official example payloads (octokit/webhooks), next to this repository (as for tests/).
+PAYLOADS = REPO_ROOT.parent / "shared" / "github" / "payloads"
+WEBHOOK_PATH = "/api/github/webhooks"
+LUA_SCRIPT = Path(__file__).with_name("intake.lua")
+CONNECTIONS = 32
+WRK_THREADS = 1  # the server is one process; one wrk thread drives 32 connections easily
+WARM_UP_SECONDS = 2
+RUN_SECONDS = 8
+# Distinct tags written per second of a wrk run: far more than tarmac answers (the floor, which
+# records nothing, may cycle through them).
+TAG_RATE_CEILING = 2_000
+MEMORY_WEBHOOKS = 100_000
+MEMORY_SECONDS = 90  # the memory run's share of the bench's time budget
+MEMORY_CHUNK_SECONDS = 30
+TARGET_RATIO = 0.5
+TARGET_P99_MS = 100.0
+TARGET_RSS_MB = 150.0
+BACKENDS = ("sqlite", "postgresql")
+TAG_PLACEHOLDER = "@@TAG@@"
+PART_SEPARATOR = "\x1f"
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    event: str
+    templates: list[str]  # compact JSON bodies; a tag workload's hold TAG_PLACEHOLDER
+
+    @property
+    def makes_tags(self) -> bool:
+        return TAG_PLACEHOLDER in self.templates[0]
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests: int
+    seconds: float
+    sent: int
+    p50_ms: float
+    p99_ms: float
+    statuses: dict[int, int]
+    socket_errors: int
+    cpu_seconds: float  # the server's, during the run
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return self.cpu_seconds / max(1, self.requests) * 1000
+
+    @property
+    def cpu_share(self) -> float:
+        """How much of one core the server had, on average."""
+        return self.cpu_seconds / self.seconds
+
+    def describe(self) -> str:
+        return (
+            f"{self.throughput:.0f}/s, {self.cpu_ms_per_request:.2f} ms CPU each, "
+            f"{self.cpu_share:.0%} of a core"
+        )
+
+    @property
+    def answered_2xx(self) -> int:
+        return sum(n for status, n in self.statuses.items() if 200 <= status < 300)
+
+    @property
+    def failed(self) -> int:
+        """Non-2xx answers, plus requests that got no answer at all."""
+        return self.requests - self.answered_2xx + self.socket_errors
+
+
+def _compact(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, separators=(",", ":"))
+
+
+def noop_workload() -> Workload:
+    """GitHub's `workflow_run` examples: a run of octo-org/octo-repo, which no project names."""
+    files = sorted((PAYLOADS / "workflow_run").glob("*.payload.json"))
+    return Workload("noop", "workflow_run", [_compact(json.loads(f.read_text())) for f in files])
+
+
+def tag_workload() -> Workload:
+    """GitHub's (GHES 3.5) example push of a new tag, its tag replaced per delivery."""
+    payload = json.loads((PAYLOADS / "push" / "ghes-35" / "payload.json").read_text())
+    assert payload["repository"]["full_name"] == "Codertocat/Hello-World"
+    payload["ref"] = f"refs/tags/{TAG_PLACEHOLDER}"
+    payload["created"] = True
+    payload["deleted"] = False
+    payload["before"] = "0" * 40
+    return Workload("tag", "push", [_compact(payload)])
+
+
+def write_deliveries(
+    workload: Workload, secret: str, label: str, path: Path, seconds: float
+) -> int:
+    """The data file intake.lua reads: templates, then pre-signed deliveries (enough distinct
+    tags for a run of `seconds`). Returns the number of deliveries written."""
+    key = secret.encode()
+    lines = [f"event\t{workload.event}", f"path\t{WEBHOOK_PATH}"]
+    lines += [f"template\t{t.replace(TAG_PLACEHOLDER, PART_SEPARATOR)}" for t in workload.templates]
+    if workload.makes_tags:
+        template = workload.templates[0]
+        for i in range(math.ceil(seconds * TAG_RATE_CEILING)):
+            tag = f"v{label}.{i}-rc1"
+            body = template.replace(TAG_PLACEHOLDER, tag).encode()
+            lines.append(f"delivery\t1\t{tag}\t{_signature(key, body)}")
+    else:
+        for i, template in enumerate(workload.templates, start=1):
+            lines.append(f"delivery\t{i}\t\t{_signature(key, template.encode())}")
+    path.write_text("\n".join(lines) + "\n")
+    return len(lines) - 2 - len(workload.templates)
+
+
+def _signature(key: bytes, body: bytes) -> str:
+    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+async def run_wrk(url: str, pid: int, data: Path, seconds: float) -> WrkResult:
+    """wrk against the server at `url` (process `pid`, whose CPU time is measured)."""
+    cpu_before = process_cpu_seconds(pid)
+    process = await asyncio.create_subprocess_exec(
+        "wrk",
+        f"-t{WRK_THREADS}",
+        f"-c{CONNECTIONS}",
+        f"-d{max(1, math.ceil(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA_SCRIPT),
+        url + WEBHOOK_PATH,
+        "--",
+        str(data),
+        secrets.token_hex(8),
+        str(WRK_THREADS),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    cpu_seconds = process_cpu_seconds(pid) - cpu_before
+    if process.returncode != 0:
+        raise RuntimeError(f"wrk failed: {err.decode().strip()}")
+    marker = "BENCH-JSON "
+    line = next((x for x in out.decode().splitlines() if x.startswith(marker)), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no figures: {out.decode()} {err.decode()}")
+    figures = json.loads(line[len(marker) :])
+    errors = figures["errors"]
+    return WrkResult(
+        requests=figures["requests"],
+        seconds=figures["duration_us"] / 1e6,
+        sent=figures["sent"],
+        p50_ms=figures["p50_us"] / 1000,
+        p99_ms=figures["p99_us"] / 1000,
+        statuses={int(k): v for k, v in figures["statuses"].items()},
+        socket_errors=errors["connect"] + errors["read"] + errors["write"] + errors["timeout"],
+        cpu_seconds=cpu_seconds,
+    )
+
+
+@asynccontextmanager
+async def floor_server(secret: str) -> AsyncIterator[tuple[str, int]]:
+    """The floor's URL and process id."""
+    port = free_port()
+    env = {"TARMAC_GITHUB_WEBHOOK_SECRET": secret, "PATH": ""}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.floor", "--port", str(port), env=env, cwd=REPO_ROOT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_up(url)
+        yield url, process.pid
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def _wait_up(url: str) -> None:
+    deadline = time.monotonic() + 30
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(url + "/healthz") as reply:
+                    if reply.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the floor server did not start")
+            await asyncio.sleep(0.05)
+
+
+@dataclass
+class Pair:
+    """One workload on one database: the floor's run and tarmac's, back to back."""
+
+    backend: str
+    workload: Workload
+    floor: WrkResult
+    tarmac: WrkResult
+
+
+class Load:
+    """wrk runs against one tarmac server, each with its own data file; counts what it sent."""
+
+    def __init__(self, server: Server, scratch: Path) -> None:
+        self.server = server
+        self.scratch = scratch
+        self.runs = 0
+        self.answered_2xx = 0
+        self.tags_2xx = 0
+        self.sent = 0
+
+    def data_file(self, workload: Workload, seconds: float) -> tuple[Path, int]:
+        self.runs += 1
+        path = self.scratch / f"{workload.name}-{self.runs}.tsv"
+        secret = self.server.webhook_secret
+        count = write_deliveries(workload, secret, str(self.runs), path, seconds)
+        return path, count
+
+    async def run(self, workload: Workload, seconds: float) -> WrkResult:
+        data, count = self.data_file(workload, seconds)
+        result = await run_wrk(self.server.url, self.server.pid, data, seconds)
+        self.sent += result.sent
+        self.answered_2xx += result.answered_2xx
+        if workload.makes_tags:
+            if result.sent > count:
+                raise RuntimeError("tarmac took more tag deliveries than were written")
+            self.tags_2xx += result.answered_2xx
+        return result
+
+
+async def measure(load: Load, backend: str, workload: Workload) -> Pair:
+    data, _ = load.data_file(workload, RUN_SECONDS)
+    async with floor_server(load.server.webhook_secret) as (floor_url, floor_pid):
+        await run_wrk(floor_url, floor_pid, data, WARM_UP_SECONDS)
+        floor = await run_wrk(floor_url, floor_pid, data, RUN_SECONDS)
+    await load.run(workload, WARM_UP_SECONDS)
+    tarmac = await load.run(workload, RUN_SECONDS)
+    return Pair(backend, workload, floor, tarmac)
+
+
+def pair_rows(pair: Pair) -> list[Row]:
+    where = f"{pair.workload.name}/{pair.backend}"
+    ratio = pair.tarmac.throughput / pair.floor.throughput
+    t, f = pair.tarmac, pair.floor
+    return [
+        Row(
+            SECTION,
+            f"{where}: throughput tarmac/floor",
+            ratio,
+            "",
+            f">= {TARGET_RATIO}",
+            ratio >= TARGET_RATIO,
+            f"tarmac {t.describe()}; floor {f.describe()}",
+        ),
+        Row(SECTION, f"{where}: p50 latency", t.p50_ms, "ms", "", None, f"floor {f.p50_ms:.1f} ms"),
+        Row(
+            SECTION,
+            f"{where}: p99 latency",
+            t.p99_ms,
+            "ms",
+            f"<= {TARGET_P99_MS:.0f} ms",
+            t.p99_ms <= TARGET_P99_MS,
+            f"floor {f.p99_ms:.1f} ms",
+        ),
+        Row(
+            SECTION,
+            f"{where}: non-2xx or failed",
+            t.failed,
+            "",
+            "0",
+            t.failed == 0,
+            f"of {t.requests} answered",
+        ),
+    ]
+
+
+async def measure_backend(backend: str, scratch: Path) -> list[Row]:
+    rows: list[Row] = []
+    async with fresh_database(backend, "intake") as url:
+        async with tarmac_server(url) as server:
+            load = Load(server, scratch)
+            for workload in (noop_workload(), tag_workload()):
+                pair = await measure(load, backend, workload)
+                rows += pair_rows(pair)
+        # Counted once the server has stopped: requests in flight when wrk stopped are done.
+        deliveries = await query_int(url, "SELECT count(*) FROM webhook_deliveries")
+        candidates = await query_int(url, "SELECT count(*) FROM release_candidates")
+    rows += [
+        Row(
+            SECTION,
+            f"{backend}: deliveries committed",
+            deliveries,
+            "",
+            f">= {load.answered_2xx} answered 2xx",
+            load.answered_2xx <= deliveries <= load.sent,
+            f"{load.sent} sent",
+        ),
+        Row(
+            SECTION,
+            f"{backend}: RCs committed",
+            candidates,
+            "",
+            f">= {load.tags_2xx} tags answered 2xx",
+            candidates >= load.tags_2xx,
+        ),
+    ]
+    return rows
+
+
+async def measure_memory(scratch: Path) -> list[Row]:
+    """Peak RSS of `tarmac serve` (SQLite) after MEMORY_WEBHOOKS deliveries (nine in ten noop,
+    one in ten tags), or as many as MEMORY_SECONDS allow (TARMAC_BENCH_FULL=1: all of them)."""
+    full = os.environ.get("TARMAC_BENCH_FULL") == "1"
+    deadline = time.monotonic() + MEMORY_SECONDS
+    async with fresh_database("sqlite", "memory") as url, tarmac_server(url) as server:
+        at_start = server.peak_rss_mb()
+        load = Load(server, scratch)
+        noop, tag = noop_workload(), tag_workload()
+        while load.sent < MEMORY_WEBHOOKS and (full or time.monotonic() < deadline):
+            left = deadline - time.monotonic()
+            await load.run(noop, MEMORY_CHUNK_SECONDS if full else max(1, min(9, left * 0.9)))
+            await load.run(tag, 1)
+        peak = server.peak_rss_mb()
+    reached = load.sent >= MEMORY_WEBHOOKS
+    within = peak <= TARGET_RSS_MB
+    return [
+        Row(
+            "memory",
+            f"peak RSS after {load.sent:,} webhooks",
+            peak,
+            "MB",
+            f"<= {TARGET_RSS_MB:.0f} MB after {MEMORY_WEBHOOKS:,}",
+            within if reached or not within else None,
+            f"{at_start:.0f} MB at start (SQLite)"
+            + ("" if reached else f"; {MEMORY_SECONDS} s allowed too few (TARMAC_BENCH_FULL=1)"),
+        )
+    ]
+
+
+async def run() -> list[Row]:
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="tarmac-bench-intake-") as scratch:
+        for backend in BACKENDS:
+            rows += await measure_backend(backend, Path(scratch))
+        rows += await measure_memory(Path(scratch))
+    return rows
+
+
+async def run_memory_only() -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix="tarmac-bench-memory-") as scratch:
+        return await measure_memory(Path(scratch))
+
+
+if __name__ == "__main__":
+    # `python -m bench.intake [memory]`: this section alone, or only its memory run.
+    from bench.common import print_table
+
+    only_memory = sys.argv[1:] == ["memory"]
+    print_table(asyncio.run(run_memory_only() if only_memory else run()))

@@ -1,0 +1,109 @@
+"""The queries of a rollback find their rows through an index, on both backends, so their cost
+does not grow with the history (bench/history.py measures it; this fails CI first).
+
+SQLite is checked as Tarmac runs it: without statistics (Tarmac never runs ANALYZE there), when
+its planner picks between indexes by the shape of the query alone.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from bot.db import Database
+from bot.deployments import ACTIVE_STATUSES
+from bot.models import Deployment
+from bot.projects import find_environment
+from bot.rollback import roll_back
+from bot.statuses import DeploymentStatus
+from tests.test_migrations import _plan, _seed_history, _statements_of, _uses_index
+
+STATUS_INDEX = "ix_deployments_environment_id_status_id"
+CANDIDATE_INDEX = "ix_deployments_environment_id_release_candidate_id_id"
+
+
+async def _seed_without_sqlite_statistics(db: Database) -> None:
+    await _seed_history(db)
+    if db.is_sqlite:
+        async with db.engine.connect() as connection:
+            await connection.execute(text("DELETE FROM sqlite_stat1"))
+            await connection.commit()
+        await db.engine.dispose()  # statistics are read when a connection opens
+
+
+async def _rollback_statements(db: Database) -> list[tuple[str, Any]]:
+    """What a rollback of production sends about deployments (rolled back afterwards)."""
+
+    async def production_rollback(session: Any) -> None:
+        await roll_back(
+            session,
+            project_name="Backend",
+            environment_name="production",
+            actor="ci@example.com",
+            force=False,
+            now=datetime.now(UTC),
+        )
+
+    return await _statements_of(db, production_rollback)
+
+
+def _one(statements: list[tuple[str, Any]], *fragments: str) -> tuple[str, Any]:
+    (found,) = [(sql, p) for sql, p in statements if all(f in sql for f in fragments)]
+    return found
+
+
+async def test_a_rollback_reads_deployments_only_through_indexes(db: Database) -> None:
+    await _seed_without_sqlite_statistics(db)
+    statements = await _rollback_statements(db)
+    queries = {
+        "rollback target": (
+            _one(statements, "rolled_back_at IS NULL", "ORDER BY deployments.id DESC"),
+            STATUS_INDEX,
+        ),
+        "RC rolled away from": (
+            _one(
+                statements, "SELECT deployments.id, deployments.status, deployments.rolled_back_at"
+            ),
+            CANDIDATE_INDEX,
+        ),
+        "active deployments": (_one(statements, "deployments.status IN"), STATUS_INDEX),
+    }
+    for name, ((sql, parameters), index) in queries.items():
+        plan = await _plan(db, sql, parameters)
+        assert _uses_index(plan, index, db.is_sqlite), f"{name}: {index} not used:\n{sql}\n{plan}"
+
+
+async def test_the_check_sees_the_query_shapes_that_walk_the_history(db: Database) -> None:
+    """The shapes these queries had before: SQLite, with no statistics, takes the index that
+    reads a whole environment (in id order, or every success of it) and the check says so."""
+    if not db.is_sqlite:
+        pytest.skip("PostgreSQL chooses by its statistics; the shapes are SQLite's trap")
+    await _seed_without_sqlite_statistics(db)
+
+    async def old_shapes(session: Any) -> None:
+        environment = await find_environment(session, "Backend", "production")
+        await session.scalars(
+            select(Deployment)
+            .where(
+                Deployment.environment_id == environment.id,
+                Deployment.status.in_(ACTIVE_STATUSES),
+            )
+            .order_by(Deployment.id.desc())
+        )
+        await session.execute(
+            select(Deployment.id).where(
+                Deployment.environment_id == environment.id,
+                Deployment.release_candidate_id == 1,
+                Deployment.status == DeploymentStatus.SUCCESS,
+                Deployment.rolled_back_at.is_(None),
+            )
+        )
+
+    ordered, by_status = await _statements_of(db, old_shapes)
+    plan = await _plan(db, *ordered)
+    assert not _uses_index(plan, STATUS_INDEX, db.is_sqlite), plan
+    plan = await _plan(db, *by_status)
+    assert not _uses_index(plan, CANDIDATE_INDEX, db.is_sqlite), plan
