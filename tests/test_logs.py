@@ -153,7 +153,7 @@ async def test_rest_lines_name_the_project_environment_and_release(
     json_log: CapturedLog, api: Api
 ) -> None:
     await api.create_rc("v1.0.0-rc1")
-    await api.deploy("staging", "v1.0.0-rc1")
+    deployed_reply = await api.deploy("staging", "v1.0.0-rc1")
     await api.get("/healthz")
 
     [created] = json_log.about("POST /api/releases/Backend/releases/v1.0.0-rc1 ")
@@ -161,7 +161,12 @@ async def test_rest_lines_name_the_project_environment_and_release(
     [health] = json_log.about("GET /healthz ")
     assert created["logger"] == "aiohttp.access"
     assert fields(created) == {"project": "Backend", "release_candidate": "v1.0.0-rc1"}
-    assert fields(deployed) == {"project": "Backend", "environment": "staging"}
+    # The new deployment's id, once recorded, names the rest of the request's lines.
+    assert fields(deployed) == {
+        "project": "Backend",
+        "environment": "staging",
+        "deployment_id": deployed_reply.body["id"],
+    }
     assert fields(health) == {}
 
 
