@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -164,12 +164,14 @@ def _run(args: Sequence[str], env: dict[str, str], cwd: Path) -> str:
     return result.stdout
 
 
-async def _wait_healthy(process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+async def wait_healthy(url: str, what: str, exited: Callable[[], bool]) -> None:
+    """Until `url`/healthz answers 200; RuntimeError naming `what` if the process `exited()`
+    first or START_TIMEOUT_SECONDS pass."""
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     async with aiohttp.ClientSession() as http:
         while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"tarmac serve exited at start; see {log_path}")
+            if exited():
+                raise RuntimeError(f"{what} exited at start")
             try:
                 async with http.get(url + "/healthz") as reply:
                     if reply.status == 200:
@@ -177,7 +179,7 @@ async def _wait_healthy(process: subprocess.Popen[bytes], url: str, log_path: Pa
             except aiohttp.ClientError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("tarmac serve did not start")
+                raise RuntimeError(f"{what} did not start")
             await asyncio.sleep(0.05)
 
 
@@ -245,7 +247,9 @@ async def tarmac_server(
         process = await asyncio.to_thread(_spawn_serve, env, workdir, log_path)
         url = f"http://127.0.0.1:{port}"
         try:
-            await _wait_healthy(process, url, log_path)
+            await wait_healthy(
+                url, f"tarmac serve (see {log_path})", lambda: process.poll() is not None
+            )
             yield Server(url, process, token, secret, database_url, log_path)
         finally:
             await asyncio.to_thread(_stop, process)

@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from bench.common import (
     REPO_ROOT,
     Row,
@@ -37,6 +35,7 @@ from bench.common import (
     process_cpu_seconds,
     query_int,
     tarmac_server,
+    wait_healthy,
 )
 
 SECTION = "intake"
@@ -211,26 +210,11 @@ async def floor_server(secret: str) -> AsyncIterator[tuple[str, int]]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        await _wait_up(url)
+        await wait_healthy(url, "the floor server", lambda: process.returncode is not None)
         yield url, process.pid
     finally:
         process.terminate()
         await process.wait()
-
-
-async def _wait_up(url: str) -> None:
-    deadline = time.monotonic() + 30
-    async with aiohttp.ClientSession() as http:
-        while True:
-            try:
-                async with http.get(url + "/healthz") as reply:
-                    if reply.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the floor server did not start")
-            await asyncio.sleep(0.05)
 
 
 @dataclass
