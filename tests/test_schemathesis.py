@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import os
 import signal
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -48,8 +47,8 @@ from tests.conftest import (
 )
 from tests.fake_github import FakeGitHub
 from tests.figures import record_figure
+from tests.processes import start_server, stop_server
 from tests.test_cli import created_token, free_port, run_tarmac, tarmac_env
-from tests.test_crash import start_server
 
 # Per operation and backend: (authenticated, unauthenticated). With both backends, each
 # operation gets 2 * (AUTHENTICATED + UNAUTHENTICATED) examples. A deeper run by hand:
@@ -191,12 +190,8 @@ async def live_server(
         await _make_history(base_url, token)
         yield LiveServer(base_url, token)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(process.wait, 10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
+        exit_code = await stop_server(process, grace_seconds=10)
+        assert exit_code != -signal.SIGKILL, "tarmac serve did not stop on SIGTERM"
 
 
 def _strategy(operation: Any) -> st.SearchStrategy[Any]:
