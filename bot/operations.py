@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import deployments, releases, rollback
 from bot.freeze import current_freeze
-from bot.models import Deployment, Environment, ReleaseCandidate
+from bot.models import Deployment, Environment, Project, ReleaseCandidate
 from bot.outbox import deployment_key, enqueue, release_candidate_key
 from bot.projects import find_project
 from bot.statuses import BuildStatus, DeploymentKind, DeploymentStatus, apply_status, is_final
@@ -254,7 +254,7 @@ async def create_release_candidate(
     """An RC through the API. With `build`, the build workflow runs on the default branch."""
     created = await releases.create_release_candidate(
         session,
-        project_name=project_name,
+        await find_project(session, project_name),
         version=version,
         repo=repo,
         commit=commit,
@@ -270,7 +270,7 @@ async def create_candidate_from_tag(
     session: AsyncSession,
     mirror: Mirror,
     *,
-    project_name: str,
+    project: Project,
     tag: str,
     version: str,
     commit: str,
@@ -282,11 +282,10 @@ async def create_candidate_from_tag(
     `ready` and auto-deployed. The same RC at the same commit again (the tag's other event, a
     redelivery) is found and nothing more happens.
     """
-    project = await find_project(session, project_name)
     build = project.build_workflow is not None
     created = await releases.create_release_candidate(
         session,
-        project_name=project_name,
+        project,
         version=version,
         repo=project.repo,
         commit=commit,
@@ -346,21 +345,27 @@ async def finish_build(
     return await auto_deploy(session, mirror, candidate, now)
 
 
+# Built once: it runs for every new RC, and building it costs more than running it.
+_AUTO_DEPLOY_ENVIRONMENTS = (
+    select(Environment)
+    .where(
+        Environment.project_id == bindparam("project_id"),
+        Environment.auto_deploy.is_(True),
+        Environment.removed_at.is_(None),
+        Environment.auto_deploy_paused_at.is_(None),
+    )
+    .order_by(Environment.id)
+    .with_for_update(of=Environment)
+)
+
+
 async def auto_deploy(
     session: AsyncSession, mirror: Mirror, candidate: ReleaseCandidate, now: datetime
 ) -> list[Deployment]:
     """Deploy a ready RC to every environment of its project that asks for it, unless the
     environment is frozen, removed, or paused by a rollback since."""
     environments = await session.scalars(
-        select(Environment)
-        .where(
-            Environment.project_id == candidate.project_id,
-            Environment.auto_deploy.is_(True),
-            Environment.removed_at.is_(None),
-            Environment.auto_deploy_paused_at.is_(None),
-        )
-        .order_by(Environment.id)
-        .with_for_update(of=Environment)
+        _AUTO_DEPLOY_ENVIRONMENTS, {"project_id": candidate.project_id}
     )
     started = []
     for environment in environments:

@@ -6,8 +6,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import contains_eager
 
 from bot import errors
 from bot.models import Deployment, Project, Release, ReleaseCandidate
@@ -23,10 +24,26 @@ class CreatedCandidate:
     created: bool  # False when the same RC at the same commit already existed
 
 
+# Built once (statements cost more to build than to run). An RC's release is the one its
+# version names, so the RC, if any, is found through its release.
+_LOCK_PROJECT = select(Project.id).where(Project.id == bindparam("project_id")).with_for_update()
+_RELEASE_AND_CANDIDATE = (
+    select(Release, ReleaseCandidate)
+    .outerjoin(
+        ReleaseCandidate,
+        (ReleaseCandidate.release_id == Release.id)
+        & (ReleaseCandidate.version == bindparam("version")),
+    )
+    .where(Release.project_id == bindparam("project_id"), Release.version == bindparam("release"))
+    # The RC's release is the row beside it (its own joined load would be an inner join).
+    .options(contains_eager(ReleaseCandidate.release))
+)
+
+
 async def create_release_candidate(
     session: AsyncSession,
+    project: Project,
     *,
-    project_name: str,
     version: str,
     repo: str,
     commit: str,
@@ -34,12 +51,13 @@ async def create_release_candidate(
     now: datetime,
     tag: str | None = None,
 ) -> CreatedCandidate:
-    """Create RC `version` at `commit`; the same RC and commit again is accepted as it is.
+    """Create RC `version` of `project` at `commit`; the same RC and commit again is accepted
+    as it is.
 
     With `build` the RC waits for the project's build workflow (`building`); without, it is
-    `ready` at once.
+    `ready` at once. Runs on the tag path of every webhook, hence few statements: the project
+    lock (PostgreSQL), one look-up of the release and the RC together, one flush.
     """
-    project = await find_project(session, project_name)
     if project.removed_at is not None:
         raise errors.invalid(errors.PROJECT_REMOVED)
     parsed = parse_rc_version(version)
@@ -54,28 +72,27 @@ async def create_release_candidate(
         raise errors.invalid(errors.NO_BUILD_WORKFLOW)
 
     # Two requests creating RCs of one project take turns, so neither trips on the other's
-    # new release row.
-    await session.execute(select(Project.id).where(Project.id == project.id).with_for_update())
-    existing = await session.scalar(
-        select(ReleaseCandidate).where(
-            ReleaseCandidate.project_id == project.id, ReleaseCandidate.version == version
+    # new release row. (SQLite's write transaction holds the only write lock already.)
+    if session.get_bind().dialect.name != "sqlite":
+        await session.execute(_LOCK_PROJECT, {"project_id": project.id})
+    found = (
+        await session.execute(
+            _RELEASE_AND_CANDIDATE,
+            {"project_id": project.id, "release": parsed.release, "version": version},
         )
-    )
+    ).first()
+    release: Release | None = found[0] if found is not None else None
+    existing: ReleaseCandidate | None = found[1] if found is not None else None
     if existing is not None:
         if existing.commit_sha != sha:
             raise errors.conflict(errors.RC_COMMIT_CONFLICT)
         return CreatedCandidate(existing, created=False)
 
-    release = await session.scalar(
-        select(Release).where(Release.project_id == project.id, Release.version == parsed.release)
-    )
     if release is None:
         release = Release(project_id=project.id, version=parsed.release, created_at=now)
         session.add(release)
-        await session.flush()
     candidate = ReleaseCandidate(
         project_id=project.id,
-        release_id=release.id,
         release=release,
         version=version,
         number=parsed.number,
@@ -86,7 +103,7 @@ async def create_release_candidate(
         created_at=now,
     )
     session.add(candidate)
-    await session.flush()
+    await session.flush()  # one flush: the release (if new), then the RC
     return CreatedCandidate(candidate, created=True)
 
 

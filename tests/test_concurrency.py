@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from bot.db import Database
 from bot.deployments import report_deployment_status
 from bot.models import Deployment, ReleaseCandidate
+from bot.projects import find_project
 from bot.projects_file import parse_projects
 from bot.projects_sync import sync_projects
 from bot.releases import create_release_candidate
@@ -232,7 +233,7 @@ async def test_two_replicas_writing_to_one_environment_keep_the_chain(
         async with db.write() as session:
             await create_release_candidate(
                 session,
-                project_name="Backend",
+                await find_project(session, "Backend"),
                 version=version,
                 repo="acme/backend",
                 commit=SHA_A,

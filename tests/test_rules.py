@@ -103,7 +103,7 @@ class Story:
         async with self.db.write() as session:
             created = await create_release_candidate(
                 session,
-                project_name=project,
+                await find_project(session, project),
                 version=version,
                 repo=repo,
                 commit=SHA_A,

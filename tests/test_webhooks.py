@@ -190,6 +190,34 @@ async def test_a_hook_set_to_send_form_encoded_bodies_works_too(
     assert [row.outcome for row in await deliveries(db)] == ["pong"]
 
 
+@pytest.mark.parametrize(
+    ("field", "raw_value", "content_type"),
+    [
+        # orjson decodes bodies first; what it refuses, json.loads (GitHub's rules) decides.
+        ("hook_id", b"1180591620717411303424", "application/json"),  # 2**70
+        ("zen", b"NaN", "application/json"),
+        # The body holds the text \u0000 (an escaped backslash), not a NUL.
+        ("zen", b'"a\\\\u0000b"', "application/json"),
+        # Other charsets are left to gidgethub.
+        ("zen", b'"Keep it logically awesome."', "application/json; charset=ISO-8859-1"),
+    ],
+)
+async def test_json_the_fast_decoder_refuses_is_decoded_as_before(
+    webhook: Webhooks, db: Database, field: str, raw_value: bytes, content_type: str
+) -> None:
+    payload = github_payload("ping")
+    marker = "@@VALUE@@"
+    payload[field] = marker
+    body = json.dumps(payload).encode().replace(f'"{marker}"'.encode(), raw_value)
+    headers = webhook.github_headers("ping", body)
+    headers["Content-Type"] = content_type
+
+    reply = await webhook.post_raw(body, headers)
+
+    assert (reply.status, reply.body) == (200, {"status": "pong"})
+    assert [row.outcome for row in await deliveries(db)] == ["pong"]
+
+
 async def test_an_event_tarmac_does_not_handle_is_ignored_with_2xx_and_recorded(
     webhook: Webhooks, db: Database
 ) -> None:

@@ -66,6 +66,7 @@ class Handled:
 class _Pending:
     event: sansio.Event
     action: str | None
+    may_hold_nul: bool
     answer: asyncio.Future[Handled]
 
     @property
@@ -84,8 +85,11 @@ class DeliveryIntake:
         *,
         dispatch_event: Dispatch = dispatch,
         max_batch: int = MAX_BATCH,
+        repositories: frozenset[str] | None = None,
     ) -> None:
+        """`repositories`: see `WebhookContext.repositories`."""
         self._db = db
+        self._repositories = repositories
         self._dispatch = dispatch_event
         self.transactions = 0  # batches written, retries alone included (for tests and figures)
         self._projects = projects
@@ -96,8 +100,11 @@ class DeliveryIntake:
         self._writer_count = 1 if db.is_sqlite else POSTGRESQL_WRITERS
         self._writers: list[asyncio.Task[None]] = []
 
-    async def handle(self, event: sansio.Event, action: str | None) -> Handled:
-        """Record and dispatch the delivery; returns once that is committed.
+    async def handle(
+        self, event: sansio.Event, action: str | None, *, may_hold_nul: bool = True
+    ) -> Handled:
+        """Record and dispatch the delivery; returns once that is committed. Without
+        `may_hold_nul` (the raw body shows none), the payload is not searched for a NUL.
 
         Raises what handling it raised (nothing of it is then stored).
         """
@@ -107,7 +114,7 @@ class DeliveryIntake:
                 for n in range(self._writer_count)
             ]
         answer: asyncio.Future[Handled] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(event, action, answer))
+        self._queue.append(_Pending(event, action, may_hold_nul, answer))
         self._queued.set()
         return await answer
 
@@ -168,7 +175,13 @@ class DeliveryIntake:
         self.transactions += 1
         now = self._clock()
         contexts = [
-            WebhookContext(now=now, projects=self._projects, delivery_id=p.delivery_id)
+            WebhookContext(
+                now=now,
+                projects=self._projects,
+                delivery_id=p.delivery_id,
+                repositories=self._repositories,
+                payload_may_hold_nul=p.may_hold_nul,
+            )
             for p in batch
         ]
         fields: dict[str, Mapping[str, str | int]] = {}

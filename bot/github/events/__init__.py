@@ -43,6 +43,12 @@ class WebhookContext:
     now: datetime
     projects: ProjectsConfig
     delivery_id: str
+    # The repositories (lower case) of every project in the database, removed ones included, as
+    # read at start-up: an event of any other repository is ignored without a query. None: not
+    # known, ask the database.
+    repositories: frozenset[str] | None = None
+    # False when the raw body shows there is no NUL in the payload (see `dispatch`).
+    payload_may_hold_nul: bool = True
     outcomes: list[str] = field(default_factory=list)
 
     def record(self, outcome: str) -> None:
@@ -64,6 +70,10 @@ class WebhookContext:
             deployment_id=deployment_id,
             release_candidate=release_candidate,
         )
+
+    def may_concern(self, repo: str) -> bool:
+        """Whether `repo` may have a project in the database (False: surely not)."""
+        return self.repositories is None or repo.lower() in self.repositories
 
     def ignore(self, reason: str) -> None:
         """The event is not for Tarmac, and why: `ignored: <reason>`."""
@@ -120,7 +130,7 @@ async def dispatch(
 
     With none, the event is ignored. Afterwards `context.outcome()` is what to store.
     """
-    if _holds_nul(event.data):
+    if context.payload_may_hold_nul and _holds_nul(event.data):
         # PostgreSQL stores no NUL in text or JSON; GitHub sends none. Not for Tarmac.
         context.ignore(NUL_IN_PAYLOAD)
         return []

@@ -20,18 +20,19 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from gidgethub import routing, sansio
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.errors import DomainError
 from bot.models import Project, ReleaseCandidate
 from bot.operations import Mirror, create_candidate_from_tag
 from bot.outbox import enqueue, tag_key
+from bot.projects import find_project
 from bot.projects_file import REPO_PATTERN
 from bot.statuses import BuildStatus
 from bot.versions import normalize_commit_sha, parse_rc_version
@@ -55,6 +56,8 @@ class TagTarget:
 
     project: str
     version: str
+    # The project's row when the caller has read it already (saves reading it again).
+    row: Project | None = field(default=None, compare=False)
 
 
 def valid_tag(tag: str) -> bool:
@@ -62,13 +65,15 @@ def valid_tag(tag: str) -> bool:
     return 0 < len(tag) <= MAX_TAG_LENGTH and tag.isprintable() and " " not in tag
 
 
+# Built once: building a statement costs more than running it (this runs for every tag).
+_PROJECTS_OF_REPOSITORY = select(Project).where(
+    func.lower(Project.repo) == bindparam("repo"), Project.removed_at.is_(None)
+)
+
+
 async def tag_target(session: AsyncSession, repo: str, tag: str) -> TagTarget | None:
     """The project and RC version `tag` on `repo` stands for, or None when it is no RC tag."""
-    projects = await session.scalars(
-        select(Project).where(
-            func.lower(Project.repo) == repo.lower(), Project.removed_at.is_(None)
-        )
-    )
+    projects = await session.scalars(_PROJECTS_OF_REPOSITORY, {"repo": repo.lower()})
     owners = [p for p in projects if tag.startswith(p.tag_prefix)]
     if not owners:
         return None
@@ -76,7 +81,7 @@ async def tag_target(session: AsyncSession, repo: str, tag: str) -> TagTarget | 
     version = tag[len(owner.tag_prefix) :]
     if parse_rc_version(version) is None:
         return None
-    return TagTarget(owner.name, version)
+    return TagTarget(owner.name, version, owner)
 
 
 async def candidate_exists(session: AsyncSession, target: TagTarget) -> bool:
@@ -94,10 +99,11 @@ async def make_candidate(
     """The RC from the tag (see the module's docstring); returns what happened, in words."""
     name = f"{target.project} {target.version}"
     try:
+        project = target.row or await find_project(session, target.project)
         created = await create_candidate_from_tag(
             session,
             mirror,
-            project_name=target.project,
+            project=project,
             tag=tag,
             version=target.version,
             commit=commit,
@@ -182,7 +188,7 @@ async def _target(
     if not valid_tag(tag):
         context.ignore("not a valid tag name")  # not echoed: it may hold anything
         return None
-    target = await tag_target(session, repo, tag)
+    target = await tag_target(session, repo, tag) if context.may_concern(repo) else None
     if target is None:
         context.ignore(f"tag {tag} is no release candidate of a project")
         return None

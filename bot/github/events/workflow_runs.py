@@ -103,6 +103,9 @@ async def on_workflow_run(
     if run is None:
         context.ignore("no workflow run in the payload")
         return
+    if not context.may_concern(run.repo):
+        context.ignore(f"no project on {run.repo}")
+        return
     projects = list(
         await session.scalars(select(Project).where(func.lower(Project.repo) == run.repo.lower()))
     )
