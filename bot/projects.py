@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import errors
@@ -15,6 +15,14 @@ _ENVIRONMENT = select(Environment).where(
     Environment.project_id == bindparam("project_id"), Environment.name == bindparam("name")
 )
 _LOCKED_ENVIRONMENT = _ENVIRONMENT.with_for_update(of=Environment)
+
+
+_REPOSITORIES = select(func.lower(Project.repo)).distinct()
+
+
+async def repositories_with_projects(session: AsyncSession) -> frozenset[str]:
+    """The repository (lower case) of every project in the database, removed ones included."""
+    return frozenset(await session.scalars(_REPOSITORIES))
 
 
 async def find_project(session: AsyncSession, name: str) -> Project:

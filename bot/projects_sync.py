@@ -26,9 +26,6 @@ class SyncReport:
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
-    # The repository of every project in the database afterwards (removed ones included), lower
-    # case: webhooks of any other repository concern no project.
-    repositories: frozenset[str] = frozenset()
 
 
 async def sync_projects(session: AsyncSession, config: ProjectsConfig, now: datetime) -> SyncReport:
@@ -78,8 +75,6 @@ async def sync_projects(session: AsyncSession, config: ProjectsConfig, now: date
             if env.removed_at is None:
                 env.removed_at = now
     await session.flush()
-    rows = await session.scalars(select(Project.repo))
-    report.repositories = frozenset(repo.lower() for repo in rows)
     return report
 
 

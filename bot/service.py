@@ -43,8 +43,6 @@ class Service:
     db: Database
     clock: Clock = utc_now
     github_app: GitHubAppSettings | None = None
-    # Lower-cased repositories of every project in the database at start (see WebhookContext).
-    repositories: frozenset[str] | None = None
     metrics: Metrics = field(default_factory=Metrics)
     # The newest migration this code knows, read from the migration files once.
     schema_head: str | None = field(default_factory=head_revision)
@@ -142,12 +140,7 @@ async def open_service(settings: Settings, *, clock: Clock = utc_now) -> Service
         len(report.removed),
     )
     service = Service(
-        settings=settings,
-        projects=projects,
-        db=db,
-        clock=clock,
-        github_app=github_app,
-        repositories=report.repositories,
+        settings=settings, projects=projects, db=db, clock=clock, github_app=github_app
     )
     if github_app is not None:
         service._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))

@@ -36,6 +36,7 @@ from bot.github import deliveries
 from bot.github.events import WebhookContext, dispatch
 from bot.log_context import add_log_context, current_log_context, log_context
 from bot.models import OutboxItem
+from bot.projects import repositories_with_projects
 from bot.projects_file import ProjectsConfig
 
 log = logging.getLogger(__name__)
@@ -85,11 +86,8 @@ class DeliveryIntake:
         *,
         dispatch_event: Dispatch = dispatch,
         max_batch: int = MAX_BATCH,
-        repositories: frozenset[str] | None = None,
     ) -> None:
-        """`repositories`: see `WebhookContext.repositories`."""
         self._db = db
-        self._repositories = repositories
         self._dispatch = dispatch_event
         self.transactions = 0  # batches written, retries alone included (for tests and figures)
         self._projects = projects
@@ -174,21 +172,23 @@ class DeliveryIntake:
     async def _transaction(self, batch: list[_Pending]) -> list[Handled]:
         self.transactions += 1
         now = self._clock()
-        contexts = [
-            WebhookContext(
-                now=now,
-                projects=self._projects,
-                delivery_id=p.delivery_id,
-                repositories=self._repositories,
-                payload_may_hold_nul=p.may_hold_nul,
-            )
-            for p in batch
-        ]
         fields: dict[str, Mapping[str, str | int]] = {}
         touched_outbox: set[str] = set()
         async with self._db.write() as session:
             claims = [deliveries.Claim(p.delivery_id, p.event.event, p.action) for p in batch]
             claimed = await deliveries.claim_deliveries(session, claims, now)
+            # Read once for the batch, inside its transaction: as fresh as a query per delivery.
+            repositories = await repositories_with_projects(session)
+            contexts = [
+                WebhookContext(
+                    now=now,
+                    projects=self._projects,
+                    delivery_id=p.delivery_id,
+                    repositories=repositories,
+                    payload_may_hold_nul=p.may_hold_nul,
+                )
+                for p in batch
+            ]
             outcomes: dict[str, str] = {}
             for pending, context in zip(batch, contexts, strict=True):
                 if pending.delivery_id not in claimed:

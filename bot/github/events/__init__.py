@@ -43,9 +43,9 @@ class WebhookContext:
     now: datetime
     projects: ProjectsConfig
     delivery_id: str
-    # The repositories (lower case) of every project in the database, removed ones included, as
-    # read at start-up: an event of any other repository is ignored without a query. None: not
-    # known, ask the database.
+    # The repositories (lower case) of every project in the database, removed ones included
+    # (`projects.repositories_with_projects`): an event of any other repository is ignored
+    # without a query of its own. None: not known, ask the database.
     repositories: frozenset[str] | None = None
     # False when the raw body shows there is no NUL in the payload (see `dispatch`).
     payload_may_hold_nul: bool = True
