@@ -45,6 +45,7 @@ from bot.db import Database
 from bot.models import OutboxItem
 from bot.operations import Mirror
 from bot.outbox import OutboxState, deployment_key
+from bot.projects import find_project
 from bot.projects_file import parse_projects
 from bot.projects_sync import sync_projects
 from bot.releases import create_release_candidate
@@ -106,7 +107,7 @@ async def enqueue_work(db: Database) -> list[int]:
         for k, version in enumerate(VERSIONS):
             await create_release_candidate(
                 session,
-                project_name=PROJECT,
+                await find_project(session, PROJECT),
                 version=version,
                 repo=REPO,
                 commit=f"{k + 1:040x}",

@@ -103,7 +103,8 @@ async def check_exactly_once(
 async def test_kills_at_random_moments_lose_nothing_and_double_nothing(
     tmp_path: Path, database_url: str, fake_github: FakeGitHub, github_private_key: str
 ) -> None:
-    await survive_kills(tmp_path, database_url, fake_github, github_private_key, 100, 5)
+    # Enough deployments that the workload outlasts the kills (the outbox drains fast).
+    await survive_kills(tmp_path, database_url, fake_github, github_private_key, 200, 5)
 
 
 @pytest.mark.soak
@@ -137,7 +138,7 @@ async def survive_kills(
         work = asyncio.create_task(run_workload(clients, lanes, deployments))
         try:
             for _ in range(kills):
-                await asyncio.sleep(chance.uniform(0.5, 3.0))
+                await asyncio.sleep(chance.uniform(0.3, 2.0))
                 assert not work.done(), f"the workload ended after {survived} kills"
                 os.kill(server.pid, signal.SIGKILL)
                 await asyncio.to_thread(server.wait, 10)

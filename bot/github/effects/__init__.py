@@ -6,11 +6,15 @@ outcome is recorded exactly when the item is done. Handlers register by action n
 
     @effect("post_comment")
     async def post_comment(ctx: EffectContext, item: ClaimedItem) -> Recorder | None: ...
+
+An action may also register a `Preloader`: what its handlers read from the database, read for
+all of a round's items of that action in one query, in the transaction that claims them. A
+handler finds its item's part in `ctx.preloaded` and reads for itself when it is not there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -35,14 +39,20 @@ class EffectContext:
     # How long a dispatch whose answer was lost waits for its run to show up (through a
     # workflow_run event) before it is sent again.
     lost_dispatch_grace: float = 120.0
+    # What the action's preloader read for this item, if it has one (see `preload`).
+    preloaded: object | None = None
 
 
 Handler = Callable[[EffectContext, ClaimedItem], Awaitable[Recorder | None]]
 # What to record when GitHub refuses an item for good (e.g. the deployment's error message).
 RefusalHandler = Callable[[AsyncSession, Mirror, ClaimedItem, str, datetime], Awaitable[None]]
 
+# Item id -> what its handler would otherwise read for itself.
+Preloader = Callable[[AsyncSession, Sequence[ClaimedItem]], Awaitable[dict[int, object]]]
+
 HANDLERS: dict[str, Handler] = {}
 ON_REFUSAL: dict[str, RefusalHandler] = {}
+PRELOADERS: dict[str, Preloader] = {}
 
 
 def effect(action: str) -> Callable[[Handler], Handler]:
@@ -59,6 +69,15 @@ def on_refusal(action: str) -> Callable[[RefusalHandler], RefusalHandler]:
     def register(handler: RefusalHandler) -> RefusalHandler:
         ON_REFUSAL[action] = handler
         return handler
+
+    return register
+
+
+def preload(*actions: str) -> Callable[[Preloader], Preloader]:
+    def register(preloader: Preloader) -> Preloader:
+        for action in actions:
+            PRELOADERS[action] = preloader
+        return preloader
 
     return register
 

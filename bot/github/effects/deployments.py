@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.github.client import GitHubRefused, GitHubUnavailable
-from bot.github.effects import EffectContext, Recorder, effect, on_refusal, owner_and_name
+from bot.github.effects import (
+    EffectContext,
+    Recorder,
+    effect,
+    on_refusal,
+    owner_and_name,
+    preload,
+)
 from bot.github.effects.workflows import (
     candidate_inputs,
     dispatch_workflow,
@@ -25,12 +34,65 @@ from bot.statuses import DeploymentStatus, is_final
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class _GitHubIds:
+    """What a status or a cancel needs of its deployment: its own columns, not the deployment
+    with its environment, project and release candidates joined in."""
+
+    github_deployment_id: int | None
+    workflow_run_id: int | None
+    workflow_run_url: str | None
+
+
+@preload("create_github_deployment", "dispatch_deploy_workflow")
+async def _preload_deployments(
+    session: AsyncSession, items: Sequence[ClaimedItem]
+) -> dict[int, object]:
+    found = await session.scalars(
+        select(Deployment).where(Deployment.id.in_({item.deployment_id for item in items}))
+    )
+    deployments = {deployment.id: deployment for deployment in found}
+    return {
+        item.id: deployments[item.deployment_id]
+        for item in items
+        if item.deployment_id in deployments
+    }
+
+
+@preload("post_deployment_status", "cancel_workflow_run")
+async def _preload_github_ids(
+    session: AsyncSession, items: Sequence[ClaimedItem]
+) -> dict[int, object]:
+    rows = await session.execute(
+        select(
+            Deployment.id,
+            Deployment.github_deployment_id,
+            Deployment.workflow_run_id,
+            Deployment.workflow_run_url,
+        ).where(Deployment.id.in_({item.deployment_id for item in items}))
+    )
+    found = {row.id: _GitHubIds(*row[1:]) for row in rows}
+    return {item.id: found[item.deployment_id] for item in items if item.deployment_id in found}
+
+
 async def _load(ctx: EffectContext, item: ClaimedItem) -> Deployment:
+    if isinstance(ctx.preloaded, Deployment):
+        return ctx.preloaded
     assert item.deployment_id is not None
     async with ctx.db.read() as session:
         deployment = await session.get(Deployment, item.deployment_id)
     assert deployment is not None
     return deployment
+
+
+async def _load_github_ids(ctx: EffectContext, item: ClaimedItem) -> _GitHubIds:
+    if isinstance(ctx.preloaded, _GitHubIds):
+        return ctx.preloaded
+    async with ctx.db.read() as session:
+        found = await _preload_github_ids(session, [item])
+    loaded = found[item.id]
+    assert isinstance(loaded, _GitHubIds)
+    return loaded
 
 
 def github_payload(deployment: Deployment) -> dict[str, Any]:
@@ -152,7 +214,7 @@ async def deploy_workflow_refused(
 
 @effect("post_deployment_status")
 async def post_deployment_status(ctx: EffectContext, item: ClaimedItem) -> Recorder | None:
-    deployment = await _load(ctx, item)
+    deployment = await _load_github_ids(ctx, item)
     if deployment.github_deployment_id is None:
         return None  # its GitHub Deployment was refused; the refusal is on the deployment
     where = {**owner_and_name(item.repo), "deployment_id": deployment.github_deployment_id}
@@ -195,7 +257,7 @@ async def _status_already_posted(
 
 @effect("cancel_workflow_run")
 async def cancel_workflow_run(ctx: EffectContext, item: ClaimedItem) -> Recorder | None:
-    deployment = await _load(ctx, item)
+    deployment = await _load_github_ids(ctx, item)
     if deployment.workflow_run_id is None:
         return None
     try:
