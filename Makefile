@@ -49,7 +49,7 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
-# The long fault runs (issue 5 §1): many kills, more deployments. About 10 minutes.
+# The long fault runs (issue 5 §1): many kills, more deployments. About 4 minutes; .ci/run runs them.
 soak: $(STAMP)
 	$(BIN)/pytest -q -m soak tests/test_faults.py $(PYTEST_ARGS)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,12 +20,33 @@ _ENVIRONMENT = select(Environment).where(
 _LOCKED_ENVIRONMENT = _ENVIRONMENT.with_for_update(of=Environment)
 
 
-_REPOSITORIES = select(func.lower(Project.repo)).distinct()
+@dataclass(frozen=True)
+class ProjectRepositories:
+    """The repositories that have projects in the database (removed ones included) and, for
+    each, the workflows Tarmac runs there (build and deploy workflows, removed included), as
+    the file names or ids the projects file gives. Read once per batch of webhook deliveries,
+    so that events of other repositories, and CI runs of other workflows, cost no query."""
+
+    workflows: Mapping[str, frozenset[str]]  # lower-case repository -> workflows
+
+    def has_projects(self, repo: str) -> bool:
+        return repo.lower() in self.workflows
+
+    def workflows_of(self, repo: str) -> frozenset[str]:
+        return self.workflows.get(repo.lower(), frozenset())
 
 
-async def repositories_with_projects(session: AsyncSession) -> frozenset[str]:
-    """The repository (lower case) of every project in the database, removed ones included."""
-    return frozenset(await session.scalars(_REPOSITORIES))
+_REPOSITORY_WORKFLOWS = select(
+    func.lower(Project.repo), Project.build_workflow, Environment.deploy_workflow
+).outerjoin(Environment, Environment.project_id == Project.id)
+
+
+async def project_repositories(session: AsyncSession) -> ProjectRepositories:
+    workflows: dict[str, set[str]] = {}
+    for repo, build_workflow, deploy_workflow in await session.execute(_REPOSITORY_WORKFLOWS):
+        found = workflows.setdefault(repo, set())
+        found.update(w for w in (build_workflow, deploy_workflow) if w)
+    return ProjectRepositories({repo: frozenset(w) for repo, w in workflows.items()})
 
 
 async def find_project(session: AsyncSession, name: str) -> Project:

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from gidgethub import sansio
 from sqlalchemy import select
 
 from bot.github.events import dispatch
 from bot.github.intake import DeliveryIntake, Handled
 from bot.models import ReleaseCandidate, WebhookDelivery
+from bot.projects_file import parse_projects
+from bot.projects_sync import sync_projects
 from bot.service import Service, open_service
 from bot.settings import Settings
-from tests.conftest import SHA_A, TestClock
+from tests.conftest import PROJECTS_YAML, SHA_A, TestClock
 from tests.test_github_tags import tag_push
 
 DELIVERIES = 12
@@ -121,3 +125,29 @@ async def test_two_copies_of_a_delivery_together_make_one_effect(
     outcomes, versions = await stored(service)
     assert set(outcomes) == {"same", "delivery-2"}
     assert versions == {"v1.1.0-rc1", "v1.2.0-rc1"}
+
+
+async def test_a_project_another_replica_adds_gets_its_tags_from_the_next_batch(
+    service: Service, clock: TestClock
+) -> None:
+    # Which repositories have projects is read once per batch, inside its transaction: a
+    # replica started before another one synced a new projects file does not ignore the new
+    # project's tags.
+    intake = DeliveryIntake(service.db, service.projects, clock)
+    tag = tag_push("v1-rc1", SHA_A)
+    tag["repository"]["full_name"] = "acme/newcomer"
+
+    [before] = await handle_together(intake, [sansio.Event(tag, event="push", delivery_id="a")])
+    newer = PROJECTS_YAML + (
+        "  - name: Newcomer\n    repo: acme/newcomer\n    environments:\n      - name: production\n"
+    )
+    config = parse_projects(yaml.safe_load(newer), Path("tarmac.yml"))
+    async with service.db.write() as session:
+        await sync_projects(session, config, clock())
+    [after] = await handle_together(intake, [sansio.Event(tag, event="push", delivery_id="b")])
+    await intake.close()
+
+    assert isinstance(before, Handled)
+    assert isinstance(after, Handled)
+    assert before.context.outcome() == "ignored: tag v1-rc1 is no release candidate of a project"
+    assert after.context.outcome() == "release candidate Newcomer v1-rc1 created; ready"

@@ -3,9 +3,15 @@ workflow, statuses, cancels; across outages, rate limits and answers lost mid-ca
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.github.effects import PRELOADERS
 from bot.github.worker import OutboxWorker
+from bot.outbox import ClaimedItem
 from tests.conftest import SHA_A, SHA_B, Api, TestClock
 from tests.fake_github import FakeGitHub
 
@@ -108,6 +114,38 @@ async def test_a_rollback_cancels_the_superseded_run_and_marks_it_inactive(
     assert rollback["sha"] == SHA_A
     assert states(fake_github, rollback["id"]) == ["pending"]
     # v1 had succeeded before the worker got to it, so only v2 and the rollback ran.
+    assert len(fake_github.runs) == 2
+
+
+async def test_when_preloading_a_round_fails_each_effect_reads_for_itself(
+    github_api: Api, outbox: OutboxWorker, fake_github: FakeGitHub, monkeypatch: Any
+) -> None:
+    async def database_gone(session: AsyncSession, items: Sequence[ClaimedItem]) -> NoReturn:
+        raise OperationalError("SELECT", {}, ConnectionResetError("the database went away"))
+
+    # Creates, dispatches, statuses and cancels are all preloaded: every one falls back.
+    assert {
+        "create_github_deployment",
+        "dispatch_deploy_workflow",
+        "post_deployment_status",
+        "cancel_workflow_run",
+    } <= set(PRELOADERS)
+    for action in list(PRELOADERS):
+        monkeypatch.setitem(PRELOADERS, action, database_gone)
+    await github_api.ship("production", "v1-rc1")
+    await github_api.create_rc("v2-rc1", SHA_B)
+    superseded = await github_api.deploy("production", "v2-rc1")
+    await outbox.drain()
+    superseded_run = max(fake_github.runs)
+
+    rolled = await github_api.rollback("production")
+    await outbox.drain()
+
+    assert fake_github.runs[superseded_run].canceled
+    second = mirror_of(fake_github, superseded.body["id"])
+    rollback = mirror_of(fake_github, rolled.body["id"])
+    assert states(fake_github, second["id"]) == ["pending", "inactive"]
+    assert states(fake_github, rollback["id"]) == ["pending"]
     assert len(fake_github.runs) == 2
 
 

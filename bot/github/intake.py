@@ -36,7 +36,7 @@ from bot.github import deliveries
 from bot.github.events import WebhookContext, dispatch
 from bot.log_context import add_log_context, current_log_context, log_context
 from bot.models import OutboxItem
-from bot.projects import repositories_with_projects
+from bot.projects import project_repositories
 from bot.projects_file import ProjectsConfig
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ class DeliveryIntake:
             claims = [deliveries.Claim(p.delivery_id, p.event.event, p.action) for p in batch]
             claimed = await deliveries.claim_deliveries(session, claims, now)
             # Read once for the batch, inside its transaction: as fresh as a query per delivery.
-            repositories = await repositories_with_projects(session)
+            repositories = await project_repositories(session)
             contexts = [
                 WebhookContext(
                     now=now,

@@ -23,6 +23,7 @@ from gidgethub import routing, sansio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.log_context import add_log_context
+from bot.projects import ProjectRepositories
 from bot.projects_file import ProjectsConfig
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,9 @@ class WebhookContext:
     now: datetime
     projects: ProjectsConfig
     delivery_id: str
-    # The repositories (lower case) of every project in the database, removed ones included
-    # (`projects.repositories_with_projects`): an event of any other repository is ignored
-    # without a query of its own. None: not known, ask the database.
-    repositories: frozenset[str] | None = None
+    # Which repositories have projects and which workflows Tarmac runs there: an event of any
+    # other repository is ignored without a query of its own. None: not known, ask the database.
+    repositories: ProjectRepositories | None = None
     # False when the raw body shows there is no NUL in the payload (see `dispatch`).
     payload_may_hold_nul: bool = True
     outcomes: list[str] = field(default_factory=list)
@@ -73,7 +73,14 @@ class WebhookContext:
 
     def may_concern(self, repo: str) -> bool:
         """Whether `repo` may have a project in the database (False: surely not)."""
-        return self.repositories is None or repo.lower() in self.repositories
+        return self.repositories is None or self.repositories.has_projects(repo)
+
+    def may_run_tarmac_workflow(self, repo: str, runs: Callable[[str], bool]) -> bool:
+        """Whether `runs` (a workflow run's test, see workflow_runs.WorkflowRun.runs) may hold
+        for a workflow of a project on `repo` (False: surely not)."""
+        if self.repositories is None:
+            return True
+        return any(runs(workflow) for workflow in self.repositories.workflows_of(repo))
 
     def ignore(self, reason: str) -> None:
         """The event is not for Tarmac, and why: `ignored: <reason>`."""

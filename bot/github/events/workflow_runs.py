@@ -106,6 +106,9 @@ async def on_workflow_run(
     if not context.may_concern(run.repo):
         context.ignore(f"no project on {run.repo}")
         return
+    if not context.may_run_tarmac_workflow(run.repo, run.runs):
+        context.ignore(f"run {run.id} is not of a Tarmac workflow")
+        return
     projects = list(
         await session.scalars(select(Project).where(func.lower(Project.repo) == run.repo.lower()))
     )
