@@ -44,9 +44,9 @@ class WebhookContext:
     now: datetime
     projects: ProjectsConfig
     delivery_id: str
-    # Which repositories have projects and which workflows Tarmac runs there: an event of any
-    # other repository is ignored without a query of its own. None: not known, ask the database.
-    repositories: ProjectRepositories | None = None
+    # Which repositories have projects and which workflows Tarmac runs there, read in the
+    # delivery's transaction: an event of any other repository is ignored without a query.
+    repositories: ProjectRepositories
     # False when the raw body shows there is no NUL in the payload (see `dispatch`).
     payload_may_hold_nul: bool = True
     outcomes: list[str] = field(default_factory=list)
@@ -71,15 +71,13 @@ class WebhookContext:
             release_candidate=release_candidate,
         )
 
-    def may_concern(self, repo: str) -> bool:
-        """Whether `repo` may have a project in the database (False: surely not)."""
-        return self.repositories is None or self.repositories.has_projects(repo)
+    def concerns_a_project(self, repo: str) -> bool:
+        """Whether `repo` has a project in the database (removed ones included)."""
+        return self.repositories.has_projects(repo)
 
-    def may_run_tarmac_workflow(self, repo: str, runs: Callable[[str], bool]) -> bool:
-        """Whether `runs` (a workflow run's test, see workflow_runs.WorkflowRun.runs) may hold
-        for a workflow of a project on `repo` (False: surely not)."""
-        if self.repositories is None:
-            return True
+    def runs_a_tarmac_workflow(self, repo: str, runs: Callable[[str], bool]) -> bool:
+        """Whether `runs` (a workflow run's test, see workflow_runs.WorkflowRun.runs) holds for
+        a build or deploy workflow of a project on `repo`."""
         return any(runs(workflow) for workflow in self.repositories.workflows_of(repo))
 
     def ignore(self, reason: str) -> None:

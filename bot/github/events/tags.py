@@ -188,7 +188,7 @@ async def _target(
     if not valid_tag(tag):
         context.ignore("not a valid tag name")  # not echoed: it may hold anything
         return None
-    target = await tag_target(session, repo, tag) if context.may_concern(repo) else None
+    target = await tag_target(session, repo, tag) if context.concerns_a_project(repo) else None
     if target is None:
         context.ignore(f"tag {tag} is no release candidate of a project")
         return None

@@ -103,24 +103,22 @@ async def on_workflow_run(
     if run is None:
         context.ignore("no workflow run in the payload")
         return
-    if not context.may_concern(run.repo):
+    if not context.concerns_a_project(run.repo):
         context.ignore(f"no project on {run.repo}")
         return
-    if not context.may_run_tarmac_workflow(run.repo, run.runs):
+    if not context.runs_a_tarmac_workflow(run.repo, run.runs):
         context.ignore(f"run {run.id} is not of a Tarmac workflow")
         return
     projects = list(
         await session.scalars(select(Project).where(func.lower(Project.repo) == run.repo.lower()))
     )
-    if not projects:
-        context.ignore(f"no project on {run.repo}")
-        return
     builds = [p.id for p in projects if run.runs(p.build_workflow)]
     environments = await session.scalars(
         select(Environment).where(Environment.project_id.in_([p.id for p in projects]))
     )
     deploys = [e.id for e in environments if run.runs(e.deploy_workflow)]
     if not builds and not deploys:
+        # Another replica's start-up synced other workflows since the batch read them.
         context.ignore(f"run {run.id} is not of a Tarmac workflow")
         return
     mirror = Mirror(enabled=True)
