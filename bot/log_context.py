@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -31,49 +31,29 @@ _EMPTY: MappingProxyType[str, str | int] = MappingProxyType({})
 _fields: ContextVar[MappingProxyType[str, str | int]] = ContextVar("log_context", default=_EMPTY)
 
 
+class LogFields(TypedDict, total=False):
+    """The fields code can set; one given as None leaves the current value in place."""
+
+    delivery_id: str | None
+    project: str | None
+    environment: str | None
+    deployment_id: int | None
+    release_candidate: str | int | None
+
+
 @contextmanager
-def log_context(
-    *,
-    delivery_id: str | None = None,
-    project: str | None = None,
-    environment: str | None = None,
-    deployment_id: int | None = None,
-    release_candidate: str | int | None = None,
-) -> Iterator[None]:
+def log_context(**fields: Unpack[LogFields]) -> Iterator[None]:
     """Lines logged inside carry these fields (those not None), on top of the current ones."""
-    token = _fields.set(
-        _merged(
-            delivery_id=delivery_id,
-            project=project,
-            environment=environment,
-            deployment_id=deployment_id,
-            release_candidate=release_candidate,
-        )
-    )
+    token = _fields.set(_merged(**fields))
     try:
         yield
     finally:
         _fields.reset(token)
 
 
-def add_log_context(
-    *,
-    delivery_id: str | None = None,
-    project: str | None = None,
-    environment: str | None = None,
-    deployment_id: int | None = None,
-    release_candidate: str | int | None = None,
-) -> None:
+def add_log_context(**fields: Unpack[LogFields]) -> None:
     """Like `log_context`, for the rest of the current task (or the enclosing `log_context`)."""
-    _fields.set(
-        _merged(
-            delivery_id=delivery_id,
-            project=project,
-            environment=environment,
-            deployment_id=deployment_id,
-            release_candidate=release_candidate,
-        )
-    )
+    _fields.set(_merged(**fields))
 
 
 def current_log_context() -> dict[str, str | int]:
