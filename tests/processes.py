@@ -15,7 +15,9 @@ from typing import Any
 
 import aiohttp
 
-from tests.test_cli import TARMAC
+from tests.conftest import TEST_APP_ID, WEBHOOK_SECRET
+from tests.fake_github import FakeGitHub
+from tests.test_cli import TARMAC, tarmac_env
 
 DEADLINE_SECONDS = 30
 
@@ -27,6 +29,27 @@ async def eventually(
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.05)
+
+
+def app_env(
+    *,
+    database_url: str,
+    config: Path,
+    fake_github: FakeGitHub,
+    private_key: str,
+    **settings: str | Path,
+) -> dict[str, str]:
+    """The environment of a `tarmac serve` with the test suite's GitHub App, talking to
+    `fake_github`, plus any other `settings`."""
+    return tarmac_env(
+        database_url=database_url,
+        config=config,
+        github_app_id=str(TEST_APP_ID),
+        github_private_key=private_key,
+        github_webhook_secret=WEBHOOK_SECRET,
+        github_api_url=fake_github.server_url,
+        **settings,
+    )
 
 
 def spawn_server(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen[bytes]:

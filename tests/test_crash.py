@@ -10,10 +10,10 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import SHA_A, TEST_APP_ID, WEBHOOK_SECRET
+from tests.conftest import SHA_A
 from tests.fake_github import FakeGitHub
-from tests.processes import call, eventually, start_server
-from tests.test_cli import EXAMPLE_CONFIG, created_token, free_port, run_tarmac, tarmac_env
+from tests.processes import app_env, call, eventually, start_server
+from tests.test_cli import EXAMPLE_CONFIG, created_token, free_port, run_tarmac
 
 
 async def test_a_deploy_accepted_before_a_kill_reaches_github_once_after_restart(
@@ -22,13 +22,11 @@ async def test_a_deploy_accepted_before_a_kill_reaches_github_once_after_restart
     fake_github: FakeGitHub,
     github_private_key: str,
 ) -> None:
-    env = tarmac_env(
+    env = app_env(
         database_url=database_url,
         config=EXAMPLE_CONFIG,
-        github_app_id=str(TEST_APP_ID),
-        github_private_key=github_private_key,
-        github_webhook_secret=WEBHOOK_SECRET,
-        github_api_url=fake_github.server_url,
+        fake_github=fake_github,
+        private_key=github_private_key,
         outbox_lease_seconds="3",
     )
     token = created_token(

@@ -12,12 +12,14 @@ import shutil
 import signal
 import sqlite3
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.conftest import BACKEND_INSTALLATION, SHA_A, TEST_APP_ID, WEBHOOK_SECRET
+from tests.conftest import BACKEND_INSTALLATION, SHA_A
 from tests.fake_github import FakeGitHub
 from tests.fault_workload import (
     REPO,
@@ -29,7 +31,7 @@ from tests.fault_workload import (
     stored,
 )
 from tests.figures import record_figure
-from tests.processes import TcpProxy, call, eventually, start_server, stop_server
+from tests.processes import TcpProxy, app_env, call, eventually, start_server, stop_server
 from tests.test_cli import (
     EXAMPLE_CONFIG,
     created_token,
@@ -57,19 +59,32 @@ def server_env(
 ) -> dict[str, str]:
     config = tmp_path / "tarmac.yml"
     config.write_text(projects_yaml(lanes))
-    return tarmac_env(
+    return app_env(
         database_url=database_url,
         config=config,
-        github_app_id=str(TEST_APP_ID),
-        github_private_key=key,
-        github_webhook_secret=WEBHOOK_SECRET,
-        github_api_url=fake_github.server_url,
+        fake_github=fake_github,
+        private_key=key,
         outbox_lease_seconds=LEASE_SECONDS,
     )
 
 
 def new_token(env: dict[str, str], cwd: Path) -> str:
     return created_token(run_tarmac("token", "create", "ci", env=env, cwd=cwd))
+
+
+@asynccontextmanager
+async def clients_of_a_server(
+    env: dict[str, str], cwd: Path, fake_github: FakeGitHub
+) -> AsyncIterator[Clients]:
+    """A `tarmac serve` on `env` and workload clients for it; the server stops afterwards."""
+    token = new_token(env, cwd)
+    port = free_port()
+    server = await start_server(env, cwd, port)
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield Clients(http, [f"http://127.0.0.1:{port}"], token, fake_github)
+    finally:
+        await stop_server(server)
 
 
 async def check_exactly_once(
@@ -254,12 +269,8 @@ async def test_calls_pending_through_a_github_outage_are_delivered_soon_after_in
     await proxy.start()
     env = server_env(tmp_path, database_url, fake_github, github_private_key, lanes)
     env["TARMAC_GITHUB_API_URL"] = f"http://127.0.0.1:{proxy.port}"
-    token = new_token(env, tmp_path)
-    port = free_port()
-    server = await start_server(env, tmp_path, port)
     try:
-        async with aiohttp.ClientSession() as http:
-            clients = Clients(http, [f"http://127.0.0.1:{port}"], token, fake_github)
+        async with clients_of_a_server(env, tmp_path, fake_github) as clients:
             await clients.ship(0, 0)  # GitHub works: the installation token is cached
 
             down_at = time.monotonic()
@@ -277,7 +288,6 @@ async def test_calls_pending_through_a_github_outage_are_delivered_soon_after_in
             )
             await asyncio.sleep(DOUBLES_WAIT_SECONDS)
     finally:
-        await stop_server(server)
         await proxy.close()
 
     effects = effects_at(fake_github)
@@ -300,25 +310,18 @@ async def test_no_call_reaches_an_installation_before_its_retry_after(
 ) -> None:
     lanes, retry_after = 8, 8
     env = server_env(tmp_path, database_url, fake_github, github_private_key, lanes)
-    token = new_token(env, tmp_path)
-    port = free_port()
-    server = await start_server(env, tmp_path, port)
-    try:
-        async with aiohttp.ClientSession() as http:
-            clients = Clients(http, [f"http://127.0.0.1:{port}"], token, fake_github)
-            await clients.ship(0, 0)  # the installation token is cached
-            limited = fake_github.fail(
-                r"/deployments$",
-                status=429,
-                method="POST",
-                headers={"Retry-After": str(retry_after)},
-            )
-            ids = await asyncio.gather(*(ship_one(clients, k, k) for k in range(1, lanes)))
-            delivered_in = await all_delivered(
-                fake_github, set(ids), retry_after + 20, database_url, STARTED
-            )
-    finally:
-        await stop_server(server)
+    async with clients_of_a_server(env, tmp_path, fake_github) as clients:
+        await clients.ship(0, 0)  # the installation token is cached
+        limited = fake_github.fail(
+            r"/deployments$",
+            status=429,
+            method="POST",
+            headers={"Retry-After": str(retry_after)},
+        )
+        ids = await asyncio.gather(*(ship_one(clients, k, k) for k in range(1, lanes)))
+        delivered_in = await all_delivered(
+            fake_github, set(ids), retry_after + 20, database_url, STARTED
+        )
 
     assert limited.times == 0
     [answered_429] = [c for c in fake_github.calls if c.faulted]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -14,14 +13,12 @@ import aiohttp
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.conftest import SHA_A, SHA_B, TEST_APP_ID, WEBHOOK_SECRET, sign_webhook
+from tests.conftest import SHA_A, SHA_B, sign_webhook
 from tests.fake_github import FakeGitHub, Run
 from tests.figures import record_figure
-from tests.processes import TcpProxy, eventually, server_logs, start_server, stop_server
+from tests.processes import TcpProxy, app_env, eventually, server_logs, start_server, stop_server
 from tests.test_cli import (
-    COMMAND_TIMEOUT,
     EXAMPLE_CONFIG,
-    TARMAC,
     created_token,
     free_port,
     run_tarmac,
@@ -54,15 +51,7 @@ def test_serve_gives_up_on_an_unreachable_database_with_its_own_exit_code(
     env = tarmac_env(database_url=url, config=EXAMPLE_CONFIG, database_start_timeout="3")
 
     started = time.monotonic()
-    result = subprocess.run(
-        [*TARMAC, "serve", "--port", str(free_port())],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT,
-        check=False,
-    )
+    result = run_tarmac("serve", "--port", str(free_port()), env=env, cwd=tmp_path)
     took = time.monotonic() - started
 
     output = result.stdout + result.stderr
@@ -117,13 +106,11 @@ async def test_losing_the_database_answers_503_and_it_recovers_without_a_restart
 ) -> None:
     proxy = TcpProxy("127.0.0.1", postgres_port(database_url), free_port())
     await proxy.start()
-    env = tarmac_env(
+    env = app_env(
         database_url=through(database_url, proxy.port),
         config=EXAMPLE_CONFIG,
-        github_app_id=str(TEST_APP_ID),
-        github_private_key=github_private_key,
-        github_webhook_secret=WEBHOOK_SECRET,
-        github_api_url=fake_github.server_url,
+        fake_github=fake_github,
+        private_key=github_private_key,
     )
     # In a thread: the proxy it goes through runs on this event loop.
     token = created_token(

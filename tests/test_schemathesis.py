@@ -42,13 +42,12 @@ from tests.conftest import (
     PROJECTS_YAML,
     SHA_A,
     SHA_B,
-    TEST_APP_ID,
     WEBHOOK_SECRET,
 )
 from tests.fake_github import FakeGitHub
 from tests.figures import record_figure
-from tests.processes import start_server, stop_server
-from tests.test_cli import created_token, free_port, run_tarmac, tarmac_env
+from tests.processes import app_env, start_server, stop_server
+from tests.test_cli import created_token, free_port, run_tarmac
 
 # Per operation and backend: (authenticated, unauthenticated). With both backends, each
 # operation gets 2 * (AUTHENTICATED + UNAUTHENTICATED) examples. A deeper run by hand:
@@ -170,13 +169,11 @@ async def live_server(
 ) -> AsyncIterator[LiveServer]:
     projects = tmp_path / "tarmac.yml"
     projects.write_text(PROJECTS_YAML)
-    env = tarmac_env(
+    env = app_env(
         database_url=database_url,
         config=projects,
-        github_app_id=str(TEST_APP_ID),
-        github_private_key=github_private_key,
-        github_webhook_secret=WEBHOOK_SECRET,
-        github_api_url=fake_github.server_url,
+        fake_github=fake_github,
+        private_key=github_private_key,
         log_level="WARNING",
     )
     created = await asyncio.to_thread(

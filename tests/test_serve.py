@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
 from pathlib import Path
 
 from tests.conftest import SHA_A
 from tests.test_cli import (
-    COMMAND_TIMEOUT,
     EXAMPLE_CONFIG,
-    TARMAC,
     created_token,
     free_port,
     http,
@@ -68,15 +65,7 @@ def test_serve_with_a_broken_projects_file_never_listens(tmp_path: Path) -> None
     env = tarmac_env(database_url=sqlite_url(database), config=broken)
     port = free_port()
 
-    result = subprocess.run(
-        [*TARMAC, "serve", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT,
-        check=False,
-    )
+    result = run_tarmac("serve", "--port", str(port), env=env, cwd=tmp_path)
 
     assert result.returncode != 0
     assert result.stderr.strip() == (
