@@ -4,11 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 TARMAC := $(BIN)/tarmac
 STAMP := $(VENV)/.installed
+# GitHub's REST description and example webhooks, from npm (tests/github/package-lock.json).
+GITHUB_MATERIAL := tests/github/node_modules/.installed
+PYTEST_WORKERS ?= 2
 
 export TARMAC_CONFIG ?= tarmac.example.yml
 export TARMAC_DATABASE_URL ?= sqlite+aiosqlite:///tarmac.db
 
-.PHONY: run test lint typecheck pytest install migrate clean bench soak
+.PHONY: run test lint typecheck pytest install migrate clean bench soak github-material
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +20,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(GITHUB_MATERIAL): tests/github/package.json tests/github/package-lock.json
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+		{ echo "node and npm are missing (the tests take GitHub's material from npm): apt-get install nodejs npm" >&2; exit 1; }
+	cd tests/github && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
+github-material: $(GITHUB_MATERIAL)
 
 migrate: $(STAMP)
 	$(TARMAC) migrate
@@ -44,19 +55,23 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict bot api
 
-pytest: $(STAMP)
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+# Two workers (this machine has two cores); tests/databases.py picks each test's databases.
+pytest: $(STAMP) $(GITHUB_MATERIAL)
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
-# The long fault runs (issue 5 §1): many kills, more deployments. About 4 minutes; .ci/run runs them.
-soak: $(STAMP)
+# What make test leaves out: the long fault runs (many kills, more deployments), then the
+# PostgreSQL half of the tests make test runs on SQLite only. make test + make soak = every test
+# on both databases. .ci/run runs both.
+soak: $(STAMP) $(GITHUB_MATERIAL)
 	$(BIN)/pytest -q -m soak tests/test_faults.py $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist worksteal --databases=rest $(PYTEST_ARGS)
 
 # Benchmarks (needs wrk and the local PostgreSQL): a table on stdout, the same figures in bench/results.json.
-bench: $(STAMP)
+bench: $(STAMP) $(GITHUB_MATERIAL)
 	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache tests/github/node_modules

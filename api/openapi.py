@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -403,5 +404,7 @@ def build_openapi_document() -> dict[str, Any]:
     }
 
 
+@functools.cache
 def openapi_document_bytes() -> bytes:
+    """The served document, built once per process: it depends on the code alone."""
     return json.dumps(build_openapi_document(), indent=1).encode("utf-8")

@@ -38,9 +38,10 @@ from bench.common import (
     wait_healthy,
 )
 
+# GitHub's example payloads, from the npm package the tests pin (make bench installs it).
+from tests.github_material import example_payload, examples_of
+
 SECTION = "intake"
-# GitHub's official example payloads (octokit/webhooks), next to this repository (as for tests/).
-PAYLOADS = REPO_ROOT.parent / "shared" / "github" / "payloads"
 WEBHOOK_PATH = "/api/github/webhooks"
 LUA_SCRIPT = Path(__file__).with_name("intake.lua")
 CONNECTIONS = 32
@@ -118,13 +119,13 @@ def _compact(payload: dict[str, Any]) -> str:
 
 def noop_workload() -> Workload:
     """GitHub's `workflow_run` examples: a run of octo-org/octo-repo, which no project names."""
-    files = sorted((PAYLOADS / "workflow_run").glob("*.payload.json"))
-    return Workload("noop", "workflow_run", [_compact(json.loads(f.read_text())) for f in files])
+    examples = examples_of("workflow_run")
+    return Workload("noop", "workflow_run", [_compact(examples[name]) for name in sorted(examples)])
 
 
 def tag_workload() -> Workload:
     """GitHub's (GHES 3.5) example push of a new tag, its tag replaced per delivery."""
-    payload = json.loads((PAYLOADS / "push" / "ghes-35" / "payload.json").read_text())
+    payload = example_payload("push", flavour="ghes-35")
     assert payload["repository"]["full_name"] == "Codertocat/Hello-World"
     payload["ref"] = f"refs/tags/{TAG_PLACEHOLDER}"
     payload["created"] = True

@@ -9,6 +9,7 @@ parallel; the domain functions lock the rows they decide on (`lock_environment`)
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -115,6 +116,8 @@ class Database:
 
     async def migrate(self) -> None:
         """Bring the schema to the newest migration; safe to run from several replicas at once."""
+        if await self.current_revision() == head_revision():
+            return  # the usual start: no lock to wait for, no migration environment to load
         async with self.engine.connect() as connection:
             if not self.is_sqlite:
                 await connection.execute(
@@ -143,7 +146,9 @@ def alembic_config() -> Config:
     return config
 
 
+@functools.cache
 def head_revision() -> str | None:
+    """The newest migration shipped with this code (read once: the files do not change)."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 

@@ -1,8 +1,9 @@
 """A fake GitHub: a real aiohttp server that plays the REST endpoints Tarmac calls.
 
-It is strict where GitHub is: a request whose path is not in GitHub's official description
-(`shared/github/openapi-subset.json`), or whose JSON body does not validate against that
-operation's request schema, is answered 422 and recorded as a violation that fails the test.
+It is strict where GitHub is: a request whose path is not in GitHub's whole official REST
+description (the pinned npm package `@octokit/openapi`, tests/github_material.py), whose path or
+query parameters are not of the operation's types, or whose JSON body does not validate against
+the operation's request schema, is answered 422 and recorded as a violation that fails the test.
 Installation tokens are issued only to a correctly signed App JWT, and repository endpoints
 take only tokens it issued. Tests can queue faults (502, 429 with Retry-After, a dropped
 connection) and read back every call it received.
@@ -19,18 +20,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import jwt
 from aiohttp import web
-from openapi_schema_validator import OAS30Validator
 
-OPENAPI_PATH = Path(__file__).resolve().parents[2] / "shared" / "github" / "openapi-subset.json"
-
-
-def _load_description() -> dict[str, Any]:
-    return json.loads(OPENAPI_PATH.read_text())
+from tests.github_rest import github_rest
 
 
 @dataclass
@@ -85,13 +80,9 @@ class FakeGitHub:
     def __init__(self, app_id: int, public_key_pem: str) -> None:
         self.app_id = app_id
         self.public_key_pem = public_key_pem
-        self.description = _load_description()
-        self._components = self.description["components"]
-        self._routes = [
-            (re.compile("^" + re.sub(r"\{([^}]+)\}", r"(?P<\1>[^/]+)", t) + "$"), t)
-            for t in self.description["paths"]
-        ]
+        self.rest = github_rest()
         self.calls: list[Call] = []
+        self.in_flight = 0  # requests received and not answered yet
         self.violations: list[str] = []
         self.faults: list[Fault] = []
         self.latency = 0.0
@@ -146,6 +137,13 @@ class FakeGitHub:
         return app
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         method = request.method
         path = request.path
         raw = await request.read()
@@ -173,14 +171,14 @@ class FakeGitHub:
                 return web.json_response(
                     {"message": "fault injected"}, status=fault.status, headers=fault.headers
                 )
-        route = self._route(path)
+        route = self.rest.route(path)
         if route is None:
             return self._violation(f"{method} {path}: not in GitHub's REST description")
         template, params = route
-        operation = self.description["paths"][template].get(method.lower())
+        operation = self.rest.operation(method, template)
         if operation is None:
             return self._violation(f"{method} {template}: no such operation")
-        problem = self._body_problem(operation, body)
+        problem = self.rest.request_problem(operation, params, dict(request.query), body)
         if problem is not None:
             return self._violation(f"{method} {template}: {problem}")
         handler = self._handlers().get(f"{method} {template}")
@@ -199,36 +197,6 @@ class FakeGitHub:
     def _violation(self, message: str) -> web.Response:
         self.violations.append(message)
         return web.json_response({"message": message}, status=422)
-
-    def _route(self, path: str) -> tuple[str, dict[str, str]] | None:
-        # Git ref paths carry a slash inside {ref} (x-multi-segment).
-        match = re.match(r"^/repos/([^/]+)/([^/]+)/git/ref/(.+)$", path)
-        if match:
-            return "/repos/{owner}/{repo}/git/ref/{ref}", {
-                "owner": match[1],
-                "repo": match[2],
-                "ref": match[3],
-            }
-        for pattern, template in self._routes:
-            found = pattern.match(path)
-            if found:
-                return template, found.groupdict()
-        return None
-
-    def _body_problem(self, operation: dict[str, Any], body: Any) -> str | None:
-        request_body = operation.get("requestBody")
-        if request_body is None:
-            return None
-        schema = request_body.get("content", {}).get("application/json", {}).get("schema")
-        if schema is None:
-            return None
-        if body is None:
-            return "request body required" if request_body.get("required") else None
-        validator = OAS30Validator(dict(schema, components=self._components))
-        errors = list(validator.iter_errors(body))
-        if errors:
-            return f"body does not match GitHub's schema: {errors[0].message}"
-        return None
 
     def _auth_kind(self, request: web.Request) -> str:
         header = request.headers.get("Authorization", "")

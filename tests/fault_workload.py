@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.db import Database
 from bot.models import Deployment, OutboxItem, ReleaseCandidate
@@ -297,6 +297,25 @@ async def all_delivered(
             f"outbox {pending}"
         ) from None
     return time.monotonic() - started
+
+
+async def outbox_settled(fake: FakeGitHub, database_url: str, deadline: float = 60) -> None:
+    """Wait until no outbox item is left to deliver and GitHub has answered every request it
+    got. From then on nothing can reach GitHub again (only a pending item is ever sent), so a
+    duplicate is there to count now or never: no clock to wait out."""
+    db = Database.from_url(database_url)
+    pending = select(func.count()).select_from(OutboxItem).where(OutboxItem.state == "pending")
+    try:
+        started = time.monotonic()
+        while True:
+            async with db.read() as session:
+                left = int(await session.scalar(pending) or 0)
+            if left == 0 and fake.in_flight == 0:
+                return
+            assert time.monotonic() - started < deadline, f"{left} outbox items still pending"
+            await asyncio.sleep(0.05)
+    finally:
+        await db.dispose()
 
 
 async def outbox_rows(database_url: str, deployment_ids: list[int]) -> list[tuple[Any, ...]]:

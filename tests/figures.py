@@ -8,8 +8,10 @@ again (a test run on both databases) keeps both values, labelled by the test tha
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import pytest
 
@@ -33,6 +35,20 @@ def record_figure(subject: str, name: str, value: float | int | str) -> None:
 
 def recorded_figures() -> list[Figure]:
     return list(_recorded)
+
+
+def send_figures_to_main(config: pytest.Config) -> None:
+    """In a pytest-xdist worker: hand this worker's figures to the main process."""
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["figures"] = json.dumps([asdict(figure) for figure in _recorded])
+
+
+def receive_figures(node: Any) -> None:
+    """In pytest-xdist's main process: a worker's figures, printed with the rest."""
+    sent = getattr(node, "workeroutput", {}).get("figures")
+    if sent is not None:
+        _recorded.extend(Figure(**figure) for figure in json.loads(sent))
 
 
 def print_figures(reporter: pytest.TerminalReporter) -> None:

@@ -16,6 +16,7 @@ has no asserts to rewrite.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Collection, Iterable, Iterator
@@ -27,6 +28,7 @@ import pytest
 from aiohttp import web
 
 from bot.log_context import ContextFilter, text_formatter
+from tests.session_checks import record_check
 
 # Shorter strings would match by chance; every secret the suite makes is longer.
 MIN_SECRET_LENGTH = 16
@@ -168,8 +170,9 @@ def _responses_to_the_file() -> Iterator[None]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """This process's logs searched for this process's secrets (each xdist worker its own)."""
     directory: Path | None = _state.get("directory")
-    if directory is None:  # nothing ran (collection only, or an early failure)
+    if directory is None:  # nothing ran here (collection only, an early failure, xdist's main)
         return
     handler: _CountingFileHandler = _state["handler"]
     handler.flush()
@@ -177,20 +180,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     files = sorted(directory.parent.rglob("*.log"))
     leaks = find_leaks(files, _secrets)
     seconds = time.monotonic() - started
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
     summary = (
-        f"leak check: {handler.records} log records, {len(files)} files "
-        f"({sum(p.stat().st_size for p in files) // 1024} KiB), {len(_secrets)} secrets: "
-        f"{len(leaks)} leaks ({seconds:.1f} s)"
+        f"leak check{f' ({worker})' if worker else ''}: {handler.records} log records, "
+        f"{len(files)} files ({sum(p.stat().st_size for p in files) // 1024} KiB), "
+        f"{len(_secrets)} secrets: {len(leaks)} leaks ({seconds:.1f} s)"
     )
     lines = [summary, *(str(leak) for leak in leaks)]
     if leaks:
-        lines.append("secrets found in logs or answers: failing the run")
-    if reporter is not None:
-        reporter.write_line("")
-        for line in lines:
-            reporter.write_line(line, red=bool(leaks))
-    else:
-        print("\n".join(lines))
-    if leaks:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        lines.append("secrets found in logs or answers")
+    record_check(session.config, "leak check", lines, bool(leaks))

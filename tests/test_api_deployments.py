@@ -423,6 +423,7 @@ async def test_a_report_that_cannot_be_placed_is_refused(
 # --- listing --------------------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 async def test_deployments_are_listed_newest_first_with_the_fields_of_the_spec(
     api: Api, clock: TestClock
 ) -> None:
@@ -475,6 +476,7 @@ async def test_an_environment_never_deployed_lists_nothing(api: Api) -> None:
     assert reply.body == []
 
 
+@pytest.mark.both_databases
 async def test_deployments_are_paginated_with_a_link_header(api: Api) -> None:
     await api.create_rc("v1.0.0-rc1")
     ids = [(await api.deploy("staging", "v1.0.0-rc1")).body["id"] for _ in range(5)]

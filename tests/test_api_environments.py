@@ -74,6 +74,7 @@ async def test_an_environment_without_deploy_workflow_says_so(api: Api) -> None:
     assert frontend["production"]["production"] is True
 
 
+@pytest.mark.both_databases
 async def test_environments_show_the_running_version_and_the_deployment_under_way(
     api: Api,
 ) -> None:
@@ -191,6 +192,7 @@ async def test_a_freeze_needs_no_reason_nor_end(api: Api, body: dict[str, str] |
     assert reply.body["freeze"]["by"] == "ci@example.com"
 
 
+@pytest.mark.both_databases
 async def test_an_until_in_another_time_zone_is_stored_in_utc(api: Api, clock: TestClock) -> None:
     until = clock.now + timedelta(hours=3)
     local = until.astimezone(datetime.fromisoformat("2000-01-01T00:00:00+05:30").tzinfo)

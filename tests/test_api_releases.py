@@ -51,6 +51,7 @@ async def test_creating_an_rc_answers_201_with_the_candidate(api: Api, clock: Te
     assert datetime.fromisoformat(reply.body["created_at"]) == clock.now
 
 
+@pytest.mark.both_databases
 async def test_the_same_rc_at_the_same_commit_again_is_accepted(api: Api, db: Database) -> None:
     first = await api.create_rc("v1.0.0-rc1")
     again = await api.create_rc("v1.0.0-rc1")
@@ -200,6 +201,7 @@ async def test_a_build_of_a_project_without_build_workflow_is_refused(
 # --- listing releases -----------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 async def test_releases_are_listed_newest_first_with_their_candidates(
     api: Api, clock: TestClock
 ) -> None:
@@ -247,6 +249,7 @@ async def test_releases_of_an_unknown_project_are_not_found(api: Api) -> None:
     assert reply.body == {"error": "Release project not found"}
 
 
+@pytest.mark.both_databases
 async def test_releases_are_paginated_with_a_link_header(api: Api) -> None:
     for number in range(1, 6):
         await api.create_rc(f"v{number}.0.0-rc1")

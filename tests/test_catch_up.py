@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from api.keys import SERVICE
@@ -27,6 +28,9 @@ from bot.operations import Mirror
 from bot.service import Service
 from tests.conftest import Api, TestClock, Webhooks, github_payload
 from tests.fake_github import FakeGitHub
+
+# SQL is what these tests check: both databases in make test (tests/databases.py).
+pytestmark = pytest.mark.both_databases
 
 WINDOW = timedelta(hours=1)
 QUIET_FOR = timedelta(minutes=5)

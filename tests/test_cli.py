@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import socket
@@ -61,11 +62,26 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
 
+# Ports for the servers tests start as processes: each pytest-xdist worker takes them from a
+# range of its own, below Linux's ephemeral range (32768 and up), so no other worker and no
+# socket bound to port 0 can take one between the check here and the server's bind.
+PORT_RANGE_START = 21000
+PORTS_PER_WORKER = 1500
+_port_offsets = itertools.count()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    start = PORT_RANGE_START + int(worker or 0) * PORTS_PER_WORKER
+    for _ in range(PORTS_PER_WORKER):
+        port = start + next(_port_offsets) % PORTS_PER_WORKER
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # something else of this machine's listens there
+            return port
+    raise RuntimeError(f"no free port in {start}..{start + PORTS_PER_WORKER - 1}")
 
 
 @dataclass
@@ -256,6 +272,7 @@ def projects_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.both_databases
 async def test_a_token_made_on_a_fresh_database_works_until_revoked(
     empty_database_url: str,
     backend: str,

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from sqlalchemy import func, select
 
@@ -25,6 +26,9 @@ from bot.releases import create_release_candidate
 from bot.rollback import CANCELED_BY_ROLLBACK
 from bot.statuses import ACTIVE_STATUSES, FINAL_STATUSES, DeploymentStatus
 from tests.conftest import PROJECTS_YAML, SHA_A, SHA_B, Api, Reply
+
+# SQL is what these tests check: both databases in make test (tests/databases.py).
+pytestmark = pytest.mark.both_databases
 
 ENVIRONMENT = "production"
 

@@ -9,11 +9,16 @@ import signal
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.conftest import SHA_A
 from tests.fake_github import FakeGitHub
+from tests.fault_workload import outbox_settled
 from tests.processes import app_env, call, eventually, start_server
 from tests.test_cli import EXAMPLE_CONFIG, created_token, free_port, run_tarmac
+
+# SQL is what these tests check: both databases in make test (tests/databases.py).
+pytestmark = pytest.mark.both_databases
 
 
 async def test_a_deploy_accepted_before_a_kill_reaches_github_once_after_restart(
@@ -75,7 +80,7 @@ async def test_a_deploy_accepted_before_a_kill_reaches_github_once_after_restart
             lambda: [s["state"] for s in fake_github.statuses[github_id]] == ["pending"],
             "the pending status",
         )
-        await asyncio.sleep(1.5)  # anything doubled would have arrived by now
+        await outbox_settled(fake_github, database_url)  # nothing left that could double
 
         assert len(fake_github.deployments["acme/backend"]) == 1
         assert created[0]["payload"]["tarmac_deployment_id"] == deployed["id"]

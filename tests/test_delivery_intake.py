@@ -23,6 +23,9 @@ from bot.settings import Settings
 from tests.conftest import PROJECTS_YAML, SHA_A, TestClock
 from tests.test_github_tags import tag_push
 
+# SQL is what these tests check: both databases in make test (tests/databases.py).
+pytestmark = pytest.mark.both_databases
+
 DELIVERIES = 12
 TIMEOUT_SECONDS = 30
 

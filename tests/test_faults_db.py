@@ -26,6 +26,9 @@ from tests.test_cli import (
 )
 from tests.test_github_workflow_runs import run_event
 
+# SQL is what these tests check: both databases in make test (tests/databases.py).
+pytestmark = pytest.mark.both_databases
+
 PASSWORD = "s3cret-Pa55word"
 EXIT_DATABASE_UNREACHABLE = 3
 DATABASE_UNAVAILABLE = {"error": "Database unavailable, try again"}

@@ -133,6 +133,7 @@ def first_call(fake: FakeGitHub, method: str, path_end: str) -> int:
 # --- /rollback -----------------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 async def test_rollback_by_a_writer_reacts_rolls_back_and_replies(
     github_api: Api, webhook: Webhooks, outbox: OutboxWorker, fake_github: FakeGitHub
 ) -> None:
@@ -553,6 +554,7 @@ async def test_a_malformed_line_does_not_stop_the_valid_ones(
     assert frozen.startswith("> `/freeze staging`\n\n✅ ")
 
 
+@pytest.mark.both_databases
 async def test_a_redelivered_comment_runs_once(
     github_api: Api, webhook: Webhooks, outbox: OutboxWorker, fake_github: FakeGitHub
 ) -> None:

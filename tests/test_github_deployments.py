@@ -32,6 +32,7 @@ def states(fake: FakeGitHub, github_id: int) -> list[str]:
     return [s["state"] for s in fake.statuses[github_id]]
 
 
+@pytest.mark.both_databases
 async def test_a_deploy_creates_a_github_deployment_runs_the_workflow_and_posts_statuses(
     github_api: Api, outbox: OutboxWorker, fake_github: FakeGitHub
 ) -> None:
@@ -140,6 +141,7 @@ async def test_a_rollback_cancels_the_superseded_run_and_marks_it_inactive(
     assert len(fake_github.runs) == 2
 
 
+@pytest.mark.both_databases
 async def test_statuses_reach_github_in_order_after_an_outage(
     github_api: Api, outbox: OutboxWorker, fake_github: FakeGitHub, clock: TestClock
 ) -> None:
@@ -165,6 +167,7 @@ async def test_statuses_reach_github_in_order_after_an_outage(
     assert fake_github.runs == {}
 
 
+@pytest.mark.both_databases
 async def test_an_answer_lost_after_github_acted_is_not_acted_on_twice(
     github_api: Api, outbox: OutboxWorker, fake_github: FakeGitHub, clock: TestClock
 ) -> None:
@@ -184,6 +187,7 @@ async def test_an_answer_lost_after_github_acted_is_not_acted_on_twice(
     assert fake_github.calls_to("GET", r"/deployments$")  # it looked before creating again
 
 
+@pytest.mark.both_databases
 async def test_a_rate_limit_holds_every_call_to_that_installation_until_its_time(
     github_api: Api, outbox: OutboxWorker, fake_github: FakeGitHub, clock: TestClock
 ) -> None:
@@ -245,6 +249,7 @@ async def test_without_a_github_app_nothing_is_queued(api: Api, db: Any) -> None
         assert await session.scalar(select(func.count()).select_from(OutboxItem)) == 0
 
 
+@pytest.mark.both_databases
 async def test_a_dispatch_whose_answer_was_lost_is_sent_again_only_after_a_grace(
     github_api: Api, outbox: OutboxWorker, fake_github: FakeGitHub, clock: TestClock
 ) -> None:

@@ -84,7 +84,7 @@ def tag_push(
 ) -> dict[str, Any]:
     """The `push` of a new tag (GitHub's only tag-creation push example is GHES 3.5's). For an
     annotated tag `after` is the tag object's SHA and `head_commit.id` the commit."""
-    payload = readdress(github_payload("push/ghes-35"), repo)
+    payload = readdress(github_payload("push", flavour="ghes-35"), repo)
     payload["ref"] = f"refs/tags/{tag}"
     payload["before"] = "0" * 40
     payload["after"] = secrets.token_hex(20) if annotated else commit
@@ -265,6 +265,7 @@ async def test_a_tag_deleted_before_it_is_resolved_makes_no_rc(
 # --- both events, any order, and again --------------------------------------------------
 
 
+@pytest.mark.both_databases
 @pytest.mark.parametrize(
     "order",
     ["push, create", "create, push", "create, resolved, push"],
@@ -305,6 +306,7 @@ async def test_create_and_push_of_one_tag_make_one_rc_in_either_order(
         assert outcomes[1] == "release candidate Backend v5-rc1 exists"
 
 
+@pytest.mark.both_databases
 async def test_a_redelivered_or_repeated_tag_push_changes_nothing_more(
     github_api: Api, webhook: Webhooks, outbox: OutboxWorker, fake_github: FakeGitHub, db: Database
 ) -> None:

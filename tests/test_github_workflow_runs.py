@@ -139,6 +139,7 @@ def deploy_run_of(fake: FakeGitHub, deployment_id: int) -> Run:
 # --- the whole story --------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 async def test_a_tag_is_built_auto_deployed_to_staging_and_its_run_shown_on_github(
     github_api: Api, webhook: Webhooks, outbox: OutboxWorker, fake_github: FakeGitHub, db: Database
 ) -> None:
@@ -334,6 +335,7 @@ async def lose_dispatch_answers(
         clock.advance(minutes=1)
 
 
+@pytest.mark.both_databases
 async def test_a_build_run_whose_dispatch_answer_was_lost_is_found_and_not_dispatched_again(
     github_api: Api,
     webhook: Webhooks,
@@ -361,6 +363,7 @@ async def test_a_build_run_whose_dispatch_answer_was_lost_is_found_and_not_dispa
     assert outcome == "release candidate v1-rc1 ready; auto-deployed to staging"
 
 
+@pytest.mark.both_databases
 async def test_a_lost_build_dispatch_whose_run_never_shows_up_is_sent_again(
     github_api: Api,
     webhook: Webhooks,
@@ -445,6 +448,7 @@ async def test_a_completed_run_delivered_before_its_in_progress_stays_completed(
     assert [s["state"] for s in statuses] == ["pending", "success"]
 
 
+@pytest.mark.both_databases
 async def test_a_deploy_run_tarmac_never_heard_of_is_found_by_workflow_and_commit(
     github_api: Api,
     webhook: Webhooks,
@@ -499,6 +503,7 @@ async def test_a_deploy_run_tarmac_never_heard_of_is_found_by_workflow_and_commi
     assert sorted(dispatched) == ["production", "production", "staging"]
 
 
+@pytest.mark.both_databases
 async def test_a_run_is_not_taken_for_a_deployment_whose_own_dispatch_has_not_gone_out(
     github_api: Api, webhook: Webhooks, outbox: OutboxWorker, fake_github: FakeGitHub
 ) -> None:

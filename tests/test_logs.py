@@ -298,6 +298,8 @@ def test_a_run_whose_test_logs_a_secret_fails(tmp_path: Path) -> None:
         "pytest",
         "-q",
         "-p",
+        "tests.session_checks",
+        "-p",
         "tests.leak_check",
         "-p",
         "no:cacheprovider",

@@ -26,6 +26,9 @@ from bot.projects_file import parse_projects
 from bot.projects_sync import sync_projects
 from tests.conftest import _dsn
 
+# SQL is what these tests check: both databases in make test (tests/databases.py).
+pytestmark = pytest.mark.both_databases
+
 TABLES = {
     "projects",
     "environments",

@@ -52,7 +52,7 @@ def _readdress(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def tag_push() -> dict[str, Any]:
-    payload = _readdress(github_payload("push/ghes-35"))
+    payload = _readdress(github_payload("push", flavour="ghes-35"))
     payload.update(
         ref=f"refs/tags/v9-rc{next(_unique)}", before="0" * 40, after=SHA_B, created=True
     )

@@ -21,6 +21,9 @@ from bot.rollback import roll_back
 from bot.statuses import DeploymentStatus
 from tests.test_migrations import _plan, _seed_history, _statements_of, _uses_index
 
+# SQL is what these tests check: both databases in make test (tests/databases.py).
+pytestmark = pytest.mark.both_databases
+
 STATUS_INDEX = "ix_deployments_environment_id_status_id"
 CANDIDATE_INDEX = "ix_deployments_environment_id_release_candidate_id_id"
 

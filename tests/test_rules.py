@@ -43,6 +43,9 @@ from bot.statuses import BuildStatus, DeploymentKind, DeploymentStatus
 from bot.timeouts import sweep_stuck_deployments
 from tests.conftest import PROJECTS_WITHOUT_STAGING_YAML, PROJECTS_YAML, SHA_A
 
+# SQL is what these tests check: both databases in make test (tests/databases.py).
+pytestmark = pytest.mark.both_databases
+
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ACTOR = "dev@example.com"
 

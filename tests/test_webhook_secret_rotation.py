@@ -25,12 +25,6 @@ OTHER_SECRET = "tarmac-test-someone-elses-secret-07aa"
 INVALID_SIGNATURE = {"error": "Invalid signature"}
 
 
-@pytest.fixture
-def backend() -> str:
-    """The signature check does not touch storage: one backend is enough."""
-    return "sqlite"
-
-
 async def app_webhooks(
     aiohttp_client: Any,
     settings: Settings,

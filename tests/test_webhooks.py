@@ -349,6 +349,7 @@ async def test_a_body_over_one_mib_is_refused_with_413(webhook: Webhooks, db: Da
 # --- redeliveries ---------------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 async def test_a_redelivery_is_answered_2xx_and_has_no_second_effect(
     webhook: Webhooks, db: Database
 ) -> None:
@@ -372,6 +373,7 @@ async def test_a_redelivery_is_answered_2xx_and_has_no_second_effect(
     assert len(await deliveries(db)) == 2
 
 
+@pytest.mark.both_databases
 async def test_identical_deliveries_arriving_together_take_effect_once(
     webhook: Webhooks, db: Database
 ) -> None:
@@ -389,6 +391,7 @@ async def test_identical_deliveries_arriving_together_take_effect_once(
     assert row.outcome == next(r.body["outcome"] for r in replies if r.status == 202)
 
 
+@pytest.mark.both_databases
 async def test_different_deliveries_for_one_installation_at_once_all_succeed(
     webhook: Webhooks, db: Database
 ) -> None:
@@ -414,6 +417,7 @@ async def test_different_deliveries_for_one_installation_at_once_all_succeed(
 # --- installation events --------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 async def test_installation_created_records_the_installation_and_its_repositories(
     webhook: Webhooks, db: Database, clock: TestClock
 ) -> None:
@@ -484,6 +488,7 @@ async def test_installation_deleted_forgets_it_and_its_repositories_only(
     assert await served_by(db, "acme/backend") is None
 
 
+@pytest.mark.both_databases
 async def test_suspend_and_unsuspend_switch_the_installation_off_and_on(
     webhook: Webhooks, db: Database
 ) -> None:
@@ -538,6 +543,7 @@ async def test_new_permissions_accepted_refreshes_the_installation(
     }
 
 
+@pytest.mark.both_databases
 async def test_repositories_added_and_removed_follow_the_installation(
     webhook: Webhooks, db: Database
 ) -> None:
@@ -581,6 +587,7 @@ async def test_repositories_added_for_an_unknown_installation_record_it_too(
     assert await served_by(db, "acme/x") == INSTALLATION_ID
 
 
+@pytest.mark.both_databases
 async def test_a_repository_moved_to_another_installation_stays_with_it(
     webhook: Webhooks, db: Database
 ) -> None:
