@@ -1,8 +1,8 @@
 """Nothing the test run reads lies outside the checkout: a pytest plugin (from conftest.py).
 
 A fresh clone alone in an empty folder must pass `make test`, so no test may lean on a file that
-happens to sit beside the checkout on our machines (GitHub's material came from `../shared` once;
-it comes from npm now). Every file the test process opens and every folder it lists goes
+happens to sit beside the checkout on our machines (GitHub's material came from a folder there
+once; it comes from npm now). Every file the test process opens and every folder it lists goes
 through an audit hook (PEP 578); a path outside the checkout, the Python installation, the
 system's own folders and the temporary folders is remembered, and the run fails naming it.
 

@@ -23,8 +23,13 @@ def _tracked_files() -> list[str]:
     listed = subprocess.run(
         ["git", "ls-files"], cwd=CHECKOUT, capture_output=True, text=True, check=False
     )
-    if listed.returncode != 0:  # not a git checkout (an unpacked archive): every file
-        return [str(p.relative_to(CHECKOUT)) for p in CHECKOUT.rglob("*") if p.is_file()]
+    if listed.returncode != 0:  # not a git checkout (an unpacked archive): its own files
+        installed = {".venv", "node_modules", ".git", ".mypy_cache", ".ruff_cache", ".hypothesis"}
+        return [
+            str(p.relative_to(CHECKOUT))
+            for p in CHECKOUT.rglob("*")
+            if p.is_file() and not installed & set(p.relative_to(CHECKOUT).parts)
+        ]
     return listed.stdout.splitlines()
 
 
@@ -112,3 +117,10 @@ def test_every_named_example_is_in_the_pinned_package() -> None:
         assert isinstance(payload, dict), (flavour, event, name)
         assert payload, (flavour, event, name)
     assert example_payload("ping")["hook"]["type"] == "Repository"
+
+
+def test_githubs_material_stays_out_of_the_repository_and_the_image() -> None:
+    assert "tests/github/node_modules/" in (CHECKOUT / ".gitignore").read_text().splitlines()
+    assert not any(name.startswith("tests/github/node_modules/") for name in _tracked_files())
+    # The Docker build context leaves tests/ out, and with it the 400 MB of npm packages.
+    assert "tests" in (CHECKOUT / ".dockerignore").read_text().splitlines()
