@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.errors import Handler
 from api.keys import SERVICE
+from bot.metrics import method_label
 
 routes = web.RouteTableDef()
 
@@ -28,7 +29,7 @@ async def request_metrics_middleware(request: web.Request, handler: Handler) -> 
             # The route's template, never the raw path: one series per endpoint.
             route = resource.canonical if resource is not None else "unmatched"
             service.metrics.http_request_duration.labels(
-                method=request.method, route=route, status=str(status)
+                method=method_label(request.method), route=route, status=str(status)
             ).observe(time.perf_counter() - started)
 
 

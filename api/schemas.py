@@ -3,10 +3,11 @@ and every response is built through them, so the two cannot drift apart."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from bot.statuses import BuildStatus, DeploymentKind, DeploymentStatus
 
@@ -55,9 +56,22 @@ class RollbackBody(RequestBody):
     force: bool = Field(default=False, description="Roll back even when the environment is frozen.")
 
 
+UNTIL_OUT_OF_RANGE = "must be a time that exists in UTC (before 10000-01-01T00:00:00Z)"
+
+
+def _in_utc(value: datetime | None) -> datetime | None:
+    """The time in UTC, where Tarmac keeps it; `9999-12-31T23:59:59-14:00` has no UTC time."""
+    if value is None:
+        return None
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise PydanticCustomError("until_out_of_range", UNTIL_OUT_OF_RANGE) from None
+
+
 class FreezeBody(RequestBody):
     reason: Text | None = None
-    until: AwareDatetime | None = Field(
+    until: Annotated[AwareDatetime | None, AfterValidator(_in_utc)] = Field(
         default=None, description="When the freeze ends by itself (ISO 8601 with a time zone)."
     )
 

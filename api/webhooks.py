@@ -32,7 +32,9 @@ from api.keys import GITHUB_APP, SERVICE
 from api.requests import INVALID_JSON, NOT_AN_OBJECT
 from api.responses import json_response
 from api.schemas import WebhookResponse
+from bot.github.events import HANDLED_EVENTS
 from bot.github.intake import DeliveryIntake, restore_log_context
+from bot.metrics import UNVERIFIED, event_label
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +88,8 @@ async def receive_webhook(request: web.Request) -> web.Response:
     try:
         event = _verified_event(request, body, github_app.webhook_secrets, claimed_id, plain_json)
     except ApiError:
-        claimed_event = _loggable(request.headers.get("X-GitHub-Event"))
         metrics = request.app[SERVICE].metrics
-        metrics.webhook_deliveries.labels(event=claimed_event, outcome="rejected").inc()
+        metrics.webhook_deliveries.labels(event=UNVERIFIED, outcome="rejected").inc()
         raise
     # Strict JSON holds a NUL only as the escape \u0000 (a raw control character is refused).
     may_hold_nul = not plain_json or b"\\u0000" in body
@@ -115,14 +116,18 @@ async def _handle(request: web.Request, event: sansio.Event, may_hold_nul: bool)
     restore_log_context(handled.log_fields)
     claimed, context = handled.claimed, handled.context
     if not claimed:
-        service.metrics.webhook_deliveries.labels(event=event.event, outcome="duplicate").inc()
+        service.metrics.webhook_deliveries.labels(
+            event=event_label(event.event, HANDLED_EVENTS), outcome="duplicate"
+        ).inc()
         log.info("delivery %s (%s): seen before, nothing done", delivery_id, name)
         return json_response(WebhookResponse(status="duplicate", outcome=handled.previous_outcome))
     log.info("delivery %s (%s): %s", delivery_id, name, context.outcome())
     if handled.touched_outbox:
         service.outbox_changed()  # what the handlers enqueued goes now, not at the next poll
     status = "ignored" if context.ignored else "accepted"
-    service.metrics.webhook_deliveries.labels(event=event.event, outcome=status).inc()
+    service.metrics.webhook_deliveries.labels(
+        event=event_label(event.event, HANDLED_EVENTS), outcome=status
+    ).inc()
     if event.event == PING:
         return json_response(WebhookResponse(status="pong"))
     return json_response(WebhookResponse(status=status, outcome=context.outcome()), status=202)

@@ -9,10 +9,26 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.models import Deployment, OutboxItem
+from bot.models import Deployment, Environment, OutboxItem, Project
 from bot.outbox import OutboxState
 
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# No label value comes from what a client merely claims: each series a client could name would
+# cost memory and scrape size for as long as the process runs.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"
+UNVERIFIED = "unverified"  # the event of a delivery whose signature did not hold
+
+
+def method_label(method: str) -> str:
+    return method if method in HTTP_METHODS else OTHER
+
+
+def event_label(event: str, handled: frozenset[str]) -> str:
+    """A verified delivery's event, when Tarmac handles it; `other` for the rest (GitHub
+    signs the body, not the `X-GitHub-Event` header)."""
+    return event if event in handled else OTHER
 
 
 class Metrics:
@@ -31,10 +47,11 @@ class Metrics:
             ["endpoint", "status"],
             registry=self.registry,
         )
+        # A gauge that is always there would read 0 (no calls left) without any GitHub App.
         self.github_rate_limit_remaining = Gauge(
             "tarmac_github_rate_limit_remaining",
-            "x-ratelimit-remaining of GitHub's latest answer.",
-            registry=self.registry,
+            "x-ratelimit-remaining of GitHub's latest answer (absent until there is one).",
+            registry=None,
         )
         self.http_request_duration = Histogram(
             "tarmac_http_request_duration_seconds",
@@ -55,10 +72,17 @@ class Metrics:
         )
         self.deployments = Gauge(
             "tarmac_deployments",
-            "Deployments by status.",
-            ["status"],
+            "Deployments by project, environment and status.",
+            ["project", "environment", "status"],
             registry=self.registry,
         )
+        self._rate_limit_registered = False
+
+    def github_rate_limit(self, remaining: int) -> None:
+        if not self._rate_limit_registered:
+            self.registry.register(self.github_rate_limit_remaining)
+            self._rate_limit_registered = True
+        self.github_rate_limit_remaining.set(remaining)
 
     async def refresh_from_database(self, session: AsyncSession, now: datetime) -> None:
         """The gauges that describe stored state are read at scrape time."""
@@ -72,11 +96,16 @@ class Metrics:
         self.outbox_pending.set(pending or 0)
         self.outbox_oldest_age.set((now - oldest).total_seconds() if oldest else 0.0)
         counts = await session.execute(
-            select(Deployment.status, func.count()).group_by(Deployment.status)
+            select(Project.name, Environment.name, Deployment.status, func.count())
+            .join(Environment, Deployment.environment_id == Environment.id)
+            .join(Project, Environment.project_id == Project.id)
+            .group_by(Project.name, Environment.name, Deployment.status)
         )
         self.deployments.clear()
-        for status, count in counts:
-            self.deployments.labels(status=status).set(count)
+        for project, environment, status, count in counts:
+            self.deployments.labels(project=project, environment=environment, status=status).set(
+                count
+            )
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

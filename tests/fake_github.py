@@ -27,6 +27,8 @@ from aiohttp import web
 
 from tests.github_rest import github_rest
 
+RATE_LIMIT = 5000  # an installation's hourly budget
+
 
 @dataclass
 class Call:
@@ -83,6 +85,7 @@ class FakeGitHub:
         self.rest = github_rest()
         self.calls: list[Call] = []
         self.in_flight = 0  # requests received and not answered yet
+        self.rate_limit_remaining = RATE_LIMIT
         self.violations: list[str] = []
         self.faults: list[Fault] = []
         self.latency = 0.0
@@ -132,9 +135,25 @@ class FakeGitHub:
     # --- the server ------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._rate_limit_headers])
         app.router.add_route("*", "/{tail:.*}", self._handle)
         return app
+
+    @web.middleware
+    async def _rate_limit_headers(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """GitHub's x-ratelimit-* headers on every answer, the budget going down by one."""
+        response: web.StreamResponse = await handler(request)
+        self.rate_limit_remaining = max(0, self.rate_limit_remaining - 1)
+        usual = {
+            "X-RateLimit-Limit": str(RATE_LIMIT),
+            "X-RateLimit-Remaining": str(self.rate_limit_remaining),
+            "X-RateLimit-Used": str(RATE_LIMIT - self.rate_limit_remaining),
+            "X-RateLimit-Reset": str(int(time.time()) + 3600),
+            "X-RateLimit-Resource": "core",
+        }
+        for name, value in usual.items():  # a fault may bring its own
+            response.headers.setdefault(name, value)
+        return response
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.in_flight += 1

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 MATERIAL_DIR = Path(__file__).resolve().parent / "github"
-PACKAGES = MATERIAL_DIR / "node_modules" / "@octokit"
+NODE_MODULES = MATERIAL_DIR / "node_modules"
+PACKAGES = NODE_MODULES / "@octokit"
 REST_DESCRIPTION = PACKAGES / "openapi" / "generated" / "api.github.com.json"
 WEBHOOK_EXAMPLES = PACKAGES / "webhooks-examples"
 DOTCOM = "api.github.com"

@@ -151,6 +151,8 @@ def _every_log_record_to_a_file(tmp_path_factory: pytest.TempPathFactory) -> Ite
     # aiosqlite logs each call on its thread at DEBUG: function names, never values; they
     # would be most of the file.
     logging.getLogger("aiosqlite").setLevel(logging.INFO)
+    # markdown-it-py logs every block rule it tries at DEBUG: no values, and most of the file.
+    logging.getLogger("markdown_it").setLevel(logging.INFO)
     _state.update(handler=handler, directory=directory)
     yield
     root.removeHandler(handler)

@@ -211,6 +211,11 @@ async def test_an_until_in_another_time_zone_is_stored_in_utc(api: Api, clock: T
         (timedelta(0), "Freeze 'until' must be in the future"),
         ("2030-01-01T00:00:00", "Invalid field 'until': Input should have timezone info"),
         ("tomorrow", "Invalid field 'until': Input should be a valid datetime, input is too short"),
+        (
+            "9999-12-31T23:59:59-14:00",
+            "Invalid field 'until': must be a time that exists in UTC (before "
+            "10000-01-01T00:00:00Z)",
+        ),
     ],
 )
 async def test_a_bad_until_is_refused(

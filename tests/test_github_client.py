@@ -188,6 +188,33 @@ async def test_a_short_secondary_limit_is_waited_out(
     assert sleeps.waits == [2.0]
 
 
+async def test_a_spent_primary_limit_blocks_until_its_reset(
+    client: tuple[GitHubClient, RecordedSleeps], fake: FakeGitHub
+) -> None:
+    github, sleeps = client
+    reset = int(time.time()) + 90
+    spent = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)}
+    fake.fail(r"/deployments$", status=403, headers=spent)
+    with pytest.raises(GitHubUnavailable) as raised:
+        await github.call("GET", "/repos/acme/backend/deployments", installation_id=INSTALLATION)
+    assert raised.value.retry_after is not None
+    assert 85 < raised.value.retry_after <= 92
+    assert sleeps.waits == []
+
+
+async def test_a_403_with_budget_left_is_a_refusal_not_a_rate_limit(
+    client: tuple[GitHubClient, RecordedSleeps], fake: FakeGitHub
+) -> None:
+    """GitHub puts its x-ratelimit headers on every answer, a permission refusal too."""
+    github, sleeps = client
+    fake.fail(r"/deployments$", status=403)
+    with pytest.raises(GitHubRefused) as refused:
+        await github.call("GET", "/repos/acme/backend/deployments", installation_id=INSTALLATION)
+    assert refused.value.status == 403
+    assert fake.calls[-1].faulted
+    assert sleeps.waits == []
+
+
 async def test_a_4xx_is_refused_without_retrying(
     client: tuple[GitHubClient, RecordedSleeps], fake: FakeGitHub
 ) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from bot.github.events import HANDLED_EVENTS, router
 from bot.github.worker import OutboxWorker
-from tests.conftest import Api, TestClock, github_payload
+from tests.conftest import Api, TestClock, Webhooks, github_payload
 from tests.fake_github import FakeGitHub
 
 
@@ -27,8 +28,11 @@ async def test_metrics_count_requests_and_deployments_by_status(api: Api) -> Non
     assert reply.status == 200
     assert reply.headers["Content-Type"].startswith("text/plain")
     found = samples(reply.body)
-    assert found[("tarmac_deployments", (("status", "success"),))] == 1
-    assert found[("tarmac_deployments", (("status", "pending"),))] == 1
+    where = (("environment", "production"), ("project", "Backend"))
+    assert found[("tarmac_deployments", (*where, ("status", "success")))] == 1
+    assert found[("tarmac_deployments", (*where, ("status", "pending")))] == 1
+    # No GitHub App, no GitHub answer: no rate-limit figure (0 would read "none left").
+    assert not any(name == "tarmac_github_rate_limit_remaining" for name, _ in found)
     assert found[("tarmac_outbox_pending", ())] == 0
     latency = (
         "tarmac_http_request_duration_seconds_count",
@@ -71,8 +75,34 @@ async def test_metrics_show_deliveries_the_outbox_and_github_calls(
         after[("tarmac_webhook_deliveries_total", (("event", "ping"), ("outcome", "duplicate")))]
         == 1
     )
-    rejected = ("event", "ping"), ("outcome", "rejected")
+    rejected = ("event", "unverified"), ("outcome", "rejected")
     assert after[("tarmac_webhook_deliveries_total", rejected)] == 1
     created = ("endpoint", "POST /repos/{owner}/{repo}/deployments"), ("status", "2xx")
     assert after[("tarmac_github_calls_total", created)] == 1
-    assert after[("tarmac_github_rate_limit_remaining", ())] >= 0
+    assert after[("tarmac_github_rate_limit_remaining", ())] == fake_github.rate_limit_remaining
+
+
+async def test_no_label_value_comes_from_what_an_unauthenticated_client_claims(
+    github_api: Api, webhook: Webhooks
+) -> None:
+    """Unsigned deliveries under made-up event names, requests with made-up methods, a signed
+    body under an event header GitHub never sends: a bounded set of series all the same."""
+    ping = github_payload("ping")
+    for n in range(300):
+        await webhook(f"event-{n}", ping, secret="not the secret", check=False)
+        await github_api.request(f"M{n}", "/healthz", check=False, token="")
+    for n in range(20):
+        await webhook(f"made-up-{n}", ping)  # correctly signed: GitHub signs the body only
+
+    found = samples((await github_api.get("/metrics")).body)
+
+    events = {dict(labels).get("event") for name, labels in found if "webhook" in name}
+    methods = {dict(labels).get("method") for name, labels in found if "http_request" in name}
+    assert events == {"unverified", "other"}
+    assert methods <= {"GET", "POST", "other"}
+    assert len(found) < 100
+
+
+def test_the_handled_events_are_the_routers_events() -> None:
+    routed = set(router._shallow_routes) | set(router._deep_routes)  # gidgethub keeps them so
+    assert routed == HANDLED_EVENTS

@@ -19,9 +19,9 @@ from bot.versions import (
         ("v1.4.0-rc2", "v1.4.0", 2),
         ("2026.11.28-rc10", "2026.11.28", 10),
         ("1.0-rc0", "1.0", 0),
-        # Only the last `-rc<N>` is the candidate number; the rest is the release.
+        # The last `-rc<N>` is the candidate number; the rest is the release.
         ("release-1-rc3", "release-1", 3),
-        ("v2-rc1-rc4", "v2-rc1", 4),
+        ("v2-rc-rc4", "v2-rc", 4),
         ("v1.0.0+build.5-rc1", "v1.0.0+build.5", 1),
         ("версия-rc1", "версия", 1),
     ],
@@ -32,11 +32,12 @@ def test_a_valid_version_splits_into_release_and_number(
     assert parse_rc_version(text) == RcVersion(text=text, release=release, number=number)
 
 
-def test_a_leading_zero_keeps_the_text_as_written() -> None:
-    parsed = parse_rc_version("v1-rc01")
-    assert parsed == RcVersion(text="v1-rc01", release="v1", number=1)
-    # rc01 and rc1 are different candidates (different text), with the same number.
-    assert parse_rc_version("v1-rc1") != parsed
+def test_a_candidate_number_has_one_spelling() -> None:
+    # rc01 and rc1 would be two texts for candidate 1: the one without the zero is the only one.
+    assert parse_rc_version("v30-rc01") is None
+    assert parse_rc_version("v30-rc00") is None
+    assert parse_rc_version("v30-rc1") == RcVersion(text="v30-rc1", release="v30", number=1)
+    assert parse_rc_version("v30-rc0") == RcVersion(text="v30-rc0", release="v30", number=0)
 
 
 def test_the_longest_release_and_the_largest_number_are_accepted() -> None:
@@ -71,6 +72,14 @@ def test_the_longest_release_and_the_largest_number_are_accepted() -> None:
         f"v1-rc{MAX_RC_NUMBER + 1}",  # huge N
         "v1-rc" + "9" * 400,
         "v1-rc\u0661",  # an Arabic-Indic digit is not a decimal digit here
+        "v30-rc01",  # a leading zero: rc1 is the one spelling of candidate 1
+        "v1.0.0-rc1-rc2",  # the release part is itself a candidate version
+        "v2-rc1-rc4",
+        "..-rc1",  # the release part starts with a letter or a digit
+        ".-rc1",
+        "-x-rc1",
+        "_v1-rc1",
+        "+1-rc1",
     ],
 )
 def test_an_invalid_version_is_refused(text: str) -> None:

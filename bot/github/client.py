@@ -217,7 +217,7 @@ class GitHubClient:
         if gh.rate_limit is not None:
             self.rate_limit_remaining = gh.rate_limit.remaining
             if self._metrics is not None:
-                self._metrics.github_rate_limit_remaining.set(gh.rate_limit.remaining)
+                self._metrics.github_rate_limit(gh.rate_limit.remaining)
 
     def _count(self, method: str, url: str, status: str) -> None:
         if self._metrics is not None:
@@ -276,11 +276,16 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def _seconds_until_reset(headers: Mapping[str, str]) -> float | None:
+    """The wait a rate-limited answer asks for: its `retry-after`, or, when the budget is spent
+    (`x-ratelimit-remaining: 0`), until `x-ratelimit-reset`. GitHub sends the x-ratelimit
+    headers on every answer, so a reset time alone says nothing about this one."""
     retry_after = _header(headers, "retry-after")
     if retry_after is not None and retry_after.strip().isdigit():
         return float(retry_after)
+    remaining = _header(headers, "x-ratelimit-remaining")
     reset = _header(headers, "x-ratelimit-reset")
-    if reset is not None and reset.strip().isdigit():
+    spent = remaining is not None and remaining.strip() == "0"
+    if spent and reset is not None and reset.strip().isdigit():
         return max(0.0, float(reset) - time.time()) + 1.0
     return None
 

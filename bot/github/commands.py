@@ -11,20 +11,22 @@ Grammar, one command per line (the line's surrounding whitespace is ignored)::
 serves several projects. The freeze reason is the rest of the line once the environment and
 flags are taken out, its words joined by single spaces (none given: no reason).
 
-Everything else is prose and ignored: lines that do not start with `/`, lines inside a fenced
-code block (``` or ~~~) or a `>` quote (quoting a command must not run it again), and slash
-words Tarmac does not own (`/lgtm`, `/cc @x`: other bots use slash commands too). Verbs are
-lower-case and case-sensitive. A line that starts with one of Tarmac's verbs but is malformed
-becomes a `CommandError`, so the reply can say what is wrong rather than stay silent.
+Which lines can be commands at all is decided by reading the comment as Markdown
+(bot/github/command_lines.py): a line counts only if '/' is the first text of a line of a
+top-level paragraph, so code blocks, quotes, HTML, `<details>`, lists and tables never run.
+Slash words Tarmac does not own are ignored (`/lgtm`, `/cc @x`: other bots use slash commands
+too). Verbs are lower-case and case-sensitive. A line that starts with one of Tarmac's verbs
+but is malformed becomes a `CommandError`, so the reply can say what is wrong rather than stay
+silent.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 
 from bot.errors import INVALID_RC_VERSION
+from bot.github.command_lines import command_lines
 from bot.projects_file import is_valid_name
 from bot.versions import parse_rc_version
 
@@ -43,7 +45,6 @@ DEPLOY_SHAPE = "Expected a release candidate version, 'to' and an environment"
 FORCE_ONLY_FOR_ROLLBACK = "--force is only for /rollback"
 MISSING_PROJECT_NAME = "--project needs a project name"
 REASON_TOO_LONG = f"Reason is longer than {MAX_REASON_LENGTH} characters"
-REASON_HAS_NUL = "Reason must not contain NUL characters"
 
 
 class CommandVerb(StrEnum):
@@ -61,9 +62,6 @@ USAGE = {
     CommandVerb.FREEZE: "usage: /freeze <environment> [reason] [--project NAME]",
     CommandVerb.UNFREEZE: "usage: /unfreeze <environment> [--project NAME]",
 }
-
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_FENCES = ("```", "~~~")
 
 
 @dataclass(frozen=True)
@@ -94,29 +92,10 @@ def parse_commands(body: str) -> list[ParsedLine]:
     """The commands of a comment body, in order; [] when it has none (or is too long)."""
     if len(body) > MAX_BODY_LENGTH:
         return []
-    parsed = [item for line in _command_lines(body) if (item := _parse_line(line)) is not None]
+    parsed = [item for line in command_lines(body) if (item := _parse_line(line)) is not None]
     if len(parsed) > MAX_COMMANDS:
         return [CommandError(line=parsed[MAX_COMMANDS].line, message=TOO_MANY_COMMANDS)]
     return parsed
-
-
-def _command_lines(body: str) -> list[str]:
-    """Stripped lines starting with '/' outside fenced code blocks (a quote starts with '>')."""
-    lines = []
-    open_fence: str | None = None
-    for raw in _LINE_BREAK.split(body):
-        line = raw.strip()
-        if open_fence is not None:
-            if line.startswith(open_fence):
-                open_fence = None
-            continue
-        fence = next((fence for fence in _FENCES if line.startswith(fence)), None)
-        if fence is not None:
-            open_fence = fence
-            continue
-        if line.startswith("/"):
-            lines.append(line)
-    return lines
 
 
 def _parse_line(line: str) -> ParsedLine | None:
@@ -200,8 +179,6 @@ def _reason(words: list[str]) -> str | None:
     reason = " ".join(words)
     if len(reason) > MAX_REASON_LENGTH:
         raise _Malformed(REASON_TOO_LONG)
-    if "\x00" in reason:
-        raise _Malformed(REASON_HAS_NUL)
     return reason or None
 
 
