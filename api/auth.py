@@ -37,6 +37,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 def _bearer_token(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
+    token = value.strip()
+    if scheme.lower() != "bearer" or not token:
         return None
-    return value.strip()
+    # Tarmac's tokens are printable ASCII; anything else (bytes that were not UTF-8 arrive as
+    # surrogates) is simply not one of them.
+    if not token.isascii() or not token.isprintable():
+        return None
+    return token

@@ -103,7 +103,7 @@ async def create_deployment(request: web.Request) -> web.Response:
             environment_name=request.match_info["environment"],
             version=body.release_candidate_version,
             actor=_actor(request),
-            now=service.clock(),
+            clock=service.clock,
         )
         answer = deployment_response(deployment)
     service.outbox_changed()
@@ -124,7 +124,7 @@ async def update_deployment_status(request: web.Request) -> web.Response:
             status=body.status,
             actor=_actor(request),
             error_message=body.error_message,
-            now=service.clock(),
+            clock=service.clock,
         )
         answer = deployment_response(reported.deployment)
     service.outbox_changed()
@@ -154,7 +154,7 @@ async def roll_back(request: web.Request) -> web.Response:
             environment_name=request.match_info["environment"],
             actor=_actor(request),
             force=body.force,
-            now=service.clock(),
+            clock=service.clock,
         )
         answer = deployment_response(done.deployment)
     service.outbox_changed()

@@ -14,10 +14,11 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import deployments, releases, rollback
+from bot.clock import Clock
 from bot.freeze import current_freeze
 from bot.models import Deployment, Environment, Project, ReleaseCandidate
 from bot.outbox import deployment_key, enqueue, release_candidate_key
-from bot.projects import find_project
+from bot.projects import find_environment, find_project
 from bot.statuses import BuildStatus, DeploymentKind, DeploymentStatus, apply_status, is_final
 
 AUTO_DEPLOY_ACTOR = "tarmac (auto-deploy)"
@@ -158,6 +159,16 @@ async def plan_build(
 # --- operations -------------------------------------------------------------------------
 
 
+async def time_once_locked(
+    session: AsyncSession, project_name: str, environment_name: str, clock: Clock
+) -> datetime:
+    """Lock the environment, then read the clock. Changes of one environment take turns at
+    the lock, so the later one also has the later time: a deployment never ends before it
+    started, and id order is time order (PostgreSQL; on SQLite the write lock comes first)."""
+    await find_environment(session, project_name, environment_name, lock=True)
+    return clock()
+
+
 async def deploy(
     session: AsyncSession,
     mirror: Mirror,
@@ -166,9 +177,10 @@ async def deploy(
     environment_name: str,
     version: str,
     actor: str | None,
-    now: datetime,
+    clock: Clock,
 ) -> Deployment:
     """An explicit deploy; it also resumes auto-deploy paused by a rollback."""
+    now = await time_once_locked(session, project_name, environment_name, clock)
     deployment = await deployments.create_deployment(
         session,
         project_name=project_name,
@@ -191,10 +203,11 @@ async def report_status(
     version: str,
     status: DeploymentStatus,
     actor: str | None,
-    now: datetime,
+    clock: Clock,
     error_message: str | None = None,
 ) -> deployments.ReportedStatus:
     """A status from a CD system: recorded and mirrored; it never dispatches a workflow."""
+    now = await time_once_locked(session, project_name, environment_name, clock)
     reported = await deployments.report_deployment_status(
         session,
         project_name=project_name,
@@ -220,10 +233,11 @@ async def roll_back(
     environment_name: str,
     actor: str | None,
     force: bool,
-    now: datetime,
+    clock: Clock,
 ) -> rollback.Rollback:
     """The rollback rule, then: superseded runs canceled on GitHub, their deployments shown
     inactive, auto-deploy paused for the environment, and the rollback deployed."""
+    now = await time_once_locked(session, project_name, environment_name, clock)
     done = await rollback.roll_back(
         session,
         project_name=project_name,

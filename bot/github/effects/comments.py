@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import errors, operations
+from bot.clock import Clock
 from bot.errors import DomainError
 from bot.freeze import current_freeze, freeze_environment, unfreeze_environment
 from bot.github.client import GitHubRefused
@@ -255,11 +256,11 @@ async def run_command(ctx: EffectContext, item: ClaimedItem) -> Recorder | None:
     refusal = _permission_refusal(request, access, item.repo)
 
     async def record(session: AsyncSession) -> None:
-        now = ctx.clock()
         if refusal is not None:
             text = reply(request.line, REFUSED, refusal)
         else:
-            text = await _run(session, ctx.mirror, request, item.repo, now)
+            text = await _run(session, ctx.mirror, request, item.repo, ctx.clock)
+        now = ctx.clock()
         await enqueue_reply(
             session,
             repo=item.repo,
@@ -323,20 +324,23 @@ def _permission_refusal(request: CommandRequest, access: Access, repo: str) -> s
 
 
 async def _run(
-    session: AsyncSession, mirror: Mirror, request: CommandRequest, repo: str, now: datetime
+    session: AsyncSession, mirror: Mirror, request: CommandRequest, repo: str, clock: Clock
 ) -> str:
-    """The command's change and the reply's text; a refusal changes nothing (savepoint)."""
+    """The command's change and the reply's text; a refusal changes nothing (savepoint).
+
+    The clock is read once the environment is locked (by the operation), so two changes of
+    one environment are in time order as they are in id order."""
     try:
         async with session.begin_nested():
-            text = await _perform(session, mirror, request, repo, now)
+            text = await _perform(session, mirror, request, repo, clock)
     except DomainError as refused:
-        text = await _refusal(session, request, repo, refused, now)
+        text = await _refusal(session, request, repo, refused, clock())
         return reply(request.line, REFUSED, text)
     return reply(request.line, DONE, text)
 
 
 async def _perform(
-    session: AsyncSession, mirror: Mirror, request: CommandRequest, repo: str, now: datetime
+    session: AsyncSession, mirror: Mirror, request: CommandRequest, repo: str, clock: Clock
 ) -> str:
     # The project was chosen from this repository's projects when the comment came in; it
     # must still be one of them (the projects file may have changed since).
@@ -344,11 +348,11 @@ async def _perform(
     if project is None or project.repo.lower() != repo.lower():
         raise errors.not_found(errors.PROJECT_NOT_FOUND)
     perform = _PERFORMERS[CommandVerb(request.verb)]
-    return await perform(session, mirror, request, now)
+    return await perform(session, mirror, request, clock)
 
 
 async def _roll_back(
-    session: AsyncSession, mirror: Mirror, request: CommandRequest, now: datetime
+    session: AsyncSession, mirror: Mirror, request: CommandRequest, clock: Clock
 ) -> str:
     done = await operations.roll_back(
         session,
@@ -357,7 +361,7 @@ async def _roll_back(
         environment_name=request.environment,
         actor=request.actor,
         force=request.force,
-        now=now,
+        clock=clock,
     )
     target = done.deployment.release_candidate
     template = ROLLBACK_STARTED if done.rolled_back_from.id != target.id else ROLLBACK_REDEPLOY
@@ -374,7 +378,7 @@ async def _roll_back(
 
 
 async def _deploy(
-    session: AsyncSession, mirror: Mirror, request: CommandRequest, now: datetime
+    session: AsyncSession, mirror: Mirror, request: CommandRequest, clock: Clock
 ) -> str:
     assert request.release_candidate_version is not None  # the parser requires one
     deployment = await operations.deploy(
@@ -384,7 +388,7 @@ async def _deploy(
         environment_name=request.environment,
         version=request.release_candidate_version,
         actor=request.actor,
-        now=now,
+        clock=clock,
     )
     started = DEPLOY_STARTED.format(
         version=deployment.release_candidate.version,
@@ -398,9 +402,10 @@ async def _deploy(
 
 
 async def _freeze(
-    session: AsyncSession, mirror: Mirror, request: CommandRequest, now: datetime
+    session: AsyncSession, mirror: Mirror, request: CommandRequest, clock: Clock
 ) -> str:
     environment = await find_environment(session, request.project, request.environment, lock=True)
+    now = clock()
     freeze_environment(environment, reason=request.reason, by=request.actor, until=None, now=now)
     reason = f": {defuse_mentions(request.reason)}" if request.reason else ""
     return FROZEN_DONE.format(
@@ -409,18 +414,18 @@ async def _freeze(
 
 
 async def _unfreeze(
-    session: AsyncSession, mirror: Mirror, request: CommandRequest, now: datetime
+    session: AsyncSession, mirror: Mirror, request: CommandRequest, clock: Clock
 ) -> str:
     environment = await find_environment(session, request.project, request.environment, lock=True)
     names = {"environment": request.environment, "project": request.project}
-    if current_freeze(environment, now) is None:
+    if current_freeze(environment, clock()) is None:
         return WAS_NOT_FROZEN.format(**names)
     unfreeze_environment(environment)
     return UNFROZEN_DONE.format(**names)
 
 
 _PERFORMERS: dict[
-    CommandVerb, Callable[[AsyncSession, Mirror, CommandRequest, datetime], Awaitable[str]]
+    CommandVerb, Callable[[AsyncSession, Mirror, CommandRequest, Clock], Awaitable[str]]
 ] = {
     CommandVerb.ROLLBACK: _roll_back,
     CommandVerb.DEPLOY: _deploy,
