@@ -216,7 +216,9 @@ def _with_database(
     migrate: bool = True,
 ) -> int:
     async def run() -> None:
-        db = Database.from_url(settings.database_url)
+        db = Database.from_url(
+            settings.database_url, statement_timeout=settings.database_statement_timeout
+        )
         try:
             if migrate:
                 await db.migrate()

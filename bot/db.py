@@ -39,7 +39,19 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 MIGRATION_ADVISORY_LOCK = 7_243_571_001
 
 
-def create_engine(database_url: str) -> AsyncEngine:
+# A PostgreSQL that takes connections but never answers must not hold a request until TCP
+# gives up: connecting, and then each statement, fail after this long (the request gets 503).
+DEFAULT_STATEMENT_TIMEOUT_SECONDS = 10.0
+CONNECT_TIMEOUT_SECONDS = 5.0
+# libpq's sslmode, as PostgreSQL URLs carry it, is asyncpg's `ssl` (which takes these modes).
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def create_engine(
+    database_url: str, *, statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT_SECONDS
+) -> AsyncEngine:
+    """The engine for `database_url`; `statement_timeout` None for migrations, whose DDL may
+    take long on a large database."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         # Calls made on the event loop's thread, not aiosqlite's (see bot/sqlite_inline.py).
@@ -50,7 +62,27 @@ def create_engine(database_url: str) -> AsyncEngine:
         engine = create_async_engine(url, connect_args=connect_args)
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    asyncpg_args: dict[str, Any] = {"timeout": CONNECT_TIMEOUT_SECONDS}
+    if statement_timeout is not None:
+        asyncpg_args["command_timeout"] = statement_timeout
+    sslmode = url.query.get("sslmode")
+    if sslmode is not None:
+        asyncpg_args["ssl"] = sslmode
+        url = url.difference_update_query(["sslmode"])
+    return create_async_engine(
+        url, pool_size=10, max_overflow=10, pool_pre_ping=True, connect_args=asyncpg_args
+    )
+
+
+def sslmode_problem(database_url: str) -> str | None:
+    """What is wrong with a PostgreSQL URL's sslmode, if anything."""
+    url = make_url(database_url)
+    mode = url.query.get("sslmode")
+    if mode is None or url.get_backend_name() != "postgresql":
+        return None
+    if not isinstance(mode, str) or mode not in SSL_MODES:
+        return f"sslmode must be one of {', '.join(SSL_MODES)}"
+    return None
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -79,8 +111,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 class Database:
     """Owns the engine; hands out read sessions and serialised write sessions."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, database_url: str | None = None) -> None:
         self.engine = engine
+        self._database_url = database_url  # to migrate through an engine without timeouts
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._read_sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._write_sessions = async_sessionmaker(
@@ -89,8 +122,10 @@ class Database:
         self._sqlite_writer = asyncio.Lock()
 
     @classmethod
-    def from_url(cls, database_url: str) -> Database:
-        return cls(create_engine(database_url))
+    def from_url(
+        cls, database_url: str, *, statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT_SECONDS
+    ) -> Database:
+        return cls(create_engine(database_url, statement_timeout=statement_timeout), database_url)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -118,7 +153,19 @@ class Database:
         """Bring the schema to the newest migration; safe to run from several replicas at once."""
         if await self.current_revision() == head_revision():
             return  # the usual start: no lock to wait for, no migration environment to load
-        async with self.engine.connect() as connection:
+        # Waiting for another replica's migration, or DDL on a large table, may take longer
+        # than a statement may take while serving.
+        engine = self.engine
+        if not self.is_sqlite and self._database_url is not None:
+            engine = create_engine(self._database_url, statement_timeout=None)
+        try:
+            await self._migrate_with(engine)
+        finally:
+            if engine is not self.engine:
+                await engine.dispose()
+
+    async def _migrate_with(self, engine: AsyncEngine) -> None:
+        async with engine.connect() as connection:
             if not self.is_sqlite:
                 await connection.execute(
                     text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_ADVISORY_LOCK}

@@ -124,7 +124,9 @@ async def open_service(settings: Settings, *, clock: Clock = utc_now) -> Service
     """
     projects = load_projects_file(settings.config)
     github_app = settings.github_app()
-    db = Database.from_url(settings.database_url)
+    db = Database.from_url(
+        settings.database_url, statement_timeout=settings.database_statement_timeout
+    )
     try:
         await db.migrate()
         async with db.write() as session:

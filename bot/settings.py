@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.db import sslmode_problem
 from bot.log_context import LogFormat, log_handler
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///tarmac.db"
@@ -40,6 +41,9 @@ class Settings(BaseSettings):
     outbox_lease_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)
     # `tarmac serve` waits this long for an unreachable database, then exits (code 3).
     database_start_timeout: float = Field(default=60.0, ge=0.0, le=3600.0)
+    # PostgreSQL: a statement that gets no answer this long fails (503), so a database that
+    # takes connections but never answers cannot hold requests.
+    database_statement_timeout: float = Field(default=10.0, gt=0.0, le=3600.0)
 
     def github_app(self) -> GitHubAppSettings | None:
         """The GitHub App credentials, or None when none are set (the REST API still works).
@@ -105,6 +109,9 @@ class Settings(BaseSettings):
     def _supported_database(cls, value: str) -> str:
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        problem = sslmode_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
 

@@ -104,7 +104,9 @@ async def call(
 
 class TcpProxy:
     """Forwards 127.0.0.1:`port` to `target`, until `cut()`: every open connection is dropped
-    and new ones are refused (nothing listens) until `restore()`."""
+    and new ones are refused (nothing listens) until `restore()`. `stall()` keeps every
+    connection open and takes new ones, but carries nothing either way until `flow()`: a
+    server that is there and never answers."""
 
     def __init__(self, target_host: str, target_port: int, port: int) -> None:
         self.target = (target_host, target_port)
@@ -112,6 +114,14 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def flow(self) -> None:
+        self._flowing.set()
 
     @property
     def is_up(self) -> bool:
@@ -162,9 +172,9 @@ class TcpProxy:
                 pump.cancel()
                 self._tasks.discard(pump)
 
-    @staticmethod
-    async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while chunk := await source.read(65536):
+                await self._flowing.wait()
                 sink.write(chunk)
                 await sink.drain()

@@ -8,14 +8,19 @@ import json
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.conftest import SHA_A, SHA_B, sign_webhook
+from api.app import create_app
+from bot.db import Database
+from bot.settings import Settings
+from tests.conftest import SHA_A, SHA_B, Api, make_token, sign_webhook
 from tests.fake_github import FakeGitHub, Run
 from tests.figures import record_figure
+from tests.openapi_conformance import OpenApiConformance
 from tests.processes import TcpProxy, app_env, eventually, server_logs, start_server, stop_server
 from tests.test_cli import (
     EXAMPLE_CONFIG,
@@ -193,3 +198,52 @@ async def delivery(http: aiohttp.ClientSession, base: str) -> tuple[int, object]
     }
     async with http.post(base + "/api/github/webhooks", data=body, headers=headers) as reply:
         return reply.status, await reply.json()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_a_database_that_stops_answering_gives_503_within_its_timeout_then_recovers(
+    database_url: str, projects_file: Path, aiohttp_client: Any, conformance: OpenApiConformance
+) -> None:
+    """PostgreSQL keeps the connections open and answers nothing (a hung server, a network
+    that drops packets): requests must not wait for TCP to give up."""
+    proxy = TcpProxy("127.0.0.1", postgres_port(database_url), free_port())
+    await proxy.start()
+    settings = Settings(
+        database_url=through(database_url, proxy.port),
+        config=projects_file,
+        database_statement_timeout=1.0,
+    )
+    try:
+        api = Api(await aiohttp_client(create_app(settings, background_work=False)), conformance)
+        direct = Database.from_url(database_url)
+        api.token = await make_token(direct, "ci")
+        await direct.dispose()
+        assert (await api.create_rc("v1-rc1")).status == 201
+
+        proxy.stall()
+        stalled_at = time.monotonic()
+        stalled = await api.create_rc("v2-rc1", SHA_B)
+        answered_in = time.monotonic() - stalled_at
+        proxy.flow()
+        recovered = await api.create_rc("v3-rc1", SHA_B)
+    finally:
+        await proxy.close()
+
+    record_figure("faults: database stalls", "503 after (s)", answered_in)
+    assert (stalled.status, stalled.body) == (503, {"error": "Database unavailable, try again"})
+    assert answered_in < 5
+    assert recovered.status == 201, recovered.body
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_a_libpq_sslmode_in_the_url_is_asyncpgs_ssl(
+    tmp_path: Path, database_url: str
+) -> None:
+    """`?sslmode=` as libpq and most hosting providers write it (here `disable`, as the local
+    server has no certificate): Tarmac connects with it instead of failing at start."""
+    url = database_url + "?sslmode=disable"
+    result = run_tarmac(
+        "migrate", env=tarmac_env(database_url=url, config=EXAMPLE_CONFIG), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
