@@ -26,6 +26,10 @@ RC_STILL_BUILDING = "Release candidate is still building"
 RC_BUILD_FAILED = "Release candidate build failed"
 RC_COMMIT_CONFLICT = "Release candidate already exists with a different commit"
 NO_BUILD_WORKFLOW = "Release project has no build workflow configured"
+BUILD_NEEDS_GITHUB_APP = (
+    "trigger_build_workflow needs the GitHub App, which runs the build workflow and hears how "
+    "it ends; without one, create the candidate without it (it is ready at once)"
+)
 FREEZE_UNTIL_IN_PAST = "Freeze 'until' must be in the future"
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import deployments, releases, rollback
+from bot import deployments, errors, releases, rollback
 from bot.clock import Clock
 from bot.freeze import current_freeze
 from bot.models import Deployment, Environment, Project, ReleaseCandidate
@@ -265,10 +265,14 @@ async def create_release_candidate(
     build: bool,
     now: datetime,
 ) -> releases.CreatedCandidate:
-    """An RC through the API. With `build`, the build workflow runs on the default branch."""
+    """An RC through the API. With `build`, the build workflow runs on the default branch:
+    only with a GitHub App, since nothing else would ever end the build."""
+    project = await find_project(session, project_name)
+    if build and not mirror.enabled and project.build_workflow is not None:
+        raise errors.invalid(errors.BUILD_NEEDS_GITHUB_APP)
     created = await releases.create_release_candidate(
         session,
-        await find_project(session, project_name),
+        project,
         version=version,
         repo=repo,
         commit=commit,

@@ -178,7 +178,7 @@ async def test_deploying_an_invalid_version_is_refused(api: Api, version: str) -
 async def test_an_rc_without_a_good_build_is_not_deployed(
     api: Api, db: Database, build_status: str, message: str
 ) -> None:
-    await api.create_rc("v1.0.0-rc1", trigger_build_workflow=True)
+    await api.create_rc("v1.0.0-rc1")
     await set_build_status(db, "v1.0.0-rc1", build_status)
 
     reply = await api.deploy("staging", "v1.0.0-rc1")

@@ -170,11 +170,21 @@ async def test_an_unknown_project_is_not_found(api: Api, project: str) -> None:
     assert reply.body == {"error": "Release project not found"}
 
 
-async def test_triggering_the_build_workflow_leaves_the_rc_building(api: Api) -> None:
-    reply = await api.create_rc("v1.0.0-rc1", trigger_build_workflow=True)
+async def test_triggering_the_build_workflow_leaves_the_rc_building(github_api: Api) -> None:
+    reply = await github_api.create_rc("v1.0.0-rc1", trigger_build_workflow=True)
 
     assert reply.status == 201
     assert reply.body["build_status"] == "building"
+
+
+async def test_a_build_without_a_github_app_is_refused_since_nothing_would_end_it(
+    api: Api, db: Database
+) -> None:
+    reply = await api.create_rc("v1.0.0-rc1", trigger_build_workflow=True)
+
+    assert reply.status == 400
+    assert reply.body["error"].startswith("trigger_build_workflow needs the GitHub App")
+    assert await count(db, ReleaseCandidate) == 0
 
 
 @pytest.mark.parametrize("extra", [{"trigger_build_workflow": False}, {}])
@@ -203,8 +213,9 @@ async def test_a_build_of_a_project_without_build_workflow_is_refused(
 
 @pytest.mark.both_databases
 async def test_releases_are_listed_newest_first_with_their_candidates(
-    api: Api, clock: TestClock
+    github_api: Api, clock: TestClock
 ) -> None:
+    api = github_api  # a building candidate needs the GitHub App, which runs the build
     await api.create_rc("v1.0.0-rc1", SHA_A)
     await api.create_rc("v1.0.0-rc2", SHA_B)
     clock.advance(minutes=5)
