@@ -12,9 +12,15 @@ PYTEST_DONT_REWRITE: conftest.py imports this module before pytest loads it as a
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+CHECKOUT = Path(__file__).resolve().parents[1]
 
 PREFIX = "tarmac-check:"
 
@@ -59,3 +65,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     _collected.clear()
     if failed_any:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def run_planted_test(tmp_path: Path, source: str, plugin: str) -> subprocess.CompletedProcess[str]:
+    """A pytest run of one test file made of `source`, with the checks and `plugin`: how the
+    tests of a check show that a run it should fail does fail."""
+    (tmp_path / "test_planted.py").write_text(source)
+    env = {**os.environ, "PYTHONPATH": str(CHECKOUT)}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "tests.session_checks", "-p", plugin]
+    command += ["-p", "no:cacheprovider", "--basetemp", str(tmp_path / "inner"), "test_planted.py"]
+    return subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
+    )

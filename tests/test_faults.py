@@ -139,7 +139,11 @@ async def survive_kills(
     kills: int,
 ) -> None:
     """SIGKILL `kills` times at random moments while `deployments` deployments are created
-    and reported over ten environments; restart after each, clients retrying."""
+    and reported over ten environments; restart after each, clients retrying.
+
+    The moments are drawn over the workload's progress (each kill once a random share of the
+    deployments is reported, then after a random pause), not over the clock: however fast the
+    server restarts and drains, every kill lands while the workload runs."""
     lanes = 10
     seed = random.randrange(2**32)
     chance = random.Random(seed)
@@ -153,8 +157,14 @@ async def survive_kills(
         clients = Clients(http, [f"http://127.0.0.1:{port}"], token, fake_github)
         work = asyncio.create_task(run_workload(clients, lanes, deployments))
         try:
-            for _ in range(kills):
-                await asyncio.sleep(chance.uniform(0.3, 2.0))
+            marks = sorted(chance.sample(range(deployments // 20, deployments * 9 // 10), kills))
+            for mark in marks:
+                await eventually(
+                    lambda mark=mark: len(clients.tally.reported) >= mark or work.done(),
+                    f"{mark} deployments reported",
+                    workload_deadline(deployments),
+                )
+                await asyncio.sleep(chance.uniform(0.0, 0.3))
                 assert not work.done(), f"the workload ended after {survived} kills"
                 os.kill(server.pid, signal.SIGKILL)
                 await asyncio.to_thread(server.wait, 10)

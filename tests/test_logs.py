@@ -9,8 +9,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +31,7 @@ from bot.timeouts import sweep_stuck_deployments
 from tests.conftest import PROJECTS_YAML, SHA_A, Api, TestClock, Webhooks, github_payload
 from tests.fake_github import FakeGitHub
 from tests.leak_check import find_leaks, register_secret
+from tests.session_checks import run_planted_test
 from tests.test_cli import created_token, http, run_tarmac, sqlite_url, tarmac_env, tarmac_server
 from tests.test_github_tags import tag_push
 
@@ -290,25 +289,7 @@ def test_that_logs_a_secret() -> None:
 
 
 def test_a_run_whose_test_logs_a_secret_fails(tmp_path: Path) -> None:
-    (tmp_path / "test_planted.py").write_text(PLANTED_TEST)
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "tests.session_checks",
-        "-p",
-        "tests.leak_check",
-        "-p",
-        "no:cacheprovider",
-    ]
-    command += ["--basetemp", str(tmp_path / "inner"), "test_planted.py"]
-
-    result = subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    result = run_planted_test(tmp_path, PLANTED_TEST, "tests.leak_check")
 
     assert result.returncode == 1, result.stdout + result.stderr
     assert "1 passed" in result.stdout

@@ -3,15 +3,14 @@ points beside the checkout, and the run fails if a test reads there anyway."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.checkout_reads import CHECKOUT, is_outside
 from tests.github_material import EXAMPLES, example_payload, rest_description
 from tests.github_rest import github_rest
+from tests.session_checks import run_planted_test
 
 # A path that climbs out of the checkout, or names the folder our machines keep beside it.
 LEANING_OUT = re.compile(r"\.\./shared\b|parents\[2\]|\bshared/github\b|\.parent\.parent\.parent")
@@ -77,15 +76,7 @@ def test_that_reads_beside_the_checkout() -> None:
 
 
 def test_a_run_whose_test_reads_beside_the_checkout_fails(tmp_path: Path) -> None:
-    (tmp_path / "test_planted.py").write_text(PLANTED_TEST)
-    env = {**os.environ, "PYTHONPATH": str(CHECKOUT)}
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "tests.session_checks"]
-    command += ["-p", "tests.checkout_reads", "-p", "no:cacheprovider"]
-    command += ["--basetemp", str(tmp_path / "inner"), "test_planted.py"]
-
-    result = subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    result = run_planted_test(tmp_path, PLANTED_TEST, "tests.checkout_reads")
 
     assert result.returncode == 1, result.stdout + result.stderr
     assert "1 passed" in result.stdout
