@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import errors
+from bot.clock import Clock
 from bot.freeze import ensure_not_frozen
 from bot.log_context import add_log_context
 from bot.models import Deployment, Environment, ReleaseCandidate
@@ -122,10 +123,13 @@ async def create_deployment(
     environment_name: str,
     version: str,
     actor: str | None,
-    now: datetime,
+    clock: Clock,
 ) -> Deployment:
     """Deploy RC `version` to the environment: a new `pending` deployment."""
     environment = await find_environment(session, project_name, environment_name, lock=True)
+    # Read once locked: changes of one environment take turns here, so their times follow
+    # their ids and a deployment never ends before it started.
+    now = clock()
     if parse_rc_version(version) is None:
         raise errors.invalid(errors.INVALID_RC_VERSION)
     ensure_accepts_deployments(environment)
@@ -162,7 +166,7 @@ async def report_deployment_status(
     version: str,
     status: DeploymentStatus,
     actor: str | None,
-    now: datetime,
+    clock: Clock,
     error_message: str | None = None,
 ) -> ReportedStatus:
     """A status reported by a CD system: updates the newest deployment of the RC in the
@@ -171,6 +175,9 @@ async def report_deployment_status(
     Freezes do not apply: a report describes what already happened.
     """
     environment = await find_environment(session, project_name, environment_name, lock=True)
+    # Read once locked: changes of one environment take turns here, so their times follow
+    # their ids and a deployment never ends before it started.
+    now = clock()
     if parse_rc_version(version) is None:
         raise errors.invalid(errors.INVALID_RC_VERSION)
     candidate = await find_release_candidate(session, environment.project, version)

@@ -18,7 +18,7 @@ from bot.clock import Clock
 from bot.freeze import current_freeze
 from bot.models import Deployment, Environment, Project, ReleaseCandidate
 from bot.outbox import deployment_key, enqueue, release_candidate_key
-from bot.projects import find_environment, find_project
+from bot.projects import find_project
 from bot.statuses import BuildStatus, DeploymentKind, DeploymentStatus, apply_status, is_final
 
 AUTO_DEPLOY_ACTOR = "tarmac (auto-deploy)"
@@ -159,16 +159,6 @@ async def plan_build(
 # --- operations -------------------------------------------------------------------------
 
 
-async def time_once_locked(
-    session: AsyncSession, project_name: str, environment_name: str, clock: Clock
-) -> datetime:
-    """Lock the environment, then read the clock. Changes of one environment take turns at
-    the lock, so the later one also has the later time: a deployment never ends before it
-    started, and id order is time order (PostgreSQL; on SQLite the write lock comes first)."""
-    await find_environment(session, project_name, environment_name, lock=True)
-    return clock()
-
-
 async def deploy(
     session: AsyncSession,
     mirror: Mirror,
@@ -180,17 +170,16 @@ async def deploy(
     clock: Clock,
 ) -> Deployment:
     """An explicit deploy; it also resumes auto-deploy paused by a rollback."""
-    now = await time_once_locked(session, project_name, environment_name, clock)
     deployment = await deployments.create_deployment(
         session,
         project_name=project_name,
         environment_name=environment_name,
         version=version,
         actor=actor,
-        now=now,
+        clock=clock,
     )
     deployment.environment.auto_deploy_paused_at = None
-    await plan_new_deployment(session, mirror, deployment, now)
+    await plan_new_deployment(session, mirror, deployment, deployment.updated_at)
     return deployment
 
 
@@ -207,7 +196,6 @@ async def report_status(
     error_message: str | None = None,
 ) -> deployments.ReportedStatus:
     """A status from a CD system: recorded and mirrored; it never dispatches a workflow."""
-    now = await time_once_locked(session, project_name, environment_name, clock)
     reported = await deployments.report_deployment_status(
         session,
         project_name=project_name,
@@ -215,9 +203,11 @@ async def report_status(
         version=version,
         status=status,
         actor=actor,
-        now=now,
+        clock=clock,
         error_message=error_message,
     )
+    # A new or changed deployment was updated at the time the rule read, under the lock.
+    now = reported.deployment.updated_at
     if reported.created:
         await plan_new_deployment(session, mirror, reported.deployment, now)
     elif reported.changed:
@@ -237,15 +227,15 @@ async def roll_back(
 ) -> rollback.Rollback:
     """The rollback rule, then: superseded runs canceled on GitHub, their deployments shown
     inactive, auto-deploy paused for the environment, and the rollback deployed."""
-    now = await time_once_locked(session, project_name, environment_name, clock)
     done = await rollback.roll_back(
         session,
         project_name=project_name,
         environment_name=environment_name,
         actor=actor,
         force=force,
-        now=now,
+        clock=clock,
     )
+    now = done.deployment.updated_at
     done.deployment.environment.auto_deploy_paused_at = now
     for canceled in done.canceled:
         await plan_cancel_run(session, mirror, canceled, now)

@@ -24,6 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import errors
+from bot.clock import Clock
 from bot.deployments import (
     active_deployments,
     newest_deployment,
@@ -72,9 +73,10 @@ async def roll_back(
     environment_name: str,
     actor: str | None,
     force: bool,
-    now: datetime,
+    clock: Clock,
 ) -> Rollback:
     environment = await find_environment(session, project_name, environment_name, lock=True)
+    now = clock()  # once locked, as in bot.deployments
     newest = await newest_deployment(session, environment)
     if newest is None:
         raise errors.not_found(errors.NOTHING_TO_ROLL_BACK_TO)

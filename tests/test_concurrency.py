@@ -256,7 +256,7 @@ async def test_two_replicas_writing_to_one_environment_keep_the_chain(
                 version=version,
                 status=DeploymentStatus.SUCCESS,
                 actor=None,
-                now=now,
+                clock=lambda: now,
             )
 
     try:

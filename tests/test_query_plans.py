@@ -47,7 +47,7 @@ async def _rollback_statements(db: Database) -> list[tuple[str, Any]]:
             environment_name="production",
             actor="ci@example.com",
             force=False,
-            now=datetime.now(UTC),
+            clock=lambda: datetime.now(UTC),
         )
 
     return await _statements_of(db, production_rollback)

@@ -133,7 +133,7 @@ class Story:
                 environment_name=environment,
                 version=version,
                 actor=ACTOR,
-                now=self.tick(),
+                clock=self.tick,
             )
 
     async def report(
@@ -152,7 +152,7 @@ class Story:
                 version=version,
                 status=status,
                 actor=ACTOR,
-                now=self.tick(),
+                clock=self.tick,
                 error_message=error_message,
             )
 
@@ -170,7 +170,7 @@ class Story:
                 environment_name=environment,
                 actor=ACTOR,
                 force=force,
-                now=self.tick(),
+                clock=self.tick,
             )
 
     async def freeze(
@@ -632,7 +632,7 @@ async def test_a_frozen_environment_refuses_a_rollback_before_changing_anything(
                 environment_name="production",
                 actor=ACTOR,
                 force=False,
-                now=story.tick(),
+                clock=story.tick,
             )
         assert caught.value.message == errors.ENVIRONMENT_FROZEN
         assert caught.value.refusal == Refusal.INVALID
