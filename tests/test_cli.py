@@ -64,8 +64,10 @@ def sqlite_url(path: Path) -> str:
 
 # Ports for the servers tests start as processes: each pytest-xdist worker takes them from a
 # range of its own, below Linux's ephemeral range (32768 and up), so no other worker and no
-# socket bound to port 0 can take one between the check here and the server's bind.
-PORT_RANGE_START = 21000
+# socket bound to port 0 can take one between the check here and the server's bind. Two suites
+# run side by side on one machine (two checkouts) set TARMAC_TEST_PORT_BASE apart, with room
+# for their workers.
+PORT_RANGE_START = int(os.environ.get("TARMAC_TEST_PORT_BASE", "21000"))
 PORTS_PER_WORKER = 1500
 _port_offsets = itertools.count()
 
