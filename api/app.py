@@ -8,6 +8,7 @@ from aiohttp import web
 
 from api.auth import auth_middleware
 from api.errors import error_middleware
+from api.idempotency import idempotency_middleware
 from api.keys import GITHUB_APP, OPENAPI_DOCUMENT, SERVICE, SETTINGS
 from api.log_context import log_context_middleware
 from api.metrics import request_metrics_middleware
@@ -35,6 +36,7 @@ def create_app(
             request_metrics_middleware,
             error_middleware,
             auth_middleware,
+            idempotency_middleware,
         ],
     )
     app[SETTINGS] = settings

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from api import errors, webhooks
+from api import errors, idempotency, webhooks
 from api.requests import INVALID_JSON, NOT_AN_OBJECT
 from api.schemas import (
     CreateDeploymentBody,
@@ -77,6 +77,31 @@ def _path_param(name: str, description: str) -> dict[str, Any]:
 PROJECT = _path_param("project", "Release project name (case-sensitive).")
 ENVIRONMENT = _path_param("environment", "Environment name within the project (case-sensitive).")
 VERSION = _path_param("version", "Release candidate version, `<release>-rc<N>`.")
+DEPLOYMENT_ID = {
+    "name": "deployment_id",
+    "in": "path",
+    "required": True,
+    "description": "The deployment's id (`id` in a deployment).",
+    "schema": {"type": "integer", "minimum": 1, "maximum": 999_999_999_999_999_999},
+}
+IDEMPOTENCY_KEY = {
+    "name": idempotency.HEADER,
+    "in": "header",
+    "required": False,
+    "description": "Send the same key with every retry of one request: for 24 hours it gets "
+    "the first 2xx answer again (with `Idempotent-Replayed: true`) and changes nothing more. "
+    "Keys belong to the token; 1 to 255 printable ASCII characters. The same key with another "
+    "method, path or body is refused with 422.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+REPLAYED_HEADER = {
+    idempotency.REPLAYED_HEADER: {
+        "description": "`true` when this is the stored answer to an earlier request with the "
+        "same `Idempotency-Key`.",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
+WRITE_METHODS = ("post", "put", "patch", "delete")
 PAGE_PARAMS = [
     {
         "name": "page",
@@ -260,6 +285,43 @@ def build_openapi_document() -> dict[str, Any]:
                 },
             },
         },
+        "/api/releases/{project}/environments/{environment}/deployments/{deployment_id}": {
+            "parameters": [*environment_params, DEPLOYMENT_ID],
+            "get": {
+                "operationId": "getDeployment",
+                "summary": "One deployment of the environment",
+                "responses": {
+                    "200": _json(_ref(DeploymentResponse), "The deployment."),
+                    **READ_COMMON,
+                    "404": _error(
+                        domain.PROJECT_NOT_FOUND,
+                        domain.ENVIRONMENT_NOT_FOUND,
+                        domain.DEPLOYMENT_NOT_FOUND,
+                    ),
+                },
+            },
+        },
+        "/api/releases/{project}/environments/{environment}/deployments/{deployment_id}/cancel": {
+            "parameters": [*environment_params, DEPLOYMENT_ID],
+            "post": {
+                "operationId": "cancelDeployment",
+                "summary": "Cancel a deployment that has not ended (and its workflow run)",
+                "description": "The deployment becomes `canceled` with `error_message` "
+                "`Canceled by <actor>`; with the GitHub App its workflow run is canceled and "
+                "its GitHub deployment shown inactive. Canceling a canceled deployment again "
+                "answers it unchanged.",
+                "responses": {
+                    "200": _json(_ref(DeploymentResponse), "The canceled deployment."),
+                    **COMMON,
+                    "404": _error(
+                        domain.PROJECT_NOT_FOUND,
+                        domain.ENVIRONMENT_NOT_FOUND,
+                        domain.DEPLOYMENT_NOT_FOUND,
+                    ),
+                    "409": _error(domain.DEPLOYMENT_ALREADY_ENDED),
+                },
+            },
+        },
         "/api/releases/{project}/environments/{environment}/rollback": {
             "parameters": environment_params,
             "post": {
@@ -386,6 +448,7 @@ def build_openapi_document() -> dict[str, Any]:
             }
         },
     }
+    _describe_idempotency(paths)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -402,6 +465,34 @@ def build_openapi_document() -> dict[str, Any]:
         },
         "paths": paths,
     }
+
+
+def _describe_idempotency(paths: dict[str, Any]) -> None:
+    """Every write of the API takes an Idempotency-Key (api/idempotency.py)."""
+    for template, item in paths.items():
+        if not template.startswith("/api/releases/"):
+            continue
+        for method in WRITE_METHODS:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            operation["parameters"] = [*operation.get("parameters", []), IDEMPOTENCY_KEY]
+            responses = operation["responses"]
+            for status, response in list(responses.items()):
+                if status.startswith("2"):
+                    responses[status] = {**response, "headers": REPLAYED_HEADER}
+            responses["400"] = _with_example(responses["400"], idempotency.INVALID_KEY)
+            responses["422"] = _error(idempotency.KEY_REUSED)
+
+
+def _with_example(response: dict[str, Any], message: str) -> dict[str, Any]:
+    examples = response["content"]["application/json"]["examples"]
+    content = {
+        "schema": response["content"]["application/json"]["schema"],
+        "examples": {**examples, f"e{len(examples)}": {"value": {"error": message}}},
+    }
+    description = f"{response['description']} / {message}"
+    return {"description": description, "content": {"application/json": content}}
 
 
 @functools.cache

@@ -11,6 +11,7 @@ import asyncio
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
+from api.idempotency import changing
 from api.keys import IDENTITY, OPENAPI_DOCUMENT, SERVICE
 from api.requests import read_body, read_page
 from api.responses import (
@@ -42,6 +43,8 @@ HEALTH_TIMEOUT_SECONDS = 2.0
 routes = web.RouteTableDef()
 PROJECT = "/api/releases/{project}"
 ENVIRONMENT = PROJECT + "/environments/{environment}"
+# Ids are 64-bit: more digits than that cannot name a deployment (404, not a database error).
+DEPLOYMENT = ENVIRONMENT + "/deployments/{deployment_id:[0-9]{1,18}}"
 
 
 def _service(request: web.Request) -> Service:
@@ -56,9 +59,9 @@ def _actor(request: web.Request) -> str:
 async def create_release(request: web.Request) -> web.Response:
     body = await read_body(request, CreateReleaseBody)
     service = _service(request)
-    async with service.db.write() as session:
+    async with changing(request) as change:
         created = await operations.create_release_candidate(
-            session,
+            change.session,
             service.mirror,
             project_name=request.match_info["project"],
             version=request.match_info["version"],
@@ -67,9 +70,8 @@ async def create_release(request: web.Request) -> web.Response:
             build=body.trigger_build_workflow,
             now=service.clock(),
         )
-        answer = candidate_response(created.candidate)
-    service.outbox_changed()
-    return json_response(answer, status=201)
+        change.answer(candidate_response(created.candidate), status=201)
+    return change.response
 
 
 @routes.get(PROJECT + "/releases")
@@ -95,9 +97,9 @@ async def get_release_candidate(request: web.Request) -> web.Response:
 async def create_deployment(request: web.Request) -> web.Response:
     body = await read_body(request, CreateDeploymentBody)
     service = _service(request)
-    async with service.db.write() as session:
+    async with changing(request) as change:
         deployment = await operations.deploy(
-            session,
+            change.session,
             service.mirror,
             project_name=request.match_info["project"],
             environment_name=request.match_info["environment"],
@@ -105,18 +107,17 @@ async def create_deployment(request: web.Request) -> web.Response:
             actor=_actor(request),
             clock=service.clock,
         )
-        answer = deployment_response(deployment)
-    service.outbox_changed()
-    return json_response(answer, status=201)
+        change.answer(deployment_response(deployment), status=201)
+    return change.response
 
 
 @routes.patch(ENVIRONMENT + "/deployments")
 async def update_deployment_status(request: web.Request) -> web.Response:
     body = await read_body(request, UpdateDeploymentBody)
     service = _service(request)
-    async with service.db.write() as session:
+    async with changing(request) as change:
         reported = await operations.report_status(
-            session,
+            change.session,
             service.mirror,
             project_name=request.match_info["project"],
             environment_name=request.match_info["environment"],
@@ -126,9 +127,8 @@ async def update_deployment_status(request: web.Request) -> web.Response:
             error_message=body.error_message,
             clock=service.clock,
         )
-        answer = deployment_response(reported.deployment)
-    service.outbox_changed()
-    return json_response(answer)
+        change.answer(deployment_response(reported.deployment))
+    return change.response
 
 
 @routes.get(ENVIRONMENT + "/deployments")
@@ -142,13 +142,43 @@ async def list_deployments(request: web.Request) -> web.Response:
     return page_response(request, answers, shown)
 
 
+@routes.get(DEPLOYMENT)
+async def get_deployment(request: web.Request) -> web.Response:
+    async with _service(request).db.read() as session:
+        found = await deployments.get_deployment(
+            session,
+            request.match_info["project"],
+            request.match_info["environment"],
+            int(request.match_info["deployment_id"]),
+        )
+        answer = deployment_response(found)
+    return json_response(answer)
+
+
+@routes.post(DEPLOYMENT + "/cancel")
+async def cancel_deployment(request: web.Request) -> web.Response:
+    service = _service(request)
+    async with changing(request) as change:
+        canceled = await operations.cancel(
+            change.session,
+            service.mirror,
+            project_name=request.match_info["project"],
+            environment_name=request.match_info["environment"],
+            deployment_id=int(request.match_info["deployment_id"]),
+            actor=_actor(request),
+            clock=service.clock,
+        )
+        change.answer(deployment_response(canceled))
+    return change.response
+
+
 @routes.post(ENVIRONMENT + "/rollback")
 async def roll_back(request: web.Request) -> web.Response:
     body = await read_body(request, RollbackBody, optional=True)
     service = _service(request)
-    async with service.db.write() as session:
+    async with changing(request) as change:
         done = await operations.roll_back(
-            session,
+            change.session,
             service.mirror,
             project_name=request.match_info["project"],
             environment_name=request.match_info["environment"],
@@ -156,9 +186,8 @@ async def roll_back(request: web.Request) -> web.Response:
             force=body.force,
             clock=service.clock,
         )
-        answer = deployment_response(done.deployment)
-    service.outbox_changed()
-    return json_response(answer, status=201)
+        change.answer(deployment_response(done.deployment), status=201)
+    return change.response
 
 
 @routes.get(PROJECT + "/environments")
@@ -176,29 +205,36 @@ async def list_environments(request: web.Request) -> web.Response:
 async def freeze(request: web.Request) -> web.Response:
     body = await read_body(request, FreezeBody, optional=True)
     service = _service(request)
-    now = service.clock()
-    async with service.db.write() as session:
+    async with changing(request) as change:
         environment = await find_environment(
-            session, request.match_info["project"], request.match_info["environment"], lock=True
+            change.session,
+            request.match_info["project"],
+            request.match_info["environment"],
+            lock=True,
         )
+        now = service.clock()
         freeze_environment(
             environment, reason=body.reason, by=_actor(request), until=body.until, now=now
         )
-        answer = environment_response(await describe_environment(session, environment, now))
-    return json_response(answer)
+        state = await describe_environment(change.session, environment, now)
+        change.answer(environment_response(state))
+    return change.response
 
 
 @routes.delete(ENVIRONMENT + "/freeze")
 async def unfreeze(request: web.Request) -> web.Response:
     service = _service(request)
-    now = service.clock()
-    async with service.db.write() as session:
+    async with changing(request) as change:
         environment = await find_environment(
-            session, request.match_info["project"], request.match_info["environment"], lock=True
+            change.session,
+            request.match_info["project"],
+            request.match_info["environment"],
+            lock=True,
         )
         unfreeze_environment(environment)
-        answer = environment_response(await describe_environment(session, environment, now))
-    return json_response(answer)
+        state = await describe_environment(change.session, environment, service.clock())
+        change.answer(environment_response(state))
+    return change.response
 
 
 @routes.get("/healthz")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -28,6 +29,8 @@ from bot.statuses import (
 from bot.versions import parse_rc_version
 
 TIMED_OUT_MESSAGE = "Deployment timed out: no final status after {minutes} minutes"
+SUPERSEDED_MESSAGE = "Superseded by deployment {id}"
+CANCELED_MESSAGE = "Canceled by {actor}"
 
 
 async def running_release_candidate(
@@ -72,6 +75,21 @@ async def active_deployments(session: AsyncSession, environment: Environment) ->
     return sorted(found, key=lambda deployment: deployment.id, reverse=True)
 
 
+@dataclass(frozen=True)
+class NewDeployment:
+    deployment: Deployment
+    # The environment's older active deployments it superseded, now `canceled`: their runs
+    # are to be canceled on GitHub.
+    superseded: Sequence[Deployment] = ()
+
+
+def supersedes_older(deployment: Deployment) -> bool:
+    """Whether a new deployment ends the environment's older active ones. One under way, or
+    done, is where the environment is going; a record of an attempt that has already failed
+    (a reported failure) moves nothing, so what was under way goes on."""
+    return deployment.status in ACTIVE_STATUSES or deployment.status == DeploymentStatus.SUCCESS
+
+
 async def record_deployment(
     session: AsyncSession,
     environment: Environment,
@@ -82,8 +100,9 @@ async def record_deployment(
     actor: str | None,
     now: datetime,
     error_message: str | None = None,
-) -> Deployment:
-    """Insert a deployment, with `from_*` set to what is running in the environment now.
+) -> NewDeployment:
+    """Insert a deployment, with `from_*` set to what is running in the environment now, and
+    cancel the older active deployments it supersedes (`supersedes_older`).
 
     The caller holds the environment lock (`find_environment(lock=True)`).
     """
@@ -106,7 +125,17 @@ async def record_deployment(
     session.add(deployment)
     await session.flush()
     add_log_context(deployment_id=deployment.id)
-    return deployment
+    if not supersedes_older(deployment):
+        return NewDeployment(deployment)
+    older = [d for d in await active_deployments(session, environment) if d.id < deployment.id]
+    for superseded in older:
+        cancel(superseded, SUPERSEDED_MESSAGE.format(id=deployment.id), now)
+    return NewDeployment(deployment, older)
+
+
+def cancel(deployment: Deployment, why: str, now: datetime) -> None:
+    apply_status(deployment, DeploymentStatus.CANCELED, now)
+    deployment.error_message = why
 
 
 def ensure_deployable(candidate: ReleaseCandidate) -> None:
@@ -124,8 +153,9 @@ async def create_deployment(
     version: str,
     actor: str | None,
     clock: Clock,
-) -> Deployment:
-    """Deploy RC `version` to the environment: a new `pending` deployment."""
+) -> NewDeployment:
+    """Deploy RC `version` to the environment: a new `pending` deployment, which supersedes
+    the environment's older active ones."""
     environment = await find_environment(session, project_name, environment_name, lock=True)
     # Read once locked: changes of one environment take turns here, so their times follow
     # their ids and a deployment never ends before it started.
@@ -152,6 +182,7 @@ class ReportedStatus:
     deployment: Deployment
     created: bool
     previous_status: str | None  # None when the report created the deployment
+    superseded: Sequence[Deployment] = ()
 
     @property
     def changed(self) -> bool:
@@ -192,7 +223,7 @@ async def report_deployment_status(
     )
     if current is None or report_starts_new_deployment(current, status):
         ensure_accepts_deployments(environment)
-        created = await record_deployment(
+        new = await record_deployment(
             session,
             environment,
             candidate,
@@ -202,7 +233,9 @@ async def report_deployment_status(
             now=now,
             error_message=error_message,
         )
-        return ReportedStatus(created, created=True, previous_status=None)
+        return ReportedStatus(
+            new.deployment, created=True, previous_status=None, superseded=new.superseded
+        )
     previous = current.status
     apply_status(current, status, now)
     if error_message is not None and error_message != current.error_message:
@@ -227,6 +260,75 @@ async def list_deployments(
         )
     )
     return Page(items=rows[: page.per_page], has_next=len(rows) > page.per_page)
+
+
+async def get_deployment(
+    session: AsyncSession, project_name: str, environment_name: str, deployment_id: int
+) -> Deployment:
+    environment = await find_environment(session, project_name, environment_name)
+    return await _deployment_of(session, environment, deployment_id)
+
+
+async def _deployment_of(
+    session: AsyncSession, environment: Environment, deployment_id: int
+) -> Deployment:
+    found = await session.scalar(
+        select(Deployment).where(
+            Deployment.id == deployment_id, Deployment.environment_id == environment.id
+        )
+    )
+    if found is None:
+        raise errors.not_found(errors.DEPLOYMENT_NOT_FOUND)
+    return found
+
+
+@dataclass(frozen=True)
+class Canceled:
+    deployment: Deployment
+    changed: bool  # False: it was canceled already (a retried cancel)
+
+
+async def cancel_deployment(
+    session: AsyncSession,
+    *,
+    project_name: str,
+    environment_name: str,
+    deployment_id: int,
+    actor: str | None,
+    clock: Clock,
+) -> Canceled:
+    """Cancel one deployment that has not ended. Canceling a canceled one again changes
+    nothing; one that ended otherwise (success, failure, error) is history and stays so."""
+    environment = await find_environment(session, project_name, environment_name, lock=True)
+    now = clock()  # once locked, as in create_deployment
+    deployment = await _deployment_of(session, environment, deployment_id)
+    if deployment.status == DeploymentStatus.CANCELED:
+        return Canceled(deployment, changed=False)
+    if is_final(deployment.status):
+        raise errors.conflict(errors.DEPLOYMENT_ALREADY_ENDED)
+    cancel(deployment, CANCELED_MESSAGE.format(actor=actor or "an API client"), now)
+    await session.flush()
+    return Canceled(deployment, changed=True)
+
+
+async def cancel_active_deployments(
+    session: AsyncSession,
+    *,
+    project_name: str,
+    environment_name: str,
+    actor: str | None,
+    clock: Clock,
+) -> list[Deployment]:
+    """Cancel every deployment of the environment under way (`/cancel <environment>`)."""
+    environment = await find_environment(session, project_name, environment_name, lock=True)
+    now = clock()  # once locked, as in create_deployment
+    active = await active_deployments(session, environment)
+    if not active:
+        raise errors.conflict(errors.NOTHING_TO_CANCEL)
+    for deployment in active:
+        cancel(deployment, CANCELED_MESSAGE.format(actor=actor or "an API client"), now)
+    await session.flush()
+    return active
 
 
 async def expire_stuck_deployments(

@@ -31,6 +31,12 @@ BUILD_NEEDS_GITHUB_APP = (
     "it ends; without one, create the candidate without it (it is ready at once)"
 )
 FREEZE_UNTIL_IN_PAST = "Freeze 'until' must be in the future"
+DEPLOYMENT_NOT_FOUND = "Deployment not found"
+DEPLOYMENT_ALREADY_ENDED = (
+    "Deployment has already ended; only a pending, in_progress, canceling or unknown "
+    "deployment can be canceled"
+)
+NOTHING_TO_CANCEL = "No deployment of the environment is under way"
 
 
 class DomainError(Exception):

@@ -270,3 +270,26 @@ class OutboxItem(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class IdempotencyKey(Base):
+    """The answer a write with an `Idempotency-Key` got, kept so its retries get it again.
+
+    Scoped to the token that sent it; stored in the same transaction as the change it answers.
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        UniqueConstraint("token_id", "key"),
+        Index("ix_idempotency_keys_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    # No foreign key: a revoked token's keys can no longer be presented, and expire unread.
+    token_id: Mapped[int] = mapped_column(Id)
+    key: Mapped[str] = mapped_column(String(255))
+    # SHA-256 of the request's method, path, query and body.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

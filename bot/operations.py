@@ -7,6 +7,7 @@ these functions, so no path can change a deployment without mirroring it on GitH
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -135,6 +136,16 @@ async def plan_cancel_run(
     )
 
 
+async def plan_canceled(
+    session: AsyncSession, mirror: Mirror, canceled: Sequence[Deployment], now: datetime
+) -> None:
+    """Deployments just canceled (by a rollback, a newer deployment or a person): their runs
+    canceled on GitHub, their GitHub deployments shown inactive."""
+    for deployment in canceled:
+        await plan_cancel_run(session, mirror, deployment, now)
+        await plan_status(session, mirror, deployment, now)
+
+
 async def plan_build(
     session: AsyncSession,
     mirror: Mirror,
@@ -169,8 +180,9 @@ async def deploy(
     actor: str | None,
     clock: Clock,
 ) -> Deployment:
-    """An explicit deploy; it also resumes auto-deploy paused by a rollback."""
-    deployment = await deployments.create_deployment(
+    """An explicit deploy, superseding what was under way; it also resumes auto-deploy paused
+    by a rollback."""
+    new = await deployments.create_deployment(
         session,
         project_name=project_name,
         environment_name=environment_name,
@@ -178,7 +190,9 @@ async def deploy(
         actor=actor,
         clock=clock,
     )
+    deployment = new.deployment
     deployment.environment.auto_deploy_paused_at = None
+    await plan_canceled(session, mirror, new.superseded, deployment.updated_at)
     await plan_new_deployment(session, mirror, deployment, deployment.updated_at)
     return deployment
 
@@ -208,6 +222,7 @@ async def report_status(
     )
     # A new or changed deployment was updated at the time the rule read, under the lock.
     now = reported.deployment.updated_at
+    await plan_canceled(session, mirror, reported.superseded, now)
     if reported.created:
         await plan_new_deployment(session, mirror, reported.deployment, now)
     elif reported.changed:
@@ -237,11 +252,55 @@ async def roll_back(
     )
     now = done.deployment.updated_at
     done.deployment.environment.auto_deploy_paused_at = now
-    for canceled in done.canceled:
-        await plan_cancel_run(session, mirror, canceled, now)
-        await plan_status(session, mirror, canceled, now)
+    await plan_canceled(session, mirror, done.canceled, now)
     await plan_new_deployment(session, mirror, done.deployment, now)
     return done
+
+
+async def cancel(
+    session: AsyncSession,
+    mirror: Mirror,
+    *,
+    project_name: str,
+    environment_name: str,
+    deployment_id: int,
+    actor: str | None,
+    clock: Clock,
+) -> Deployment:
+    """Cancel one deployment (its run too); a retried cancel changes nothing."""
+    canceled = await deployments.cancel_deployment(
+        session,
+        project_name=project_name,
+        environment_name=environment_name,
+        deployment_id=deployment_id,
+        actor=actor,
+        clock=clock,
+    )
+    if canceled.changed:
+        deployment = canceled.deployment
+        await plan_canceled(session, mirror, [deployment], deployment.updated_at)
+    return canceled.deployment
+
+
+async def cancel_environment(
+    session: AsyncSession,
+    mirror: Mirror,
+    *,
+    project_name: str,
+    environment_name: str,
+    actor: str | None,
+    clock: Clock,
+) -> list[Deployment]:
+    """Cancel every deployment of the environment under way, with their runs."""
+    canceled = await deployments.cancel_active_deployments(
+        session,
+        project_name=project_name,
+        environment_name=environment_name,
+        actor=actor,
+        clock=clock,
+    )
+    await plan_canceled(session, mirror, canceled, canceled[0].updated_at)
+    return canceled
 
 
 async def create_release_candidate(
@@ -379,7 +438,7 @@ async def auto_deploy(
     for environment in environments:
         if current_freeze(environment, now) is not None:
             continue
-        deployment = await deployments.record_deployment(
+        new = await deployments.record_deployment(
             session,
             environment,
             candidate,
@@ -388,8 +447,9 @@ async def auto_deploy(
             actor=AUTO_DEPLOY_ACTOR,
             now=now,
         )
-        await plan_new_deployment(session, mirror, deployment, now)
-        started.append(deployment)
+        await plan_canceled(session, mirror, new.superseded, now)
+        await plan_new_deployment(session, mirror, new.deployment, now)
+        started.append(new.deployment)
     return started
 
 

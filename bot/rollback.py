@@ -27,13 +27,14 @@ from bot import errors
 from bot.clock import Clock
 from bot.deployments import (
     active_deployments,
+    cancel,
     newest_deployment,
     record_deployment,
 )
 from bot.freeze import ensure_not_frozen
 from bot.models import Deployment, Environment, ReleaseCandidate
 from bot.projects import ensure_accepts_deployments, find_environment
-from bot.statuses import DeploymentKind, DeploymentStatus, apply_status
+from bot.statuses import DeploymentKind, DeploymentStatus
 
 CANCELED_BY_ROLLBACK = "Canceled by a rollback"
 
@@ -91,9 +92,8 @@ async def roll_back(
         await _remember_rolled_back(session, environment, rolled_back_from, now)
     canceled = await active_deployments(session, environment)
     for deployment in canceled:
-        apply_status(deployment, DeploymentStatus.CANCELED, now)
-        deployment.error_message = CANCELED_BY_ROLLBACK
-    deployment = await record_deployment(
+        cancel(deployment, CANCELED_BY_ROLLBACK, now)
+    new = await record_deployment(
         session,
         environment,
         target,
@@ -102,7 +102,7 @@ async def roll_back(
         actor=actor,
         now=now,
     )
-    return Rollback(deployment=deployment, canceled=canceled, rolled_back_from=rolled_back_from)
+    return Rollback(deployment=new.deployment, canceled=canceled, rolled_back_from=rolled_back_from)
 
 
 async def _remember_rolled_back(

@@ -22,6 +22,7 @@ from bot.github.catch_up import run_catch_up
 from bot.github.client import GitHubClient
 from bot.github.effects import load_all
 from bot.github.worker import OutboxWorker
+from bot.idempotency import run_expired_key_purge
 from bot.metrics import Metrics
 from bot.operations import Mirror
 from bot.projects_file import ProjectsConfig, load_projects_file
@@ -84,6 +85,11 @@ class Service:
             asyncio.create_task(
                 run_stuck_deployment_sweeper(self.db, self.clock, self.mirror),
                 name="stuck-deployments",
+            )
+        )
+        self._background.append(
+            asyncio.create_task(
+                run_expired_key_purge(self.db, self.clock), name="idempotency-key-purge"
             )
         )
         if self.outbox_worker is not None:

@@ -270,14 +270,16 @@ async def test_a_report_updates_the_newest_deployment_of_that_rc(api: Api) -> No
     first = await api.deploy("staging", "v1.0.0-rc1")
     await api.report("staging", "v1.0.0-rc1", "failure")
     second = await api.deploy("staging", "v1.0.0-rc1")
-    other = await api.deploy("staging", "v1.0.0-rc2")
+    # The environment's newest deployment is another RC's (a failed attempt reported, which
+    # supersedes nothing).
+    other = await api.report("staging", "v1.0.0-rc2", "failure")
 
     reply = await api.report("staging", "v1.0.0-rc1", "success")
 
     assert reply.body["id"] == second.body["id"]
     listed = await api.deployments("staging")
     assert [(d["id"], d["status"]) for d in listed.body] == [
-        (other.body["id"], "pending"),
+        (other.body["id"], "failure"),
         (second.body["id"], "success"),
         (first.body["id"], "failure"),
     ]

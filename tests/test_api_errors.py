@@ -45,6 +45,8 @@ OPERATIONS: list[tuple[str, str, Any]] = [
         {"release_candidate_version": "v1.0.0-rc1", "status": "success"},
     ),
     ("GET", "/api/releases/Backend/environments/staging/deployments", None),
+    ("GET", "/api/releases/Backend/environments/staging/deployments/1", None),
+    ("POST", "/api/releases/Backend/environments/staging/deployments/1/cancel", None),
     ("POST", "/api/releases/Backend/environments/staging/rollback", None),
     ("GET", "/api/releases/Backend/environments", None),
     ("PUT", "/api/releases/Backend/environments/staging/freeze", {"reason": "x"}),
@@ -61,7 +63,12 @@ def project_routes() -> list[tuple[str, str]]:
     for route in app.router.routes():
         path = route.resource.canonical if route.resource is not None else ""
         if "{project}" in path and route.method != "HEAD":  # HEAD: aiohttp's, beside each GET
-            values = {"project": "Backend", "environment": "staging", "version": "v1.0.0-rc1"}
+            values = {
+                "project": "Backend",
+                "environment": "staging",
+                "version": "v1.0.0-rc1",
+                "deployment_id": "1",
+            }
             found.add((route.method, path.format(**values)))
     return sorted(found)
 

@@ -149,7 +149,7 @@ async def test_active_deployments_are_canceled_by_a_rollback(api: Api, clock: Te
     await api.ship("production", "v1.0.0-rc1")
     await api.ship("production", "v1.1.0-rc1", SHA_B)
     await api.create_rc("v1.2.0-rc1", SHA_C)
-    pending = await api.deploy("production", "v1.2.0-rc1")
+    superseded = await api.deploy("production", "v1.2.0-rc1")
     await api.deploy("production", "v1.2.0-rc1")
     under_way = await api.report("production", "v1.2.0-rc1", "in_progress")
     staging = await api.deploy("staging", "v1.2.0-rc1")
@@ -161,10 +161,14 @@ async def test_active_deployments_are_canceled_by_a_rollback(api: Api, clock: Te
     assert reply.body["release_candidate_version"] == "v1.1.0-rc1"
     listed = await api.deployments("production")
     by_id = {d["id"]: d for d in listed.body}
-    for canceled in (pending.body["id"], under_way.body["id"]):
-        assert by_id[canceled]["status"] == "canceled"
-        assert by_id[canceled]["error_message"] == "Canceled by a rollback"
-        assert by_id[canceled]["deploy_end_at"] == reply.body["deploy_start_at"]
+    assert by_id[under_way.body["id"]]["status"] == "canceled"
+    assert by_id[under_way.body["id"]]["error_message"] == "Canceled by a rollback"
+    assert by_id[under_way.body["id"]]["deploy_end_at"] == reply.body["deploy_start_at"]
+    # The first deploy had already been superseded by the second.
+    assert by_id[superseded.body["id"]]["status"] == "canceled"
+    assert by_id[superseded.body["id"]]["error_message"] == (
+        f"Superseded by deployment {under_way.body['id']}"
+    )
     other = await api.deployments("staging")
     assert other.body[0]["id"] == staging.body["id"]
     assert other.body[0]["status"] == "pending"

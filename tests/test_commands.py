@@ -20,6 +20,7 @@ ROLLBACK_USAGE = "usage: /rollback <environment> [--force] [--project NAME]"
 DEPLOY_USAGE = "usage: /deploy <release candidate version> to <environment> [--project NAME]"
 FREEZE_USAGE = "usage: /freeze <environment> [reason] [--project NAME]"
 UNFREEZE_USAGE = "usage: /unfreeze <environment> [--project NAME]"
+CANCEL_USAGE = "usage: /cancel <environment> [--project NAME]"
 DEPLOY_SHAPE = "Expected a release candidate version, 'to' and an environment"
 
 
@@ -86,6 +87,7 @@ UNFREEZE = CommandVerb.UNFREEZE
             ),
         ),
         ("/unfreeze production", command(UNFREEZE, "production", "/unfreeze production")),
+        ("/cancel production", command(CommandVerb.CANCEL, "production", "/cancel production")),
         ("/rollback prod-eu.1", command(ROLLBACK, "prod-eu.1", "/rollback prod-eu.1")),
         ("/rollback Produktion·ü", command(ROLLBACK, "Produktion·ü", "/rollback Produktion·ü")),
     ],
@@ -273,6 +275,9 @@ def test_slash_words_tarmac_does_not_own_are_ignored(body: str) -> None:
         ("/unfreeze", f"Missing environment; {UNFREEZE_USAGE}"),
         ("/unfreeze production now", f"Unexpected 'now'; {UNFREEZE_USAGE}"),
         ("/unfreeze production --force", f"--force is only for /rollback; {UNFREEZE_USAGE}"),
+        ("/cancel", f"Missing environment; {CANCEL_USAGE}"),
+        ("/cancel production 42", f"Unexpected '42'; {CANCEL_USAGE}"),
+        ("/cancel production --force", f"--force is only for /rollback; {CANCEL_USAGE}"),
     ],
 )
 def test_malformed_commands_say_what_is_wrong_and_how_to_write_them(

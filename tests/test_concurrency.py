@@ -164,20 +164,22 @@ async def test_deploys_reports_and_rollbacks_at_once_keep_history_consistent(api
     rollback_ids = sorted(r.body["id"] for r in by_kind["rollback"])
     assert [d["id"] for d in deployments if d["kind"] == "rollback"] == rollback_ids
 
-    # A rollback cancels everything under way: nothing older than the newest rollback is
-    # still active, so at most one rollback is active, the newest, and it is still pending.
-    newest_rollback = rollback_ids[-1]
-    assert by_id[newest_rollback]["status"] == "pending"
+    # A rollback cancels everything under way, and so does a newer deployment (superseding):
+    # at most one deployment is still active, and everything older than it has ended.
+    active = [d["id"] for d in deployments if d["status"] in ACTIVE_STATUSES]
+    assert len(active) <= 1, active
     for deployment in deployments:
-        if deployment["id"] < newest_rollback:
+        if active and deployment["id"] < active[0]:
             assert deployment["status"] in FINAL_STATUSES, deployment
-    assert [
-        d["id"] for d in deployments if d["kind"] == "rollback" and d["status"] in ACTIVE_STATUSES
-    ] == [newest_rollback]
     for deployment in deployments:
-        if deployment["status"] == "canceled":
-            assert deployment["error_message"] == CANCELED_BY_ROLLBACK
+        if deployment["status"] != "canceled":
+            continue
+        message = deployment["error_message"]
+        if message == CANCELED_BY_ROLLBACK:
             assert any(r > deployment["id"] for r in rollback_ids)
+        else:
+            superseding = int(message.removeprefix("Superseded by deployment "))
+            assert superseding > deployment["id"], deployment
 
     # from_* is what ran when the deployment was created: the RC of an earlier success, with
     # no deployment that was already a success when recorded (a report) in between.

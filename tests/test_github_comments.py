@@ -445,6 +445,49 @@ async def test_freeze_then_unfreeze_an_environment(
     ]
 
 
+# --- /cancel --------------------------------------------------------------------------------
+
+
+async def test_cancel_ends_the_deployment_under_way_and_its_run(
+    github_api: Api, webhook: Webhooks, outbox: OutboxWorker, fake_github: FakeGitHub
+) -> None:
+    fake_github.grant(BACKEND, "octocat", "write")
+    await github_api.create_rc("v1-rc1")
+    deployed = await github_api.deploy("production", "v1-rc1")
+    await outbox.drain()
+    [run_id] = fake_github.runs
+
+    await send_comment(webhook, outbox, "/cancel production")
+    await send_comment(webhook, outbox, "/cancel production")
+
+    assert fake_github.runs[run_id].canceled
+    listed = await github_api.deployments("production")
+    assert listed.body[0]["status"] == "canceled"
+    assert listed.body[0]["error_message"] == "Canceled by github:octocat"
+    assert replies(fake_github) == [
+        f"> `/cancel production`\n\n✅ Canceled deployment {deployed.body['id']} (`v1-rc1`, "
+        "deploy) in **production** (Backend), as @octocat asked. Its deploy workflow run, if "
+        "it started one, is being canceled on GitHub.",
+        "> `/cancel production`\n\n🚫 nothing to cancel in **production** (Backend): no "
+        "deployment is under way.",
+    ]
+
+
+async def test_cancel_needs_write_access(
+    github_api: Api, webhook: Webhooks, outbox: OutboxWorker, fake_github: FakeGitHub
+) -> None:
+    fake_github.grant(BACKEND, "octocat", "read")
+    await github_api.create_rc("v1-rc1")
+    await github_api.deploy("production", "v1-rc1")
+    await outbox.drain()
+
+    await send_comment(webhook, outbox, "/cancel production")
+
+    assert (await github_api.deployments("production")).body[0]["status"] == "pending"
+    [reply] = replies(fake_github)
+    assert "🚫 @octocat needs **write** access" in reply
+
+
 # --- comments that are not for Tarmac ---------------------------------------------------------
 
 

@@ -268,3 +268,63 @@ async def test_a_dispatch_whose_answer_was_lost_is_sent_again_only_after_a_grace
     await outbox.drain()
     assert len(fake_github.runs) == 1
     assert len(fake_github.calls_to("POST", r"/dispatches$")) == 2
+
+
+@pytest.mark.both_databases
+async def test_a_new_deployment_cancels_the_superseded_run_and_marks_it_inactive(
+    github_api: Api, outbox: OutboxWorker, fake_github: FakeGitHub
+) -> None:
+    await github_api.create_rc("v1-rc1", SHA_A)
+    await github_api.create_rc("v2-rc1", SHA_B)
+    first = await github_api.deploy("production", "v1-rc1")
+    await outbox.drain()
+    first_run = max(fake_github.runs)
+
+    second = await github_api.deploy("production", "v2-rc1")
+    await outbox.drain()
+
+    assert fake_github.runs[first_run].canceled
+    assert states(fake_github, mirror_of(fake_github, first.body["id"])["id"]) == [
+        "pending",
+        "inactive",
+    ]
+    assert states(fake_github, mirror_of(fake_github, second.body["id"])["id"]) == ["pending"]
+    assert not fake_github.runs[max(fake_github.runs)].canceled
+
+
+async def test_a_deployment_superseded_before_its_dispatch_never_runs(
+    github_api: Api, outbox: OutboxWorker, fake_github: FakeGitHub
+) -> None:
+    await github_api.create_rc("v1-rc1", SHA_A)
+    await github_api.deploy("production", "v1-rc1")
+    await github_api.deploy("production", "v1-rc1")
+    await github_api.deploy("production", "v1-rc1")
+
+    await outbox.drain()
+
+    [run] = fake_github.runs.values()
+    assert not run.canceled
+    assert run.inputs["tarmac_deployment_id"] == str(
+        (await github_api.deployments("production")).body[0]["id"]
+    )
+
+
+async def test_cancel_by_id_cancels_the_run_and_marks_the_deployment_inactive(
+    github_api: Api, outbox: OutboxWorker, fake_github: FakeGitHub
+) -> None:
+    await github_api.create_rc("v1-rc1", SHA_A)
+    deployed = await github_api.deploy("production", "v1-rc1")
+    await outbox.drain()
+    [run_id] = fake_github.runs
+
+    canceled = await github_api.post(
+        f"/api/releases/Backend/environments/production/deployments/{deployed.body['id']}/cancel"
+    )
+    await outbox.drain()
+
+    assert canceled.body["status"] == "canceled"
+    assert fake_github.runs[run_id].canceled
+    assert states(fake_github, mirror_of(fake_github, deployed.body["id"])["id"]) == [
+        "pending",
+        "inactive",
+    ]

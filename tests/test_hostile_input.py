@@ -35,7 +35,12 @@ HOSTILE_NAMES = [
 OVERLONG_NAME = "x" * 10_000
 
 # The valid value of each path parameter, and a valid body of each operation that takes one.
-VALID = {"project": "Backend", "environment": "production", "version": "v1-rc1"}
+VALID = {
+    "project": "Backend",
+    "environment": "production",
+    "version": "v1-rc1",
+    "deployment_id": "1",
+}
 BODIES: dict[str, Any] = {
     "createRelease": {"repo": "acme/backend", "commit": SHA_A},
     "createDeployment": {"release_candidate_version": "v1-rc1"},
@@ -75,7 +80,7 @@ def test_every_path_parameter_of_every_operation_is_covered(
         len(re.findall(r"\{\w+\}", template)) * len(set(item) - {"parameters"})
         for template, item in openapi_document["paths"].items()
     )
-    assert len(requests) == parameters == 18
+    assert len(requests) == parameters == 24
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)

@@ -40,6 +40,7 @@ TABLES = {
     "installation_repositories",
     "webhook_deliveries",
     "outbox",
+    "idempotency_keys",
 }
 
 

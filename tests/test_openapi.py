@@ -155,6 +155,8 @@ async def test_a_tour_of_every_operation_is_described_by_the_document(
         ("PUT", env + "/freeze", {"reason": "tour", "until": "2999-01-01T00:00:00Z"}),
         ("GET", "/api/releases/Backend/environments", None),
         ("POST", env + "/rollback", {"force": True}),
+        ("GET", env + "/deployments/3", None),
+        ("POST", env + "/deployments/3/cancel", None),
         ("DELETE", env + "/freeze", None),
         ("GET", "/healthz", None),
         ("GET", "/readyz", None),

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import errors
 from bot.db import Database
 from bot.deployments import (
+    SUPERSEDED_MESSAGE,
     TIMED_OUT_MESSAGE,
     ReportedStatus,
     create_deployment,
@@ -127,7 +128,7 @@ class Story:
         self, environment: str, version: str, *, project: str = "Backend"
     ) -> Deployment:
         async with self.db.write() as session:
-            return await create_deployment(
+            new = await create_deployment(
                 session,
                 project_name=project,
                 environment_name=environment,
@@ -135,6 +136,7 @@ class Story:
                 actor=ACTOR,
                 clock=self.tick,
             )
+            return new.deployment
 
     async def report(
         self,
@@ -267,16 +269,19 @@ async def test_from_is_what_ran_when_the_deployment_was_created(story: Story) ->
     assert pending.from_release_candidate is not None
     assert pending.from_release_candidate.version == "v1-rc1"
 
-    # Something else succeeds meanwhile; the pending deployment's from_* stays as it was.
+    # Something else succeeds meanwhile (superseding the pending deployment, whose from_*
+    # stays as it was); a success of v1-rc2 reported after that is a new deployment from it.
     await story.create_rc("v1-rc3")
     reported = await story.report("production", "v1-rc3", DeploymentStatus.SUCCESS)
     assert reported.created
+    assert [d.id for d in reported.superseded] == [pending.id]
     await story.report("production", "v1-rc2", DeploymentStatus.SUCCESS)
 
     assert versions(await story.history("production")) == [
         ("v1-rc1", None, "success"),
-        ("v1-rc2", "v1-rc1", "success"),
+        ("v1-rc2", "v1-rc1", "canceled"),
         ("v1-rc3", "v1-rc1", "success"),
+        ("v1-rc2", "v1-rc3", "success"),
     ]
 
 
@@ -295,6 +300,7 @@ async def test_record_deployment_takes_from_the_running_rc(story: Story) -> None
             now=story.tick(),
             error_message="boom",
         )
+    recorded = recorded.deployment
     assert recorded.from_release_candidate is not None
     assert recorded.from_release_candidate.version == "v1-rc1"
     assert recorded.deploy_start_at == story.now
@@ -585,13 +591,15 @@ async def test_a_rollback_cancels_what_is_under_way_and_redeploys_the_running_rc
     done = await story.roll_back("production")
     assert done.deployment.release_candidate.version == "v1-rc2"
     assert done.rolled_back_from.version == "v1-rc4"
-    assert sorted(d.id for d in done.canceled) == [rc3.id, rc4.id]
+    assert [d.id for d in done.canceled] == [rc4.id]
 
     history = {d.id: d for d in await story.history("production")}
-    for canceled in (rc3, rc4):
-        assert history[canceled.id].status == DeploymentStatus.CANCELED
-        assert history[canceled.id].error_message == CANCELED_BY_ROLLBACK
-        assert history[canceled.id].deploy_end_at == story.now
+    assert history[rc4.id].status == DeploymentStatus.CANCELED
+    assert history[rc4.id].error_message == CANCELED_BY_ROLLBACK
+    # rc3 was under way until rc4 superseded it.
+    assert history[rc3.id].status == DeploymentStatus.CANCELED
+    assert history[rc3.id].error_message == SUPERSEDED_MESSAGE.format(id=rc4.id)
+    assert history[rc4.id].deploy_end_at == story.now
     active = [d for d in history.values() if d.status in ("pending", "in_progress", "canceling")]
     assert [d.id for d in active] == [done.deployment.id]
     # Another environment's deployment is left alone.
@@ -748,7 +756,7 @@ async def test_an_active_deployment_past_the_timeout_becomes_error(story: Story)
     await story.create_rc("v1-rc2")
     old = await story.deploy("production", "v1-rc1")  # production: 30 minutes
     story.tick(minutes=20)
-    recent = await story.deploy("production", "v1-rc2")
+    recent = await story.deploy("staging", "v1-rc2")
     expires = old.deploy_start_at + timedelta(minutes=30)
 
     async with story.db.write() as session:
@@ -761,20 +769,19 @@ async def test_an_active_deployment_past_the_timeout_becomes_error(story: Story)
     assert history[old.id].status == DeploymentStatus.ERROR
     assert history[old.id].error_message == TIMED_OUT_MESSAGE.format(minutes=30)
     assert history[old.id].deploy_end_at == expires + timedelta(seconds=1)
-    assert history[recent.id].status == DeploymentStatus.PENDING
-    assert history[recent.id].error_message is None
+    assert (await story.history("staging"))[0].id == recent.id
+    assert (await story.history("staging"))[0].status == DeploymentStatus.PENDING
 
 
 async def test_the_sweep_expires_stuck_deployments_in_every_environment(story: Story) -> None:
     for version in ("v1-rc1", "v1-rc2", "v1-rc3", "v1-rc4"):
         await story.create_rc(version)
+    finished = await story.report("production", "v1-rc3", DeploymentStatus.SUCCESS)
     production = await story.deploy("production", "v1-rc1")
     await story.report("production", "v1-rc1", DeploymentStatus.IN_PROGRESS)
-    staging = await story.deploy("staging", "v1-rc1")  # staging: the default 60 minutes
     unsure = await story.report("production", "v1-rc2", DeploymentStatus.UNKNOWN)
-    finished = await story.report("production", "v1-rc3", DeploymentStatus.SUCCESS)
     story.tick(minutes=45)
-    fresh = await story.deploy("production", "v1-rc4")
+    staging = await story.deploy("staging", "v1-rc1")  # staging: the default 60 minutes
 
     now = story.tick()
     assert await sweep_stuck_deployments(story.db, lambda: now, Mirror(enabled=False)) == 1
@@ -787,13 +794,12 @@ async def test_the_sweep_expires_stuck_deployments_in_every_environment(story: S
     }
     assert statuses == {
         production.id: ("error", "Deployment timed out: no final status after 30 minutes"),
-        staging.id: ("pending", None),  # 46 minutes in, of 60
+        staging.id: ("pending", None),  # 1 minute in, of 60
         unsure.deployment.id: ("unknown", None),  # not active: the reporter does not know
         finished.deployment.id: ("success", None),
-        fresh.id: ("pending", None),
     }
 
-    later = story.tick(minutes=15)
+    later = story.tick(minutes=60)
     assert await sweep_stuck_deployments(story.db, lambda: later, Mirror(enabled=False)) == 1
     assert (await story.history("staging"))[0].error_message == TIMED_OUT_MESSAGE.format(minutes=60)
 

@@ -70,6 +70,7 @@ KNOWN_PATH_PARAMETERS: list[dict[str, str]] = [
     {"project": "Backend", "version": "v1-rc1"},
     {"project": "Backend", "version": "v1-rc3"},
     {"project": "Backend", "environment": "production", "version": "v1-rc2"},
+    {"project": "Backend", "environment": "staging", "deployment_id": "3"},
 ]
 # Bodies that name what exists, by operationId, for the same reason.
 KNOWN_BODIES: dict[str, dict[str, Any]] = {
@@ -121,7 +122,8 @@ class LiveServer:
 
 
 async def _make_history(base_url: str, token: str) -> None:
-    """v1-rc1 running in production, v1-rc2 deployed after it and failed, v1-rc3 building."""
+    """v1-rc1 running in production, v1-rc2 deployed after it and failed, v1-rc3 building;
+    v1-rc1 deploying to staging (deployment 3)."""
     api = base_url + "/api/releases/Backend"
     calls: list[tuple[str, str, dict[str, Any], int]] = [
         (
@@ -154,6 +156,12 @@ async def _make_history(base_url: str, token: str) -> None:
             "/environments/production/deployments",
             {"release_candidate_version": "v1-rc2", "status": "failure"},
             200,
+        ),
+        (
+            "POST",
+            "/environments/staging/deployments",
+            {"release_candidate_version": "v1-rc1"},
+            201,
         ),
     ]
     headers = {"Authorization": f"Bearer {token}"}

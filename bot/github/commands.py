@@ -6,6 +6,7 @@ Grammar, one command per line (the line's surrounding whitespace is ignored)::
     /deploy <release candidate version> to <environment> [--project NAME]
     /freeze <environment> [reason ...] [--project NAME]
     /unfreeze <environment> [--project NAME]
+    /cancel <environment> [--project NAME]
 
 `--project NAME` may stand anywhere after the verb; it is needed only when the repository
 serves several projects. The freeze reason is the rest of the line once the environment and
@@ -52,6 +53,7 @@ class CommandVerb(StrEnum):
     DEPLOY = "deploy"
     FREEZE = "freeze"
     UNFREEZE = "unfreeze"
+    CANCEL = "cancel"
 
 
 USAGE = {
@@ -61,6 +63,7 @@ USAGE = {
     ),
     CommandVerb.FREEZE: "usage: /freeze <environment> [reason] [--project NAME]",
     CommandVerb.UNFREEZE: "usage: /unfreeze <environment> [--project NAME]",
+    CommandVerb.CANCEL: "usage: /cancel <environment> [--project NAME]",
 }
 
 

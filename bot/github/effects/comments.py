@@ -86,6 +86,11 @@ FROZEN_DONE = (
     "**{environment}** ({project}) is frozen{reason}. Deploys are refused until "
     "`/unfreeze {environment}`; a rollback needs `--force` (maintain or admin role)."
 )
+CANCEL_DONE = "Canceled {what} in **{environment}** ({project}), as @{login} asked."
+CANCEL_RUNS = "Its deploy workflow run, if it started one, is being canceled on GitHub."
+NOTHING_TO_CANCEL = (
+    "nothing to cancel in **{environment}** ({project}): no deployment is under way."
+)
 UNFROZEN_DONE = "**{environment}** ({project}) is no longer frozen."
 WAS_NOT_FROZEN = "**{environment}** ({project}) was not frozen; nothing changed."
 FROZEN_REFUSAL = "**{environment}** ({project}) is frozen{details}."
@@ -424,6 +429,28 @@ async def _unfreeze(
     return UNFROZEN_DONE.format(**names)
 
 
+async def _cancel(
+    session: AsyncSession, mirror: Mirror, request: CommandRequest, clock: Clock
+) -> str:
+    canceled = await operations.cancel_environment(
+        session,
+        mirror,
+        project_name=request.project,
+        environment_name=request.environment,
+        actor=request.actor,
+        clock=clock,
+    )
+    what = ", ".join(
+        f"deployment {d.id} (`{d.release_candidate.version}`, {d.kind})" for d in canceled
+    )
+    done = CANCEL_DONE.format(
+        what=what, environment=request.environment, project=request.project, login=request.commenter
+    )
+    if canceled[0].environment.deploy_workflow is None:
+        return done
+    return f"{done} {CANCEL_RUNS}"
+
+
 _PERFORMERS: dict[
     CommandVerb, Callable[[AsyncSession, Mirror, CommandRequest, Clock], Awaitable[str]]
 ] = {
@@ -431,6 +458,7 @@ _PERFORMERS: dict[
     CommandVerb.DEPLOY: _deploy,
     CommandVerb.FREEZE: _freeze,
     CommandVerb.UNFREEZE: _unfreeze,
+    CommandVerb.CANCEL: _cancel,
 }
 
 
@@ -460,6 +488,8 @@ async def _refusal(
         return RC_NOT_FOUND.format(version=code(request.release_candidate_version or ""), **names)
     if refused.message == errors.NOTHING_TO_ROLL_BACK_TO:
         return NOTHING_TO_ROLL_BACK.format(message=refused.message, **names)
+    if refused.message == errors.NOTHING_TO_CANCEL:
+        return NOTHING_TO_CANCEL.format(**names)
     if refused.message == errors.ENVIRONMENT_FROZEN:
         return await _frozen_refusal(session, request, now)
     return f"{refused.message}."
