@@ -28,6 +28,7 @@ from api.schemas import (
     WebhookResponse,
 )
 from bot import errors as domain
+from bot import package_version
 from bot.pages import DEFAULT_PER_PAGE, MAX_PER_PAGE
 
 _MODELS: list[type[BaseModel]] = [
@@ -453,7 +454,7 @@ def build_openapi_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "Tarmac releases API",
-            "version": "1",
+            "version": package_version(),
             "description": "Release candidates, deployments, rollbacks and freezes. "
             'Every error is `{"error": "…"}`.',
         },

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sqlite3
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from importlib.metadata import entry_points
@@ -14,10 +15,11 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import tokens
+from bot import package_version, tokens
+from bot.backup import BackupRefused, backup_database
 from bot.clock import utc_now
 from bot.database_wait import EXIT_DATABASE_UNREACHABLE, wait_for_database
-from bot.db import Database
+from bot.db import Database, SchemaNewerThanCode
 from bot.projects_file import ProjectsFileError, is_valid_name, load_projects_file
 from bot.settings import GitHubAppMisconfigured, Settings, configure_logging
 
@@ -43,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tarmac", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"tarmac {package_version()}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="apply migrations and serve the API")
@@ -52,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
     migrate.set_defaults(handler=_migrate)
+
+    backup = commands.add_parser(
+        "backup", help="copy the SQLite database to PATH, safely while serving"
+    )
+    backup.add_argument("path", type=Path, help="the backup file to write (replaced if it exists)")
+    backup.set_defaults(handler=_backup)
 
     check = commands.add_parser("check-config", help="validate the projects file")
     check.add_argument("path", nargs="?", type=Path, help="file to check (default: TARMAC_CONFIG)")
@@ -124,6 +133,23 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"database at revision {after}" + ("" if before != after else " (unchanged)"))
 
     return _with_database(settings, run, migrate=False)
+
+
+def _backup(args: argparse.Namespace, settings: Settings) -> int:
+    destination: Path = args.path
+    try:
+        report = backup_database(settings.database_url, destination)
+    except BackupRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.Error) as exc:
+        print(f"error: backup failed: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"backed up {report.source} to {report.destination}: {report.size_bytes} bytes, "
+        f"{report.pages} pages, schema revision {report.revision or 'none'}"
+    )
+    return 0
 
 
 def _check_config(args: argparse.Namespace, settings: Settings) -> int:
@@ -228,6 +254,9 @@ def _with_database(
 
     try:
         asyncio.run(run())
+    except SchemaNewerThanCode as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except (OSError, SQLAlchemyError) as exc:
         # The message names the failure, never the URL (it may hold a password).
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -150,9 +150,14 @@ class Database:
         await self.engine.dispose()
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest migration; safe to run from several replicas at once."""
-        if await self.current_revision() == head_revision():
+        """Bring the schema to the newest migration; safe to run from several replicas at once.
+
+        Raises SchemaNewerThanCode when a newer Tarmac has migrated the database already."""
+        current = await self.current_revision()
+        if current == head_revision():
             return  # the usual start: no lock to wait for, no migration environment to load
+        if current is not None and current not in known_revisions():
+            raise SchemaNewerThanCode(current)
         # Waiting for another replica's migration, or DDL on a large table, may take longer
         # than a statement may take while serving.
         engine = self.engine
@@ -187,6 +192,19 @@ class Database:
             )
 
 
+class SchemaNewerThanCode(Exception):
+    """The database's schema revision is not one this code ships: a newer Tarmac migrated it.
+    Downgrades are not run: the newer code's rows may not fit the older schema."""
+
+    def __init__(self, revision: str) -> None:
+        super().__init__(
+            f"the database is at schema revision {revision}, which this Tarmac does not know "
+            f"(its newest is {head_revision()}): a newer version migrated it. Run that version, "
+            "or restore a backup taken before the upgrade (docs/operations.md, Upgrading)"
+        )
+        self.revision = revision
+
+
 def alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -197,6 +215,13 @@ def alembic_config() -> Config:
 def head_revision() -> str | None:
     """The newest migration shipped with this code (read once: the files do not change)."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+@functools.cache
+def known_revisions() -> frozenset[str]:
+    """Every migration shipped with this code."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    return frozenset(script.revision for script in scripts.walk_revisions())
 
 
 def _upgrade_to_head(connection: Connection) -> None:

@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -266,6 +267,27 @@ def test_migrate_creates_a_fresh_sqlite_file_and_then_has_nothing_to_do(tmp_path
     assert again.stdout.strip().endswith("(unchanged)")
 
 
+def test_a_database_migrated_by_a_newer_tarmac_is_refused_and_left_alone(tmp_path: Path) -> None:
+    database = tmp_path / "newer.db"
+    env = tarmac_env(database_url=sqlite_url(database), config=tmp_path / "absent.yml")
+    assert run_tarmac("migrate", env=env, cwd=tmp_path).returncode == 0
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '0999'")
+
+    for command in (["migrate"], ["token", "list"]):
+        result = run_tarmac(*command, env=env, cwd=tmp_path)
+        assert result.returncode == 2, (command, result.stderr)
+        [line] = result.stderr.splitlines()
+        assert line.startswith(
+            "error: the database is at schema revision 0999, which this Tarmac does not know"
+        )
+        assert "restore a backup taken before the upgrade" in line
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [
+            ("0999",)
+        ]
+
+
 # --- tokens -----------------------------------------------------------------------------------
 
 
@@ -408,3 +430,15 @@ def test_token_commands_next_to_a_running_server(tmp_path: Path) -> None:
 
         assert http("GET", environments, token=token).status == 401
         assert server.process.poll() is None
+
+
+def test_the_version_is_the_package_version_everywhere(
+    tmp_path: Path, openapi_document: dict[str, Any]
+) -> None:
+    with (Path(__file__).parents[1] / "pyproject.toml").open("rb") as project_file:
+        declared = tomllib.load(project_file)["project"]["version"]
+
+    result = run_tarmac("--version", env=tarmac_env(), cwd=tmp_path)
+
+    assert (result.returncode, result.stdout) == (0, f"tarmac {declared}\n")
+    assert openapi_document["info"]["version"] == declared
