@@ -1,0 +1,127 @@
+"""app.yml asks for exactly the permissions Tarmac's GitHub calls and events need: no more (an
+organisation's admin reads them at install time), no less (a call would be refused).
+
+The calls are found in the code itself: every `….call("METHOD", "/path", …)` under bot/. Each
+must be in REST_PERMISSIONS below, which is the table GitHub publishes per endpoint
+("Permissions required for GitHub Apps", under docs.github.com/en/rest/authentication); a new
+call fails this test until its permission is written down here.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).parents[1]
+LEVELS = {"read": 1, "write": 2}
+
+# (method, path template) → (permission, level). Calls made as the App itself (a JWT,
+# `installation_id=None`) need no installation permission and are left out by the scan.
+REST_PERMISSIONS: dict[tuple[str, str], tuple[str, str]] = {
+    ("GET", "/repos/{owner}/{repo}"): ("metadata", "read"),
+    ("GET", "/repos/{owner}/{repo}/collaborators/{username}/permission"): ("metadata", "read"),
+    ("GET", "/repos/{owner}/{repo}/git/ref/tags/{ref}"): ("contents", "read"),
+    ("GET", "/repos/{owner}/{repo}/git/tags/{tag_sha}"): ("contents", "read"),
+    ("POST", "/repos/{owner}/{repo}/deployments"): ("deployments", "write"),
+    ("GET", "/repos/{owner}/{repo}/deployments{?sha,environment}"): ("deployments", "read"),
+    ("POST", "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses"): (
+        "deployments",
+        "write",
+    ),
+    ("GET", "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses"): (
+        "deployments",
+        "read",
+    ),
+    ("POST", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches"): (
+        "actions",
+        "write",
+    ),
+    ("GET", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/runs"): ("actions", "read"),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/runs{?head_sha,event,created,per_page}",
+    ): (
+        "actions",
+        "read",
+    ),
+    ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}"): ("actions", "read"),
+    ("POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/cancel"): ("actions", "write"),
+    # Comments on a pull request's conversation are issue comments: `issues` (or
+    # `pull_requests`) write covers both the reply and the reaction.
+    ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments"): ("issues", "write"),
+    ("POST", "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions"): ("issues", "write"),
+}
+
+# What each subscribed event needs (GitHub's "Webhook events and payloads", per event).
+EVENT_PERMISSIONS = {
+    "create": ("contents", "read"),
+    "push": ("contents", "read"),
+    "workflow_run": ("actions", "read"),
+    "issue_comment": ("issues", "read"),
+}
+
+
+def installation_calls() -> set[tuple[str, str]]:
+    """(method, template) of every GitHub call in bot/ made with an installation's token."""
+    found = set()
+    for path in sorted((ROOT / "bot").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if node.func.attr != "call" or len(node.args) < 2:
+                continue
+            method, template = node.args[0], node.args[1]
+            if not (isinstance(method, ast.Constant) and isinstance(method.value, str)):
+                continue
+            as_app = any(
+                k.arg == "installation_id"
+                and isinstance(k.value, ast.Constant)
+                and k.value.value is None
+                for k in node.keywords
+            )
+            if not as_app:
+                found.add((method.value, _template(template, path)))
+    return found
+
+
+def _template(node: ast.expr, path: Path) -> str:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    # "/repos/{owner}/{repo}/git/ref/tags/" + path: the rest is one parameter.
+    if (
+        isinstance(node, ast.BinOp)
+        and isinstance(node.op, ast.Add)
+        and isinstance(node.left, ast.Constant)
+    ):
+        return f"{node.left.value}{{ref}}"
+    raise AssertionError(
+        f"{path}: a GitHub call whose path is not written out: {ast.unparse(node)}"
+    )
+
+
+def needed(calls: set[tuple[str, str]], events: list[str]) -> dict[str, str]:
+    wanted: dict[str, str] = {"metadata": "read"}  # every App has it
+    for permission, level in [REST_PERMISSIONS[c] for c in calls] + [
+        EVENT_PERMISSIONS[e] for e in events
+    ]:
+        if LEVELS[level] > LEVELS.get(wanted.get(permission, ""), 0):
+            wanted[permission] = level
+    return wanted
+
+
+def test_every_github_call_has_its_permission_written_down() -> None:
+    calls = installation_calls()
+
+    assert len(calls) >= 12, calls  # the scan finds the calls (a broken scan finds none)
+    unknown = sorted(calls - set(REST_PERMISSIONS))
+    assert unknown == [], f"add the GitHub App permission these calls need: {unknown}"
+
+
+def test_the_manifest_asks_for_exactly_what_the_calls_and_events_need() -> None:
+    manifest = yaml.safe_load((ROOT / "app.yml").read_text())
+    events = manifest["default_events"]
+
+    assert set(events) <= set(EVENT_PERMISSIONS), "add the permission the new event needs"
+    assert manifest["default_permissions"] == needed(installation_calls(), events)
