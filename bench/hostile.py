@@ -112,7 +112,7 @@ async def idle(url: str) -> Probes:
 
 
 def _statuses(statuses: Counter[int]) -> str:
-    return ", ".join(f"{count}× {status}" for status, count in sorted(statuses.items()))
+    return ", ".join(f"{count} x {status}" for status, count in sorted(statuses.items()))
 
 
 async def run() -> list[Row]:
@@ -120,15 +120,17 @@ async def run() -> list[Row]:
     bomb = await asyncio.to_thread(gzip_bomb)
     made = f"{len(bomb) / 1e6:.2f} MB inflating to {BOMB_INFLATED_BYTES >> 20} MiB"
     print(f"{SECTION}: bomb of {made} made in {time.monotonic() - started:.1f} s", flush=True)
-    async with fresh_database("sqlite", "hostile") as database_url:
-        async with tarmac_server(database_url) as server:
-            quiet = await idle(server.url)
-            bombed, statuses = await under_bombs(server.url, bomb)
+    async with (
+        fresh_database("sqlite", "hostile") as database_url,
+        tarmac_server(database_url) as server,
+    ):
+        quiet = await idle(server.url)
+        bombed, statuses = await under_bombs(server.url, bomb)
     async with floor_server("bench-secret") as (floor_url, _pid):
         floor_quiet = await idle(floor_url)
         floor_bombed, floor_statuses = await under_bombs(floor_url, bomb)
     refused = set(statuses) == {415}
-    bombs = f"{BOMB_CLIENTS} clients × {BOMB_SECONDS:.0f} s of {made}"
+    bombs = f"{BOMB_CLIENTS} clients for {BOMB_SECONDS:.0f} s, bombs of {made}"
     return [
         Row(SECTION, "/healthz idle: p50", quiet.p(50), "ms", "", None, "baseline"),
         Row(SECTION, "/healthz idle: p99", quiet.p(99), "ms", "", None, "baseline"),

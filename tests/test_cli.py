@@ -215,6 +215,7 @@ def test_check_config_reports_every_problem_and_fails(tmp_path: Path) -> None:
         ("database_url", "mysql://localhost/tarmac"),
         ("database_url", "postgresql+asyncpg://postgres@127.0.0.1:5432/test?sslmode=always"),
         ("database_statement_timeout", "0"),
+        ("header_timeout", "0"),
     ],
 )
 def test_an_invalid_setting_is_a_clear_error(tmp_path: Path, name: str, value: str) -> None:
