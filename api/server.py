@@ -152,7 +152,7 @@ def _open_file_limit() -> int:
 
 def raise_open_file_limit() -> None:
     """The soft RLIMIT_NOFILE up to the hard one: each connection holds a descriptor, and the
-    soft default (1024 under systemd) is what a few hundred idle clients reach."""
+    soft default (1024 under systemd) is what a thousand idle clients reach."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft >= hard:
         return
