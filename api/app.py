@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from api.auth import auth_middleware
+from api.content_encoding import identity_encoding_middleware
 from api.errors import error_middleware
 from api.idempotency import idempotency_middleware
 from api.keys import GITHUB_APP, OPENAPI_DOCUMENT, SERVICE, SETTINGS
@@ -36,6 +37,7 @@ def create_app(
             request_metrics_middleware,
             error_middleware,
             auth_middleware,
+            identity_encoding_middleware,
             idempotency_middleware,
         ],
     )

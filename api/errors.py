@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 
 from aiohttp import web
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -22,6 +23,7 @@ METHOD_NOT_ALLOWED = "Method not allowed"
 BODY_TOO_LARGE = "Request body is larger than 1 MiB"
 INTERNAL_ERROR = "Internal server error"
 DATABASE_UNAVAILABLE = "Database unavailable, try again"
+CLIENT_CLOSED = "Connection closed before the request was read"
 
 REFUSAL_STATUS = {Refusal.INVALID: 400, Refusal.NOT_FOUND: 404, Refusal.CONFLICT: 409}
 
@@ -54,6 +56,17 @@ _HTTP_MESSAGES = {
 }
 
 
+def status_message(status: int) -> str:
+    """What an error answer with nothing more specific to say says: Tarmac's own wording for
+    the statuses it uses, otherwise the status's reason phrase."""
+    if status in _HTTP_MESSAGES:
+        return _HTTP_MESSAGES[status]
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -70,8 +83,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             response.headers["Allow"] = exc.headers["Allow"]
         return response
     except (OperationalError, DBAPIError, OSError) as exc:
+        if isinstance(exc, ConnectionResetError) and _client_gone(request):
+            # The client hung up before its body arrived: nobody to answer, nothing wrong here.
+            log.info("client closed the connection during %s %s", request.method, request.path)
+            return error_response(400, CLIENT_CLOSED)
         log.error("database error on %s %s: %s", request.method, request.path, type(exc).__name__)
         return error_response(503, DATABASE_UNAVAILABLE)
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         return error_response(500, INTERNAL_ERROR)
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from api import errors, idempotency, webhooks
+from api.content_encoding import UNSUPPORTED_CONTENT_ENCODING
 from api.requests import INVALID_JSON, NOT_AN_OBJECT
 from api.schemas import (
     CreateDeploymentBody,
@@ -147,9 +148,11 @@ COMMON = {
     "401": _error(errors.UNAUTHORIZED),
     "403": _error(errors.FORBIDDEN),
     "413": _error(errors.BODY_TOO_LARGE),
+    "415": _error(UNSUPPORTED_CONTENT_ENCODING),
     "503": _error(errors.DATABASE_UNAVAILABLE),
 }
-READ_COMMON = {k: v for k, v in COMMON.items() if k != "413"}
+# A request without a body is never refused for its size or its Content-Encoding.
+READ_COMMON = {k: v for k, v in COMMON.items() if k not in ("413", "415")}
 
 
 def _body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
@@ -399,6 +402,7 @@ def build_openapi_document() -> dict[str, Any]:
                     ),
                     "401": _error(webhooks.INVALID_SIGNATURE),
                     "413": _error(errors.BODY_TOO_LARGE),
+                    "415": _error(UNSUPPORTED_CONTENT_ENCODING),
                     "500": _error(errors.INTERNAL_ERROR),
                     "503": _error(webhooks.GITHUB_APP_NOT_CONFIGURED, errors.DATABASE_UNAVAILABLE),
                 },

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sqlite3
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -22,8 +21,6 @@ from bot.database_wait import EXIT_DATABASE_UNREACHABLE, wait_for_database
 from bot.db import Database, SchemaNewerThanCode
 from bot.projects_file import ProjectsFileError, is_valid_name, load_projects_file
 from bot.settings import GitHubAppMisconfigured, Settings, configure_logging
-
-log = logging.getLogger("tarmac")
 
 WEB_ENTRY_POINT_GROUP = "tarmac.web"
 
@@ -88,8 +85,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from aiohttp import web
-
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = settings.model_copy(update=overrides)
     try:
@@ -104,25 +99,25 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     if not asyncio.run(wait_for_database(settings.database_url, settings.database_start_timeout)):
         return EXIT_DATABASE_UNREACHABLE
-    create_app = _web_app_factory()
-    log.info("serving on http://%s:%d", settings.host, settings.port)
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        print=None,
-        access_log_format='%a "%r" %s %b %Tfs',
-    )
-    return 0
+    code = _with_database(settings, _schema_is_known, migrate=False)
+    if code:
+        return code
+    serve = _web_server()
+    # Serves until SIGTERM or SIGINT; its exit code (one it cannot listen with, say).
+    return serve(settings)
 
 
-def _web_app_factory() -> Callable[[Settings], Any]:
-    # The REST face (api/) registers itself here; bot/ never imports it.
+async def _schema_is_known(db: Database) -> None:
+    await db.ensure_schema_known()
+
+
+def _web_server() -> Callable[[Settings], int]:
+    # The REST face (api/) registers its server here; bot/ never imports it.
     found = entry_points(group=WEB_ENTRY_POINT_GROUP)
     if not found:
-        raise SystemExit("tarmac: no web app installed (entry point group 'tarmac.web')")
-    factory: Callable[[Settings], Any] = next(iter(found)).load()
-    return factory
+        raise SystemExit("tarmac: no web server installed (entry point group 'tarmac.web')")
+    serve: Callable[[Settings], int] = next(iter(found)).load()
+    return serve
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:

@@ -153,11 +153,9 @@ class Database:
         """Bring the schema to the newest migration; safe to run from several replicas at once.
 
         Raises SchemaNewerThanCode when a newer Tarmac has migrated the database already."""
-        current = await self.current_revision()
+        current = await self.ensure_schema_known()
         if current == head_revision():
             return  # the usual start: no lock to wait for, no migration environment to load
-        if current is not None and current not in known_revisions():
-            raise SchemaNewerThanCode(current)
         # Waiting for another replica's migration, or DDL on a large table, may take longer
         # than a statement may take while serving.
         engine = self.engine
@@ -184,6 +182,13 @@ class Database:
                         text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_ADVISORY_LOCK}
                     )
                     await connection.commit()
+
+    async def ensure_schema_known(self) -> str | None:
+        """The schema's revision; SchemaNewerThanCode if this code does not ship it."""
+        current = await self.current_revision()
+        if current is not None and current not in known_revisions():
+            raise SchemaNewerThanCode(current)
+        return current
 
     async def current_revision(self) -> str | None:
         async with self.engine.connect() as connection:

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     # PostgreSQL: a statement that gets no answer this long fails (503), so a database that
     # takes connections but never answers cannot hold requests.
     database_statement_timeout: float = Field(default=10.0, gt=0.0, le=3600.0)
+    # A connection that has not sent a whole request head (request line and headers) this long
+    # after it opened, or after the first byte of its next request, is closed: a client that
+    # never finishes its headers cannot hold a file descriptor.
+    header_timeout: float = Field(default=10.0, gt=0.0, le=300.0)
 
     def github_app(self) -> GitHubAppSettings | None:
         """The GitHub App credentials, or None when none are set (the REST API still works).

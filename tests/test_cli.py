@@ -216,6 +216,7 @@ def test_check_config_reports_every_problem_and_fails(tmp_path: Path) -> None:
         ("database_url", "mysql://localhost/tarmac"),
         ("database_url", "postgresql+asyncpg://postgres@127.0.0.1:5432/test?sslmode=always"),
         ("database_statement_timeout", "0"),
+        ("header_timeout", "0"),
     ],
 )
 def test_an_invalid_setting_is_a_clear_error(tmp_path: Path, name: str, value: str) -> None:
@@ -269,12 +270,14 @@ def test_migrate_creates_a_fresh_sqlite_file_and_then_has_nothing_to_do(tmp_path
 
 def test_a_database_migrated_by_a_newer_tarmac_is_refused_and_left_alone(tmp_path: Path) -> None:
     database = tmp_path / "newer.db"
-    env = tarmac_env(database_url=sqlite_url(database), config=tmp_path / "absent.yml")
+    projects = tmp_path / "tarmac.yml"
+    projects.write_text(PROJECTS_YAML)
+    env = tarmac_env(database_url=sqlite_url(database), config=projects)
     assert run_tarmac("migrate", env=env, cwd=tmp_path).returncode == 0
     with sqlite3.connect(database) as connection:
         connection.execute("UPDATE alembic_version SET version_num = '0999'")
 
-    for command in (["migrate"], ["token", "list"]):
+    for command in (["migrate"], ["token", "list"], ["serve", "--port", str(free_port())]):
         result = run_tarmac(*command, env=env, cwd=tmp_path)
         assert result.returncode == 2, (command, result.stderr)
         [line] = result.stderr.splitlines()

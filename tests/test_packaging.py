@@ -54,7 +54,7 @@ def test_the_wheel_installed_elsewhere_migrates_a_fresh_database(tmp_path: Path)
         assert module.relative_to(REPO_ROOT).as_posix() in names, module
     assert not any(n.startswith("tests/") or "node_modules" in n for n in names)
     assert "tarmac = bot.cli:main" in entry_points
-    assert "app = api.app:create_app" in entry_points
+    assert "serve = api.server:serve" in entry_points
 
     target = tmp_path / "site"
     _run(
