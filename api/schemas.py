@@ -93,8 +93,8 @@ class HealthResponse(Response):
 class ReadyResponse(Response):
     status: str = Field(description="`ready`, or `not ready` with the failing checks.")
     checks: dict[str, str] = Field(
-        description="database, migrations and (with a GitHub App) outbox_worker: `ok` or "
-        "what is wrong."
+        description="database, migrations, database_writes and (with a GitHub App) "
+        "outbox_worker: `ok` or what is wrong."
     )
 
 
