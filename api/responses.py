@@ -49,6 +49,7 @@ def candidate_response(candidate: ReleaseCandidate) -> ReleaseCandidateResponse:
         commit=candidate.commit_sha,
         repo=candidate.repo,
         build_status=BuildStatus(candidate.build_status),
+        build_error=candidate.build_error,
         created_at=candidate.created_at,
     )
 

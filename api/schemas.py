@@ -119,6 +119,10 @@ class ReleaseCandidateResponse(Response):
     commit: str
     repo: str
     build_status: BuildStatus
+    build_error: str | None = Field(
+        description="Tarmac extension: why the build failed (its run did not succeed, it could "
+        "not be started, or it timed out); null unless `build_status` is `failed`."
+    )
     created_at: datetime
 
 

@@ -15,6 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 DEFAULT_DEPLOY_TIMEOUT_MINUTES = 60
+DEFAULT_BUILD_TIMEOUT_MINUTES = 60
+MAX_TIMEOUT_MINUTES = 7 * 24 * 60
 
 REPO_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$"
 # Project and environment names appear in URL paths, so they may not contain a slash.
@@ -23,6 +25,7 @@ WORKFLOW_PATTERN = r"^[^/\s]+\.ya?ml$|^[0-9]+$"
 URL_PATTERN = r"^https?://\S+$"
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+Minutes = Annotated[int, Field(ge=1, le=MAX_TIMEOUT_MINUTES)]
 WorkflowInputs = dict[Annotated[str, StringConstraints(min_length=1)], str | int | float | bool]
 
 
@@ -33,6 +36,7 @@ class _Strict(BaseModel):
 class BuildConfig(_Strict):
     workflow: Annotated[str, StringConstraints(pattern=WORKFLOW_PATTERN)]
     inputs: WorkflowInputs = Field(default_factory=dict)
+    timeout_minutes: Minutes = DEFAULT_BUILD_TIMEOUT_MINUTES
 
 
 class EnvironmentConfig(_Strict):
@@ -42,7 +46,7 @@ class EnvironmentConfig(_Strict):
     inputs: WorkflowInputs = Field(default_factory=dict)
     url: Annotated[str, StringConstraints(pattern=URL_PATTERN)] | None = None
     auto_deploy: bool = False
-    timeout_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = DEFAULT_DEPLOY_TIMEOUT_MINUTES
+    timeout_minutes: Minutes = DEFAULT_DEPLOY_TIMEOUT_MINUTES
 
 
 class ProjectConfig(_Strict):

@@ -28,7 +28,7 @@ from bot.operations import Mirror
 from bot.projects_file import ProjectsConfig, load_projects_file
 from bot.projects_sync import sync_projects
 from bot.settings import GitHubAppSettings, Settings
-from bot.timeouts import run_stuck_deployment_sweeper
+from bot.timeouts import run_timeout_sweeper
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,8 @@ class Service:
     def start_background_work(self) -> None:
         self._background.append(
             asyncio.create_task(
-                run_stuck_deployment_sweeper(self.db, self.clock, self.mirror),
-                name="stuck-deployments",
+                run_timeout_sweeper(self.db, self.clock, self.mirror),
+                name="timeouts",
             )
         )
         if self.outbox_worker is not None:

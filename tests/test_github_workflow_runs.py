@@ -11,6 +11,8 @@ import pytest
 
 from bot.db import Database
 from bot.github.worker import OutboxWorker
+from bot.operations import Mirror
+from bot.timeouts import sweep_stuck_builds
 from tests.conftest import (
     PROJECTS_YAML,
     SHA_A,
@@ -225,6 +227,7 @@ async def test_a_build_that_does_not_succeed_fails_the_rc_and_deploys_nothing(
     assert outcome == f"release candidate v1-rc1: build {conclusion}; failed"
     rc = await github_api.get("/api/releases/Backend/releases/v1-rc1")
     assert (rc.body["build_status"], rc.body["deployments"]) == ("failed", [])
+    assert rc.body["build_error"] == "The build workflow run did not succeed"
     refused = await github_api.deploy("staging", "v1-rc1")
     assert (refused.status, refused.body) == (400, {"error": "Release candidate build failed"})
     assert fake_github.deployments == {}
@@ -321,7 +324,51 @@ async def test_a_build_workflow_github_refuses_fails_the_rc(
 
     rc = await github_api.get("/api/releases/Backend/releases/v1-rc1")
     assert rc.body["build_status"] == "failed"
+    assert rc.body["build_error"].startswith("Build workflow could not be started: ")
     assert fake_github.runs == {}
+
+
+# Backend's build may take 20 minutes.
+BUILD_TIMEOUT_YAML = TAGS_PROJECTS_YAML.replace(
+    "      workflow: build.yml\n", "      workflow: build.yml\n      timeout_minutes: 20\n"
+)
+
+
+@pytest.mark.both_databases
+@pytest.mark.parametrize("projects_file", [BUILD_TIMEOUT_YAML], indirect=True)
+async def test_a_build_whose_run_never_completes_fails_after_the_projects_timeout(
+    github_api: Api,
+    webhook: Webhooks,
+    outbox: OutboxWorker,
+    fake_github: FakeGitHub,
+    db: Database,
+    clock: TestClock,
+) -> None:
+    build = await tagged_rc(webhook, outbox, fake_github, "v1-rc1", SHA_A)
+    await accepted(webhook, "workflow_run", run_event("in_progress", build))
+    mirror = Mirror(enabled=True)
+
+    clock.advance(minutes=20)
+    assert await sweep_stuck_builds(db, clock, mirror) == 0
+    clock.advance(seconds=1)
+    assert await sweep_stuck_builds(db, clock, mirror) == 1
+
+    rc = await github_api.get("/api/releases/Backend/releases/v1-rc1")
+    assert (rc.body["build_status"], rc.body["build_error"]) == (
+        "failed",
+        "Build timed out: no result after 20 minutes",
+    )
+    assert rc.body["deployments"] == []  # staging auto-deploys ready RCs only
+    refused = await github_api.deploy("staging", "v1-rc1")
+    assert (refused.status, refused.body) == (400, {"error": "Release candidate build failed"})
+
+    # The run completing after all changes nothing: a timed-out build stays failed.
+    outcome = await accepted(webhook, "workflow_run", run_event("completed", build, "success"))
+    assert outcome == "release candidate v1-rc1 already failed"
+    await outbox.drain()
+    rc = await github_api.get("/api/releases/Backend/releases/v1-rc1")
+    assert (rc.body["build_status"], rc.body["deployments"]) == ("failed", [])
+    assert [r.workflow for r in fake_github.runs.values()] == ["build.yml"]
 
 
 async def lose_dispatch_answers(

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from bot.projects_file import (
+    DEFAULT_BUILD_TIMEOUT_MINUTES,
     DEFAULT_DEPLOY_TIMEOUT_MINUTES,
     ProjectsFileError,
     load_projects_file,
@@ -39,6 +40,7 @@ def test_the_example_file_loads() -> None:
     assert backend.build is not None
     assert backend.build.workflow == "build.yml"
     assert backend.build.inputs == {"target": "release"}
+    assert backend.build.timeout_minutes == DEFAULT_BUILD_TIMEOUT_MINUTES
     staging, production = backend.environments
     assert (staging.name, staging.auto_deploy, staging.production) == ("staging", True, False)
     assert staging.timeout_minutes == DEFAULT_DEPLOY_TIMEOUT_MINUTES
@@ -121,6 +123,16 @@ MISTAKES = {
     "timeout_minutes as text": (
         BACKEND + "    environments: [{name: production, timeout_minutes: '30'}]\n",
         ["project 'Backend'", "environments[0].timeout_minutes", "valid integer"],
+    ),
+    "build timeout_minutes 0": (
+        BACKEND + "    build: {workflow: build.yml, timeout_minutes: 0}\n"
+        "    environments: [{name: production}]\n",
+        ["project 'Backend'", "build.timeout_minutes", "greater than or equal to 1"],
+    ),
+    "build timeout_minutes over a week": (
+        BACKEND + "    build: {workflow: build.yml, timeout_minutes: 10081}\n"
+        "    environments: [{name: production}]\n",
+        ["project 'Backend'", "build.timeout_minutes", "less than or equal to 10080"],
     ),
     "workflow with a path": (
         BACKEND + "    build: {workflow: .github/workflows/build.yml}\n"
