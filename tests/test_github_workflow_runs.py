@@ -46,14 +46,16 @@ def projects_file(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
     return path
 
 
-# Backend's build with more inputs than GitHub takes, one of them posing as Tarmac's own.
-MANY_INPUTS = {"tarmac_commit_sha": "forged", **{f"in{i:02}": i for i in range(30)}}
-MANY_INPUTS_YAML = PROJECTS_YAML.replace(
-    "      workflow: build.yml\n",
-    "      workflow: build.yml\n      inputs: "
-    + "{"
-    + ", ".join(f"{k}: {v}" for k, v in MANY_INPUTS.items())
-    + "}\n",
+# Backend's build and staging with as many inputs as the projects file allows (with Tarmac's
+# own, GitHub's 25 in a dispatch; tests/test_projects_file.py has one more refused).
+def _inputs(count: int) -> str:
+    return "{" + ", ".join(f"in{i:02}: {i}" for i in range(count)) + "}"
+
+
+MOST_INPUTS_YAML = PROJECTS_YAML.replace(
+    "      workflow: build.yml\n", f"      workflow: build.yml\n      inputs: {_inputs(23)}\n"
+).replace(
+    "        auto_deploy: true\n", f"        auto_deploy: true\n        inputs: {_inputs(21)}\n"
 )
 
 
@@ -300,18 +302,29 @@ async def test_an_api_rc_with_a_build_is_built_on_the_default_branch(
     assert rc.body["build_status"] == "ready"
 
 
-@pytest.mark.parametrize("projects_file", [MANY_INPUTS_YAML], indirect=True)
-async def test_a_build_gets_tarmacs_inputs_and_as_many_configured_ones_as_github_takes(
+@pytest.mark.parametrize("projects_file", [MOST_INPUTS_YAML], indirect=True)
+async def test_every_input_the_projects_file_allows_reaches_the_dispatch(
     github_api: Api, webhook: Webhooks, outbox: OutboxWorker, fake_github: FakeGitHub
 ) -> None:
     build = await tagged_rc(webhook, outbox, fake_github, "v1-rc1", SHA_A)
-
-    assert len(build.inputs) == 25
     assert build.inputs == {
         **{f"in{i:02}": str(i) for i in range(23)},
         "tarmac_release_candidate_version": "v1-rc1",
         "tarmac_commit_sha": SHA_A,
     }
+
+    await accepted(webhook, "workflow_run", run_event("completed", build, "success"))
+    await outbox.drain()
+    [deployment] = await deployments_of(github_api, "staging")
+    deploy = deploy_run_of(fake_github, deployment["id"])
+    assert deploy.inputs == {
+        **{f"in{i:02}": str(i) for i in range(21)},
+        "tarmac_deployment_id": str(deployment["id"]),
+        "tarmac_environment": "staging",
+        "tarmac_release_candidate_version": "v1-rc1",
+        "tarmac_commit_sha": SHA_A,
+    }
+    assert len(build.inputs) == len(deploy.inputs) == 25
 
 
 async def test_a_build_workflow_github_refuses_fails_the_rc(
