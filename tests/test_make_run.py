@@ -218,5 +218,6 @@ def test_make_run_takes_its_port_from_tarmac_port_too() -> None:
     ).stdout
 
     assert "http://127.0.0.1:9123/api/releases/Backend/environments" in planned
+    assert "TARMAC_PUBLIC_URL=http://127.0.0.1:9123 " in planned
     assert "serve --port 9123" in planned
     assert "8080" not in planned
