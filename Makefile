@@ -7,6 +7,12 @@ STAMP := $(VENV)/.installed
 # GitHub's REST description and example webhooks, from npm (tests/github/package-lock.json).
 GITHUB_MATERIAL := tests/github/node_modules/.installed
 PYTEST_WORKERS ?= 2
+# make run's port: `make run PORT=9000`, or TARMAC_PORT from the environment.
+TARMAC_PORT ?= 8080
+PORT ?= $(TARMAC_PORT)
+DEMO_URL := http://127.0.0.1:$(PORT)
+DEMO_PUBLIC_URL = $(or $(TARMAC_PUBLIC_URL),$(DEMO_URL))
+DEMO_TOKEN ?= .tarmac-demo-token
 
 export TARMAC_CONFIG ?= tarmac.example.yml
 export TARMAC_DATABASE_URL ?= sqlite+aiosqlite:///tarmac.db
@@ -32,21 +38,24 @@ github-material: $(GITHUB_MATERIAL)
 migrate: $(STAMP)
 	$(TARMAC) migrate
 
+# The token list is read to its end (grep without -q), and a token goes to the file only once
+# `token create` has succeeded.
 run: $(STAMP)
 	@$(TARMAC) migrate
 	@$(TARMAC) check-config
-	@if [ ! -s .tarmac-demo-token ] || ! $(TARMAC) token list | grep -q '^demo '; then \
+	@if [ ! -s $(DEMO_TOKEN) ] || ! $(TARMAC) token list | grep '^demo ' >/dev/null; then \
 		$(TARMAC) token revoke demo >/dev/null 2>&1 || true; \
-		$(TARMAC) token create demo --actor demo@example.com | tail -n 1 > .tarmac-demo-token; \
+		created="$$($(TARMAC) token create demo --actor demo@example.com)" || exit 1; \
+		printf '%s\n' "$$created" | tail -n 1 > $(DEMO_TOKEN); \
 	fi
 	@echo
-	@echo "Demo token (kept in .tarmac-demo-token). Try, once the server is up:"
-	@echo "  curl -s -X POST -H \"Authorization: Bearer \$$(cat .tarmac-demo-token)\" -H 'Content-Type: application/json' \\"
+	@echo "Demo token (kept in $(DEMO_TOKEN)). Try, once the server is up:"
+	@echo "  curl -s -X POST -H \"Authorization: Bearer \$$(cat $(DEMO_TOKEN))\" -H 'Content-Type: application/json' \\"
 	@echo "    -d '{\"repo\": \"acme/backend\", \"commit\": \"0123456789abcdef0123456789abcdef01234567\"}' \\"
-	@echo "    http://127.0.0.1:8080/api/releases/Backend/releases/v1.0.0-rc1"
-	@echo "  curl -s -H \"Authorization: Bearer \$$(cat .tarmac-demo-token)\" http://127.0.0.1:8080/api/releases/Backend/environments"
+	@echo "    $(DEMO_URL)/api/releases/Backend/releases/v1.0.0-rc1"
+	@echo "  curl -s -H \"Authorization: Bearer \$$(cat $(DEMO_TOKEN))\" $(DEMO_URL)/api/releases/Backend/environments"
 	@echo
-	$(TARMAC) serve
+	TARMAC_PUBLIC_URL=$(DEMO_PUBLIC_URL) $(TARMAC) serve --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check bot api tests $(wildcard bench)

@@ -10,6 +10,7 @@ from aiohttp import web
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from api.schemas import ErrorResponse
+from bot.db import failure_reason
 from bot.errors import DomainError, Refusal
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             # The client hung up before its body arrived: nobody to answer, nothing wrong here.
             log.info("client closed the connection during %s %s", request.method, request.path)
             return error_response(400, CLIENT_CLOSED)
-        log.error("database error on %s %s: %s", request.method, request.path, type(exc).__name__)
+        log.error("database error on %s %s: %s", request.method, request.path, failure_reason(exc))
         return error_response(503, DATABASE_UNAVAILABLE)
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)

@@ -125,7 +125,8 @@ PAGE_PARAMS = [
 ]
 LINK_HEADER = {
     "Link": {
-        "description": 'GitHub-style pagination links (rel="first", "prev", "next").',
+        "description": 'GitHub-style pagination links (rel="first", "prev", "next"): '
+        "absolute under TARMAC_PUBLIC_URL when it is set, otherwise relative to the request.",
         "schema": {"type": "string"},
     }
 }

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from api.keys import SETTINGS
 from api.schemas import (
     DeploymentResponse,
     EnvironmentResponse,
@@ -49,6 +50,7 @@ def candidate_response(candidate: ReleaseCandidate) -> ReleaseCandidateResponse:
         commit=candidate.commit_sha,
         repo=candidate.repo,
         build_status=BuildStatus(candidate.build_status),
+        build_error=candidate.build_error,
         created_at=candidate.created_at,
     )
 
@@ -106,13 +108,16 @@ def json_response(body: BaseModel | Sequence[BaseModel] | None, status: int = 20
 
 def page_response(request: web.Request, page: Page[Any], shown: PageRequest) -> web.Response:
     """A JSON list with a GitHub-style Link header (first, prev, next; no `last`, which would
-    need a count of the whole history)."""
+    need a count of the whole history). The links are under TARMAC_PUBLIC_URL, or relative to
+    the request (RFC 8288 allows it): never built from its Host header, which the client
+    chooses."""
     response = json_response(page.items)
+    public_url = request.app[SETTINGS].public_url or ""
     links = []
 
     def link(number: int, rel: str) -> None:
-        url = request.url.update_query(page=str(number), per_page=str(shown.per_page))
-        links.append(f'<{url}>; rel="{rel}"')
+        target = request.rel_url.update_query(page=str(number), per_page=str(shown.per_page))
+        links.append(f'<{public_url}{target}>; rel="{rel}"')
 
     if shown.page > 1:
         link(1, "first")

@@ -93,8 +93,8 @@ class HealthResponse(Response):
 class ReadyResponse(Response):
     status: str = Field(description="`ready`, or `not ready` with the failing checks.")
     checks: dict[str, str] = Field(
-        description="database, migrations and (with a GitHub App) outbox_worker: `ok` or "
-        "what is wrong."
+        description="database, migrations, database_writes and (with a GitHub App) "
+        "outbox_worker: `ok` or what is wrong."
     )
 
 
@@ -119,6 +119,10 @@ class ReleaseCandidateResponse(Response):
     commit: str
     repo: str
     build_status: BuildStatus
+    build_error: str | None = Field(
+        description="Tarmac extension: why the build failed (its run did not succeed, it could "
+        "not be started, or it timed out); null unless `build_status` is `failed`."
+    )
     created_at: datetime
 
 

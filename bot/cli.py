@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sqlite3
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -23,6 +24,23 @@ from bot.projects_file import ProjectsFileError, is_valid_name, load_projects_fi
 from bot.settings import GitHubAppMisconfigured, Settings, configure_logging
 
 WEB_ENTRY_POINT_GROUP = "tarmac.web"
+# Standard output was closed before all was written (`tarmac token list | head -1`): what a
+# shell reports for a command a closed pipe stopped (128 + SIGPIPE), as for coreutils.
+EXIT_STDOUT_CLOSED = 141
+
+
+class StdoutClosed(Exception):
+    """Standard output's reader has gone; kept apart from OSError, which the commands that use
+    the database read as the database failing."""
+
+
+def _out(line: str) -> None:
+    """One line of output, written now: a reader that has gone shows here, as StdoutClosed."""
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise StdoutClosed from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,7 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler
-    return handler(args, settings)
+    try:
+        return handler(args, settings)
+    except StdoutClosed:
+        # What is still buffered would fail again at exit, with a traceback: let it go nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_STDOUT_CLOSED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -125,7 +148,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
         before = await db.current_revision()
         await db.migrate()
         after = await db.current_revision()
-        print(f"database at revision {after}" + ("" if before != after else " (unchanged)"))
+        _out(f"database at revision {after}" + ("" if before != after else " (unchanged)"))
 
     return _with_database(settings, run, migrate=False)
 
@@ -155,7 +178,7 @@ def _check_config(args: argparse.Namespace, settings: Settings) -> int:
         _print_problems(exc)
         return 1
     environments = sum(len(p.environments) for p in config.projects)
-    print(f"{path}: OK ({len(config.projects)} projects, {environments} environments)")
+    _out(f"{path}: OK ({len(config.projects)} projects, {environments} environments)")
     return 0
 
 
@@ -178,15 +201,19 @@ def _token_create(args: argparse.Namespace, settings: Settings) -> int:
             secret = await tokens.create_token(
                 session, name=name, projects=projects, actor_email=args.actor, now=utc_now()
             )
-        scope = ", ".join(sorted(set(projects))) or "every project"
-        print(f"created token {name!r} for {scope}; it is shown once, store it now:")
-        print(secret)
+            scope = ", ".join(sorted(set(projects))) or "every project"
+            # Shown before the commit: a token nobody could see is not kept.
+            _out(f"created token {name!r} for {scope}; it is shown once, store it now:")
+            _out(secret)
 
     try:
         return _with_database(settings, run)
     except tokens.TokenNameTaken:
         print(f"error: a token named {name!r} exists; revoke it first", file=sys.stderr)
         return 1
+    except StdoutClosed:
+        print("error: standard output is closed; no token was created", file=sys.stderr)
+        raise
 
 
 def _projects_missing_from_file(settings: Settings, projects: list[str]) -> list[str]:
@@ -204,11 +231,11 @@ def _token_list(args: argparse.Namespace, settings: Settings) -> int:
     async def run(db: Database) -> None:
         async with db.read() as session:
             rows = await tokens.list_tokens(session)
-        print(f"{'NAME':<24} {'PROJECTS':<30} {'ACTOR':<30} LAST USED")
+        _out(f"{'NAME':<24} {'PROJECTS':<30} {'ACTOR':<30} LAST USED")
         for row in rows:
             scope = ",".join(row.projects) or "*"
             last = row.last_used_at.isoformat(timespec="seconds") if row.last_used_at else "never"
-            print(f"{row.name:<24} {scope:<30} {row.actor or '-':<30} {last}")
+            _out(f"{row.name:<24} {scope:<30} {row.actor or '-':<30} {last}")
 
     return _with_database(settings, run)
 
@@ -226,7 +253,7 @@ def _token_revoke(args: argparse.Namespace, settings: Settings) -> int:
     if not outcome["revoked"]:
         print(f"error: no token named {args.name!r}", file=sys.stderr)
         return 1
-    print(f"revoked token {args.name!r}")
+    _out(f"revoked token {args.name!r}")
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,7 +22,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -45,6 +47,18 @@ DEFAULT_STATEMENT_TIMEOUT_SECONDS = 10.0
 CONNECT_TIMEOUT_SECONDS = 5.0
 # libpq's sslmode, as PostgreSQL URLs carry it, is asyncpg's `ssl` (which takes these modes).
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+# A connection SQLite opened while the file could not be written (a chmod, a read-only mount)
+# is read-only for good: it fails every write with SQLITE_READONLY after the file is writable
+# again, until the process restarts; so does one whose file was replaced (READONLY_DBMOVED).
+# Such a connection is discarded on its first failed write, and the pool opens a new one.
+# I/O errors and a full disk leave a connection working once the disk does (SQLite rolls the
+# transaction back), and it is kept: a fresh connection would have to regrow the -shm file,
+# which a full disk refuses, so dropping it would fail the reads that still work.
+SQLITE_BROKEN_CONNECTION_ERRORS = frozenset({sqlite3.SQLITE_READONLY})
+# A write that changes nothing and still reaches the disk (the row is rewritten with its own
+# value): what readiness runs to learn whether writes work again.
+WRITE_PROBE = text("UPDATE alembic_version SET version_num = version_num")
 
 
 def create_engine(
@@ -100,6 +114,17 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
 
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def on_error(context: ExceptionContext) -> None:
+        code = getattr(context.original_exception, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF in SQLITE_BROKEN_CONNECTION_ERRORS:
+            reason = failure_reason(context.original_exception)
+            log.warning("SQLite connection cannot write (%s): discarded", reason)
+            context.is_disconnect = True
+            # Only this one: the others were opened at other times, and one that can write
+            # keeps the WAL's shared memory alive for the reads.
+            context.invalidate_pool_on_disconnect = False
+
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection: Connection) -> None:
         if connection.get_execution_options().get("tarmac_write"):
@@ -108,8 +133,21 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             connection.exec_driver_sql("BEGIN")
 
 
+def failure_reason(exc: BaseException) -> str:
+    """What failed, in words safe for logs and answers: SQLite's error name
+    (SQLITE_READONLY, SQLITE_IOERR_WRITE, ...) or the driver's exception class, never the
+    message (it may quote the statement's parameters)."""
+    cause = getattr(exc, "orig", None) or exc
+    name = getattr(cause, "sqlite_errorname", None)
+    return name if isinstance(name, str) else type(cause).__name__
+
+
 class Database:
-    """Owns the engine; hands out read sessions and serialised write sessions."""
+    """Owns the engine; hands out read sessions and serialised write sessions.
+
+    `write_failure` is why the newest write transaction failed on the database's side (see
+    `failure_reason`), None once one commits: readiness reports it.
+    """
 
     def __init__(self, engine: AsyncEngine, database_url: str | None = None) -> None:
         self.engine = engine
@@ -120,6 +158,7 @@ class Database:
             engine.execution_options(tarmac_write=True), expire_on_commit=False
         )
         self._sqlite_writer = asyncio.Lock()
+        self.write_failure: str | None = None
 
     @classmethod
     def from_url(
@@ -135,12 +174,32 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """One transaction that commits when the block ends and rolls back if it raises."""
-        if self.is_sqlite:
-            async with self._sqlite_writer, self._write_sessions() as session, session.begin():
-                yield session
-        else:
-            async with self._write_sessions() as session, session.begin():
-                yield session
+        try:
+            if self.is_sqlite:
+                async with self._sqlite_writer, self._write_sessions() as session, session.begin():
+                    yield session
+            else:
+                async with self._write_sessions() as session, session.begin():
+                    yield session
+        except (DBAPIError, OSError) as exc:
+            # What the API answers 503 for; a unique key taken is the caller's business.
+            if not isinstance(exc, IntegrityError):
+                self.write_failure = failure_reason(exc)
+            raise
+        self.write_failure = None
+
+    async def probe_write(self) -> None:
+        """One write that changes nothing, through `write()` (so its outcome is recorded as
+        any write's). Tried a second time when the first found its connection broken and
+        discarded it: a connection a past fault left behind says nothing about writes now."""
+        try:
+            async with self.write() as session:
+                await session.execute(WRITE_PROBE)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            async with self.write() as session:
+                await session.execute(WRITE_PROBE)
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:

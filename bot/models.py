@@ -68,6 +68,8 @@ class Project(Base):
     tag_prefix: Mapped[str] = mapped_column(String(100), default="")
     build_workflow: Mapped[str | None] = mapped_column(String(200))
     build_inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # A build that has not finished this long after its RC was made fails.
+    build_timeout_minutes: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
     # Set when the project left the projects file: it keeps its history, takes nothing new.
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -123,6 +125,8 @@ class ReleaseCandidate(Base):
         Index("ix_release_candidates_release_id_number", "release_id", "number"),
         # A workflow_run event finds its build by run id.
         Index("ix_release_candidates_build_run_id", "build_run_id"),
+        # The timeout sweep finds the builds under way (few) among every RC.
+        Index("ix_release_candidates_build_status", "build_status"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -135,6 +139,8 @@ class ReleaseCandidate(Base):
     build_status: Mapped[str] = mapped_column(String(20))
     build_run_id: Mapped[int | None] = mapped_column(BigInteger)
     build_run_url: Mapped[str | None] = mapped_column(Text)
+    # Why the build failed, when it did.
+    build_error: Mapped[str | None] = mapped_column(Text)
     # The git tag that made this RC (None for RCs created through the API).
     tag: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

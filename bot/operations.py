@@ -24,6 +24,8 @@ from bot.statuses import BuildStatus, DeploymentKind, DeploymentStatus, apply_st
 
 AUTO_DEPLOY_ACTOR = "tarmac (auto-deploy)"
 MAX_DESCRIPTION = 140
+BUILD_RUN_FAILED = "The build workflow run did not succeed"
+MAX_BUILD_ERROR_LENGTH = 2000
 
 # GitHub deployment states for Tarmac statuses; `unknown` posts nothing.
 GITHUB_STATES = {
@@ -400,13 +402,16 @@ async def finish_build(
     succeeded: bool,
     run_url: str | None,
     now: datetime,
+    error: str | None = None,
 ) -> list[Deployment]:
-    """The build workflow finished: the RC is ready (and auto-deployed) or failed."""
+    """The build workflow finished: the RC is ready (and auto-deployed) or failed, with
+    `error` saying why (by default: the run did not succeed)."""
     if candidate.build_status != BuildStatus.BUILDING:
         return []
     candidate.build_run_url = run_url or candidate.build_run_url
     if not succeeded:
         candidate.build_status = BuildStatus.FAILED
+        candidate.build_error = (error or BUILD_RUN_FAILED)[:MAX_BUILD_ERROR_LENGTH]
         return []
     candidate.build_status = BuildStatus.READY
     return await auto_deploy(session, mirror, candidate, now)

@@ -1,20 +1,29 @@
 """The projects file: which projects Tarmac serves, with their build and environments.
 
 Loaded from YAML and validated once at start; every problem is reported with the file, the
-project, the key and what is wrong, so a typo never reaches the database.
+project, the key and what is wrong, all of them at once, so a typo never reaches the database.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 DEFAULT_DEPLOY_TIMEOUT_MINUTES = 60
+DEFAULT_BUILD_TIMEOUT_MINUTES = 60
+MAX_TIMEOUT_MINUTES = 7 * 24 * 60
 
 REPO_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$"
 # Project and environment names appear in URL paths, so they may not contain a slash.
@@ -22,7 +31,31 @@ NAME_PATTERN = r"^[^/\s\x00-\x1f\x7f]{1,100}$"
 WORKFLOW_PATTERN = r"^[^/\s]+\.ya?ml$|^[0-9]+$"
 URL_PATTERN = r"^https?://\S+$"
 
+# What Tarmac sends every workflow it dispatches (bot/github/effects/): names starting with
+# `tarmac_` are Tarmac's, and GitHub takes at most this many inputs in one dispatch.
+RESERVED_INPUT_PREFIX = "tarmac_"
+BUILD_INPUTS_TARMAC_SENDS = ("tarmac_release_candidate_version", "tarmac_commit_sha")
+DEPLOY_INPUTS_TARMAC_SENDS = (
+    *BUILD_INPUTS_TARMAC_SENDS,
+    "tarmac_deployment_id",
+    "tarmac_environment",
+)
+MAX_WORKFLOW_INPUTS = 25
+
+
+def _workflow_id_as_text(value: object) -> object:
+    """GitHub names a workflow by its file name or its numeric id; YAML reads an unquoted id
+    as a number."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+Workflow = Annotated[
+    str, BeforeValidator(_workflow_id_as_text), StringConstraints(pattern=WORKFLOW_PATTERN)
+]
+Minutes = Annotated[int, Field(ge=1, le=MAX_TIMEOUT_MINUTES)]
 WorkflowInputs = dict[Annotated[str, StringConstraints(min_length=1)], str | int | float | bool]
 
 
@@ -31,18 +64,19 @@ class _Strict(BaseModel):
 
 
 class BuildConfig(_Strict):
-    workflow: Annotated[str, StringConstraints(pattern=WORKFLOW_PATTERN)]
+    workflow: Workflow
     inputs: WorkflowInputs = Field(default_factory=dict)
+    timeout_minutes: Minutes = DEFAULT_BUILD_TIMEOUT_MINUTES
 
 
 class EnvironmentConfig(_Strict):
     name: Name
     production: bool = False
-    deploy_workflow: Annotated[str, StringConstraints(pattern=WORKFLOW_PATTERN)] | None = None
+    deploy_workflow: Workflow | None = None
     inputs: WorkflowInputs = Field(default_factory=dict)
     url: Annotated[str, StringConstraints(pattern=URL_PATTERN)] | None = None
     auto_deploy: bool = False
-    timeout_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = DEFAULT_DEPLOY_TIMEOUT_MINUTES
+    timeout_minutes: Minutes = DEFAULT_DEPLOY_TIMEOUT_MINUTES
 
 
 class ProjectConfig(_Strict):
@@ -77,6 +111,29 @@ _FRIENDLY_PATTERNS = {
 }
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, noting the keys a mapping repeats (it keeps the last silently)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.repeated_keys: list[tuple[int, str]] = []  # (line, problem)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            key = self.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in first_lines:
+                self.repeated_keys.append(
+                    (line, f"line {line}: duplicate key '{key}' (first at line {first_lines[key]})")
+                )
+            else:
+                first_lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_projects_file(path: Path) -> ProjectsConfig:
     """Read and validate the projects file, or raise ProjectsFileError listing every problem."""
     try:
@@ -86,8 +143,9 @@ def load_projects_file(path: Path) -> ProjectsConfig:
     except UnicodeDecodeError as exc:
         problem = f"{path}: cannot read: not UTF-8 text (byte {exc.start + 1})"
         raise ProjectsFileError(path, [problem]) from None
+    loader = _Loader(text)
     try:
-        raw = yaml.safe_load(text)
+        raw = loader.get_single_data()
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
@@ -95,17 +153,26 @@ def load_projects_file(path: Path) -> ProjectsConfig:
             where = f" at line {mark.line + 1}, column {mark.column + 1}"
         reason = getattr(exc, "problem", None) or "invalid YAML"
         raise ProjectsFileError(path, [f"{path}: not valid YAML{where}: {reason}"]) from None
-    return parse_projects(raw, path)
+    finally:
+        loader.dispose()
+    repeated = [f"{path}: {problem}" for _, problem in sorted(loader.repeated_keys)]
+    return parse_projects(raw, path, repeated)
 
 
-def parse_projects(raw: Any, path: Path) -> ProjectsConfig:
+def parse_projects(raw: Any, path: Path, problems: Sequence[str] = ()) -> ProjectsConfig:
+    """Validate what the YAML held; raise ProjectsFileError with `problems` (found while
+    reading it) and every other one."""
+    found = list(problems)
+    config = None
     try:
         config = ProjectsConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ProjectsFileError(path, _describe_errors(exc, raw, path)) from None
-    problems = _duplicate_names(config, path)
-    if problems:
-        raise ProjectsFileError(path, problems)
+        found += _describe_errors(exc, raw, path)
+    # What no single key's type can say; checked on what the file holds, so that these come
+    # with the rest and not only once everything else is right.
+    found += [f"{path}: {problem}" for problem in _problems_across_keys(raw)]
+    if found or config is None:
+        raise ProjectsFileError(path, found)
     return config
 
 
@@ -154,31 +221,67 @@ def _dotted(loc: Sequence[int | str]) -> str:
     return text
 
 
-def _duplicate_names(config: ProjectsConfig, path: Path) -> list[str]:
-    problems = []
-    seen: set[str] = set()
-    for project in config.projects:
-        if project.name in seen:
-            problems.append(f"{path}: project '{project.name}': name: used by another project")
-        seen.add(project.name)
-        env_names: set[str] = set()
-        for index, env in enumerate(project.environments):
-            if env.name in env_names:
-                problems.append(
-                    f"{path}: project '{project.name}': environments[{index}].name: "
-                    f"'{env.name}' is used by another environment of this project"
-                )
-            env_names.add(env.name)
+def _problems_across_keys(raw: Any) -> Iterator[str]:
+    """Names used twice, tag prefixes that collide, and workflow inputs GitHub or Tarmac would
+    refuse, in whatever of the file has the shape to tell."""
+    projects = raw.get("projects") if isinstance(raw, dict) else None
+    if not isinstance(projects, list):
+        return
+    entries = [(i, p) for i, p in enumerate(projects) if isinstance(p, dict)]
+    names: set[str] = set()
     prefixes: dict[tuple[str, str], str] = {}
-    for project in config.projects:
-        key = (project.repo.lower(), project.tag_prefix)
-        if key in prefixes:
-            problems.append(
-                f"{path}: project '{project.name}': tag_prefix: '{project.tag_prefix}' is "
-                f"already used for {project.repo} by project '{prefixes[key]}'"
+    for index, project in entries:
+        label = _where(["projects", index], raw)
+        name = project.get("name")
+        if isinstance(name, str):
+            if name in names:
+                yield f"{label}: name: used by another project"
+            names.add(name)
+        repo, prefix = project.get("repo"), project.get("tag_prefix", "")
+        if isinstance(repo, str) and isinstance(prefix, str):
+            if (repo.lower(), prefix) in prefixes:
+                yield (
+                    f"{label}: tag_prefix: '{prefix}' is already used for {repo} by project "
+                    f"'{prefixes[(repo.lower(), prefix)]}'"
+                )
+            prefixes.setdefault((repo.lower(), prefix), str(name))
+        build = project.get("build")
+        if isinstance(build, dict):
+            yield from _input_problems(f"{label}: build.inputs", build, BUILD_INPUTS_TARMAC_SENDS)
+        environments = project.get("environments")
+        if not isinstance(environments, list):
+            continue
+        env_names: set[str] = set()
+        for env_index, env in enumerate(environments):
+            if not isinstance(env, dict):
+                continue
+            where = f"{label}: environments[{env_index}]"
+            env_name = env.get("name")
+            if isinstance(env_name, str):
+                if env_name in env_names:
+                    yield (
+                        f"{where}.name: '{env_name}' is used by another environment of this project"
+                    )
+                env_names.add(env_name)
+            yield from _input_problems(f"{where}.inputs", env, DEPLOY_INPUTS_TARMAC_SENDS)
+
+
+def _input_problems(where: str, entry: dict[Any, Any], own: Sequence[str]) -> Iterator[str]:
+    inputs = entry.get("inputs")
+    if not isinstance(inputs, dict):
+        return
+    for key in inputs:
+        if isinstance(key, str) and key.lower().startswith(RESERVED_INPUT_PREFIX):
+            yield (
+                f"{where}.{key}: names starting with {RESERVED_INPUT_PREFIX} are Tarmac's own "
+                f"inputs ({', '.join(own)})"
             )
-        prefixes[key] = project.name
-    return problems
+    room = MAX_WORKFLOW_INPUTS - len(own)
+    if len(inputs) > room:
+        yield (
+            f"{where}: {len(inputs)} inputs; GitHub takes {MAX_WORKFLOW_INPUTS} in a dispatch and "
+            f"Tarmac sends {len(own)} of its own, so at most {room}"
+        )
 
 
 def is_valid_name(name: str) -> bool:

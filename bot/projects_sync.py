@@ -15,7 +15,12 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.models import Environment, Project
-from bot.projects_file import EnvironmentConfig, ProjectConfig, ProjectsConfig
+from bot.projects_file import (
+    DEFAULT_BUILD_TIMEOUT_MINUTES,
+    EnvironmentConfig,
+    ProjectConfig,
+    ProjectsConfig,
+)
 
 # Any constant works; it only has to be the same in every replica.
 SYNC_ADVISORY_LOCK = 7_243_571_002
@@ -84,6 +89,9 @@ def _apply_project(project: Project, wanted: ProjectConfig) -> bool:
         "tag_prefix": wanted.tag_prefix,
         "build_workflow": wanted.build.workflow if wanted.build else None,
         "build_inputs": dict(wanted.build.inputs) if wanted.build else {},
+        "build_timeout_minutes": (
+            wanted.build.timeout_minutes if wanted.build else DEFAULT_BUILD_TIMEOUT_MINUTES
+        ),
         "removed_at": None,
     }
     return _assign(project, values)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -28,13 +29,15 @@ from bot.operations import Mirror
 from bot.projects_file import ProjectsConfig, load_projects_file
 from bot.projects_sync import sync_projects
 from bot.settings import GitHubAppSettings, Settings
-from bot.timeouts import run_stuck_deployment_sweeper
+from bot.timeouts import run_timeout_sweeper
 
 log = logging.getLogger(__name__)
 
 # SIGTERM: the worker finishes the round in progress, within this much time.
 WORKER_STOP_SECONDS = 8.0
 READY_TIMEOUT_SECONDS = 2.0
+# While writes fail, /readyz tries one itself, at most this often (it needs no token).
+WRITE_PROBE_INTERVAL_SECONDS = 1.0
 
 
 @dataclass
@@ -52,6 +55,8 @@ class Service:
     _http: aiohttp.ClientSession | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     _worker_task: asyncio.Task[None] | None = None
+    _write_probe: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _write_probed_at: float | None = None
 
     @property
     def mirror(self) -> Mirror:
@@ -65,7 +70,8 @@ class Service:
 
     async def readiness(self) -> dict[str, str]:
         """Each check by name, "ok" or what is wrong: the database answers, its schema is the
-        newest migration, and (with a GitHub App) the outbox worker is running."""
+        newest migration, writes are not failing, and (with a GitHub App) the outbox worker is
+        running."""
         checks: dict[str, str] = {}
         try:
             revision = await asyncio.wait_for(self.db.current_revision(), READY_TIMEOUT_SECONDS)
@@ -75,16 +81,31 @@ class Service:
             checks["database"] = "ok"
             head = self.schema_head
             checks["migrations"] = "ok" if revision == head else f"at {revision}, not {head}"
+            checks["database_writes"] = await self._write_check()
         if self.outbox_worker is not None:
             running = self._worker_task is not None and not self._worker_task.done()
             checks["outbox_worker"] = "ok" if running else "not running"
         return checks
 
+    async def _write_check(self) -> str:
+        """The writes check: ok unless the newest write failed and a write tried now fails too.
+        Reads alone do not show a disk that is full or read-only; a probe on every call would
+        cost a commit each time, so one runs only after a write failed."""
+        if self.db.write_failure is not None:
+            async with self._write_probe:  # callers at the same moment share one probe
+                probed = self._write_probed_at
+                if probed is None or time.monotonic() - probed >= WRITE_PROBE_INTERVAL_SECONDS:
+                    self._write_probed_at = time.monotonic()
+                    with contextlib.suppress(TimeoutError, OSError, SQLAlchemyError):
+                        await asyncio.wait_for(self.db.probe_write(), READY_TIMEOUT_SECONDS)
+        failure = self.db.write_failure
+        return "ok" if failure is None else f"failing: {failure}"
+
     def start_background_work(self) -> None:
         self._background.append(
             asyncio.create_task(
-                run_stuck_deployment_sweeper(self.db, self.clock, self.mirror),
-                name="stuck-deployments",
+                run_timeout_sweeper(self.db, self.clock, self.mirror),
+                name="timeouts",
             )
         )
         self._background.append(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +29,9 @@ class Settings(BaseSettings):
     config: Path = Path("tarmac.yml")
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    # Where clients reach Tarmac (its proxy's address): the base of every absolute URL Tarmac
+    # writes. Without it, those links are relative; a request's Host header never makes one.
+    public_url: str | None = None
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "text"
 
@@ -107,6 +112,27 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_log_format(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        # Printable ASCII only, and nothing that would end the URL inside a Link header.
+        if not re.fullmatch(r"[!-~]+", value) or any(c in value for c in '<>"'):
+            raise ValueError("must be a URL without spaces, quotes or angle brackets")
+        try:
+            url = urlsplit(value)
+            _ = url.port  # a port that is not a number raises here
+        except ValueError:
+            raise ValueError("must be an http:// or https:// URL") from None
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError("must be an http:// or https:// URL, e.g. https://tarmac.example.com")
+        if url.username is not None or url.password is not None:
+            raise ValueError("must not hold a user name or password")
+        if "?" in value or "#" in value:
+            raise ValueError("must have no query and no fragment")
+        return value.rstrip("/")
 
     @field_validator("database_url")
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import datetime
 from typing import Any
 
@@ -9,9 +11,24 @@ import pytest
 from sqlalchemy import func, select
 from yarl import URL
 
+from api.app import create_app
 from bot.db import Database
 from bot.models import Release, ReleaseCandidate
-from tests.conftest import BAD_PAGINATION, SHA_A, SHA_B, Api, Reply, TestClock
+from bot.projects import find_project
+from bot.projects_file import load_projects_file
+from bot.projects_sync import sync_projects
+from bot.releases import create_release_candidate
+from bot.settings import Settings
+from tests.conftest import (
+    BAD_PAGINATION,
+    SHA_A,
+    SHA_B,
+    Api,
+    Reply,
+    TestClock,
+    make_token,
+)
+from tests.openapi_conformance import OpenApiConformance
 
 RELEASES = "/api/releases/Backend/releases"
 
@@ -46,6 +63,7 @@ async def test_creating_an_rc_answers_201_with_the_candidate(api: Api, clock: Te
         "commit": SHA_A,
         "repo": "acme/backend",
         "build_status": "ready",
+        "build_error": None,
         "created_at": reply.body["created_at"],
     }
     assert datetime.fromisoformat(reply.body["created_at"]) == clock.now
@@ -234,6 +252,7 @@ async def test_releases_are_listed_newest_first_with_their_candidates(
             "commit": SHA_B,
             "repo": "acme/backend",
             "build_status": "building",
+            "build_error": None,
             "created_at": newest["created_at"],
         }
     ]
@@ -382,3 +401,44 @@ async def test_showing_an_rc_of_an_unknown_project_is_not_found(api: Api) -> Non
 
     assert reply.status == 404
     assert reply.body == {"error": "Release project not found"}
+
+
+# --- builds that never finish ------------------------------------------------------------
+
+
+async def test_the_server_fails_a_build_past_its_timeout_and_the_answer_says_why(
+    aiohttp_client: Any,
+    settings: Settings,
+    clock: TestClock,
+    db: Database,
+    conformance: OpenApiConformance,
+) -> None:
+    config = load_projects_file(settings.config)
+    async with db.write() as session:
+        await sync_projects(session, config, clock.now)
+        project = await find_project(session, "Backend")
+        await create_release_candidate(
+            session,
+            project,
+            version="v1-rc1",
+            repo="acme/backend",
+            commit=SHA_A,
+            build=True,
+            now=clock.now,
+        )
+    clock.advance(minutes=61)  # Backend's build: the default 60 minutes
+
+    # The server's background work sweeps for stuck builds as it does for deployments.
+    app = create_app(settings, clock=clock, background_work=True)
+    api = Api(await aiohttp_client(app), conformance)
+    api.token = await make_token(db)
+    deadline = time.monotonic() + 30
+    while (rc := await api.get(f"{RELEASES}/v1-rc1")).body["build_status"] == "building":
+        assert time.monotonic() < deadline, "the build was never timed out"
+        await asyncio.sleep(0.05)
+
+    assert (rc.status, rc.body["build_status"], rc.body["build_error"]) == (
+        200,
+        "failed",
+        "Build timed out: no result after 60 minutes",
+    )

@@ -11,6 +11,8 @@ import pytest
 
 from bot.db import Database
 from bot.github.worker import OutboxWorker
+from bot.operations import Mirror
+from bot.timeouts import sweep_stuck_builds
 from tests.conftest import (
     PROJECTS_YAML,
     SHA_A,
@@ -44,14 +46,16 @@ def projects_file(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
     return path
 
 
-# Backend's build with more inputs than GitHub takes, one of them posing as Tarmac's own.
-MANY_INPUTS = {"tarmac_commit_sha": "forged", **{f"in{i:02}": i for i in range(30)}}
-MANY_INPUTS_YAML = PROJECTS_YAML.replace(
-    "      workflow: build.yml\n",
-    "      workflow: build.yml\n      inputs: "
-    + "{"
-    + ", ".join(f"{k}: {v}" for k, v in MANY_INPUTS.items())
-    + "}\n",
+# Backend's build and staging with as many inputs as the projects file allows (with Tarmac's
+# own, GitHub's 25 in a dispatch; tests/test_projects_file.py has one more refused).
+def _inputs(count: int) -> str:
+    return "{" + ", ".join(f"in{i:02}: {i}" for i in range(count)) + "}"
+
+
+MOST_INPUTS_YAML = PROJECTS_YAML.replace(
+    "      workflow: build.yml\n", f"      workflow: build.yml\n      inputs: {_inputs(23)}\n"
+).replace(
+    "        auto_deploy: true\n", f"        auto_deploy: true\n        inputs: {_inputs(21)}\n"
 )
 
 
@@ -225,6 +229,7 @@ async def test_a_build_that_does_not_succeed_fails_the_rc_and_deploys_nothing(
     assert outcome == f"release candidate v1-rc1: build {conclusion}; failed"
     rc = await github_api.get("/api/releases/Backend/releases/v1-rc1")
     assert (rc.body["build_status"], rc.body["deployments"]) == ("failed", [])
+    assert rc.body["build_error"] == "The build workflow run did not succeed"
     refused = await github_api.deploy("staging", "v1-rc1")
     assert (refused.status, refused.body) == (400, {"error": "Release candidate build failed"})
     assert fake_github.deployments == {}
@@ -297,18 +302,29 @@ async def test_an_api_rc_with_a_build_is_built_on_the_default_branch(
     assert rc.body["build_status"] == "ready"
 
 
-@pytest.mark.parametrize("projects_file", [MANY_INPUTS_YAML], indirect=True)
-async def test_a_build_gets_tarmacs_inputs_and_as_many_configured_ones_as_github_takes(
+@pytest.mark.parametrize("projects_file", [MOST_INPUTS_YAML], indirect=True)
+async def test_every_input_the_projects_file_allows_reaches_the_dispatch(
     github_api: Api, webhook: Webhooks, outbox: OutboxWorker, fake_github: FakeGitHub
 ) -> None:
     build = await tagged_rc(webhook, outbox, fake_github, "v1-rc1", SHA_A)
-
-    assert len(build.inputs) == 25
     assert build.inputs == {
         **{f"in{i:02}": str(i) for i in range(23)},
         "tarmac_release_candidate_version": "v1-rc1",
         "tarmac_commit_sha": SHA_A,
     }
+
+    await accepted(webhook, "workflow_run", run_event("completed", build, "success"))
+    await outbox.drain()
+    [deployment] = await deployments_of(github_api, "staging")
+    deploy = deploy_run_of(fake_github, deployment["id"])
+    assert deploy.inputs == {
+        **{f"in{i:02}": str(i) for i in range(21)},
+        "tarmac_deployment_id": str(deployment["id"]),
+        "tarmac_environment": "staging",
+        "tarmac_release_candidate_version": "v1-rc1",
+        "tarmac_commit_sha": SHA_A,
+    }
+    assert len(build.inputs) == len(deploy.inputs) == 25
 
 
 async def test_a_build_workflow_github_refuses_fails_the_rc(
@@ -321,7 +337,51 @@ async def test_a_build_workflow_github_refuses_fails_the_rc(
 
     rc = await github_api.get("/api/releases/Backend/releases/v1-rc1")
     assert rc.body["build_status"] == "failed"
+    assert rc.body["build_error"].startswith("Build workflow could not be started: ")
     assert fake_github.runs == {}
+
+
+# Backend's build may take 20 minutes.
+BUILD_TIMEOUT_YAML = TAGS_PROJECTS_YAML.replace(
+    "      workflow: build.yml\n", "      workflow: build.yml\n      timeout_minutes: 20\n"
+)
+
+
+@pytest.mark.both_databases
+@pytest.mark.parametrize("projects_file", [BUILD_TIMEOUT_YAML], indirect=True)
+async def test_a_build_whose_run_never_completes_fails_after_the_projects_timeout(
+    github_api: Api,
+    webhook: Webhooks,
+    outbox: OutboxWorker,
+    fake_github: FakeGitHub,
+    db: Database,
+    clock: TestClock,
+) -> None:
+    build = await tagged_rc(webhook, outbox, fake_github, "v1-rc1", SHA_A)
+    await accepted(webhook, "workflow_run", run_event("in_progress", build))
+    mirror = Mirror(enabled=True)
+
+    clock.advance(minutes=20)
+    assert await sweep_stuck_builds(db, clock, mirror) == 0
+    clock.advance(seconds=1)
+    assert await sweep_stuck_builds(db, clock, mirror) == 1
+
+    rc = await github_api.get("/api/releases/Backend/releases/v1-rc1")
+    assert (rc.body["build_status"], rc.body["build_error"]) == (
+        "failed",
+        "Build timed out: no result after 20 minutes",
+    )
+    assert rc.body["deployments"] == []  # staging auto-deploys ready RCs only
+    refused = await github_api.deploy("staging", "v1-rc1")
+    assert (refused.status, refused.body) == (400, {"error": "Release candidate build failed"})
+
+    # The run completing after all changes nothing: a timed-out build stays failed.
+    outcome = await accepted(webhook, "workflow_run", run_event("completed", build, "success"))
+    assert outcome == "release candidate v1-rc1 already failed"
+    await outbox.drain()
+    rc = await github_api.get("/api/releases/Backend/releases/v1-rc1")
+    assert (rc.body["build_status"], rc.body["deployments"]) == ("failed", [])
+    assert [r.workflow for r in fake_github.runs.values()] == ["build.yml"]
 
 
 async def lose_dispatch_answers(

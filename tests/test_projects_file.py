@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from bot.projects_file import (
+    DEFAULT_BUILD_TIMEOUT_MINUTES,
     DEFAULT_DEPLOY_TIMEOUT_MINUTES,
     ProjectsFileError,
     load_projects_file,
@@ -39,6 +40,7 @@ def test_the_example_file_loads() -> None:
     assert backend.build is not None
     assert backend.build.workflow == "build.yml"
     assert backend.build.inputs == {"target": "release"}
+    assert backend.build.timeout_minutes == DEFAULT_BUILD_TIMEOUT_MINUTES
     staging, production = backend.environments
     assert (staging.name, staging.auto_deploy, staging.production) == ("staging", True, False)
     assert staging.timeout_minutes == DEFAULT_DEPLOY_TIMEOUT_MINUTES
@@ -121,6 +123,16 @@ MISTAKES = {
     "timeout_minutes as text": (
         BACKEND + "    environments: [{name: production, timeout_minutes: '30'}]\n",
         ["project 'Backend'", "environments[0].timeout_minutes", "valid integer"],
+    ),
+    "build timeout_minutes 0": (
+        BACKEND + "    build: {workflow: build.yml, timeout_minutes: 0}\n"
+        "    environments: [{name: production}]\n",
+        ["project 'Backend'", "build.timeout_minutes", "greater than or equal to 1"],
+    ),
+    "build timeout_minutes over a week": (
+        BACKEND + "    build: {workflow: build.yml, timeout_minutes: 10081}\n"
+        "    environments: [{name: production}]\n",
+        ["project 'Backend'", "build.timeout_minutes", "less than or equal to 10080"],
     ),
     "workflow with a path": (
         BACKEND + "    build: {workflow: .github/workflows/build.yml}\n"
@@ -283,3 +295,141 @@ def test_the_same_tag_prefix_in_different_repos_is_fine(tmp_path: Path) -> None:
     )
     config = load_projects_file(path)
     assert [p.name for p in config.projects] == ["A", "B", "C"]
+
+
+# --- what only a look across keys finds ------------------------------------------------------
+
+
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path: Path) -> None:
+    text = """projects:
+  - name: Backend
+    repo: acme/backend
+    environments:
+      - name: production
+        timeout_minutes: 30
+        production: true
+        timeout_minutes: 5
+  - name: Frontend
+    repo: acme/web
+    repo: acme/frontend
+    environments: [{name: production}]
+"""
+    path, problems = _problems(tmp_path, text)
+
+    assert problems == [
+        f"{path}: line 8: duplicate key 'timeout_minutes' (first at line 6)",
+        f"{path}: line 11: duplicate key 'repo' (first at line 10)",
+    ]
+
+
+def test_a_merge_key_may_be_overridden(tmp_path: Path) -> None:
+    path = tmp_path / "tarmac.yml"
+    path.write_text(
+        "defaults: &defaults {timeout_minutes: 30, production: false}\n"
+        "projects:\n"
+        "  - name: Backend\n    repo: acme/backend\n"
+        "    environments:\n"
+        "      - {<<: *defaults, name: production, production: true}\n"
+    )
+    with pytest.raises(ProjectsFileError) as caught:
+        load_projects_file(path)
+    # Only the unknown top-level key: `production` overriding the merged one is no repetition.
+    assert caught.value.problems == [f"{path}: defaults: unknown key"]
+
+
+@pytest.mark.parametrize("workflow", ["1234567", "'1234567'", "build.yml"])
+def test_a_workflow_is_a_file_name_or_a_numeric_id_quoted_or_not(
+    tmp_path: Path, workflow: str
+) -> None:
+    path = tmp_path / "tarmac.yml"
+    path.write_text(
+        f"projects:\n{BACKEND}    build: {{workflow: {workflow}}}\n"
+        f"    environments: [{{name: production, deploy_workflow: {workflow}}}]\n"
+    )
+    config = load_projects_file(path)
+
+    backend = config.project("Backend")
+    assert backend is not None
+    assert backend.build is not None
+    assert backend.build.workflow == workflow.strip("'")
+    assert backend.environments[0].deploy_workflow == workflow.strip("'")
+
+
+@pytest.mark.parametrize("workflow", ["true", "-3", "1.5"])
+def test_a_workflow_that_is_no_id_is_refused(tmp_path: Path, workflow: str) -> None:
+    path, problems = _problems(
+        tmp_path,
+        f"projects:\n{BACKEND}    build: {{workflow: {workflow}}}\n"
+        "    environments: [{name: production}]\n",
+    )
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{path}: project 'Backend': build.workflow: ")
+
+
+def test_inputs_named_like_tarmacs_own_are_refused(tmp_path: Path) -> None:
+    text = f"""projects:
+{BACKEND}    build:
+      workflow: build.yml
+      inputs: {{tarmac_commit_sha: abc, target: release}}
+    environments:
+      - name: production
+        inputs: {{TARMAC_environment: prod, tarmac_anything: 1}}
+"""
+    path, problems = _problems(tmp_path, text)
+
+    build_own = "tarmac_release_candidate_version, tarmac_commit_sha"
+    deploy_own = f"{build_own}, tarmac_deployment_id, tarmac_environment"
+    assert problems == [
+        f"{path}: project 'Backend': build.inputs.tarmac_commit_sha: names starting with "
+        f"tarmac_ are Tarmac's own inputs ({build_own})",
+        f"{path}: project 'Backend': environments[0].inputs.TARMAC_environment: names starting "
+        f"with tarmac_ are Tarmac's own inputs ({deploy_own})",
+        f"{path}: project 'Backend': environments[0].inputs.tarmac_anything: names starting "
+        f"with tarmac_ are Tarmac's own inputs ({deploy_own})",
+    ]
+
+
+def _inputs(count: int) -> str:
+    return "{" + ", ".join(f"in{i:02}: {i}" for i in range(count)) + "}"
+
+
+def test_no_more_inputs_than_a_dispatch_takes_with_tarmacs_own(tmp_path: Path) -> None:
+    most = f"""projects:
+{BACKEND}    build: {{workflow: build.yml, inputs: {_inputs(23)}}}
+    environments: [{{name: production, inputs: {_inputs(21)}}}]
+"""
+    path = tmp_path / "most.yml"
+    path.write_text(most)
+    load_projects_file(path)  # 23 + 2 and 21 + 4: GitHub's 25
+
+    text = most.replace(_inputs(23), _inputs(24)).replace(_inputs(21), _inputs(22))
+    path, problems = _problems(tmp_path, text)
+    assert problems == [
+        f"{path}: project 'Backend': build.inputs: 24 inputs; GitHub takes 25 in a dispatch "
+        "and Tarmac sends 2 of its own, so at most 23",
+        f"{path}: project 'Backend': environments[0].inputs: 22 inputs; GitHub takes 25 in a "
+        "dispatch and Tarmac sends 4 of its own, so at most 21",
+    ]
+
+
+def test_duplicate_names_are_reported_with_the_other_problems(tmp_path: Path) -> None:
+    text = """projects:
+  - name: Backend
+    repo: acme/backend
+    environments: [{name: staging, timeout_minutes: 0}, {name: staging}]
+  - name: Backend
+    repo: backend
+    environments: [{name: production}]
+"""
+    path, problems = _problems(tmp_path, text)
+
+    assert sorted(problems) == sorted(
+        [
+            f"{path}: project 'Backend': environments[0].timeout_minutes: Input should be "
+            "greater than or equal to 1",
+            f"{path}: project 'Backend': repo: must be owner/name, e.g. acme/backend",
+            f"{path}: project 'Backend': environments[1].name: 'staging' is used by another "
+            "environment of this project",
+            f"{path}: project 'Backend': name: used by another project",
+        ]
+    )

@@ -1,5 +1,6 @@
-"""/readyz: ready when the database answers, its schema is current and, with a GitHub App,
-the outbox worker runs; otherwise 503 naming what is not."""
+"""/readyz: ready when the database answers, its schema is current, writes are not failing
+and, with a GitHub App, the outbox worker runs; otherwise 503 naming what is not. (Writes
+that fail on a real disk fault: tests/test_sqlite_faults.py.)"""
 
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ async def test_without_a_github_app_ready_means_database_and_migrations(api: Api
 
     assert (reply.status, reply.body) == (
         200,
-        {"status": "ready", "checks": {"database": "ok", "migrations": "ok"}},
+        {
+            "status": "ready",
+            "checks": {"database": "ok", "migrations": "ok", "database_writes": "ok"},
+        },
     )
 
 
@@ -50,6 +54,11 @@ async def test_with_a_github_app_the_outbox_worker_must_run(
         200,
         {
             "status": "ready",
-            "checks": {"database": "ok", "migrations": "ok", "outbox_worker": "ok"},
+            "checks": {
+                "database": "ok",
+                "migrations": "ok",
+                "database_writes": "ok",
+                "outbox_worker": "ok",
+            },
         },
     )

@@ -41,7 +41,7 @@ from bot.projects_sync import SyncReport, sync_projects
 from bot.releases import create_release_candidate, find_release_candidate
 from bot.rollback import CANCELED_BY_ROLLBACK, Rollback, roll_back, rollback_target
 from bot.statuses import BuildStatus, DeploymentKind, DeploymentStatus
-from bot.timeouts import sweep_stuck_deployments
+from bot.timeouts import BUILD_TIMED_OUT_MESSAGE, sweep_stuck_builds, sweep_stuck_deployments
 from tests.conftest import PROJECTS_WITHOUT_STAGING_YAML, PROJECTS_YAML, SHA_A
 
 # SQL is what these tests check: both databases in make test (tests/databases.py).
@@ -58,6 +58,7 @@ projects:
     build:
       workflow: release.yml
       inputs: {target: release}
+      timeout_minutes: 20
     environments:
       - name: staging
         deploy_workflow: deploy.yml
@@ -804,6 +805,46 @@ async def test_the_sweep_expires_stuck_deployments_in_every_environment(story: S
     assert (await story.history("staging"))[0].error_message == TIMED_OUT_MESSAGE.format(minutes=60)
 
 
+async def test_the_sweep_fails_builds_that_outlast_their_projects_timeout(story: Story) -> None:
+    stuck = await story.create_rc("v1-rc1", build=True)
+    story.tick(minutes=30)
+    recent = await story.create_rc("v1-rc2", build=True)
+    built = await story.create_rc("v1-rc3", build=True)
+    await story.set_build_status("v1-rc3", BuildStatus.READY)
+    lapsed = stuck.created_at + timedelta(minutes=60)
+
+    assert await sweep_stuck_builds(story.db, lambda: lapsed, Mirror(enabled=False)) == 0
+    later = lapsed + timedelta(seconds=1)
+    assert await sweep_stuck_builds(story.db, lambda: later, Mirror(enabled=False)) == 1
+    assert await sweep_stuck_builds(story.db, lambda: later, Mirror(enabled=False)) == 0
+
+    async with story.db.read() as session:
+        found = {
+            c.id: (c.build_status, c.build_error)
+            for c in await session.scalars(select(ReleaseCandidate))
+        }
+    assert found == {
+        stuck.id: ("failed", BUILD_TIMED_OUT_MESSAGE.format(minutes=60)),
+        recent.id: ("building", None),  # 30 minutes in, of 60
+        built.id: ("ready", None),
+    }
+    # A failed build deploys nowhere, and auto-deploy never saw it.
+    assert await story.history("staging") == []
+    assert await refusal(story.deploy("staging", "v1-rc1")) == (
+        Refusal.INVALID,
+        errors.RC_BUILD_FAILED,
+    )
+
+    # The project's own timeout, from the projects file.
+    await sync(story.db, CHANGED_YAML)
+    soon = recent.created_at + timedelta(minutes=20, seconds=1)
+    assert await sweep_stuck_builds(story.db, lambda: soon, Mirror(enabled=False)) == 1
+    async with story.db.read() as session:
+        candidate = await session.get(ReleaseCandidate, recent.id)
+    assert candidate is not None
+    assert candidate.build_error == BUILD_TIMED_OUT_MESSAGE.format(minutes=20)
+
+
 # --- the projects file -------------------------------------------------------------------------
 
 
@@ -828,6 +869,7 @@ async def test_a_first_sync_adds_every_project_and_environment(db: Database) -> 
         "",
     )
     assert (frontend.tag_prefix, frontend.build_workflow) == ("frontend/", None)
+    assert (backend.build_timeout_minutes, frontend.build_timeout_minutes) == (60, 60)
     assert (production.production, production.timeout_minutes) == (True, 30)
     assert (staging.auto_deploy, staging.url, staging.timeout_minutes) == (
         True,
@@ -851,6 +893,7 @@ async def test_changed_settings_are_updated(story: Story) -> None:
         backend = await find_project(session, "Backend")
         production = await find_environment(session, "Backend", "production")
     assert (backend.build_workflow, backend.build_inputs) == ("release.yml", {"target": "release"})
+    assert backend.build_timeout_minutes == 20
     assert production.id == before.id
     assert (
         production.deploy_workflow,

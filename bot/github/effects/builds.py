@@ -104,7 +104,7 @@ async def dispatch_build_workflow(ctx: EffectContext, item: ClaimedItem) -> Reco
         return None
     if project.build_workflow is None:
         log.warning("release candidate %d: the project has no build workflow now", candidate.id)
-        return _build_failed(ctx, candidate.id)
+        return _build_failed(ctx, candidate.id, "The project has no build workflow any more")
     # As for deploys: the run a lost answer named may exist; its workflow_run event attaches
     # it (by workflow path and commit) while this waits, which ends the item.
     await wait_for_lost_run(ctx, item, f"release candidate {candidate.id}")
@@ -123,12 +123,18 @@ async def dispatch_build_workflow(ctx: EffectContext, item: ClaimedItem) -> Reco
     return record
 
 
-def _build_failed(ctx: EffectContext, candidate_id: int) -> Recorder:
+def _build_failed(ctx: EffectContext, candidate_id: int, error: str) -> Recorder:
     async def record(session: AsyncSession) -> None:
         candidate = await session.get(ReleaseCandidate, candidate_id)
         if candidate is not None:
             await finish_build(
-                session, ctx.mirror, candidate, succeeded=False, run_url=None, now=ctx.clock()
+                session,
+                ctx.mirror,
+                candidate,
+                succeeded=False,
+                run_url=None,
+                now=ctx.clock(),
+                error=error,
             )
 
     return record
@@ -143,4 +149,12 @@ async def build_workflow_refused(
     if candidate is None:
         return
     log.error("release candidate %d: build workflow not started: %s", candidate.id, reason)
-    await finish_build(session, mirror, candidate, succeeded=False, run_url=None, now=now)
+    await finish_build(
+        session,
+        mirror,
+        candidate,
+        succeeded=False,
+        run_url=None,
+        now=now,
+        error=f"Build workflow could not be started: {reason}",
+    )
