@@ -99,6 +99,10 @@ class ClaimedItem:
     attempts: int
     uncertain: bool
     previous_error: str | None  # what the last attempt recorded, if anything
+    created_at: datetime
+    # When this attempt was due: the end of the previous attempt's lease, or the time its
+    # recorded outcome set. Whatever the previous attempt sent, it sent before then.
+    due_at: datetime
 
 
 async def claim_due(
@@ -132,6 +136,8 @@ async def claim_due(
             OutboxItem.attempts,
             OutboxItem.uncertain,
             OutboxItem.last_error,
+            OutboxItem.created_at,
+            OutboxItem.next_attempt_at,
         )
         .where(
             OutboxItem.state == OutboxState.PENDING,
@@ -170,6 +176,8 @@ async def claim_due(
             # A counted attempt with no recorded outcome: the process died mid-call.
             uncertain=row.uncertain or (row.attempts > 0 and row.last_error is None),
             previous_error=row.last_error,
+            created_at=row.created_at,
+            due_at=row.next_attempt_at,
         )
         for row in rows
     ]
@@ -216,6 +224,24 @@ async def mark_retry(
         .values(next_attempt_at=due, last_error=error[:2000], uncertain=uncertain)
     )
     return due
+
+
+async def mark_check_again(
+    session: AsyncSession,
+    item_id: int,
+    *,
+    reason: str,
+    due: datetime,
+    payload: dict[str, Any],
+) -> None:
+    """An attempt that found GitHub not yet able to say whether an earlier one landed: look
+    again at `due` exactly (no backoff), the item uncertain, with what the looking needs to
+    remember in its payload."""
+    await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id == item_id)
+        .values(next_attempt_at=due, last_error=reason[:2000], uncertain=True, payload=payload)
+    )
 
 
 async def mark_failed(session: AsyncSession, item_id: int, *, error: str, now: datetime) -> None:
