@@ -20,8 +20,10 @@ from sqlalchemy.orm import aliased
 from bot.models import OutboxItem
 
 # How long a claimed item stays with its worker before another may take it (the worker died).
-# The worker gives up on a delivery well before its lease ends (see bot/github/worker.py).
-DEFAULT_LEASE = timedelta(seconds=30)
+# The worker gives up on a delivery well before its lease ends (see bot/github/worker.py), at
+# 12 s: past the 10 s after which GitHub gives up on a request itself. Short, because a process
+# killed mid-call holds its items this long: a deploy then starts this much later.
+DEFAULT_LEASE = timedelta(seconds=15)
 MAX_BACKOFF = timedelta(minutes=10)
 # While GitHub is down (5xx, refused connections, timeouts) retries stay this close together,
 # so what waited is delivered soon after GitHub is back; rate limits keep their own time.

@@ -55,7 +55,7 @@ BATCH_SIZE = 100
 IDLE_POLL_SECONDS = 0.5
 NOT_INSTALLED = "the GitHub App is not installed on this repository"
 # A lost dispatch whose run cannot be looked for (bot/github/effects/workflows.py) waits this
-# many leases (two minutes by default) for its run's workflow_run event before it is sent again.
+# many leases (a minute by default) for its run's workflow_run event before it is sent again.
 LOST_DISPATCH_GRACE_LEASES = 4
 INSTALLATION_CACHE_SECONDS = 60.0
 
