@@ -20,8 +20,10 @@ from sqlalchemy.orm import aliased
 from bot.models import OutboxItem
 
 # How long a claimed item stays with its worker before another may take it (the worker died).
-# The worker gives up on a delivery well before its lease ends (see bot/github/worker.py).
-DEFAULT_LEASE = timedelta(seconds=30)
+# The worker gives up on a delivery well before its lease ends (see bot/github/worker.py), at
+# 12 s: past the 10 s after which GitHub gives up on a request itself. Short, because a process
+# killed mid-call holds its items this long: a deploy then starts this much later.
+DEFAULT_LEASE = timedelta(seconds=15)
 MAX_BACKOFF = timedelta(minutes=10)
 # While GitHub is down (5xx, refused connections, timeouts) retries stay this close together,
 # so what waited is delivered soon after GitHub is back; rate limits keep their own time.
@@ -99,6 +101,10 @@ class ClaimedItem:
     attempts: int
     uncertain: bool
     previous_error: str | None  # what the last attempt recorded, if anything
+    created_at: datetime
+    # When this attempt was due: the end of the previous attempt's lease, or the time its
+    # recorded outcome set. Whatever the previous attempt sent, it sent before then.
+    due_at: datetime
 
 
 async def claim_due(
@@ -132,6 +138,8 @@ async def claim_due(
             OutboxItem.attempts,
             OutboxItem.uncertain,
             OutboxItem.last_error,
+            OutboxItem.created_at,
+            OutboxItem.next_attempt_at,
         )
         .where(
             OutboxItem.state == OutboxState.PENDING,
@@ -170,6 +178,8 @@ async def claim_due(
             # A counted attempt with no recorded outcome: the process died mid-call.
             uncertain=row.uncertain or (row.attempts > 0 and row.last_error is None),
             previous_error=row.last_error,
+            created_at=row.created_at,
+            due_at=row.next_attempt_at,
         )
         for row in rows
     ]
@@ -216,6 +226,24 @@ async def mark_retry(
         .values(next_attempt_at=due, last_error=error[:2000], uncertain=uncertain)
     )
     return due
+
+
+async def mark_check_again(
+    session: AsyncSession,
+    item_id: int,
+    *,
+    reason: str,
+    due: datetime,
+    payload: dict[str, Any],
+) -> None:
+    """An attempt that found GitHub not yet able to say whether an earlier one landed: look
+    again at `due` exactly (no backoff), the item uncertain, with what the looking needs to
+    remember in its payload."""
+    await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id == item_id)
+        .values(next_attempt_at=due, last_error=reason[:2000], uncertain=True, payload=payload)
+    )
 
 
 async def mark_failed(session: AsyncSession, item_id: int, *, error: str, now: datetime) -> None:

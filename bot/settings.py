@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     github_webhook_secret_previous: SecretStr | None = None
     github_api_url: str = "https://api.github.com"
     # A worker that dies mid-delivery holds its items this long before another takes them.
-    outbox_lease_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)
+    outbox_lease_seconds: float = Field(default=15.0, ge=1.0, le=3600.0)
     # `tarmac serve` waits this long for an unreachable database, then exits (code 3).
     database_start_timeout: float = Field(default=60.0, ge=0.0, le=3600.0)
     # PostgreSQL: a statement that gets no answer this long fails (503), so a database that

@@ -579,9 +579,11 @@ def outbox(github_client: TestClient[Any, Any]) -> OutboxWorker:
 
 @pytest.fixture
 async def github_client(
-    aiohttp_client: Any, github_app_settings: Settings, clock: TestClock
+    aiohttp_client: Any, github_app_settings: Settings, clock: TestClock, fake_github: FakeGitHub
 ) -> TestClient[Any, Any]:
-    """The real app, GitHub App configured, on a real loopback server."""
+    """The real app, GitHub App configured, on a real loopback server; the fake GitHub's runs
+    are made on the app's clock."""
+    fake_github.clock = clock
     app = create_app(github_app_settings, clock=clock, background_work=False)
     test_client: TestClient[Any, Any] = await aiohttp_client(app)
     return test_client

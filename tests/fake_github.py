@@ -6,7 +6,14 @@ query parameters are not of the operation's types, or whose JSON body does not v
 the operation's request schema, is answered 422 and recorded as a violation that fails the test.
 Installation tokens are issued only to a correctly signed App JWT, and repository endpoints
 take only tokens it issued. Tests can queue faults (502, 429 with Retry-After, a dropped
-connection) and read back every call it received.
+connection; a 502 after carrying the request out, or before carrying it out later) and read
+back every call it received.
+
+Workflow dispatches create runs, which the runs list serves (newest first, by page, filtered as
+GitHub filters them) with the title GitHub Actions would give them: the `run-name` of Tarmac's
+sample workflow (docs/workflows/) rendered with the dispatch's inputs, or the workflow's name
+for a workflow without one. The list can lag behind (`list_lag`), as GitHub's does. Run times
+are on the fake's `clock`, which tests that move Tarmac's clock share with it.
 """
 
 from __future__ import annotations
@@ -20,12 +27,16 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import jwt
+import yaml
 from aiohttp import web
 
 from tests.github_rest import github_rest
+
+SAMPLE_WORKFLOWS = Path(__file__).resolve().parent.parent / "docs" / "workflows"
 
 RATE_LIMIT = 5000  # an installation's hourly budget
 
@@ -58,6 +69,12 @@ class Fault:
     # Carry the request out, then drop the connection: the caller never learns it worked
     # (what a crash or a network cut between GitHub's work and its answer looks like).
     drop_after_processing: bool = False
+    # Carry the request out, then answer `status` all the same (a proxy's 502 after GitHub's
+    # work was done).
+    act_first: bool = False
+    # Answer `status` now and carry the request out this many seconds later on the fake's
+    # clock (GitHub's front gave up while its back end went on).
+    act_after: float | None = None
 
     def matches(self, method: str, path: str) -> bool:
         if self.method is not None and self.method != method:
@@ -76,6 +93,56 @@ class Run:
     conclusion: str | None = None
     head_sha: str = "0" * 40
     canceled: bool = False
+    title: str = ""  # display_title: the rendered run-name
+    event: str = "workflow_dispatch"
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+def sample_workflow(file_name: str) -> dict[str, Any]:
+    """One of the sample workflows in docs/workflows/, as YAML reads it."""
+    loaded: dict[str, Any] = yaml.safe_load((SAMPLE_WORKFLOWS / file_name).read_text())
+    return loaded
+
+
+def render_run_name(template: str, inputs: dict[str, Any]) -> str:
+    """`run-name` as GitHub Actions renders it for a dispatch: `${{ inputs.x }}` is the input
+    (an empty string when not given). The fake plays no other expression."""
+
+    def value(found: re.Match[str]) -> str:
+        expression = found[1].strip()
+        name = expression.removeprefix("inputs.")
+        if name == expression or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", name):
+            raise ValueError(f"the fake GitHub does not render ${{{{ {expression} }}}}")
+        return str(inputs.get(name, ""))
+
+    return re.sub(r"\$\{\{(.*?)\}\}", value, template)
+
+
+def _created_filter(text: str) -> Callable[[datetime], bool] | None:
+    """GitHub's search syntax for `created` (`>=T`, `>T`, `<=T`, `<T`, `T1..T2`); None for
+    anything else."""
+
+    def at(value: str) -> datetime | None:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+    for operator, test in (
+        (">=", lambda t, b: t >= b),
+        ("<=", lambda t, b: t <= b),
+        (">", lambda t, b: t > b),
+        ("<", lambda t, b: t < b),
+    ):
+        if text.startswith(operator):
+            bound = at(text[len(operator) :])
+            return None if bound is None else lambda t, b=bound, f=test: f(t, b)
+    low, dots, high = text.partition("..")
+    start, end = at(low), at(high)
+    if dots and start is not None and end is not None:
+        return lambda t: start <= t <= end
+    return None
 
 
 class FakeGitHub:
@@ -99,6 +166,18 @@ class FakeGitHub:
         self.deployments: dict[str, list[dict[str, Any]]] = {}  # repo -> deployments
         self.statuses: dict[int, list[dict[str, Any]]] = {}  # deployment id -> statuses
         self.runs: dict[int, Run] = {}
+        # Workflow file -> its run-name (None: it has none, the title is the workflow's name)
+        # and its name: Tarmac's samples, unless a test says otherwise.
+        self.run_names: dict[str, str | None] = {}
+        self.workflow_names: dict[str, str] = {}
+        for sample in ("build.yml", "deploy.yml"):
+            workflow = sample_workflow(sample)
+            self.run_names[sample] = workflow.get("run-name")
+            self.workflow_names[sample] = str(workflow["name"])
+        # A run shows in the runs list this many seconds after it was created.
+        self.list_lag = 0.0
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self._deferred: list[tuple[datetime, Callable[[], Awaitable[Any]]]] = []
         self.permissions: dict[tuple[str, str], tuple[str, str]] = {}  # (repo, user) -> perm
         self.comments: list[dict[str, Any]] = []
         self.reactions: list[dict[str, Any]] = []
@@ -175,21 +254,20 @@ class FakeGitHub:
         self.calls.append(call)
         if self.latency:
             await asyncio.sleep(self.latency)
+        await self.carry_out_deferred()
         after: Fault | None = None
         for fault in self.faults:
             if fault.times > 0 and fault.matches(method, path):
                 fault.times -= 1
                 call.faulted = True
-                if fault.drop_after_processing:
+                if fault.drop_after_processing or fault.act_first or fault.act_after is not None:
                     after = fault
                     break
                 if fault.drop_connection:
                     assert request.transport is not None
                     request.transport.close()
                     return web.Response(status=502)
-                return web.json_response(
-                    {"message": "fault injected"}, status=fault.status, headers=fault.headers
-                )
+                return self._fault_answer(fault)
         route = self.rest.route(path)
         if route is None:
             return self._violation(f"{method} {path}: not in GitHub's REST description")
@@ -203,15 +281,35 @@ class FakeGitHub:
         handler = self._handlers().get(f"{method} {template}")
         if handler is None:
             return self._violation(f"{method} {template}: the fake does not play it")
+        if after is not None and after.act_after is not None:
+            due = self.clock() + timedelta(seconds=after.act_after)
+            self._deferred.append((due, lambda: handler(request, params, body)))
+            return self._fault_answer(after)
         response = await handler(request, params, body)
         # Done, but slow to answer: a caller that goes away now never learns it worked.
         delay = sum(seconds for pattern, seconds in self.slow.items() if re.search(pattern, path))
         if delay:
             await asyncio.sleep(delay)
+        if after is not None and after.act_first:
+            return self._fault_answer(after)
         if after is not None:
             assert request.transport is not None
             request.transport.close()
         return response
+
+    def _fault_answer(self, fault: Fault) -> web.Response:
+        return web.json_response(
+            {"message": "fault injected"}, status=fault.status, headers=fault.headers
+        )
+
+    async def carry_out_deferred(self) -> None:
+        """Carry out the requests a fault deferred whose time has come (on every request, and
+        when a test asks)."""
+        now = self.clock()
+        due = [entry for entry in self._deferred if entry[0] <= now]
+        self._deferred = [entry for entry in self._deferred if entry[0] > now]
+        for _, act in due:
+            await act()
 
     def _violation(self, message: str) -> web.Response:
         self.violations.append(message)
@@ -278,6 +376,9 @@ class FakeGitHub:
             ),
             "POST /repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches": (
                 self._repo_call(self._dispatch)
+            ),
+            "GET /repos/{owner}/{repo}/actions/workflows/{workflow_id}/runs": self._repo_call(
+                self._list_runs
             ),
             "GET /repos/{owner}/{repo}/actions/runs/{run_id}": self._repo_call(self._get_run),
             "POST /repos/{owner}/{repo}/actions/runs/{run_id}/cancel": self._repo_call(
@@ -451,12 +552,22 @@ class FakeGitHub:
     async def _dispatch(
         self, request: web.Request, params: dict[str, str], body: Any, repo: str
     ) -> Any:
+        workflow = params["workflow_id"]
+        inputs = dict(body.get("inputs") or {})
+        template = self.run_names.get(workflow)
+        title = (
+            render_run_name(template, inputs)
+            if template
+            else self.workflow_names.get(workflow, workflow)
+        )
         run = Run(
             id=next(self._ids),
             repo=repo,
-            workflow=params["workflow_id"],
+            workflow=workflow,
             ref=body["ref"],
-            inputs=dict(body.get("inputs") or {}),
+            inputs=inputs,
+            title=title,
+            created_at=self.clock(),
         )
         self.runs[run.id] = run
         if not body.get("return_run_details"):
@@ -467,22 +578,82 @@ class FakeGitHub:
             {"workflow_run_id": run.id, "run_url": api, "html_url": html}, status=200
         )
 
+    def _run_json(self, run: Run) -> dict[str, Any]:
+        at = run.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        api = f"{self.server_url}/repos/{run.repo}/actions/runs/{run.id}"
+        return {
+            "id": run.id,
+            "name": self.workflow_names.get(run.workflow, run.workflow),
+            "display_title": run.title,
+            "event": run.event,
+            "status": run.status,
+            "conclusion": run.conclusion,
+            "head_sha": run.head_sha,
+            "head_branch": run.ref,
+            "path": f".github/workflows/{run.workflow}",
+            "run_number": run.id,
+            "run_attempt": 1,
+            "url": api,
+            "html_url": f"https://github.com/{run.repo}/actions/runs/{run.id}",
+            "cancel_url": f"{api}/cancel",
+            "created_at": at,
+            "updated_at": at,
+            "run_started_at": at,
+            "pull_requests": [],
+        }
+
+    async def _list_runs(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        """GET …/actions/workflows/{workflow_id}/runs: newest first, `per_page` a page, only
+        the runs created `list_lag` seconds ago or more."""
+        query = request.query
+        allowed = {
+            "actor", "branch", "event", "status", "per_page", "page", "created",
+            "exclude_pull_requests", "check_suite_id", "head_sha",
+        }  # fmt: skip
+        unplayed = set(query) - {"event", "created", "head_sha", "per_page", "page"}
+        if set(query) - allowed or unplayed - {"exclude_pull_requests"}:
+            return self._violation(f"GET …/runs: query the fake does not play {dict(query)}")
+        per_page, page = int(query.get("per_page", "30")), int(query.get("page", "1"))
+        if not 1 <= per_page <= 100 or page < 1:
+            return self._violation(f"GET …/runs: bad page {dict(query)}")
+        created = _created_filter(query["created"]) if "created" in query else None
+        if "created" in query and created is None:
+            return self._violation(f"GET …/runs: created={query['created']!r} is not played")
+        listed_before = self.clock() - timedelta(seconds=self.list_lag)
+        found = [
+            run
+            for run in self.runs.values()
+            if run.repo == repo
+            and run.workflow == params["workflow_id"]
+            and run.created_at <= listed_before
+            and ("event" not in query or run.event == query["event"])
+            and ("head_sha" not in query or run.head_sha == query["head_sha"])
+            and (created is None or created(run.created_at))
+        ]
+        found.sort(key=lambda run: (run.created_at, run.id), reverse=True)
+        shown = found[(page - 1) * per_page : page * per_page]
+        headers = {}
+        last = max(1, -(-len(found) // per_page))
+        if page < last:
+            links = [("next", page + 1), ("last", last)]
+            headers["Link"] = ", ".join(
+                f'<{request.url.update_query(page=str(number))}>; rel="{rel}"'
+                for rel, number in links
+            )
+        return web.json_response(
+            {"total_count": len(found), "workflow_runs": [self._run_json(r) for r in shown]},
+            headers=headers,
+        )
+
     async def _get_run(
         self, request: web.Request, params: dict[str, str], body: Any, repo: str
     ) -> Any:
         run = self.runs.get(int(params["run_id"]))
         if run is None or run.repo != repo:
             return web.json_response({"message": "Not Found"}, status=404)
-        return web.json_response(
-            {
-                "id": run.id,
-                "status": run.status,
-                "conclusion": run.conclusion,
-                "head_sha": run.head_sha,
-                "path": f".github/workflows/{run.workflow}",
-                "html_url": f"https://github.com/{repo}/actions/runs/{run.id}",
-            }
-        )
+        return web.json_response(self._run_json(run))
 
     async def _cancel_run(
         self, request: web.Request, params: dict[str, str], body: Any, repo: str

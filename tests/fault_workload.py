@@ -37,7 +37,8 @@ RETRY_PAUSE_SECONDS = 0.2
 GIVE_UP_SECONDS = 900
 # The GitHub statuses of a deployment reported to the end.
 REPORTED = frozenset({"pending", "in_progress", "success"})
-# A dispatch whose answer a kill lost waits four leases for its run before it is sent again.
+# A dispatch whose answer a kill lost is looked for during a lease and 15 s before it is sent
+# again; a workload's deploys wait behind the others' calls too.
 RUN_DEADLINE_SECONDS = 90
 
 
@@ -215,6 +216,33 @@ async def run_workload(clients: Clients, lanes: int, deployments: int) -> None:
     await asyncio.gather(
         *(clients.run_lane(k, list(range(k, deployments, lanes))) for k in range(lanes))
     )
+
+
+class ActionsRunner:
+    """GitHub Actions for the fake GitHub: every run a dispatch started runs to `success` at
+    once, its `workflow_run` events (`in_progress`, `completed`) delivered to Tarmac at the
+    RC's commit, and delivered again until answered (Tarmac may be down)."""
+
+    def __init__(self, clients: Clients) -> None:
+        self.clients = clients
+        self.completed: set[int] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def __enter__(self) -> ActionsRunner:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            for run in list(self.clients.fake.runs.values()):
+                if run.id not in self.completed:
+                    await self.clients.report_by_webhook(run, str(run.inputs["tarmac_commit_sha"]))
+                    self.completed.add(run.id)
+            await asyncio.sleep(0.05)
 
 
 # --- what reached GitHub -----------------------------------------------------------------

@@ -12,18 +12,23 @@ import shutil
 import signal
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
 import pytest
+from sqlalchemy import select
 
+from bot.db import Database
+from bot.models import Deployment
 from bot.outbox import OUTAGE_MAX_BACKOFF
 from tests.conftest import BACKEND_INSTALLATION, SHA_A
 from tests.fake_github import FakeGitHub
 from tests.fault_workload import (
     REPO,
+    ActionsRunner,
     Clients,
     all_delivered,
     effects_at,
@@ -471,3 +476,100 @@ async def all_delivered_but_reports(fake: FakeGitHub, deployment_id: int) -> Non
         return bool(effects.dispatches[key]) and "pending" in effects.statuses.get(key, {})
 
     await eventually(done, "the dispatch and the pending status")
+
+
+# --- lost dispatch answers, then a kill (issue 12, class 11) -------------------------------
+
+LOST_ANSWER_DEPLOYMENTS = 10
+# Every kind of call the deployments make, each answered 502 the first three times; two of the
+# three dispatches had started their run when the 502 came, one had not.
+FAULTED_KINDS = [
+    ("POST", r"/access_tokens$"),
+    ("GET", r"/installation$"),
+    ("GET", r"^/repos/acme/backend$"),
+    ("POST", r"/deployments$"),
+    ("POST", r"/statuses$"),
+    ("GET", r"/workflows/deploy\.yml/runs$"),
+]
+ALL_SUCCESS_DEADLINE_SECONDS = 40
+
+
+@pytest.mark.soak
+async def test_lost_dispatch_answers_and_a_kill_dispatch_and_mirror_every_deployment_once(
+    tmp_path: Path, database_url: str, fake_github: FakeGitHub, github_private_key: str
+) -> None:
+    """10 deployments accepted while GitHub answers 502 to the first 3 calls of each kind,
+    then SIGKILL while dispatches are on their way, and a restart: every deployment is
+    dispatched and mirrored once, and all are `success` (their runs completed) within 40 s of
+    the restart. The defaults throughout: lease, backoff, lookup window."""
+    env = server_env(tmp_path, database_url, fake_github, github_private_key, 10)
+    del env["TARMAC_OUTBOX_LEASE_SECONDS"]
+    for method, pattern in FAULTED_KINDS:
+        fake_github.fail(pattern, method=method, status=502, times=3)
+    fake_github.fail(r"/dispatches$", method="POST", status=502, times=2, act_first=True)
+    fake_github.fail(r"/dispatches$", method="POST", status=502, times=1)
+    # GitHub acts on a dispatch at once and answers a second later: the kill catches some.
+    fake_github.slow[r"/dispatches$"] = 1.0
+    token = new_token(env, tmp_path)
+    port = free_port()
+    server = await start_server(env, tmp_path, port)
+    try:
+        async with aiohttp.ClientSession() as http:
+            clients = Clients(http, [f"http://127.0.0.1:{port}"], token, fake_github)
+            with ActionsRunner(clients):
+                deployed = await asyncio.gather(
+                    *(deploy_one(clients, k) for k in range(LOST_ANSWER_DEPLOYMENTS))
+                )
+                await eventually(
+                    lambda: len(fake_github.calls_to("POST", r"/dispatches$")) >= 5,
+                    "dispatches on their way",
+                )
+                in_flight = fake_github.in_flight
+                os.kill(server.pid, signal.SIGKILL)
+                await asyncio.to_thread(server.wait, 10)
+                fake_github.slow.clear()
+                restarted = time.monotonic()
+                server = await start_server(env, tmp_path, port)
+                all_success_in = await all_success(database_url, set(deployed), restarted)
+                delivered_in = await all_delivered(fake_github, set(deployed), 60, database_url)
+                await outbox_settled(fake_github, database_url)
+    finally:
+        await stop_server(server)
+
+    effects = effects_at(fake_github)
+    subject = "faults: lost dispatch answers and a kill"
+    record_figure(subject, "deployments", len(deployed))
+    record_figure(subject, "calls answered 502", sum(1 for c in fake_github.calls if c.faulted))
+    record_figure(subject, "GitHub calls unanswered at the kill", in_flight)
+    record_figure(subject, "all success after the restart (s)", all_success_in)
+    record_figure(subject, "all mirrored after the restart (s)", all_success_in + delivered_in)
+    record_figure(subject, "run lookups", len(fake_github.calls_to("GET", r"/runs$")))
+    record_figure(subject, "duplicates found", effects.duplicates)
+    assert effects.duplicates == 0
+    assert effects.dispatches == Counter(str(i) for i in deployed)
+    assert effects.github_deployments == Counter(str(i) for i in deployed)
+    assert effects.missing(set(deployed)) == []
+    assert all_success_in <= ALL_SUCCESS_DEADLINE_SECONDS
+    assert fake_github.violations == []
+
+
+async def deploy_one(clients: Clients, index: int) -> int:
+    await clients.create_candidate(index)
+    return await clients.deploy(index, index)
+
+
+async def all_success(database_url: str, deployment_ids: set[int], since: float) -> float:
+    """Wait until every deployment is `success` in Tarmac; the seconds since `since`."""
+    db = Database.from_url(database_url)
+    try:
+        while True:
+            async with db.read() as session:
+                statuses = dict(
+                    (await session.execute(select(Deployment.id, Deployment.status))).all()
+                )
+            if all(statuses.get(i) == "success" for i in deployment_ids):
+                return time.monotonic() - since
+            assert time.monotonic() - since < 120, f"not all success: {statuses}"
+            await asyncio.sleep(0.1)
+    finally:
+        await db.dispose()

@@ -149,6 +149,23 @@ async def test_a_write_that_may_have_landed_is_handed_back_not_repeated(
     assert sleeps.waits == []
 
 
+async def test_a_write_whose_token_could_not_be_had_was_not_sent_and_says_so(
+    client: tuple[GitHubClient, RecordedSleeps], fake: FakeGitHub
+) -> None:
+    github, _ = client
+    fake.fail(r"/access_tokens$", method="POST", status=502)
+    with pytest.raises(GitHubUnavailable) as raised:
+        await github.call(
+            "POST",
+            "/repos/acme/backend/issues/1/comments",
+            installation_id=INSTALLATION,
+            data={"body": "hello"},
+        )
+    # The token's POST may have landed; the comment was never sent, so nothing to look up.
+    assert not raised.value.ambiguous
+    assert fake.calls_to("POST", r"/comments$") == []
+
+
 async def test_an_outage_longer_than_the_retries_is_reported_unavailable(
     client: tuple[GitHubClient, RecordedSleeps], fake: FakeGitHub
 ) -> None:

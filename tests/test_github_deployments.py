@@ -250,27 +250,6 @@ async def test_without_a_github_app_nothing_is_queued(api: Api, db: Any) -> None
 
 
 @pytest.mark.both_databases
-async def test_a_dispatch_whose_answer_was_lost_is_sent_again_only_after_a_grace(
-    github_api: Api, outbox: OutboxWorker, fake_github: FakeGitHub, clock: TestClock
-) -> None:
-    await github_api.create_rc("v1-rc1")
-    await github_api.deploy("production", "v1-rc1")
-    fake_github.fail(r"/dispatches$", method="POST", drop_connection=True)
-
-    await outbox.drain()
-    clock.advance(seconds=10)  # an uncertain call is checked no sooner than UNCERTAIN_SETTLE
-    await outbox.drain()  # the retry finds the outcome unknown: it waits for a run to show up
-    clock.advance(seconds=100)
-    await outbox.drain()
-    assert fake_github.runs == {}
-
-    clock.advance(seconds=30)  # two minutes and no run: GitHub never started one
-    await outbox.drain()
-    assert len(fake_github.runs) == 1
-    assert len(fake_github.calls_to("POST", r"/dispatches$")) == 2
-
-
-@pytest.mark.both_databases
 async def test_a_new_deployment_cancels_the_superseded_run_and_marks_it_inactive(
     github_api: Api, outbox: OutboxWorker, fake_github: FakeGitHub
 ) -> None:

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from bot.db import Database
 from bot.github.worker import OutboxWorker
+from bot.models import Deployment
 from bot.operations import Mirror
 from bot.timeouts import sweep_stuck_builds
 from tests.conftest import (
@@ -77,6 +79,7 @@ def run_event(
     workflow_run = payload["workflow_run"]
     workflow_run.update(
         id=run.id,
+        display_title=run.title or (workflow or run.workflow),
         path=path,
         head_sha=run.head_sha,
         head_branch=run.ref,
@@ -384,19 +387,23 @@ async def test_a_build_whose_run_never_completes_fails_after_the_projects_timeou
     assert [r.workflow for r in fake_github.runs.values()] == ["build.yml"]
 
 
+# The build workflow's run-name before the samples carried Tarmac's mark in it.
+UNMARKED_BUILD_RUN_NAME = "Build ${{ inputs.tarmac_release_candidate_version }}"
+
+
 async def lose_dispatch_answers(
     fake: FakeGitHub, outbox: OutboxWorker, clock: TestClock, times: int = 1
 ) -> None:
-    """Dispatches reach GitHub but their answers never come back; the outbox then waits for
-    the runs to show up before it dispatches again."""
+    """Dispatches reach GitHub but their answers never come back; a second later the outbox
+    looks for their runs (tests/test_github_lost_dispatches.py has the rest of that story)."""
     fake.fail(r"/dispatches$", method="POST", drop_after_processing=True, times=times)
-    for _ in range(2):
-        await outbox.drain()
-        clock.advance(minutes=1)
+    await outbox.drain()
+    clock.advance(seconds=1)
+    await outbox.drain()
 
 
 @pytest.mark.both_databases
-async def test_a_build_run_whose_dispatch_answer_was_lost_is_found_and_not_dispatched_again(
+async def test_a_build_run_whose_dispatch_answer_was_lost_is_found_by_its_mark_and_kept(
     github_api: Api,
     webhook: Webhooks,
     outbox: OutboxWorker,
@@ -406,7 +413,36 @@ async def test_a_build_run_whose_dispatch_answer_was_lost_is_found_and_not_dispa
 ) -> None:
     await accepted(webhook, "push", tag_push("v1-rc1", SHA_A))
     await lose_dispatch_answers(fake_github, outbox, clock)
+
     [build] = fake_github.runs.values()  # GitHub started it; Tarmac never heard back
+    assert build.title == "Tarmac build v1-rc1"
+    [candidate] = await candidates(db)
+    assert (candidate.build_run_id, candidate.build_run_url) == (build.id, run_url(build.id))
+    build.head_sha = SHA_A
+    outcome = await accepted(webhook, "workflow_run", run_event("in_progress", build))
+    assert outcome == f"release candidate v1-rc1: build run {build.id} in_progress"
+    clock.advance(minutes=5)
+    await outbox.drain()
+    assert len(fake_github.calls_to("POST", r"/dispatches$")) == 1
+    outcome = await accepted(webhook, "workflow_run", run_event("completed", build, "success"))
+    assert outcome == "release candidate v1-rc1 ready; auto-deployed to staging"
+
+
+@pytest.mark.both_databases
+async def test_a_build_run_without_the_mark_whose_answer_was_lost_is_attached_by_its_event(
+    github_api: Api,
+    webhook: Webhooks,
+    outbox: OutboxWorker,
+    fake_github: FakeGitHub,
+    db: Database,
+    clock: TestClock,
+) -> None:
+    """A build workflow whose run-name predates the mark: the lost dispatch waits for its
+    run's workflow_run event, which attaches the run by workflow and commit."""
+    fake_github.run_names["build.yml"] = UNMARKED_BUILD_RUN_NAME
+    await accepted(webhook, "push", tag_push("v1-rc1", SHA_A))
+    await lose_dispatch_answers(fake_github, outbox, clock)
+    [build] = fake_github.runs.values()
     [candidate] = await candidates(db)
     assert candidate.build_run_id is None
     build.head_sha = SHA_A
@@ -419,12 +455,10 @@ async def test_a_build_run_whose_dispatch_answer_was_lost_is_found_and_not_dispa
     [candidate] = await candidates(db)
     assert (candidate.build_run_id, candidate.build_run_url) == (build.id, run_url(build.id))
     assert len(fake_github.calls_to("POST", r"/dispatches$")) == 1
-    outcome = await accepted(webhook, "workflow_run", run_event("completed", build, "success"))
-    assert outcome == "release candidate v1-rc1 ready; auto-deployed to staging"
 
 
 @pytest.mark.both_databases
-async def test_a_lost_build_dispatch_whose_run_never_shows_up_is_sent_again(
+async def test_a_lost_build_dispatch_that_started_no_run_is_sent_again(
     github_api: Api,
     webhook: Webhooks,
     outbox: OutboxWorker,
@@ -433,15 +467,66 @@ async def test_a_lost_build_dispatch_whose_run_never_shows_up_is_sent_again(
     clock: TestClock,
 ) -> None:
     await accepted(webhook, "push", tag_push("v1-rc1", SHA_A))
-    await lose_dispatch_answers(fake_github, outbox, clock)
-    assert len(fake_github.runs) == 1
+    fake_github.fail(r"/dispatches$", method="POST", drop_connection=True)
+    for _ in range(20):  # the lookup's 15 s window, a second at a time
+        await outbox.drain()
+        clock.advance(seconds=1)
 
+    assert len(fake_github.calls_to("POST", r"/dispatches$")) == 2
+    [build] = fake_github.runs.values()
+    [candidate] = await candidates(db)
+    assert candidate.build_run_id == build.id
+
+
+MONOREPO_BUILDS_YAML = (
+    PROJECTS_YAML
+    + """
+  - name: Api
+    repo: acme/monorepo
+    tag_prefix: api-
+    build:
+      workflow: build.yml
+    environments:
+      - name: production
+  - name: Web
+    repo: acme/monorepo
+    tag_prefix: web-
+    build:
+      workflow: build.yml
+    environments:
+      - name: production
+"""
+)
+
+
+@pytest.mark.parametrize("projects_file", [MONOREPO_BUILDS_YAML], indirect=True)
+async def test_two_projects_builds_of_one_version_are_not_told_apart_by_the_mark(
+    github_api: Api,
+    webhook: Webhooks,
+    outbox: OutboxWorker,
+    fake_github: FakeGitHub,
+    db: Database,
+    clock: TestClock,
+) -> None:
+    """Both runs would be titled `Tarmac build v1-rc1`: each lost dispatch waits for its own
+    run's event (which tells them apart by commit), neither takes the other's run."""
+    for prefix, commit in (("api-", SHA_A), ("web-", SHA_B)):
+        await accepted(webhook, "push", tag_push(f"{prefix}v1-rc1", commit, repo="acme/monorepo"))
+    await lose_dispatch_answers(fake_github, outbox, clock, times=2)
+    api_run, web_run = sorted(fake_github.runs.values(), key=lambda run: run.ref)
+    api_run.head_sha, web_run.head_sha = SHA_A, SHA_B
+    assert (await candidates(db, "Api"))[0].build_run_id is None
+    assert (await candidates(db, "Web"))[0].build_run_id is None
+
+    for run in (web_run, api_run):
+        payload = readdress(run_event("in_progress", run), "acme/monorepo")
+        await accepted(webhook, "workflow_run", payload)
     clock.advance(minutes=5)
     await outbox.drain()
 
+    assert (await candidates(db, "Api"))[0].build_run_id == api_run.id
+    assert (await candidates(db, "Web"))[0].build_run_id == web_run.id
     assert len(fake_github.calls_to("POST", r"/dispatches$")) == 2
-    [candidate] = await candidates(db)
-    assert candidate.build_run_id == max(fake_github.runs)
 
 
 # --- deploy runs ------------------------------------------------------------------------
@@ -520,7 +605,9 @@ async def test_a_deploy_run_tarmac_never_heard_of_is_found_by_workflow_and_commi
     await github_api.create_rc("v2-rc1", SHA_B)
     older = await github_api.deploy("production", "v1-rc1")
     deployed = await github_api.deploy("staging", "v1-rc1")
-    # Both dispatches reach GitHub; their answers never come back.
+    # Both dispatches reach GitHub; their answers never come back, and the workflow's runs
+    # carry no Tarmac mark to find them by (its run-name predates it).
+    fake_github.run_names["deploy.yml"] = None
     await lose_dispatch_answers(fake_github, outbox, clock, times=2)
     assert len(fake_github.runs) == 2
     [staging] = await deployments_of(github_api, "staging")
@@ -561,6 +648,44 @@ async def test_a_deploy_run_tarmac_never_heard_of_is_found_by_workflow_and_commi
         for c in fake_github.calls_to("POST", r"/dispatches$")
     ]
     assert sorted(dispatched) == ["production", "production", "staging"]
+
+
+@pytest.mark.both_databases
+async def test_a_run_whose_title_names_its_deployment_is_taken_for_that_one_only(
+    github_api: Api,
+    webhook: Webhooks,
+    outbox: OutboxWorker,
+    fake_github: FakeGitHub,
+    db: Database,
+    clock: TestClock,
+) -> None:
+    """Two deployments of one RC (one commit), both dispatch answers lost: each run's event
+    goes to the deployment its run-name names, not to the newest one at the commit."""
+    await github_api.create_rc("v1-rc1", SHA_A)
+    production = (await github_api.deploy("production", "v1-rc1")).body["id"]
+    staging = (await github_api.deploy("staging", "v1-rc1")).body["id"]
+    fake_github.fail(r"/dispatches$", method="POST", drop_after_processing=True, times=2)
+    await outbox.drain()  # both lost; the looks are a second away
+    for run in fake_github.runs.values():
+        run.head_sha = SHA_A
+    own = {run.inputs["tarmac_environment"]: run for run in fake_github.runs.values()}
+
+    outcome = await accepted(webhook, "workflow_run", run_event("in_progress", own["production"]))
+    stranger = foreign_run(900_020, "deploy.yml", SHA_A)
+    stranger.title = f"Deploy v1-rc1 to production (Tarmac deployment {production})"
+    ignored_outcome = await ignored(webhook, "workflow_run", run_event("requested", stranger))
+    clock.advance(seconds=1)
+    await outbox.drain()  # staging's look finds its own run
+
+    run_id = own["production"].id
+    assert outcome == f"deployment {production} in_progress (run {run_id} in_progress)"
+    assert "no Tarmac build or deployment" in ignored_outcome
+    async with db.read() as session:
+        bound = dict(
+            (await session.execute(select(Deployment.id, Deployment.workflow_run_id))).all()
+        )
+    assert bound == {production: own["production"].id, staging: own["staging"].id}
+    assert len(fake_github.calls_to("POST", r"/dispatches$")) == 2
 
 
 @pytest.mark.both_databases

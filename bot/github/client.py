@@ -132,7 +132,7 @@ class GitHubClient:
                 if installation_id is None:
                     jwt, token = app_jwt(self._app.app_id, self._app.private_key), None
                 else:
-                    jwt, token = None, await self.tokens.token(installation_id)
+                    jwt, token = None, await self._token(installation_id)
                 if next_page is not None and method == "GET":
                     result, more, _ = await gh._make_request(
                         "GET",
@@ -180,6 +180,13 @@ class GitHubClient:
                 # No connection was made, so the request was never sent: safe to repeat.
                 sent = not isinstance(exc, aiohttp.ClientConnectorError)
                 await self._backoff_or_give_up(method, attempt, reason, sent=sent)
+
+    async def _token(self, installation_id: int) -> str:
+        try:
+            return await self.tokens.token(installation_id)
+        except GitHubUnavailable as exc:
+            # The token's own request may have landed; the call that needed it was not sent.
+            raise GitHubUnavailable(exc.reason, exc.retry_after) from None
 
     def _respect_block(self, block_key: int) -> None:
         until = self._blocked_until.get(block_key)

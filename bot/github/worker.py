@@ -25,6 +25,7 @@ from bot.github.client import GitHubClient, GitHubRefused, GitHubUnavailable
 from bot.github.effects import (
     ON_REFUSAL,
     PRELOADERS,
+    CheckAgain,
     EffectContext,
     Handler,
     Recorder,
@@ -41,6 +42,7 @@ from bot.outbox import (
     ClaimedItem,
     claim_due,
     mark_all_delivered,
+    mark_check_again,
     mark_failed,
     mark_retry,
 )
@@ -52,7 +54,8 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 100
 IDLE_POLL_SECONDS = 0.5
 NOT_INSTALLED = "the GitHub App is not installed on this repository"
-# A lost dispatch waits this many leases (2 minutes by default) for its run to show up.
+# A lost dispatch whose run cannot be looked for (bot/github/effects/workflows.py) waits this
+# many leases (a minute by default) for its run's workflow_run event before it is sent again.
 LOST_DISPATCH_GRACE_LEASES = 4
 INSTALLATION_CACHE_SECONDS = 60.0
 
@@ -102,6 +105,7 @@ class OutboxWorker:
             maxsize=1000, ttl=INSTALLATION_CACHE_SECONDS
         )
         self._installation_lookup = asyncio.Lock()
+        self._warned: set[str] = set()
 
     def wake(self) -> None:
         """Something was enqueued: look now instead of at the next poll."""
@@ -188,10 +192,14 @@ class OutboxWorker:
                 installation_id=installation_id,
                 lost_dispatch_grace=self._lease.total_seconds() * LOST_DISPATCH_GRACE_LEASES,
                 preloaded=preloaded,
+                warned=self._warned,
             )
             record = await asyncio.wait_for(handler(context, item), self._delivery_timeout)
         except TimeoutError:
             await self._retry(item, GitHubUnavailable("delivery timed out", ambiguous=True))
+            return None
+        except CheckAgain as exc:
+            await self._check_again(item, exc)
             return None
         except GitHubUnavailable as exc:
             await self._retry(item, exc)
@@ -291,6 +299,22 @@ class OutboxWorker:
         self.stats.retried += 1
         log.warning(
             "outbox item %d (%s, %s): %s; next attempt at %s",
+            item.id,
+            item.action,
+            item.ordering_key,
+            exc.reason,
+            due.isoformat(timespec="seconds"),
+        )
+
+    async def _check_again(self, item: ClaimedItem, exc: CheckAgain) -> None:
+        due = self._clock() + timedelta(seconds=exc.after)
+        async with self._db.write() as session:
+            await mark_check_again(
+                session, item.id, reason=exc.reason, due=due, payload=exc.payload
+            )
+        self.stats.retried += 1
+        log.info(
+            "outbox item %d (%s, %s): %s; looking again at %s",
             item.id,
             item.action,
             item.ordering_key,

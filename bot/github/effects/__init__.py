@@ -15,8 +15,9 @@ handler finds its item's part in `ctx.preloaded` and reads for itself when it is
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,6 +42,20 @@ class EffectContext:
     lost_dispatch_grace: float = 120.0
     # What the action's preloader read for this item, if it has one (see `preload`).
     preloaded: object | None = None
+    # Warnings the worker's process has given already (said once, not on every item).
+    warned: set[str] = field(default_factory=set)
+
+
+class CheckAgain(Exception):
+    """The handler looked on GitHub for what an earlier attempt may have done and cannot tell
+    yet: the worker takes the item again `after` seconds from now (no backoff), uncertain,
+    with `payload` as the item's payload (what the looking remembers between attempts)."""
+
+    def __init__(self, reason: str, *, after: float, payload: dict[str, Any]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.after = after
+        self.payload = payload
 
 
 Handler = Callable[[EffectContext, ClaimedItem], Awaitable[Recorder | None]]

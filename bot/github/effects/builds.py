@@ -15,7 +15,7 @@ import logging
 from datetime import datetime
 from urllib.parse import quote
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.github.client import GitHubRefused
@@ -23,10 +23,11 @@ from bot.github.effects import EffectContext, Recorder, effect, on_refusal, owne
 from bot.github.effects.workflows import (
     candidate_inputs,
     dispatch_workflow,
-    wait_for_lost_run,
+    lost_run,
     workflow_inputs,
 )
 from bot.github.events.tags import RESOLVE_TAG, TagTarget, candidate_exists, make_candidate
+from bot.github.run_marks import RunMark, build_mark
 from bot.models import Project, ReleaseCandidate
 from bot.operations import Mirror, finish_build
 from bot.outbox import ClaimedItem
@@ -105,13 +106,16 @@ async def dispatch_build_workflow(ctx: EffectContext, item: ClaimedItem) -> Reco
     if project.build_workflow is None:
         log.warning("release candidate %d: the project has no build workflow now", candidate.id)
         return _build_failed(ctx, candidate.id, "The project has no build workflow any more")
-    # As for deploys: the run a lost answer named may exist; its workflow_run event attaches
-    # it (by workflow path and commit) while this waits, which ends the item.
-    await wait_for_lost_run(ctx, item, f"release candidate {candidate.id}")
-    ref = item.payload.get("ref") or await ctx.client.default_branch(item.repo, ctx.installation_id)
-    own = candidate_inputs(candidate)
-    inputs = workflow_inputs(own, project.build_inputs, f"release candidate {candidate.id}")
-    run = await dispatch_workflow(ctx, item.repo, project.build_workflow, ref, inputs)
+    what = f"release candidate {candidate.id}"
+    workflow = project.build_workflow
+    mark, others = await _told_apart(ctx, candidate) if item.uncertain else (None, set[int]())
+    run = await lost_run(ctx, item, workflow, mark, what, others=others)
+    if run is None:
+        ref = item.payload.get("ref") or await ctx.client.default_branch(
+            item.repo, ctx.installation_id
+        )
+        inputs = workflow_inputs(candidate_inputs(candidate), project.build_inputs, what)
+        run = await dispatch_workflow(ctx, item, workflow, ref, inputs, what)
 
     async def record(session: AsyncSession) -> None:
         await session.execute(
@@ -121,6 +125,29 @@ async def dispatch_build_workflow(ctx: EffectContext, item: ClaimedItem) -> Reco
         )
 
     return record
+
+
+async def _told_apart(
+    ctx: EffectContext, candidate: ReleaseCandidate
+) -> tuple[RunMark | None, set[int]]:
+    """How the candidate's build run is told from others: its version in the run's title
+    (None when another project of the repository has a build of that version without a run:
+    both runs would carry it), and the runs other projects' builds of that version have."""
+    async with ctx.db.read() as session:
+        rows = await session.execute(
+            select(ReleaseCandidate.build_run_id, ReleaseCandidate.build_status)
+            .join(Project, Project.id == ReleaseCandidate.project_id)
+            .where(
+                func.lower(ReleaseCandidate.repo) == candidate.repo.lower(),
+                ReleaseCandidate.version == candidate.version,
+                ReleaseCandidate.id != candidate.id,
+                Project.build_workflow.is_not(None),
+            )
+        )
+    others = rows.all()
+    if any(run_id is None and status == BuildStatus.BUILDING for run_id, status in others):
+        return None, set()
+    return build_mark(candidate.version), {run_id for run_id, _ in others if run_id is not None}
 
 
 def _build_failed(ctx: EffectContext, candidate_id: int, error: str) -> Recorder:

@@ -23,9 +23,10 @@ from bot.github.effects import (
 from bot.github.effects.workflows import (
     candidate_inputs,
     dispatch_workflow,
-    wait_for_lost_run,
+    lost_run,
     workflow_inputs,
 )
+from bot.github.run_marks import deployment_mark
 from bot.models import Deployment
 from bot.operations import Mirror, record_run_status
 from bot.outbox import ClaimedItem
@@ -177,16 +178,19 @@ async def dispatch_deploy_workflow(ctx: EffectContext, item: ClaimedItem) -> Rec
         return None
     if is_final(deployment.status):
         return None  # canceled (or timed out) before its run was asked for
-    await wait_for_lost_run(ctx, item, f"deployment {deployment.id}")
-    candidate = deployment.release_candidate
-    ref = candidate.tag or await ctx.client.default_branch(item.repo, ctx.installation_id)
-    own = {
-        "tarmac_deployment_id": str(deployment.id),
-        "tarmac_environment": environment.name,
-        **candidate_inputs(candidate),
-    }
-    inputs = workflow_inputs(own, environment.deploy_inputs, f"deployment {deployment.id}")
-    run = await dispatch_workflow(ctx, item.repo, environment.deploy_workflow, ref, inputs)
+    what = f"deployment {deployment.id}"
+    workflow = environment.deploy_workflow
+    run = await lost_run(ctx, item, workflow, deployment_mark(deployment.id), what)
+    if run is None:
+        candidate = deployment.release_candidate
+        ref = candidate.tag or await ctx.client.default_branch(item.repo, ctx.installation_id)
+        own = {
+            "tarmac_deployment_id": str(deployment.id),
+            "tarmac_environment": environment.name,
+            **candidate_inputs(candidate),
+        }
+        inputs = workflow_inputs(own, environment.deploy_inputs, what)
+        run = await dispatch_workflow(ctx, item, workflow, ref, inputs, what)
 
     async def record(session: AsyncSession) -> None:
         await session.execute(

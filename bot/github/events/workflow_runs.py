@@ -8,12 +8,16 @@ anything else is read. Then, first match wins:
 1. a build: the RC whose `build_run_id` is the run (the dispatch answered with it);
 2. a deployment: the one whose `workflow_run_id` is the run;
 3. a deployment the run was not recorded on: Tarmac did not dispatch the run itself, or the
-   dispatch's answer was lost (the dispatch then waits for this before it is sent again). The
-   newest active deploy or rollback of that workflow's environments with no run yet, whose
-   RC's commit is the run's `head_sha`, and whose dispatch Tarmac has tried already (before
-   that no run can be its; a run at the same commit then is another environment's);
-4. a build the same way: the newest `building` RC of the project at `head_sha` with no run yet.
-   The run id is stored on what 3 and 4 find, so the run's later events match by id.
+   dispatch's answer was lost (the dispatch then looks for the run, or waits for this, before
+   it is sent again). Of that workflow's environments' active deploys and rollbacks with no
+   run yet whose dispatch Tarmac has tried already (before that no run can be theirs): the
+   one the run's title names (`Tarmac deployment <id>`, bot/github/run_marks.py), or, for a
+   title without a mark, the newest whose RC's commit is the run's `head_sha`;
+4. a build the same way: of the projects' `building` RCs with no run yet, the one of the
+   version the title names (`Tarmac build <version>`; by commit among several of that
+   version), or, without a mark, the newest at `head_sha`.
+   The run id is stored on what 3 and 4 find, so the run's later events match by id. A run
+   whose title names a deployment or a build is never taken for another one.
 
 A build ends with `completed`: `success` makes the RC ready (and auto-deploys it), anything else
 failed. A deployment follows its run: `requested`/`in_progress` → `in_progress`; `completed` →
@@ -33,6 +37,7 @@ from gidgethub import routing, sansio
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.github.run_marks import BUILD, DEPLOYMENT, RunMark, run_mark
 from bot.models import Deployment, Environment, OutboxItem, Project, ReleaseCandidate
 from bot.operations import Mirror, finish_build, record_run_status
 from bot.outbox import OutboxState
@@ -53,6 +58,7 @@ DISPATCH_DEPLOY_WORKFLOW = "dispatch_deploy_workflow"
 DISPATCH_BUILD_WORKFLOW = "dispatch_build_workflow"
 MAX_URL_LENGTH = 2000
 MAX_CONCLUSION_LENGTH = 50
+MAX_TITLE_LENGTH = 1000
 # Ids are stored as BIGINT: a forged one past it would fail the transaction.
 MAX_ID = 2**63 - 1
 
@@ -76,6 +82,7 @@ class WorkflowRun:
     head_sha: str | None
     html_url: str | None
     conclusion: str | None
+    mark: RunMark | None = None  # what its title says it is
 
     def runs(self, workflow: str | None) -> bool:
         """Whether this is a run of `workflow` (a file name such as deploy.yml, or an id)."""
@@ -128,7 +135,7 @@ async def on_workflow_run(
         return
     deployment = await _deployment_by_run_id(session, run, deploys)
     if deployment is None:
-        deployment = await _deployment_by_commit(session, run, deploys)
+        deployment = await _deployment_unrecorded(session, run, deploys)
     if deployment is None:
         # The outbox worker may have been recording this very run on the deployment: the
         # look-up by commit waited for its lock, then found the run no longer missing.
@@ -136,7 +143,7 @@ async def on_workflow_run(
     if deployment is not None:
         context.record(await _deployment_moved(session, mirror, deployment, run, context))
         return
-    candidate = await _build_by_commit(session, run, builds)
+    candidate = await _build_unrecorded(session, run, builds)
     if candidate is not None:
         context.record(await _build_moved(session, mirror, candidate, run, context))
         return
@@ -162,6 +169,7 @@ def read_run(data: dict[str, Any]) -> WorkflowRun | None:
     html_url = workflow_run.get("html_url")
     conclusion = workflow_run.get("conclusion")
     workflow_id = workflow_run.get("workflow_id")
+    title = _text(workflow_run.get("display_title"), MAX_TITLE_LENGTH)
     return WorkflowRun(
         action=action,
         id=run_id,
@@ -171,6 +179,7 @@ def read_run(data: dict[str, Any]) -> WorkflowRun | None:
         head_sha=normalize_commit_sha(head_sha) if isinstance(head_sha, str) else None,
         html_url=_text(html_url, MAX_URL_LENGTH),
         conclusion=_text(conclusion, MAX_CONCLUSION_LENGTH),
+        mark=run_mark(title) if title is not None else None,
     )
 
 
@@ -201,27 +210,37 @@ async def _build_by_run_id(
     )
 
 
-async def _build_by_commit(
+async def _build_unrecorded(
     session: AsyncSession, run: WorkflowRun, projects: list[int]
 ) -> ReleaseCandidate | None:
-    if not projects or run.head_sha is None:
+    """The build the run is, though its id was never recorded: by the version its title
+    names, or by commit when the title names none."""
+    if not projects or (run.mark is not None and run.mark.kind != BUILD):
+        return None
+    if run.mark is None and run.head_sha is None:
         return None
     not_tried = _dispatch_not_tried(
         DISPATCH_BUILD_WORKFLOW, OutboxItem.release_candidate_id == ReleaseCandidate.id
     )
-    candidate = await session.scalar(
+    waiting = (
         select(ReleaseCandidate)
         .where(
             ReleaseCandidate.project_id.in_(projects),
             ReleaseCandidate.build_status == BuildStatus.BUILDING,
             ReleaseCandidate.build_run_id.is_(None),
-            ReleaseCandidate.commit_sha == run.head_sha,
             ~not_tried,
         )
         .order_by(ReleaseCandidate.id.desc())
-        .limit(1)
         .with_for_update(of=ReleaseCandidate)
     )
+    if run.mark is None:
+        waiting = waiting.where(ReleaseCandidate.commit_sha == run.head_sha)
+    else:
+        waiting = waiting.where(ReleaseCandidate.version == run.mark.value)
+    found = list(await session.scalars(waiting))
+    if len(found) > 1:  # one version in several projects: the commit tells them apart
+        found = [c for c in found if c.commit_sha == run.head_sha]
+    candidate = found[0] if found else None
     if candidate is not None:
         log.info("run %d attached to the build of release candidate %d", run.id, candidate.id)
         candidate.build_run_id = run.id
@@ -268,29 +287,38 @@ async def _deployment_by_run_id(
     )
 
 
-async def _deployment_by_commit(
+async def _deployment_unrecorded(
     session: AsyncSession, run: WorkflowRun, environments: list[int]
 ) -> Deployment | None:
-    if not environments or run.head_sha is None:
+    """The deployment the run is, though its id was never recorded: the one its title names,
+    or by commit when the title names none."""
+    if not environments or (run.mark is not None and run.mark.kind != DEPLOYMENT):
+        return None
+    if run.mark is None and run.head_sha is None:
         return None
     not_tried = _dispatch_not_tried(
         DISPATCH_DEPLOY_WORKFLOW, OutboxItem.deployment_id == Deployment.id
     )
-    deployment = await session.scalar(
+    waiting = (
         select(Deployment)
-        .join(ReleaseCandidate, ReleaseCandidate.id == Deployment.release_candidate_id)
         .where(
             Deployment.environment_id.in_(environments),
             Deployment.status.in_(ACTIVE_STATUSES),
             Deployment.kind.in_(RUNS_WORKFLOW),
             Deployment.workflow_run_id.is_(None),
-            ReleaseCandidate.commit_sha == run.head_sha,
             ~not_tried,
         )
         .order_by(Deployment.id.desc())
         .limit(1)
         .with_for_update(of=Deployment)
     )
+    if run.mark is None:
+        waiting = waiting.join(
+            ReleaseCandidate, ReleaseCandidate.id == Deployment.release_candidate_id
+        ).where(ReleaseCandidate.commit_sha == run.head_sha)
+    else:
+        waiting = waiting.where(Deployment.id == int(run.mark.value))
+    deployment = await session.scalar(waiting)
     if deployment is not None:
         log.info("run %d attached to deployment %d", run.id, deployment.id)
         deployment.workflow_run_id = run.id
