@@ -38,14 +38,11 @@ REST_PERMISSIONS: dict[tuple[str, str], tuple[str, str]] = {
         "actions",
         "write",
     ),
-    ("GET", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/runs"): ("actions", "read"),
     (
         "GET",
-        "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/runs{?head_sha,event,created,per_page}",
-    ): (
-        "actions",
-        "read",
-    ),
+        "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/runs"
+        "{?event,created,per_page,exclude_pull_requests}",
+    ): ("actions", "read"),
     ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}"): ("actions", "read"),
     ("POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/cancel"): ("actions", "write"),
     # Comments on a pull request's conversation are issue comments: `issues` (or
@@ -67,7 +64,9 @@ def installation_calls() -> set[tuple[str, str]]:
     """(method, template) of every GitHub call in bot/ made with an installation's token."""
     found = set()
     for path in sorted((ROOT / "bot").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        tree = ast.parse(path.read_text(), str(path))
+        constants = _string_assignments(tree)
+        for node in ast.walk(tree):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
             if node.func.attr != "call" or len(node.args) < 2:
@@ -82,13 +81,28 @@ def installation_calls() -> set[tuple[str, str]]:
                 for k in node.keywords
             )
             if not as_app:
-                found.add((method.value, _template(template, path)))
+                found.add((method.value, _template(template, path, constants)))
     return found
 
 
-def _template(node: ast.expr, path: Path) -> str:
+def _string_assignments(tree: ast.AST) -> dict[str, str]:
+    """`name = "a string"` anywhere in the module (a path kept in a variable)."""
+    return {
+        target.id: node.value.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+
+
+def _template(node: ast.expr, path: Path, constants: dict[str, str]) -> str:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
+    if isinstance(node, ast.Name) and node.id in constants:
+        return constants[node.id]
     # "/repos/{owner}/{repo}/git/ref/tags/" + path: the rest is one parameter.
     if (
         isinstance(node, ast.BinOp)
