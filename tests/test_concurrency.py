@@ -150,7 +150,6 @@ async def test_deploys_reports_and_rollbacks_at_once_keep_history_consistent(api
         )
 
     deployments = await history(api)
-    by_id = {d["id"]: d for d in deployments}
     created_by_reports = [r for r in by_kind["report"] if r.body["kind"] == "reported"]
     assert len(deployments) == 7 + 10 + len(created_by_reports) + 5
     # A report either finished the deploy of its RC or, when it came first or the deploy was
