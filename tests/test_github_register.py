@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import re
+import socket
 import stat
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -444,4 +445,22 @@ async def test_the_local_page_answers_only_to_its_own_address(tmp_path: Path) ->
             assert reply.status == 400
 
     assert await asyncio.wait_for(flow, DEADLINE) == registration.EXIT_WRONG_STATE
+    assert files_in(tmp_path) == []
+
+
+def test_a_taken_port_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        options = ["--public-url", PUBLIC_URL, "--manifest", str(APP_YML), "--port", str(port)]
+        code = cli.main(["github", "register", *options])
+
+    assert code == registration.EXIT_BAD_INPUT
+    assert capsys.readouterr().err == (
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    )
     assert files_in(tmp_path) == []

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import os
 import secrets
 import sys
 from dataclasses import dataclass
@@ -259,9 +260,9 @@ async def register(registration: Registration, out: TextIO = sys.stdout) -> int:
         try:
             await site.start()
         except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
             print(
-                f"error: cannot listen on 127.0.0.1:{registration.port}: {exc.strerror}",
-                file=sys.stderr,
+                f"error: cannot listen on 127.0.0.1:{registration.port}: {reason}", file=sys.stderr
             )
             return EXIT_BAD_INPUT
         flow.port = int(runner.addresses[0][1])
