@@ -12,7 +12,6 @@ import json
 import re
 import socket
 import stat
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,7 +181,6 @@ async def test_register_then_serve_with_only_the_file(
     tmp_path: Path, github_web: GitHubWeb, browser: Browser
 ) -> None:
     fake = github_web.fake
-    started = time.monotonic()
     async with registering(
         tmp_path, "--public-url", PUBLIC_URL, "--github-url", github_web.url
     ) as run:
@@ -192,7 +190,6 @@ async def test_register_then_serve_with_only_the_file(
         await click_through_github(page, run, "octocat")
         await page.get_by_role("heading", name="Registered").wait_for()
         code = await run.finish(tmp_path / "register.log")
-    browsed = time.monotonic() - started
     register_created_secrets(fake)
 
     assert code == 0, run.stderr
@@ -263,7 +260,6 @@ async def test_register_then_serve_with_only_the_file(
         )
     finally:
         assert await stop_server(server) == 0
-    assert browsed < 10, f"the browser part took {browsed:.1f} s"
 
 
 @pytest.mark.parametrize("how", ["used", "expired"])
