@@ -13,11 +13,15 @@ PORT ?= $(TARMAC_PORT)
 DEMO_URL := http://127.0.0.1:$(PORT)
 DEMO_PUBLIC_URL = $(or $(TARMAC_PUBLIC_URL),$(DEMO_URL))
 DEMO_TOKEN ?= .tarmac-demo-token
+# The App registration tests drive Debian's Chromium through Playwright, which must never
+# download a browser of its own.
+CHROMIUM := /usr/bin/chromium
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
 export TARMAC_CONFIG ?= tarmac.example.yml
 export TARMAC_DATABASE_URL ?= sqlite+aiosqlite:///tarmac.db
 
-.PHONY: run test lint typecheck pytest install migrate clean bench soak github-material
+.PHONY: run test lint typecheck pytest install migrate clean bench soak github-material chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +38,10 @@ $(GITHUB_MATERIAL): tests/github/package.json tests/github/package-lock.json
 	touch $@
 
 github-material: $(GITHUB_MATERIAL)
+
+chromium:
+	@test -x $(CHROMIUM) || \
+		{ echo "$(CHROMIUM) is missing (the GitHub App registration tests drive it): apt-get install chromium" >&2; exit 1; }
 
 migrate: $(STAMP)
 	$(TARMAC) migrate
@@ -65,7 +73,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict bot api
 
 # Two workers (this machine has two cores); tests/databases.py picks each test's databases.
-pytest: $(STAMP) $(GITHUB_MATERIAL)
+pytest: $(STAMP) $(GITHUB_MATERIAL) chromium
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 test: lint typecheck pytest

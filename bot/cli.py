@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sqlite3
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,6 +23,9 @@ from bot.database_wait import EXIT_DATABASE_UNREACHABLE, wait_for_database
 from bot.db import Database, SchemaNewerThanCode
 from bot.projects_file import ProjectsFileError, is_valid_name, load_projects_file
 from bot.settings import GitHubAppMisconfigured, Settings, configure_logging
+
+if TYPE_CHECKING:
+    from bot.github.registration import Registration
 
 WEB_ENTRY_POINT_GROUP = "tarmac.web"
 # Standard output was closed before all was written (`tarmac token list | head -1`): what a
@@ -104,6 +108,41 @@ def _parser() -> argparse.ArgumentParser:
     revoke = token_commands.add_parser("revoke", help="revoke a token by name")
     revoke.add_argument("name")
     revoke.set_defaults(handler=_token_revoke)
+
+    github = commands.add_parser("github", help="set up the GitHub App")
+    github_commands = github.add_subparsers(required=True, metavar="ACTION")
+    register = github_commands.add_parser(
+        "register", help="register the GitHub App through GitHub's manifest flow"
+    )
+    register.add_argument(
+        "--public-url", required=True, metavar="URL", help="the address GitHub reaches Tarmac on"
+    )
+    register.add_argument("--org", help="register it for this organisation (default: you)")
+    register.add_argument(
+        "--github-url",
+        default="https://github.com",
+        metavar="URL",
+        help="GitHub's web address; GitHub Enterprise Server: https://HOST",
+    )
+    register.add_argument(
+        "--api-url",
+        metavar="URL",
+        help="GitHub's REST API (default: https://api.github.com, or GITHUB_URL/api/v3)",
+    )
+    register.add_argument(
+        "--output",
+        type=Path,
+        metavar="PATH",
+        help="where to write the credentials (default: TARMAC_GITHUB_APP_FILE)",
+    )
+    register.add_argument("--name", help="the App's name on GitHub (default: app.yml's)")
+    register.add_argument(
+        "--manifest", type=Path, default=Path("app.yml"), help="the App manifest (app.yml)"
+    )
+    register.add_argument(
+        "--port", type=int, default=0, help="port of the local page (default: a free one)"
+    )
+    register.set_defaults(handler=_github_register)
     return parser
 
 
@@ -255,6 +294,59 @@ def _token_revoke(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     _out(f"revoked token {args.name!r}")
     return 0
+
+
+def _github_register(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.github import registration  # aiohttp and gidgethub: only for this command
+
+    try:
+        planned = _registration(args, settings)
+    except registration.RegistrationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return registration.EXIT_BAD_INPUT
+    try:
+        return asyncio.run(registration.register(planned))
+    except KeyboardInterrupt:
+        print("interrupted: no credentials were written", file=sys.stderr)
+        return registration.EXIT_INTERRUPTED
+
+
+def _registration(args: argparse.Namespace, settings: Settings) -> Registration:
+    """The options, checked before anything listens or is sent."""
+    from bot.github import registration
+
+    public_url = registration.web_url(args.public_url, "--public-url")
+    github_url = registration.web_url(args.github_url, "--github-url")
+    api_url = registration.web_url(
+        args.api_url or registration.api_url_for(github_url), "--api-url"
+    )
+    org: str | None = args.org
+    if org is not None and not _GITHUB_LOGIN.fullmatch(org):
+        raise registration.RegistrationError(f"--org: {org!r} is not a GitHub organisation name")
+    output: Path = args.output or settings.github_app_file
+    if output.exists():
+        raise registration.RegistrationError(
+            f"{output} exists (an App registered before?): move it away or pass --output"
+        )
+    if not output.absolute().parent.is_dir():
+        raise registration.RegistrationError(f"--output: no folder {output.absolute().parent}")
+    if not 0 <= args.port <= 65535:
+        raise registration.RegistrationError("--port: 0 (any free port) to 65535")
+    manifest = registration.load_manifest(args.manifest)
+    return registration.Registration(
+        public_url=public_url,
+        github_url=github_url,
+        api_url=api_url,
+        org=org,
+        output=output,
+        manifest=manifest,
+        name=registration.app_name(args.name or manifest["name"]),
+        port=args.port,
+    )
+
+
+# GitHub's rule for account names: letters, digits and single hyphens, at most 39.
+_GITHUB_LOGIN = re.compile(r"[A-Za-z0-9](?:-?[A-Za-z0-9]){0,38}")
 
 
 def _with_database(

@@ -13,9 +13,13 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.db import sslmode_problem
+from bot.github.app_file import AppFile, AppFileError, read_app_file
 from bot.log_context import LogFormat, log_handler
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///tarmac.db"
+DEFAULT_GITHUB_API_URL = "https://api.github.com"
+# What `tarmac github register` writes; read when it exists, in the working directory.
+DEFAULT_GITHUB_APP_FILE = Path("tarmac-github-app.json")
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -41,7 +45,10 @@ class Settings(BaseSettings):
     github_webhook_secret: SecretStr | None = None
     # During a secret rotation: the old secret, still accepted until it is removed.
     github_webhook_secret_previous: SecretStr | None = None
-    github_api_url: str = "https://api.github.com"
+    github_api_url: str = DEFAULT_GITHUB_API_URL
+    # The credentials `tarmac github register` wrote; each TARMAC_GITHUB_* setting above wins
+    # over its value in the file.
+    github_app_file: Path = DEFAULT_GITHUB_APP_FILE
     # A worker that dies mid-delivery holds its items this long before another takes them.
     outbox_lease_seconds: float = Field(default=15.0, ge=1.0, le=3600.0)
     # `tarmac serve` waits this long for an unreachable database, then exits (code 3).
@@ -57,8 +64,52 @@ class Settings(BaseSettings):
     def github_app(self) -> GitHubAppSettings | None:
         """The GitHub App credentials, or None when none are set (the REST API still works).
 
-        Raises GitHubAppMisconfigured naming what is missing when only some are set.
+        Each comes from its TARMAC_GITHUB_* setting, or else from the credentials file
+        (TARMAC_GITHUB_APP_FILE, written by `tarmac github register`). Raises
+        GitHubAppMisconfigured naming what is missing when only some are set, or what is wrong
+        with the file.
         """
+        from_file = self._github_app_file()
+        if from_file is None and not self._github_settings_complete():
+            return None
+        if self.github_private_key is not None and self.github_private_key_path is not None:
+            raise GitHubAppMisconfigured(
+                "set TARMAC_GITHUB_PRIVATE_KEY or TARMAC_GITHUB_PRIVATE_KEY_PATH, not both"
+            )
+        app_id = self.github_app_id
+        webhook_secret = self.github_webhook_secret
+        api_url = self.github_api_url
+        if self.github_private_key is not None or self.github_private_key_path is not None:
+            private_key = self._private_key_setting()
+        else:
+            assert from_file is not None
+            private_key = from_file.private_key.get_secret_value()
+        if from_file is not None:
+            if app_id is None:
+                app_id = from_file.app_id
+            if webhook_secret is None:
+                webhook_secret = from_file.webhook_secret
+            if from_file.api_url and not self._given("github_api_url"):
+                api_url = from_file.api_url
+        if "PRIVATE KEY-----" not in private_key:
+            raise GitHubAppMisconfigured("the GitHub App private key is not a PEM private key")
+        assert app_id is not None
+        assert webhook_secret is not None
+        secret = webhook_secret.get_secret_value()
+        if not secret:
+            raise GitHubAppMisconfigured("TARMAC_GITHUB_WEBHOOK_SECRET is empty")
+        previous = self.github_webhook_secret_previous
+        return GitHubAppSettings(
+            app_id=app_id,
+            private_key=private_key,
+            webhook_secret=secret,
+            api_url=api_url.rstrip("/"),
+            previous_webhook_secret=(previous.get_secret_value() or None) if previous else None,
+        )
+
+    def _github_settings_complete(self) -> bool:
+        """Without a credentials file: False when no App setting is given, True when all
+        three are; raises GitHubAppMisconfigured, naming the missing ones, when some are."""
         key_given = self.github_private_key is not None or self.github_private_key_path is not None
         given = {
             "TARMAC_GITHUB_APP_ID": self.github_app_id is not None,
@@ -66,42 +117,40 @@ class Settings(BaseSettings):
             "TARMAC_GITHUB_WEBHOOK_SECRET": self.github_webhook_secret is not None,
         }
         if not any(given.values()):
-            return None
+            return False
         missing = [name for name, present in given.items() if not present]
         if missing:
             raise GitHubAppMisconfigured(
                 "the GitHub App is half configured; missing: " + ", ".join(missing)
             )
-        if self.github_private_key is not None and self.github_private_key_path is not None:
-            raise GitHubAppMisconfigured(
-                "set TARMAC_GITHUB_PRIVATE_KEY or TARMAC_GITHUB_PRIVATE_KEY_PATH, not both"
-            )
+        return True
+
+    def _given(self, name: str) -> bool:
+        """Whether setting `name` was set (in the environment), not left at its default."""
+        return name in self.model_fields_set
+
+    def _github_app_file(self) -> AppFile | None:
+        """The credentials file's content; None when the default file does not exist (a file
+        named in TARMAC_GITHUB_APP_FILE must exist)."""
+        path = self.github_app_file
+        if path == DEFAULT_GITHUB_APP_FILE and not path.exists():
+            return None
+        try:
+            return read_app_file(path)
+        except AppFileError as exc:
+            raise GitHubAppMisconfigured(f"TARMAC_GITHUB_APP_FILE: {exc}") from None
+
+    def _private_key_setting(self) -> str:
         if self.github_private_key is not None:
-            private_key = self.github_private_key.get_secret_value()
-        else:
-            assert self.github_private_key_path is not None
-            try:
-                private_key = self.github_private_key_path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise GitHubAppMisconfigured(
-                    f"TARMAC_GITHUB_PRIVATE_KEY_PATH: cannot read {self.github_private_key_path}: "
-                    f"{exc.strerror}"
-                ) from None
-        if "PRIVATE KEY-----" not in private_key:
-            raise GitHubAppMisconfigured("the GitHub App private key is not a PEM private key")
-        assert self.github_app_id is not None
-        assert self.github_webhook_secret is not None
-        secret = self.github_webhook_secret.get_secret_value()
-        if not secret:
-            raise GitHubAppMisconfigured("TARMAC_GITHUB_WEBHOOK_SECRET is empty")
-        previous = self.github_webhook_secret_previous
-        return GitHubAppSettings(
-            app_id=self.github_app_id,
-            private_key=private_key,
-            webhook_secret=secret,
-            api_url=self.github_api_url.rstrip("/"),
-            previous_webhook_secret=(previous.get_secret_value() or None) if previous else None,
-        )
+            return self.github_private_key.get_secret_value()
+        assert self.github_private_key_path is not None
+        try:
+            return self.github_private_key_path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise GitHubAppMisconfigured(
+                f"TARMAC_GITHUB_PRIVATE_KEY_PATH: cannot read {self.github_private_key_path}: "
+                f"{exc.strerror}"
+            ) from None
 
     @field_validator("log_level", mode="before")
     @classmethod

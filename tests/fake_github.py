@@ -19,6 +19,8 @@ are on the fake's `clock`, which tests that move Tarmac's clock share with it.
 from __future__ import annotations
 
 import asyncio
+import functools
+import html
 import itertools
 import json
 import re
@@ -33,7 +35,11 @@ from typing import Any
 import jwt
 import yaml
 from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from yarl import URL
 
+from tests.github_material import webhook_event_names
 from tests.github_rest import github_rest
 
 SAMPLE_WORKFLOWS = Path(__file__).resolve().parent.parent / "docs" / "workflows"
@@ -393,6 +399,7 @@ class FakeGitHub:
             "POST /repos/{owner}/{repo}/issues/comments/{comment_id}/reactions": self._repo_call(
                 self._reaction
             ),
+            "POST /app-manifests/{code}/conversions": self._manifest_conversion,
         }
 
     def _repo_call(
@@ -706,6 +713,282 @@ class FakeGitHub:
         self.reactions.append(reaction)
         return web.json_response({"id": next(self._ids), **reaction}, status=201)
 
+    # --- the web half: registering an App from a manifest --------------------------------
+    #
+    # GitHub's "register a new GitHub App" pages (github.com/settings/apps/new, and
+    # /organizations/{org}/settings/apps/new), which take the manifest flow's form POST, show a
+    # page with a "Create GitHub App" button, and send the browser to the manifest's
+    # redirect_url with a code; the REST half (POST /app-manifests/{code}/conversions) is in
+    # `_handlers`. A manifest GitHub would refuse is recorded as a violation, like a REST call.
+    # Served by `web_app()` on its own address, which also answers the REST API under /api/v3
+    # as GitHub Enterprise Server does.
+
+    @functools.cached_property
+    def manifest_flow(self) -> ManifestFlow:
+        return ManifestFlow()
+
+    def web_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._rate_limit_headers])
+        app.router.add_post("/settings/apps/new", self._new_app_page)
+        app.router.add_post("/organizations/{org}/settings/apps/new", self._new_app_page)
+        app.router.add_post("/settings/apps", self._create_app)
+        app.router.add_post("/organizations/{org}/settings/apps", self._create_app)
+        app.router.add_route("*", "/api/v3/{tail:.*}", self._enterprise_api)
+        return app
+
+    async def _enterprise_api(self, request: web.Request) -> web.StreamResponse:
+        path = "/" + request.match_info["tail"]
+        return await self._handle(request.clone(rel_url=URL(path).with_query(request.query)))
+
+    async def _new_app_page(self, request: web.Request) -> web.Response:
+        flow = self.manifest_flow
+        account = request.match_info.get("org") or flow.user
+        form = await request.post()
+        raw = form.get("manifest")
+        try:
+            manifest = json.loads(raw) if isinstance(raw, str) else None
+        except ValueError:
+            manifest = None
+        if not isinstance(manifest, dict):
+            return self._web_violation(f"{request.path}: the form's manifest is not a JSON object")
+        problems = self._manifest_problems(manifest)
+        if problems:
+            return self._web_violation(f"{request.path}: manifest: " + "; ".join(problems))
+        pending = PendingApp(
+            id=secrets.token_hex(8),
+            account=account,
+            organization="org" in request.match_info,
+            manifest=manifest,
+            state=request.query.get("state"),
+        )
+        flow.pending[pending.id] = pending
+        flow.received.append(pending)
+        target = (
+            f"/organizations/{account}/settings/apps" if pending.organization else "/settings/apps"
+        )
+        name = html.escape(str(manifest.get("name", "")))
+        page = f"""<!doctype html>
+<html><head><title>Create GitHub App</title></head><body>
+<h1>Create GitHub App for {html.escape(account)}</h1>
+<form method="post" action="{target}">
+<input type="hidden" name="registration" value="{pending.id}">
+<label>GitHub App name <input name="name" value="{name}"></label>
+<button type="submit">Create GitHub App for {html.escape(account)}</button>
+</form></body></html>"""
+        return web.Response(text=page, content_type="text/html")
+
+    def _manifest_problems(self, manifest: dict[str, Any]) -> list[str]:
+        """What GitHub would refuse in a manifest (its documented parameters)."""
+        problems = [f"unknown parameter {key!r}" for key in manifest if key not in MANIFEST_KEYS]
+        if not _is_web_url(manifest.get("url")):
+            problems.append("url is required: the App's homepage, a full URL")
+        for key in ("redirect_url", "setup_url"):
+            if key in manifest and not _is_web_url(manifest[key]):
+                problems.append(f"{key} must be a full URL")
+        hook = manifest.get("hook_attributes")
+        if hook is not None:
+            if not isinstance(hook, dict) or not _is_web_url(hook.get("url")):
+                problems.append("hook_attributes.url is required: the webhook URL")
+            elif set(hook) - {"url", "active"} or not isinstance(hook.get("active", True), bool):
+                problems.append("hook_attributes takes url and active (a boolean)")
+        name = manifest.get("name")
+        if name is not None and not (isinstance(name, str) and 0 < len(name) <= 34):
+            problems.append("name must be 1 to 34 characters")
+        for key in ("public", "request_oauth_on_install", "setup_on_update"):
+            if key in manifest and not isinstance(manifest[key], bool):
+                problems.append(f"{key} must be a boolean")
+        permissions = manifest.get("default_permissions", {})
+        known = self.rest.schema("app-permissions")["properties"]
+        if not isinstance(permissions, dict):
+            problems.append("default_permissions must map permissions to read or write")
+            permissions = {}
+        for permission, level in permissions.items():
+            if permission not in known or level not in known[permission].get("enum", []):
+                problems.append(f"default_permissions: {permission}: {level!r} is not allowed")
+        events = manifest.get("default_events", [])
+        webhook_events = set(webhook_event_names())
+        for event in events if isinstance(events, list) else [events]:
+            if event in ("installation", "installation_repositories"):
+                problems.append(f"default_events: {event} is sent to every App, not subscribed")
+            elif event not in webhook_events:
+                problems.append(f"default_events: no such event {event!r}")
+            elif EVENT_PERMISSIONS.get(event, "metadata") not in permissions:
+                needed = EVENT_PERMISSIONS[event]
+                problems.append(f"default_events: {event} needs the {needed} permission")
+        return problems
+
+    async def _create_app(self, request: web.Request) -> web.StreamResponse:
+        flow = self.manifest_flow
+        form = await request.post()
+        pending = flow.pending.pop(str(form.get("registration", "")), None)
+        if pending is None or pending.organization != ("org" in request.match_info):
+            return self._web_violation(f"{request.path}: no such registration under way")
+        name = str(form.get("name", "")).strip()
+        slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        if not 0 < len(name) <= 34 or any(app["slug"] == slug for app in flow.created):
+            flow.pending[pending.id] = pending  # GitHub shows the form again: another name
+            return web.Response(status=422, text=f"Name {name!r} is taken or not allowed")
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        app = self._registered_app(pending, name, slug, key)
+        flow.created.append(app)
+        code = secrets.token_hex(10)
+        flow.codes[code] = (app, time.monotonic() + flow.code_lifetime)
+        redirect = pending.manifest.get("redirect_url")
+        if redirect is None:
+            return web.Response(text=f"GitHub App {slug} created", content_type="text/html")
+        query = {"code": code, **({"state": pending.state} if pending.state is not None else {})}
+        raise web.HTTPFound(str(URL(redirect).update_query(query)))
+
+    def _registered_app(
+        self, pending: PendingApp, name: str, slug: str, key: rsa.RSAPrivateKey
+    ) -> dict[str, Any]:
+        """The App as POST /app-manifests/{code}/conversions shows it."""
+        app_id = next(self._ids)
+        kind = "Organization" if pending.organization else "User"
+        account = pending.account
+        api = self.server_url
+        manifest = pending.manifest
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,  # GitHub hands out PKCS#1
+            serialization.NoEncryption(),
+        ).decode("ascii")
+        return {
+            "id": app_id,
+            "slug": slug,
+            "node_id": f"A_kwDO{app_id:08d}",
+            "client_id": "Iv23li" + secrets.token_hex(7),
+            "owner": {
+                "login": account,
+                "id": 7000 + len(account),
+                "node_id": f"O_kgDO{len(account):08d}",
+                "avatar_url": f"https://avatars.githubusercontent.com/u/{7000 + len(account)}",
+                "gravatar_id": "",
+                "url": f"{api}/users/{account}",
+                "html_url": f"{self.manifest_flow.web_url}/{account}",
+                "followers_url": f"{api}/users/{account}/followers",
+                "following_url": f"{api}/users/{account}/following{{/other_user}}",
+                "gists_url": f"{api}/users/{account}/gists{{/gist_id}}",
+                "starred_url": f"{api}/users/{account}/starred{{/owner}}{{/repo}}",
+                "subscriptions_url": f"{api}/users/{account}/subscriptions",
+                "organizations_url": f"{api}/users/{account}/orgs",
+                "repos_url": f"{api}/users/{account}/repos",
+                "events_url": f"{api}/users/{account}/events{{/privacy}}",
+                "received_events_url": f"{api}/users/{account}/received_events",
+                "type": kind,
+                "site_admin": False,
+            },
+            "name": name,
+            "description": manifest.get("description", ""),
+            "external_url": manifest["url"],
+            "html_url": f"{self.manifest_flow.web_url}/apps/{slug}",
+            "created_at": now,
+            "updated_at": now,
+            "permissions": {"metadata": "read", **manifest.get("default_permissions", {})},
+            "events": list(manifest.get("default_events", [])),
+            "client_secret": secrets.token_hex(20),
+            "webhook_secret": secrets.token_hex(20) if "hook_attributes" in manifest else None,
+            "pem": pem,
+        }
+
+    async def _manifest_conversion(
+        self, request: web.Request, params: dict[str, str], body: Any
+    ) -> web.StreamResponse:
+        flow = self.manifest_flow
+        found = flow.codes.pop(params["code"], None)
+        if found is None or found[1] < time.monotonic():
+            return web.json_response(
+                {
+                    "message": "Not Found",
+                    "documentation_url": "https://docs.github.com/rest/apps/apps#create-a-github-app-from-a-manifest",
+                    "status": "404",
+                },
+                status=404,
+            )
+        app = found[0]
+        flow.exchanged.append(params["code"])
+        operation = self.rest.operation("POST", "/app-manifests/{code}/conversions")
+        assert operation is not None
+        problem = self.rest.response_problem(operation, 201, app)
+        if problem is not None:
+            return self._violation(f"the fake's own conversion answer: {problem}")
+        # From now on the App's JWTs are the ones this fake takes (signed with its new key).
+        key = serialization.load_pem_private_key(app["pem"].encode(), password=None)
+        public = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self.app_id = app["id"]
+        self.public_key_pem = public.decode("ascii")
+        return web.json_response(app, status=201)
+
+    def _web_violation(self, message: str) -> web.Response:
+        self.violations.append(message)
+        return web.Response(status=422, text=message)
+
 
 def expiry_in(seconds: float) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+# --- the manifest flow's state and rules ---------------------------------------------------
+
+# GitHub's documented App manifest parameters.
+MANIFEST_KEYS = frozenset(
+    {
+        "name",
+        "url",
+        "hook_attributes",
+        "redirect_url",
+        "callback_urls",
+        "setup_url",
+        "description",
+        "public",
+        "default_events",
+        "default_permissions",
+        "request_oauth_on_install",
+        "setup_on_update",
+    }
+)
+# The permission GitHub wants before an App may subscribe to an event (those Tarmac uses and
+# their neighbours; any other event needs metadata, which every App has).
+EVENT_PERMISSIONS = {
+    "create": "contents",
+    "delete": "contents",
+    "push": "contents",
+    "release": "contents",
+    "workflow_run": "actions",
+    "workflow_job": "actions",
+    "issue_comment": "issues",
+    "issues": "issues",
+    "pull_request": "pull_requests",
+    "deployment": "deployments",
+    "deployment_status": "deployments",
+}
+
+
+@dataclass
+class PendingApp:
+    """A manifest GitHub took, waiting for its "Create GitHub App" click."""
+
+    id: str
+    account: str
+    organization: bool
+    manifest: dict[str, Any]
+    state: str | None
+
+
+@dataclass
+class ManifestFlow:
+    web_url: str = ""  # where web_app() is served
+    user: str = "octocat"  # who is signed in to the fake's web pages
+    code_lifetime: float = 3600.0  # GitHub: an hour to exchange the code
+    received: list[PendingApp] = field(default_factory=list)  # every manifest posted
+    pending: dict[str, PendingApp] = field(default_factory=dict)
+    created: list[dict[str, Any]] = field(default_factory=list)  # the Apps, as exchanged
+    codes: dict[str, tuple[dict[str, Any], float]] = field(default_factory=dict)
+    exchanged: list[str] = field(default_factory=list)  # codes, in the order exchanged
+
+
+def _is_web_url(value: Any) -> bool:
+    return isinstance(value, str) and re.match(r"^https?://[^/\s?#]+", value) is not None

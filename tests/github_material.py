@@ -140,3 +140,8 @@ def examples_of(event: str, flavour: str = DOTCOM) -> dict[str, dict[str, Any]]:
         for f, e, name in EXAMPLES
         if (f, e) == (flavour, event)
     }
+
+
+def webhook_event_names(flavour: str = DOTCOM) -> list[str]:
+    """Every event the examples package has payloads of: GitHub's webhook events."""
+    return sorted(_examples(flavour))

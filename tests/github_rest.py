@@ -145,6 +145,25 @@ class RestDescription:
             return f"body does not match GitHub's schema: {errors[0].message}"
         return None
 
+    def response_problem(self, operation: dict[str, Any], status: int, body: Any) -> str | None:
+        """What in an answer (the fake's own) the operation's documented response for `status`
+        does not allow, or None."""
+        response = operation.get("responses", {}).get(str(status))
+        if response is None:
+            return f"status {status} is not one of the operation's responses"
+        schema = self.resolve(response).get("content", {}).get("application/json", {}).get("schema")
+        if schema is None:
+            return None
+        errors = list(self._validator(schema).iter_errors(body))
+        if errors:
+            return f"answer does not match GitHub's schema: {errors[0].message}"
+        return None
+
+    def schema(self, name: str) -> dict[str, Any]:
+        """One of the description's named schemas (components/schemas)."""
+        found: dict[str, Any] = self.components["schemas"][name]
+        return found
+
     def _validator(self, schema: dict[str, Any]) -> OAS30Validator:
         # One validator per schema object of the description, which lives as long as it does.
         validator = self._validators.get(id(schema))
