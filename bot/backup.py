@@ -18,6 +18,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from bot.files import sync_directory
+
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -69,7 +71,7 @@ def backup_database(database_url: str, destination: Path) -> BackupReport:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
         raise
-    _sync_directory(destination.parent)
+    sync_directory(destination.parent)
     return BackupReport(
         source=source,
         destination=destination,
@@ -116,11 +118,3 @@ def _check(path: Path) -> str | None:
         return str(row[0]) if row else None
     finally:
         copy.close()
-
-
-def _sync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from bot.files import sync_directory
+
 FILE_MODE = 0o600
 
 
@@ -83,16 +85,7 @@ def write_app_file(path: Path, app: AppFile) -> None:
             out.flush()
             os.fsync(out.fileno())
         os.link(temporary, path)  # unlike a rename, never replaces an existing file
-        _sync_directory(path.parent)
+        sync_directory(path.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
-
-
-def _sync_directory(directory: Path) -> None:
-    """The new name is on disk too, not only the file's content."""
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
