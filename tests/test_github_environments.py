@@ -16,7 +16,7 @@ from bot.github.worker import OutboxWorker
 from bot.models import Deployment
 from bot.projects_file import ProjectsFileError, parse_projects
 from tests.conftest import PROJECTS_YAML, SHA_A, SHA_B, Api, Webhooks, github_payload
-from tests.fake_github import ACTIONS_LOGIN, FakeGitHub, Run
+from tests.fake_github import ACTIONS_LOGIN, FakeGitHub, Run, sample_workflow
 from tests.test_github_tags import accepted, ignored, readdress
 from tests.test_github_workflow_runs import deployments_of, run_event, run_url
 
@@ -284,3 +284,37 @@ def test_workflow_mode_needs_a_deploy_workflow() -> None:
         "tarmac.yml: project 'Backend': environments[0].github_deployment: 'workflow' needs a "
         "deploy_workflow (its job's `environment:` makes the GitHub deployment)",
     ]
+
+
+@pytest.mark.both_databases
+async def test_a_deployment_event_before_the_dispatch_answer_is_matched_by_commit(
+    github_api: Api, webhook: Webhooks, outbox: OutboxWorker, fake_github: FakeGitHub, db: Database
+) -> None:
+    await github_api.create_rc("v1-rc1", SHA_A)
+    deployed = await github_api.deploy("production", "v1-rc1")
+    fake_github.fail(r"/dispatches$", method="POST", status=502, act_first=True)
+    await outbox.deliver_due()  # the run started; its answer was lost
+    run = run_of(fake_github, deployed.body["id"])
+    github_deployment = fake_github.start_job(run)
+    assert github_deployment is not None
+
+    adopted = await accepted(webhook, "deployment", deployment_event(github_deployment, run))
+    await outbox.drain()
+
+    assert adopted == (
+        f"deployment {deployed.body['id']}: GitHub deployment {github_deployment['id']} of run "
+        f"{run.id}"
+    )
+    assert await recorded_github_id(db, deployed.body["id"]) == github_deployment["id"]
+    assert len(fake_github.calls_to("POST", r"/dispatches$")) == 1  # the run was found, kept
+    assert fake_github.calls_to("POST", r"/deployments") == []
+
+
+def test_the_environment_sample_is_the_deploy_sample_with_its_job_in_the_environment() -> None:
+    plain, with_environment = sample_workflow("deploy.yml"), sample_workflow(WORKFLOW)
+    [job] = with_environment["jobs"].values()
+
+    assert job["environment"] == "${{ inputs.tarmac_environment }}"
+    assert with_environment["run-name"] == plain["run-name"]  # the same mark
+    assert with_environment[True] == plain[True]  # `on:` (YAML 1.1 reads it as true): inputs
+    assert [j.get("environment") for j in plain["jobs"].values()] == [None]
