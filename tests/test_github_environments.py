@@ -318,3 +318,17 @@ def test_the_environment_sample_is_the_deploy_sample_with_its_job_in_the_environ
     assert with_environment["run-name"] == plain["run-name"]  # the same mark
     assert with_environment[True] == plain[True]  # `on:` (YAML 1.1 reads it as true): inputs
     assert [j.get("environment") for j in plain["jobs"].values()] == [None]
+
+
+async def test_a_reported_deployment_gets_tarmacs_own_github_deployment_in_workflow_mode(
+    github_api: Api, outbox: OutboxWorker, fake_github: FakeGitHub
+) -> None:
+    await github_api.create_rc("v1-rc1", SHA_A)
+    reported = await github_api.report("production", "v1-rc1", "success")
+    await outbox.drain()
+
+    assert reported.status == 200, reported.body
+    [created] = fake_github.deployments["acme/backend"]
+    assert created["payload"]["tarmac_deployment_id"] == reported.body["id"]
+    assert [s["state"] for s in fake_github.statuses[created["id"]]] == ["success"]
+    assert fake_github.runs == {}
