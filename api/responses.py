@@ -40,6 +40,7 @@ def deployment_response(deployment: Deployment) -> DeploymentResponse:
         deploy_end_at=deployment.deploy_end_at,
         error_message=deployment.error_message,
         kind=DeploymentKind(deployment.kind),
+        waiting_for=deployment.waiting_for,
     )
 
 

@@ -111,6 +111,11 @@ class DeploymentResponse(Response):
     deploy_end_at: datetime | None
     error_message: str | None
     kind: DeploymentKind = Field(description="Tarmac extension: deploy, rollback or reported.")
+    waiting_for: str | None = Field(
+        description="Tarmac extension: what its deploy run waits for before it deploys, e.g. "
+        "`approval of GitHub environment production (its protection rules)`; null unless a job "
+        "of the run is held by its GitHub environment (the deployment is then `pending`)."
+    )
 
 
 class ReleaseCandidateResponse(Response):

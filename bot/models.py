@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -99,6 +100,10 @@ class Environment(Base):
     # Set by a rollback: auto-deploy leaves this environment alone until someone deploys
     # explicitly (an automatic deploy must not undo a human's rollback).
     auto_deploy_paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # `tarmac` or `workflow` (bot/projects_file.py): who makes its deploys' GitHub Deployments.
+    github_deployment: Mapped[str] = mapped_column(
+        String(20), default="tarmac", server_default="tarmac"
+    )
 
     project: Mapped[Project] = relationship(
         back_populates="environments", lazy="joined", innerjoin=True
@@ -191,6 +196,13 @@ class Deployment(Base):
     github_deployment_id: Mapped[int | None] = mapped_column(BigInteger)
     workflow_run_id: Mapped[int | None] = mapped_column(BigInteger)
     workflow_run_url: Mapped[str | None] = mapped_column(Text)
+    # Its GitHub Deployment is the one GitHub Actions made for its run's job (decided when the
+    # deployment was made, so a later change of the projects file does not split it).
+    github_deployment_by_actions: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    # What its run waits for before it deploys (a GitHub environment's protection rules).
+    waiting_for: Mapped[str | None] = mapped_column(Text)
 
     release_candidate: Mapped[ReleaseCandidate] = relationship(
         foreign_keys=[release_candidate_id], lazy="joined", innerjoin=True

@@ -20,6 +20,7 @@ from bot.freeze import current_freeze
 from bot.models import Deployment, Environment, Project, ReleaseCandidate
 from bot.outbox import deployment_key, enqueue, release_candidate_key
 from bot.projects import find_project
+from bot.projects_file import GITHUB_DEPLOYMENT_WORKFLOW
 from bot.statuses import BuildStatus, DeploymentKind, DeploymentStatus, apply_status, is_final
 
 AUTO_DEPLOY_ACTOR = "tarmac (auto-deploy)"
@@ -72,20 +73,29 @@ async def plan_new_deployment(
     session: AsyncSession, mirror: Mirror, deployment: Deployment, now: datetime
 ) -> None:
     """A GitHub Deployment for it, the deploy workflow for deploys and rollbacks, and its
-    first status; all under the deployment's ordering key, so they reach GitHub in order."""
-    if not mirror.enabled:
-        return
+    first status; all under the deployment's ordering key, so they reach GitHub in order.
+
+    When the environment's deploy workflow makes the GitHub Deployment (`github_deployment:
+    workflow`), only the workflow is dispatched: the `deployment` event brings its id."""
     environment = deployment.environment
     project = environment.project
-    await enqueue(
-        session,
-        action="create_github_deployment",
-        ordering_key=deployment_key(deployment.id),
-        repo=project.repo,
-        deployment_id=deployment.id,
-        now=now,
-    )
     runs_workflow = deployment.kind in (DeploymentKind.DEPLOY, DeploymentKind.ROLLBACK)
+    deployment.github_deployment_by_actions = (
+        runs_workflow
+        and environment.deploy_workflow is not None
+        and environment.github_deployment == GITHUB_DEPLOYMENT_WORKFLOW
+    )
+    if not mirror.enabled:
+        return
+    if not deployment.github_deployment_by_actions:
+        await enqueue(
+            session,
+            action="create_github_deployment",
+            ordering_key=deployment_key(deployment.id),
+            repo=project.repo,
+            deployment_id=deployment.id,
+            now=now,
+        )
     if runs_workflow and environment.deploy_workflow is not None:
         await enqueue(
             session,
@@ -101,8 +111,9 @@ async def plan_new_deployment(
 async def plan_status(
     session: AsyncSession, mirror: Mirror, deployment: Deployment, now: datetime
 ) -> None:
-    """The GitHub deployment status for the deployment's status now."""
-    if not mirror.enabled:
+    """The GitHub deployment status for the deployment's status now; none for a GitHub
+    Deployment that Actions made, whose statuses Actions alone posts."""
+    if not mirror.enabled or deployment.github_deployment_by_actions:
         return
     state = GITHUB_STATES.get(DeploymentStatus(deployment.status))
     if state is None:
@@ -386,6 +397,8 @@ async def record_run_status(
         deployment.workflow_run_url = run_url
     if is_final(deployment.status):
         return False
+    if deployment.waiting_for is not None and not is_final(status):
+        return False  # its job waits for approval: it stays pending until the job runs
     if not apply_status(deployment, status, now):
         return False
     if status == DeploymentStatus.ERROR and deployment.error_message is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -41,6 +41,12 @@ DEPLOY_INPUTS_TARMAC_SENDS = (
     "tarmac_environment",
 )
 MAX_WORKFLOW_INPUTS = 25
+
+# Who makes an environment's GitHub Deployment for a deploy or rollback: Tarmac (and posts its
+# statuses), or the deploy workflow's job through `environment:` (GitHub Actions makes it and
+# posts its statuses; Tarmac adopts it, bot/github/events/deployments.py).
+GITHUB_DEPLOYMENT_TARMAC = "tarmac"
+GITHUB_DEPLOYMENT_WORKFLOW = "workflow"
 
 
 def _workflow_id_as_text(value: object) -> object:
@@ -77,6 +83,7 @@ class EnvironmentConfig(_Strict):
     url: Annotated[str, StringConstraints(pattern=URL_PATTERN)] | None = None
     auto_deploy: bool = False
     timeout_minutes: Minutes = DEFAULT_DEPLOY_TIMEOUT_MINUTES
+    github_deployment: Literal["tarmac", "workflow"] = "tarmac"
 
 
 class ProjectConfig(_Strict):
@@ -264,6 +271,13 @@ def _problems_across_keys(raw: Any) -> Iterator[str]:
                     )
                 env_names.add(env_name)
             yield from _input_problems(f"{where}.inputs", env, DEPLOY_INPUTS_TARMAC_SENDS)
+            if env.get("github_deployment") == GITHUB_DEPLOYMENT_WORKFLOW and not env.get(
+                "deploy_workflow"
+            ):
+                yield (
+                    f"{where}.github_deployment: 'workflow' needs a deploy_workflow (its job's "
+                    "`environment:` makes the GitHub deployment)"
+                )
 
 
 def _input_problems(where: str, entry: dict[Any, Any], own: Sequence[str]) -> Iterator[str]:

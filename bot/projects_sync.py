@@ -105,6 +105,7 @@ def _apply_environment(env: Environment, wanted: EnvironmentConfig) -> bool:
         "url": wanted.url,
         "auto_deploy": wanted.auto_deploy,
         "timeout_minutes": wanted.timeout_minutes,
+        "github_deployment": wanted.github_deployment,
         "removed_at": None,
     }
     return _assign(env, values)

@@ -79,6 +79,8 @@ def apply_status(deployment: Deployment, status: DeploymentStatus, now: datetime
         return False
     deployment.status = status
     deployment.updated_at = now
+    if status != DeploymentStatus.PENDING:
+        deployment.waiting_for = None  # it moved on
     if is_final(status) and deployment.deploy_end_at is None:
         deployment.deploy_end_at = now
     return True

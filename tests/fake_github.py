@@ -13,7 +13,9 @@ Workflow dispatches create runs, which the runs list serves (newest first, by pa
 GitHub filters them) with the title GitHub Actions would give them: the `run-name` of Tarmac's
 sample workflow (docs/workflows/) rendered with the dispatch's inputs, or the workflow's name
 for a workflow without one. The list can lag behind (`list_lag`), as GitHub's does. Run times
-are on the fake's `clock`, which tests that move Tarmac's clock share with it.
+are on the fake's `clock`, which tests that move Tarmac's clock share with it. A run of a
+sample whose job declares `environment:` (deploy-with-environment.yml) gets the GitHub
+Deployment Actions would make when its job starts (`start_job`), with Actions' statuses.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ from tests.github_rest import github_rest
 SAMPLE_WORKFLOWS = Path(__file__).resolve().parent.parent / "docs" / "workflows"
 
 RATE_LIMIT = 5000  # an installation's hourly budget
+ACTIONS_LOGIN = "github-actions[bot]"
+# A finished job's conclusion -> the state Actions gives the job's GitHub Deployment.
+ACTIONS_STATES = {"success": "success", "failure": "failure", "timed_out": "failure"}
 
 
 @dataclass
@@ -100,6 +105,7 @@ class Run:
     head_sha: str = "0" * 40
     canceled: bool = False
     title: str = ""  # display_title: the rendered run-name
+    github_deployment_id: int | None = None  # the one Actions made for its job (`start_job`)
     event: str = "workflow_dispatch"
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -176,10 +182,16 @@ class FakeGitHub:
         # and its name: Tarmac's samples, unless a test says otherwise.
         self.run_names: dict[str, str | None] = {}
         self.workflow_names: dict[str, str] = {}
-        for sample in ("build.yml", "deploy.yml"):
+        # Workflow file -> its job's `environment:` (a template): GitHub Actions makes a
+        # GitHub Deployment for a run of it (`start_job`) and posts its statuses.
+        self.job_environments: dict[str, str] = {}
+        for sample in ("build.yml", "deploy.yml", "deploy-with-environment.yml"):
             workflow = sample_workflow(sample)
             self.run_names[sample] = workflow.get("run-name")
             self.workflow_names[sample] = str(workflow["name"])
+            for job in workflow["jobs"].values():
+                if "environment" in job:
+                    self.job_environments[sample] = str(job["environment"])
         # A run shows in the runs list this many seconds after it was created.
         self.list_lag = 0.0
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -205,6 +217,51 @@ class FakeGitHub:
             self.refs[(repo.lower(), f"tags/{tag}")] = {"type": "tag", "sha": tag_sha}
         else:
             self.refs[(repo.lower(), f"tags/{tag}")] = {"type": "commit", "sha": commit}
+
+    # --- GitHub Actions running a job that declares `environment:` ---------------------
+
+    def start_job(self, run: Run) -> dict[str, Any] | None:
+        """The job of `run` starts: for a workflow whose job declares `environment:`, Actions
+        makes the GitHub Deployment (once per run) and shows it waiting, as GitHub does. None
+        for a workflow without."""
+        template = self.job_environments.get(run.workflow)
+        if template is None:
+            return None
+        if run.github_deployment_id is not None:
+            [found] = [d for d in self.deployments[run.repo] if d["id"] == run.github_deployment_id]
+            return found
+        deployment = {
+            "id": next(self._ids),
+            "sha": run.head_sha,
+            "ref": run.ref,
+            "task": "deploy",
+            "environment": render_run_name(template, run.inputs),
+            "payload": {},
+            "creator": {"login": ACTIONS_LOGIN, "type": "Bot"},
+            "production_environment": False,
+            "description": None,
+        }
+        self.deployments.setdefault(run.repo, []).append(deployment)
+        self.statuses[deployment["id"]] = []
+        run.github_deployment_id = deployment["id"]
+        self.post_actions_status(run, "waiting")
+        return deployment
+
+    def post_actions_status(self, run: Run, state: str) -> None:
+        """A deployment status as Actions posts it on the run's GitHub Deployment."""
+        assert run.github_deployment_id is not None, "the run's job has not started"
+        self.statuses[run.github_deployment_id].append(
+            {
+                "id": next(self._ids),
+                "state": state,
+                "creator": {"login": ACTIONS_LOGIN, "type": "Bot"},
+                "log_url": f"https://github.com/{run.repo}/actions/runs/{run.id}",
+            }
+        )
+
+    def finish_job(self, run: Run, conclusion: str) -> None:
+        """The job ended: Actions' final status on its GitHub Deployment."""
+        self.post_actions_status(run, ACTIONS_STATES.get(conclusion, "error"))
 
     def grant(self, repo: str, user: str, permission: str, role_name: str | None = None) -> None:
         self.permissions[(repo.lower(), user.lower())] = (permission, role_name or permission)

@@ -81,6 +81,7 @@ async def test_deploying_an_rc_answers_201_with_a_pending_deployment(
         "deploy_end_at": None,
         "error_message": None,
         "kind": "deploy",
+        "waiting_for": None,
     }
     assert isinstance(reply.body["id"], int)
     assert at(reply.body["deploy_start_at"]) == clock.now
@@ -451,6 +452,7 @@ async def test_deployments_are_listed_newest_first_with_the_fields_of_the_spec(
             "release_version",
             "status",
             "kind",
+            "waiting_for",
         }
     ] * 2
     newest, oldest = reply.body

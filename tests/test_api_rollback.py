@@ -58,6 +58,7 @@ async def test_after_a_success_the_environment_goes_back_to_the_rc_before(
         "deploy_end_at": None,
         "error_message": None,
         "kind": "rollback",
+        "waiting_for": None,
     }
     listed = await api.deployments("production")
     assert listed.body[0] == reply.body

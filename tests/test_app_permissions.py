@@ -56,6 +56,8 @@ EVENT_PERMISSIONS = {
     "create": ("contents", "read"),
     "push": ("contents", "read"),
     "workflow_run": ("actions", "read"),
+    "workflow_job": ("actions", "read"),
+    "deployment": ("deployments", "read"),
     "issue_comment": ("issues", "read"),
 }
 

@@ -112,8 +112,10 @@ def _combined_router() -> routing.Router:
     # package at run time whatever order the imports happen in. One import and one line per
     # event module.
     from bot.github.events.comments import router as comments
+    from bot.github.events.deployments import router as deployments
     from bot.github.events.installations import router as installations
     from bot.github.events.tags import router as tags
+    from bot.github.events.workflow_jobs import router as workflow_jobs
     from bot.github.events.workflow_runs import router as workflow_runs
 
     return routing.Router(
@@ -121,6 +123,8 @@ def _combined_router() -> routing.Router:
         installations,
         tags,
         workflow_runs,
+        workflow_jobs,
+        deployments,
         comments,
     )
 
@@ -131,7 +135,7 @@ router = _combined_router()
 # label a delivery by its event only when it is one of these.
 HANDLED_EVENTS = frozenset(
     {"ping", "installation", "installation_repositories", "create", "push"}
-    | {"workflow_run", "issue_comment"}
+    | {"workflow_run", "workflow_job", "deployment", "issue_comment"}
 )
 
 

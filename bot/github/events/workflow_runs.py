@@ -133,13 +133,13 @@ async def on_workflow_run(
     if candidate is not None:
         context.record(await _build_moved(session, mirror, candidate, run, context))
         return
-    deployment = await _deployment_by_run_id(session, run, deploys)
+    deployment = await deployment_by_run_id(session, run, deploys)
     if deployment is None:
-        deployment = await _deployment_unrecorded(session, run, deploys)
+        deployment = await deployment_unrecorded(session, run, deploys)
     if deployment is None:
         # The outbox worker may have been recording this very run on the deployment: the
         # look-up by commit waited for its lock, then found the run no longer missing.
-        deployment = await _deployment_by_run_id(session, run, deploys)
+        deployment = await deployment_by_run_id(session, run, deploys)
     if deployment is not None:
         context.record(await _deployment_moved(session, mirror, deployment, run, context))
         return
@@ -169,7 +169,7 @@ def read_run(data: dict[str, Any]) -> WorkflowRun | None:
     html_url = workflow_run.get("html_url")
     conclusion = workflow_run.get("conclusion")
     workflow_id = workflow_run.get("workflow_id")
-    title = _text(workflow_run.get("display_title"), MAX_TITLE_LENGTH)
+    title = text_fit_to_store(workflow_run.get("display_title"), MAX_TITLE_LENGTH)
     return WorkflowRun(
         action=action,
         id=run_id,
@@ -177,13 +177,13 @@ def read_run(data: dict[str, Any]) -> WorkflowRun | None:
         path=path if isinstance(path, str) else "",
         workflow_id=workflow_id if _is_int(workflow_id) else None,
         head_sha=normalize_commit_sha(head_sha) if isinstance(head_sha, str) else None,
-        html_url=_text(html_url, MAX_URL_LENGTH),
-        conclusion=_text(conclusion, MAX_CONCLUSION_LENGTH),
+        html_url=text_fit_to_store(html_url, MAX_URL_LENGTH),
+        conclusion=text_fit_to_store(conclusion, MAX_CONCLUSION_LENGTH),
         mark=run_mark(title) if title is not None else None,
     )
 
 
-def _text(value: Any, limit: int) -> str | None:
+def text_fit_to_store(value: Any, limit: int) -> str | None:
     """A string fit to store and show (GitHub's are; a forged payload's may not be)."""
     if not isinstance(value, str) or not 0 < len(value) <= limit or not value.isprintable():
         return None
@@ -274,7 +274,7 @@ async def _build_moved(
 # --- deployments -------------------------------------------------------------------------
 
 
-async def _deployment_by_run_id(
+async def deployment_by_run_id(
     session: AsyncSession, run: WorkflowRun, environments: list[int]
 ) -> Deployment | None:
     if not environments:
@@ -287,7 +287,7 @@ async def _deployment_by_run_id(
     )
 
 
-async def _deployment_unrecorded(
+async def deployment_unrecorded(
     session: AsyncSession, run: WorkflowRun, environments: list[int]
 ) -> Deployment | None:
     """The deployment the run is, though its id was never recorded: the one its title names,
