@@ -127,7 +127,7 @@ async def test_kills_at_random_moments_lose_nothing_and_double_nothing(
     tmp_path: Path, database_url: str, fake_github: FakeGitHub, github_private_key: str
 ) -> None:
     # Enough deployments that the workload outlasts the kills (the outbox drains fast).
-    await survive_kills(tmp_path, database_url, fake_github, github_private_key, 200, 5)
+    await survive_kills(tmp_path, database_url, fake_github, github_private_key, 150, 5)
 
 
 @pytest.mark.soak
