@@ -100,9 +100,11 @@ async def record_deployment(
     actor: str | None,
     now: datetime,
     error_message: str | None = None,
+    superseded_because: str | None = None,
 ) -> NewDeployment:
     """Insert a deployment, with `from_*` set to what is running in the environment now, and
-    cancel the older active deployments it supersedes (`supersedes_older`).
+    cancel the older active deployments it supersedes (`supersedes_older`), their
+    `error_message` `superseded_because` (by default: "Superseded by deployment N").
 
     The caller holds the environment lock (`find_environment(lock=True)`).
     """
@@ -128,14 +130,19 @@ async def record_deployment(
     if not supersedes_older(deployment):
         return NewDeployment(deployment)
     older = [d for d in await active_deployments(session, environment) if d.id < deployment.id]
+    why = superseded_because or SUPERSEDED_MESSAGE.format(id=deployment.id)
     for superseded in older:
-        cancel(superseded, SUPERSEDED_MESSAGE.format(id=deployment.id), now)
+        cancel(superseded, why, now)
     return NewDeployment(deployment, older)
 
 
 def cancel(deployment: Deployment, why: str, now: datetime) -> None:
     apply_status(deployment, DeploymentStatus.CANCELED, now)
     deployment.error_message = why
+
+
+def canceled_by(actor: str | None) -> str:
+    return CANCELED_MESSAGE.format(actor=actor or "an API client")
 
 
 def ensure_deployable(candidate: ReleaseCandidate) -> None:
@@ -306,7 +313,7 @@ async def cancel_deployment(
         return Canceled(deployment, changed=False)
     if is_final(deployment.status):
         raise errors.conflict(errors.DEPLOYMENT_ALREADY_ENDED)
-    cancel(deployment, CANCELED_MESSAGE.format(actor=actor or "an API client"), now)
+    cancel(deployment, canceled_by(actor), now)
     await session.flush()
     return Canceled(deployment, changed=True)
 
@@ -326,7 +333,7 @@ async def cancel_active_deployments(
     if not active:
         raise errors.conflict(errors.NOTHING_TO_CANCEL)
     for deployment in active:
-        cancel(deployment, CANCELED_MESSAGE.format(actor=actor or "an API client"), now)
+        cancel(deployment, canceled_by(actor), now)
     await session.flush()
     return active
 

@@ -11,8 +11,8 @@
    rollback rolled away from, is deployed again (a double click never goes forward).
    The RC rolled away from, the newest deployment's, is remembered as rolled back here
    (unless it is the target itself).
-4. Every active deployment of the environment is canceled, then a `rollback` deployment of
-   the target is created, `pending`, in the same transaction.
+4. A `rollback` deployment of the target is created, `pending`, and every active deployment
+   of the environment is canceled ("Canceled by a rollback"), in the same transaction.
 """
 
 from __future__ import annotations
@@ -25,12 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import errors
 from bot.clock import Clock
-from bot.deployments import (
-    active_deployments,
-    cancel,
-    newest_deployment,
-    record_deployment,
-)
+from bot.deployments import newest_deployment, record_deployment
 from bot.freeze import ensure_not_frozen
 from bot.models import Deployment, Environment, ReleaseCandidate
 from bot.projects import ensure_accepts_deployments, find_environment
@@ -90,9 +85,7 @@ async def roll_back(
     rolled_back_from = newest.release_candidate
     if rolled_back_from.id != target.id:
         await _remember_rolled_back(session, environment, rolled_back_from, now)
-    canceled = await active_deployments(session, environment)
-    for deployment in canceled:
-        cancel(deployment, CANCELED_BY_ROLLBACK, now)
+    # Every active deployment is older than the rollback, so superseding cancels them all.
     new = await record_deployment(
         session,
         environment,
@@ -101,8 +94,11 @@ async def roll_back(
         status=DeploymentStatus.PENDING,
         actor=actor,
         now=now,
+        superseded_because=CANCELED_BY_ROLLBACK,
     )
-    return Rollback(deployment=new.deployment, canceled=canceled, rolled_back_from=rolled_back_from)
+    return Rollback(
+        deployment=new.deployment, canceled=list(new.superseded), rolled_back_from=rolled_back_from
+    )
 
 
 async def _remember_rolled_back(

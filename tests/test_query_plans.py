@@ -54,10 +54,7 @@ async def _rollback_statements(db: Database) -> list[tuple[str, Any]]:
 
 
 def _one(statements: list[tuple[str, Any]], *fragments: str) -> tuple[str, Any]:
-    """The one query with these fragments (run more than once, as the active deployments are
-    by a rollback and then by the new deployment's superseding, it is still one query)."""
-    matching = {sql: p for sql, p in statements if all(f in sql for f in fragments)}
-    ((found),) = matching.items()
+    (found,) = [(sql, p) for sql, p in statements if all(f in sql for f in fragments)]
     return found
 
 
