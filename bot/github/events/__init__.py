@@ -17,7 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gidgethub import routing, sansio
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.log_context import add_log_context
 from bot.projects import ProjectRepositories
 from bot.projects_file import ProjectsConfig
+
+if TYPE_CHECKING:
+    from bot.models import Deployment
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,16 @@ class WebhookContext:
             environment=environment,
             deployment_id=deployment_id,
             release_candidate=release_candidate,
+        )
+
+    def about_deployment(self, deployment: Deployment) -> None:
+        """The delivery concerns this deployment (its project, environment and candidate)."""
+        environment = deployment.environment
+        self.about(
+            project=environment.project.name,
+            environment=environment.name,
+            deployment_id=deployment.id,
+            release_candidate=deployment.release_candidate.version,
         )
 
     def concerns_a_project(self, repo: str) -> bool:

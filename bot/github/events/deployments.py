@@ -115,12 +115,7 @@ async def on_deployment(
     if deployment is None or not deployment.github_deployment_by_actions:
         context.ignore(f"run {run.id} is no Tarmac deployment's")
         return
-    context.about(
-        project=deployment.environment.project.name,
-        environment=deployment.environment.name,
-        deployment_id=deployment.id,
-        release_candidate=deployment.release_candidate.version,
-    )
+    context.about_deployment(deployment)
     context.record(_adopted(deployment, github_id, run))
 
 

@@ -81,12 +81,7 @@ async def on_workflow_job(
     if deployment is None:
         context.ignore(f"run {run_id} is no Tarmac deployment's")
         return
-    context.about(
-        project=deployment.environment.project.name,
-        environment=deployment.environment.name,
-        deployment_id=deployment.id,
-        release_candidate=deployment.release_candidate.version,
-    )
+    context.about_deployment(deployment)
     context.record(await _job_moved(session, deployment, event.data, context))
 
 

@@ -332,13 +332,7 @@ async def _deployment_moved(
     run: WorkflowRun,
     context: WebhookContext,
 ) -> str:
-    environment = deployment.environment
-    context.about(
-        project=environment.project.name,
-        environment=environment.name,
-        deployment_id=deployment.id,
-        release_candidate=deployment.release_candidate.version,
-    )
+    context.about_deployment(deployment)
     status = deployment_status(run)
     changed = await record_run_status(
         session, mirror, deployment, status, run_url=run.html_url, now=context.now
