@@ -18,7 +18,7 @@ from api.openapi import openapi_document_bytes
 from api.routes import routes
 from api.webhooks import delivery_intake_context
 from api.webhooks import routes as webhook_routes
-from bot.clock import Clock, utc_now
+from bot.core.clock import Clock, utc_now
 from bot.service import open_service
 from bot.settings import Settings
 

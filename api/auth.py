@@ -7,7 +7,7 @@ from aiohttp import web
 
 from api.errors import FORBIDDEN, UNAUTHORIZED, ApiError, Handler
 from api.keys import IDENTITY, SERVICE
-from bot import tokens
+from bot.storage import tokens
 
 PROTECTED_PREFIX = "/api/releases/"
 

@@ -10,8 +10,8 @@ from aiohttp import web
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from api.schemas import ErrorResponse
-from bot.db import failure_reason
-from bot.errors import DomainError, Refusal
+from bot.core.errors import DomainError, Refusal
+from bot.storage.db import failure_reason
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.errors import ApiError, Handler, bad_request
 from api.keys import IDENTITY, SERVICE
 from api.responses import json_response
-from bot import idempotency
-from bot.idempotency import Replay, StoredAnswer
+from bot.storage import idempotency
+from bot.storage.idempotency import Replay, StoredAnswer
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from bot.service import Service
 from bot.settings import GitHubAppSettings, Settings
-from bot.tokens import TokenIdentity
+from bot.storage.tokens import TokenIdentity
 
 SETTINGS = web.AppKey("settings", Settings)
 SERVICE = web.AppKey("service", Service)

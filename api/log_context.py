@@ -7,7 +7,7 @@ from aiohttp import web
 
 from api.errors import Handler
 from api.webhooks import WEBHOOK_PATH
-from bot.log_context import add_log_context
+from bot.core.log_context import add_log_context
 
 _MAX_HEADER_LENGTH = 100
 

@@ -9,7 +9,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.errors import Handler
 from api.keys import SERVICE
-from bot.metrics import method_label
+from bot.core.metrics import method_label
+from bot.storage.gauges import read_stored_state
 
 routes = web.RouteTableDef()
 
@@ -37,7 +38,7 @@ async def request_metrics_middleware(request: web.Request, handler: Handler) -> 
 async def metrics(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     async with service.db.read() as session:
-        await service.metrics.refresh_from_database(session, service.clock())
+        service.metrics.stored_state(await read_stored_state(session, service.clock()))
     response = web.Response(body=service.metrics.exposition())
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response

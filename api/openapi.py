@@ -28,9 +28,9 @@ from api.schemas import (
     UpdateDeploymentBody,
     WebhookResponse,
 )
-from bot import errors as domain
 from bot import package_version
-from bot.pages import DEFAULT_PER_PAGE, MAX_PER_PAGE
+from bot.core import errors as domain
+from bot.core.pages import DEFAULT_PER_PAGE, MAX_PER_PAGE
 
 _MODELS: list[type[BaseModel]] = [
     CreateReleaseBody,

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from api.errors import bad_request
 from api.schemas import RequestBody
-from bot.pages import MAX_PER_PAGE, PageRequest
+from bot.core.pages import MAX_PER_PAGE, PageRequest
 
 Body = TypeVar("Body", bound=RequestBody)
 

@@ -17,11 +17,11 @@ from api.schemas import (
     ReleaseCandidateResponse,
     ReleaseResponse,
 )
-from bot.environments import EnvironmentState
-from bot.models import Deployment, ReleaseCandidate
-from bot.pages import Page, PageRequest
-from bot.releases import CandidateWithDeployments, ReleaseWithCandidates
-from bot.statuses import BuildStatus, DeploymentKind, DeploymentStatus
+from bot.app.releases import CandidateWithDeployments, ReleaseWithCandidates
+from bot.core.pages import Page, PageRequest
+from bot.domain.statuses import BuildStatus, DeploymentKind, DeploymentStatus
+from bot.storage.environments import EnvironmentState
+from bot.storage.models import Deployment, ReleaseCandidate
 
 
 def deployment_response(deployment: Deployment) -> DeploymentResponse:

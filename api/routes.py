@@ -32,11 +32,11 @@ from api.schemas import (
     RollbackBody,
     UpdateDeploymentBody,
 )
-from bot import deployments, operations, releases
-from bot.environments import describe_environment, describe_environments
-from bot.freeze import freeze_environment, unfreeze_environment
-from bot.projects import find_environment
+from bot.app import deployments, operations, releases
+from bot.domain.freeze import freeze_environment, unfreeze_environment
 from bot.service import Service
+from bot.storage.environments import describe_environment, describe_environments
+from bot.storage.projects import find_environment
 
 HEALTH_TIMEOUT_SECONDS = 2.0
 

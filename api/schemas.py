@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from bot.statuses import BuildStatus, DeploymentKind, DeploymentStatus
+from bot.domain.statuses import BuildStatus, DeploymentKind, DeploymentStatus
 
 MAX_TEXT = 2000
 

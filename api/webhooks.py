@@ -4,8 +4,8 @@ Each delivery is verified first (HMAC-SHA256 of the raw body with the App's webh
 through gidgethub's `sansio.Event.from_http`); an unsigned or wrongly signed one gets 401 and
 leaves no trace but a log line. A verified delivery is recorded by `X-GitHub-Delivery` and
 dispatched to the event handlers in ONE write transaction (shared with the deliveries that
-arrive alongside it, see bot/github/intake.py), and the answer leaves after the commit: a 2xx
-means the change is stored, and a redelivery finds the row and changes nothing.
+arrive alongside it, see bot/github/inbound/intake.py), and the answer leaves after the
+commit: a 2xx means the change is stored, and a redelivery finds the row and changes nothing.
 Whatever calls GitHub happens later, through the outbox, so the answer takes milliseconds
 (GitHub gives up after 10 seconds).
 
@@ -32,9 +32,9 @@ from api.keys import GITHUB_APP, SERVICE
 from api.requests import INVALID_JSON, NOT_AN_OBJECT
 from api.responses import json_response
 from api.schemas import WebhookResponse
-from bot.github.events import HANDLED_EVENTS
-from bot.github.intake import DeliveryIntake, restore_log_context
-from bot.metrics import UNVERIFIED, event_label
+from bot.core.metrics import UNVERIFIED, event_label
+from bot.github.inbound.intake import DeliveryIntake, restore_log_context
+from bot.github.inbound.router import HANDLED_EVENTS
 
 log = logging.getLogger(__name__)
 

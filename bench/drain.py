@@ -40,15 +40,15 @@ from bench.common import (
     query_int,
     tarmac_server,
 )
-from bot import operations
-from bot.db import Database
-from bot.models import OutboxItem
-from bot.operations import Mirror
-from bot.outbox import OutboxState, deployment_key
-from bot.projects import find_project
-from bot.projects_file import parse_projects
-from bot.projects_sync import sync_projects
-from bot.releases import create_release_candidate
+from bot.app import operations
+from bot.app.operations import Mirror
+from bot.app.releases import create_release_candidate
+from bot.config.projects_file import parse_projects
+from bot.config.projects_sync import sync_projects
+from bot.storage.db import Database
+from bot.storage.models import OutboxItem
+from bot.storage.outbox import OutboxState, deployment_key
+from bot.storage.projects import find_project
 from tests.fake_github import Call, FakeGitHub
 
 SECTION = "drain"

@@ -36,10 +36,10 @@ from sqlalchemy import DateTime, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bench.common import Row, fresh_database, percentile, print_table, tarmac_server
-from bot.db import Database
-from bot.models import Base, Deployment, Environment, Project, Release, ReleaseCandidate
-from bot.projects_file import parse_projects
-from bot.projects_sync import sync_projects
+from bot.config.projects_file import parse_projects
+from bot.config.projects_sync import sync_projects
+from bot.storage.db import Database
+from bot.storage.models import Base, Deployment, Environment, Project, Release, ReleaseCandidate
 
 SECTION = "history"
 SIZES = (1_000, 100_000, 1_000_000)

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import package_version, tokens
-from bot.backup import BackupRefused, backup_database
-from bot.clock import utc_now
-from bot.database_wait import EXIT_DATABASE_UNREACHABLE, wait_for_database
-from bot.db import Database, SchemaNewerThanCode
-from bot.projects_file import ProjectsFileError, is_valid_name, load_projects_file
+from bot import package_version
+from bot.config.projects_file import ProjectsFileError, is_valid_name, load_projects_file
+from bot.core.clock import utc_now
 from bot.settings import GitHubAppMisconfigured, Settings, configure_logging
+from bot.storage import tokens
+from bot.storage.backup import BackupRefused, backup_database
+from bot.storage.database_wait import EXIT_DATABASE_UNREACHABLE, wait_for_database
+from bot.storage.db import Database, SchemaNewerThanCode
 
 if TYPE_CHECKING:
     from bot.github.registration import Registration

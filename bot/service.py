@@ -17,19 +17,19 @@ from datetime import timedelta
 import aiohttp
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.clock import Clock, utc_now
-from bot.db import Database, head_revision
-from bot.github.catch_up import run_catch_up
+from bot.app.operations import Mirror
+from bot.app.timeouts import run_timeout_sweeper
+from bot.config.projects_file import ProjectsConfig, load_projects_file
+from bot.config.projects_sync import sync_projects
+from bot.core.clock import Clock, utc_now
+from bot.core.metrics import Metrics
 from bot.github.client import GitHubClient
-from bot.github.effects import load_all
-from bot.github.worker import OutboxWorker
-from bot.idempotency import run_expired_key_purge
-from bot.metrics import Metrics
-from bot.operations import Mirror
-from bot.projects_file import ProjectsConfig, load_projects_file
-from bot.projects_sync import sync_projects
+from bot.github.outbound.catch_up import run_catch_up
+from bot.github.outbound.effects import load_all
+from bot.github.outbound.worker import OutboxWorker
 from bot.settings import GitHubAppSettings, Settings
-from bot.timeouts import run_timeout_sweeper
+from bot.storage.db import Database, head_revision
+from bot.storage.idempotency import run_expired_key_purge
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.db import sslmode_problem
+from bot.core.log_context import LogFormat, log_handler
 from bot.github.app_file import AppFile, AppFileError, read_app_file
-from bot.log_context import LogFormat, log_handler
+from bot.storage.db import sslmode_problem
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///tarmac.db"
 DEFAULT_GITHUB_API_URL = "https://api.github.com"

@@ -28,11 +28,11 @@ from api.app import create_app
 from api.keys import SERVICE
 from api.openapi import build_openapi_document
 from api.webhooks import WEBHOOK_PATH
-from bot import tokens
-from bot.db import Database
-from bot.github.worker import OutboxWorker
-from bot.models import Base
+from bot.github.outbound.worker import OutboxWorker
 from bot.settings import Settings
+from bot.storage import tokens
+from bot.storage.db import Database
+from bot.storage.models import Base
 from tests.fake_github import FakeGitHub
 from tests.figures import print_figures, receive_figures, send_figures_to_main
 from tests.github_material import DOTCOM, example_payload

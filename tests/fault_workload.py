@@ -23,8 +23,8 @@ from typing import Any
 import aiohttp
 from sqlalchemy import func, select
 
-from bot.db import Database
-from bot.models import Deployment, OutboxItem, ReleaseCandidate
+from bot.storage.db import Database
+from bot.storage.models import Deployment, OutboxItem, ReleaseCandidate
 from tests.conftest import sign_webhook
 from tests.fake_github import FakeGitHub, Run
 from tests.processes import eventually

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bot.log_context import ContextFilter, text_formatter
+from bot.core.log_context import ContextFilter, text_formatter
 from tests.session_checks import record_check
 
 # Shorter strings would match by chance; every secret the suite makes is longer.

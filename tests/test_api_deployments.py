@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import func, select, update
 from yarl import URL
 
-from bot.db import Database
-from bot.models import Deployment, ReleaseCandidate
+from bot.storage.db import Database
+from bot.storage.models import Deployment, ReleaseCandidate
 from tests.conftest import BAD_PAGINATION, SHA_B, SHA_C, Api, Reply, TestClock, make_token
 
 DEPLOYMENTS = "/api/releases/Backend/environments/{}/deployments"

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import func, select
 
 from api.app import create_app
-from bot import tokens
-from bot.db import Database
-from bot.models import Deployment, Environment, Release, ReleaseCandidate
 from bot.settings import Settings
+from bot.storage import tokens
+from bot.storage.db import Database
+from bot.storage.models import Deployment, Environment, Release, ReleaseCandidate
 from tests.conftest import SHA_A, SHA_B, Api, Reply, TestClock, make_token
 
 UNAUTHORIZED = {"error": "Unauthorized"}

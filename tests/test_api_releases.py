@@ -12,13 +12,13 @@ from sqlalchemy import func, select
 from yarl import URL
 
 from api.app import create_app
-from bot.db import Database
-from bot.models import Release, ReleaseCandidate
-from bot.projects import find_project
-from bot.projects_file import load_projects_file
-from bot.projects_sync import sync_projects
-from bot.releases import create_release_candidate
+from bot.app.releases import create_release_candidate
+from bot.config.projects_file import load_projects_file
+from bot.config.projects_sync import sync_projects
 from bot.settings import Settings
+from bot.storage.db import Database
+from bot.storage.models import Release, ReleaseCandidate
+from bot.storage.projects import find_project
 from tests.conftest import (
     BAD_PAGINATION,
     SHA_A,

@@ -11,10 +11,10 @@ from sqlalchemy import func, select
 
 from api.app import create_app
 from api.idempotency import INVALID_KEY, KEY_REUSED
-from bot import idempotency
-from bot.db import Database
-from bot.models import Deployment, IdempotencyKey
 from bot.settings import Settings
+from bot.storage import idempotency
+from bot.storage.db import Database
+from bot.storage.models import Deployment, IdempotencyKey
 from tests.conftest import SHA_B, Api, Reply, TestClock, make_token
 from tests.openapi_conformance import OpenApiConformance
 

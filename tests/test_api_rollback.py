@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bot.db import Database
-from bot.models import Deployment
+from bot.storage.db import Database
+from bot.storage.models import Deployment
 from tests.conftest import SHA_B, SHA_C, Api, TestClock
 
 ROLLBACK = "/api/releases/Backend/environments/production/rollback"

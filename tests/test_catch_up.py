@@ -11,8 +11,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from api.keys import SERVICE
-from bot.db import Database
-from bot.github.catch_up import (
+from bot.app.operations import Mirror
+from bot.github.client import GitHubClient
+from bot.github.outbound.catch_up import (
     FIRST_WINDOW,
     MAX_LOOKBACK,
     OVERLAP,
@@ -21,11 +22,10 @@ from bot.github.catch_up import (
     reconcile_silent_runs,
     redeliver_missed,
 )
-from bot.github.client import GitHubClient
-from bot.github.worker import OutboxWorker
-from bot.models import WebhookDelivery
-from bot.operations import Mirror
+from bot.github.outbound.worker import OutboxWorker
 from bot.service import Service
+from bot.storage.db import Database
+from bot.storage.models import WebhookDelivery
 from tests.conftest import Api, TestClock, Webhooks, github_payload
 from tests.fake_github import FakeGitHub
 

@@ -25,9 +25,9 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from api.app import create_app
-from bot.db import Database
-from bot.models import ApiToken
 from bot.settings import Settings
+from bot.storage.db import Database
+from bot.storage.models import ApiToken
 from tests.conftest import PROJECTS_YAML, Api
 from tests.leak_check import register_secret
 from tests.openapi_conformance import OpenApiConformance

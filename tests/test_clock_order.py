@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from bot.db import Database
-from bot.models import Deployment
+from bot.storage.db import Database
+from bot.storage.models import Deployment
 from tests.conftest import Api
 
 # SQL is what these tests check: both databases in make test (tests/databases.py).

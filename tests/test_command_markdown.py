@@ -16,8 +16,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from bot.github.command_lines import _parser, command_lines, html_depth_change
-from bot.github.commands import CommandVerb, parse_commands
+from bot.github.commands.lines import _parser, command_lines, html_depth_change
+from bot.github.commands.parse import CommandVerb, parse_commands
 from tests.github_material import NODE_MODULES
 
 SPEC = NODE_MODULES / "commonmark-spec" / "spec.txt"

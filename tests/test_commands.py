@@ -6,15 +6,15 @@ import random
 
 import pytest
 
-from bot.github.commands import (
+from bot.config.projects_file import is_valid_name
+from bot.domain.versions import parse_rc_version
+from bot.github.commands.parse import (
     MAX_BODY_LENGTH,
     Command,
     CommandError,
     CommandVerb,
     parse_commands,
 )
-from bot.projects_file import is_valid_name
-from bot.versions import parse_rc_version
 
 ROLLBACK_USAGE = "usage: /rollback <environment> [--force] [--project NAME]"
 DEPLOY_USAGE = "usage: /deploy <release candidate version> to <environment> [--project NAME]"

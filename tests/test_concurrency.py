@@ -16,15 +16,15 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from bot.db import Database
-from bot.deployments import report_deployment_status
-from bot.models import Deployment, ReleaseCandidate
-from bot.projects import find_project
-from bot.projects_file import parse_projects
-from bot.projects_sync import sync_projects
-from bot.releases import create_release_candidate
-from bot.rollback import CANCELED_BY_ROLLBACK
-from bot.statuses import ACTIVE_STATUSES, FINAL_STATUSES, DeploymentStatus
+from bot.app.deployments import report_deployment_status
+from bot.app.releases import create_release_candidate
+from bot.app.rollback import CANCELED_BY_ROLLBACK
+from bot.config.projects_file import parse_projects
+from bot.config.projects_sync import sync_projects
+from bot.domain.statuses import ACTIVE_STATUSES, FINAL_STATUSES, DeploymentStatus
+from bot.storage.db import Database
+from bot.storage.models import Deployment, ReleaseCandidate
+from bot.storage.projects import find_project
 from tests.conftest import PROJECTS_YAML, SHA_A, SHA_B, Api, Reply
 
 # SQL is what these tests check: both databases in make test (tests/databases.py).

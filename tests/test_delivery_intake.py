@@ -1,4 +1,4 @@
-"""Group commit of webhook deliveries (bot/github/intake.py): concurrent deliveries share a
+"""Group commit of webhook deliveries (bot/github/inbound/intake.py): concurrent deliveries share a
 transaction, yet each is committed, fails, or is found a duplicate as if it had come alone."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import yaml
 from gidgethub import sansio
 from sqlalchemy import select
 
-from bot.github.events import dispatch
-from bot.github.intake import DeliveryIntake, Handled
-from bot.models import ReleaseCandidate, WebhookDelivery
-from bot.projects_file import parse_projects
-from bot.projects_sync import sync_projects
+from bot.config.projects_file import parse_projects
+from bot.config.projects_sync import sync_projects
+from bot.github.inbound.intake import DeliveryIntake, Handled
+from bot.github.inbound.router import dispatch
 from bot.service import Service, open_service
 from bot.settings import Settings
+from bot.storage.models import ReleaseCandidate, WebhookDelivery
 from tests.conftest import PROJECTS_YAML, SHA_A, TestClock
 from tests.test_github_tags import tag_push
 

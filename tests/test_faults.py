@@ -21,9 +21,9 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
-from bot.db import Database
-from bot.models import Deployment
-from bot.outbox import OUTAGE_MAX_BACKOFF
+from bot.storage.db import Database
+from bot.storage.models import Deployment
+from bot.storage.outbox import OUTAGE_MAX_BACKOFF
 from tests.conftest import BACKEND_INSTALLATION, SHA_A
 from tests.fake_github import FakeGitHub
 from tests.fault_workload import (
@@ -419,8 +419,9 @@ async def test_sigterm_lets_a_waiting_request_finish_and_exits_0(
 
 async def served_after_sigterm(url: str) -> bool:
     """Whether a new request is answered. It should be refused; with SQLite calls made on the
-    event loop's thread (bot/sqlite_inline.py) the server cannot even see the signal while it
-    waits for the lock, so a new connection then gets no answer at all, which also passes."""
+    event loop's thread (bot/storage/sqlite_inline.py) the server cannot even see the signal
+    while it waits for the lock, so a new connection then gets no answer at all, which also
+    passes."""
     timeout = aiohttp.ClientTimeout(total=1.5)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as reply:

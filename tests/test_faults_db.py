@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from api.app import create_app
-from bot.db import Database
 from bot.settings import Settings
+from bot.storage.db import Database
 from tests.conftest import SHA_A, SHA_B, Api, make_token, sign_webhook
 from tests.fake_github import FakeGitHub, Run
 from tests.figures import record_figure

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot.github.worker import OutboxWorker
+from bot.github.outbound.worker import OutboxWorker
 from tests.conftest import (
     BACKEND_INSTALLATION,
     MONOREPO_INSTALLATION,

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.github.effects import PRELOADERS
-from bot.github.worker import OutboxWorker
-from bot.outbox import ClaimedItem
+from bot.github.outbound.effects import PRELOADERS
+from bot.github.outbound.worker import OutboxWorker
+from bot.storage.outbox import ClaimedItem
 from tests.conftest import SHA_A, SHA_B, Api, TestClock
 from tests.fake_github import FakeGitHub
 
@@ -242,7 +242,7 @@ async def test_a_repository_without_the_app_records_why_on_the_deployment(
 async def test_without_a_github_app_nothing_is_queued(api: Api, db: Any) -> None:
     from sqlalchemy import func, select
 
-    from bot.models import OutboxItem
+    from bot.storage.models import OutboxItem
 
     await api.ship("production", "v1-rc1")
     async with db.read() as session:

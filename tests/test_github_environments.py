@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from bot.db import Database
-from bot.github.worker import OutboxWorker
-from bot.models import Deployment
-from bot.projects_file import ProjectsFileError, parse_projects
+from bot.config.projects_file import ProjectsFileError, parse_projects
+from bot.github.outbound.worker import OutboxWorker
+from bot.storage.db import Database
+from bot.storage.models import Deployment
 from tests.conftest import PROJECTS_YAML, SHA_A, SHA_B, Api, Webhooks, github_payload
 from tests.fake_github import ACTIONS_LOGIN, FakeGitHub, Run, sample_workflow
 from tests.test_github_tags import accepted, ignored, readdress

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.db import Database
-from bot.github.effects.workflows import LOOKUP_WINDOW
+from bot.github.outbound.worker import LOST_DISPATCH_GRACE_LEASES, OutboxWorker
+from bot.github.outbound.workflows import LOOKUP_WINDOW
 from bot.github.run_marks import build_mark, deployment_mark, run_mark
-from bot.github.worker import LOST_DISPATCH_GRACE_LEASES, OutboxWorker
-from bot.models import Deployment, OutboxItem
-from bot.outbox import DEFAULT_LEASE
+from bot.storage.db import Database
+from bot.storage.models import Deployment, OutboxItem
+from bot.storage.outbox import DEFAULT_LEASE
 from tests.conftest import SHA_A, SHA_B, Api, TestClock
 from tests.fake_github import FakeGitHub, Run, render_run_name, sample_workflow
 
@@ -275,7 +275,7 @@ async def test_without_actions_read_a_lost_dispatch_waits_the_grace_and_says_so_
     await github_api.deploy("staging", "v2-rc1")
     fake_github.fail(DISPATCHES, method="POST", status=502, act_first=True, times=2)
     refused = fake_github.fail(RUNS_LIST, method="GET", status=403, times=100)
-    caplog.set_level(logging.WARNING, logger="bot.github.effects.workflows")
+    caplog.set_level(logging.WARNING, logger="bot.github.outbound.workflows")
 
     took = await step_until(outbox, clock, condition(lambda: dispatches(fake_github) == 4))
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.db import Database
-from bot.github.worker import OutboxWorker
-from bot.models import OutboxItem, Project, ReleaseCandidate
+from bot.github.outbound.worker import OutboxWorker
+from bot.storage.db import Database
+from bot.storage.models import OutboxItem, Project, ReleaseCandidate
 from tests.conftest import (
     BACKEND_INSTALLATION,
     MONOREPO_INSTALLATION,

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.db import Database
-from bot.github.worker import OutboxWorker
-from bot.models import Deployment
-from bot.operations import Mirror
-from bot.timeouts import sweep_stuck_builds
+from bot.app.operations import Mirror
+from bot.app.timeouts import sweep_stuck_builds
+from bot.github.outbound.worker import OutboxWorker
+from bot.storage.db import Database
+from bot.storage.models import Deployment
 from tests.conftest import (
     PROJECTS_YAML,
     SHA_A,

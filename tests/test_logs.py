@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from bot.db import Database
-from bot.github.worker import OutboxWorker
-from bot.log_context import (
+from bot.app.operations import Mirror
+from bot.app.timeouts import sweep_stuck_deployments
+from bot.core.log_context import (
     ContextFilter,
     add_log_context,
     current_log_context,
@@ -26,8 +26,8 @@ from bot.log_context import (
     log_context,
     text_formatter,
 )
-from bot.operations import Mirror
-from bot.timeouts import sweep_stuck_deployments
+from bot.github.outbound.worker import OutboxWorker
+from bot.storage.db import Database
 from tests.conftest import PROJECTS_YAML, SHA_A, Api, TestClock, Webhooks, github_payload
 from tests.fake_github import FakeGitHub
 from tests.leak_check import find_leaks, register_secret
@@ -196,7 +196,9 @@ async def test_outbox_lines_name_the_deployment(
 
     await outbox.deliver_due()
 
-    [retried] = [line for line in json_log.objects() if line["logger"] == "bot.github.worker"]
+    [retried] = [
+        line for line in json_log.objects() if line["logger"] == "bot.github.outbound.worker"
+    ]
     assert retried["level"] == "WARNING"
     assert fields(retried)["deployment_id"] == deployment["id"]
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert
 
-from bot import tokens
-from bot.db import Database
-from bot.models import ApiToken
+from bot.storage import tokens
+from bot.storage.db import Database
+from bot.storage.models import ApiToken
 from tests.leak_check import register_secret
 from tests.test_cli import (
     COMMAND_TIMEOUT,

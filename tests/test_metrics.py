@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.github.events import HANDLED_EVENTS, router
-from bot.github.worker import OutboxWorker
+from bot.github.inbound.router import HANDLED_EVENTS, router
+from bot.github.outbound.worker import OutboxWorker
 from tests.conftest import Api, TestClock, Webhooks, github_payload
 from tests.fake_github import FakeGitHub
 

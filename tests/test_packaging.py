@@ -17,9 +17,9 @@ BUILD_TIMEOUT = 300
 REQUIRED_FILES = [
     "bot/py.typed",
     "api/py.typed",
-    "bot/migrations/env.py",
-    "bot/migrations/script.py.mako",
-    "bot/migrations/versions/0001_initial_schema.py",
+    "bot/storage/migrations/env.py",
+    "bot/storage/migrations/script.py.mako",
+    "bot/storage/migrations/versions/0001_initial_schema.py",
 ]
 NOT_SOURCE = shutil.ignore_patterns(
     ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "tests", "bench"
@@ -73,7 +73,11 @@ def test_the_wheel_installed_elsewhere_migrates_a_fresh_database(tmp_path: Path)
         "TARMAC_CONFIG": str(elsewhere / "tarmac.yml"),
     }
     where = _run(
-        [sys.executable, "-c", "import api, bot, bot.db; print(bot.__file__); print(api.__file__)"],
+        [
+            sys.executable,
+            "-c",
+            "import api, bot, bot.storage.db; print(bot.__file__); print(api.__file__)",
+        ],
         elsewhere,
         env,
     )

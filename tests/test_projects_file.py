@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.projects_file import (
+from bot.config.projects_file import (
     DEFAULT_BUILD_TIMEOUT_MINUTES,
     DEFAULT_DEPLOY_TIMEOUT_MINUTES,
     ProjectsFileError,

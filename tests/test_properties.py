@@ -1,5 +1,5 @@
 """Property tests of the two parsers that read text from outside: release candidate versions
-(bot/versions.py) and pull-request comment commands (bot/github/commands.py).
+(bot/domain/versions.py) and pull-request comment commands (bot/github/commands/parse.py).
 
 Each holds for any text Hypothesis makes: the parser never raises, and what it finds is exactly
 what its documented grammar says.
@@ -12,7 +12,14 @@ import re
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bot.github.commands import (
+from bot.config.projects_file import is_valid_name
+from bot.domain.versions import (
+    MAX_RC_NUMBER,
+    MAX_RELEASE_VERSION_LENGTH,
+    normalize_commit_sha,
+    parse_rc_version,
+)
+from bot.github.commands.parse import (
     MAX_COMMANDS,
     TOO_MANY_COMMANDS,
     USAGE,
@@ -20,13 +27,6 @@ from bot.github.commands import (
     CommandError,
     CommandVerb,
     parse_commands,
-)
-from bot.projects_file import is_valid_name
-from bot.versions import (
-    MAX_RC_NUMBER,
-    MAX_RELEASE_VERSION_LENGTH,
-    normalize_commit_sha,
-    parse_rc_version,
 )
 from tests.figures import record_figure
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.versions import MAX_RC_NUMBER
+from bot.domain.versions import MAX_RC_NUMBER
 from tests.conftest import SHA_A, Api
 from tests.figures import record_figure
 

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from bot.db import Database
-from bot.models import Base, WebhookDelivery
+from bot.storage.db import Database
+from bot.storage.models import Base, WebhookDelivery
 from tests.conftest import (
     BACKEND_INSTALLATION,
     SHA_A,

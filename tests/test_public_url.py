@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from api.app import create_app
-from bot.db import Database
 from bot.settings import Settings
+from bot.storage.db import Database
 from tests.conftest import Api, TestClock, make_token
 from tests.openapi_conformance import OpenApiConformance
 

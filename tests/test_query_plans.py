@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from bot.db import Database
-from bot.deployments import ACTIVE_STATUSES
-from bot.models import Deployment
-from bot.projects import find_environment
-from bot.rollback import roll_back
-from bot.statuses import DeploymentStatus
+from bot.app.deployments import ACTIVE_STATUSES
+from bot.app.rollback import roll_back
+from bot.domain.statuses import DeploymentStatus
+from bot.storage.db import Database
+from bot.storage.models import Deployment
+from bot.storage.projects import find_environment
 from tests.test_migrations import _plan, _seed_history, _statements_of, _uses_index
 
 # SQL is what these tests check: both databases in make test (tests/databases.py).

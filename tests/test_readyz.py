@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import text
 
 from api.app import create_app
-from bot.db import Database, head_revision
 from bot.settings import Settings
+from bot.storage.db import Database, head_revision
 from tests.conftest import Api, TestClock
 
 

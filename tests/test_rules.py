@@ -16,9 +16,7 @@ import yaml
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import errors
-from bot.db import Database
-from bot.deployments import (
+from bot.app.deployments import (
     SUPERSEDED_MESSAGE,
     TIMED_OUT_MESSAGE,
     ReportedStatus,
@@ -30,18 +28,20 @@ from bot.deployments import (
     report_deployment_status,
     running_release_candidate,
 )
-from bot.errors import DomainError, Refusal
-from bot.freeze import current_freeze, freeze_environment, unfreeze_environment
-from bot.models import Deployment, Environment, Project, ReleaseCandidate
-from bot.operations import Mirror
-from bot.pages import PageRequest
-from bot.projects import find_environment, find_project
-from bot.projects_file import parse_projects
-from bot.projects_sync import SyncReport, sync_projects
-from bot.releases import create_release_candidate, find_release_candidate
-from bot.rollback import CANCELED_BY_ROLLBACK, Rollback, roll_back, rollback_target
-from bot.statuses import BuildStatus, DeploymentKind, DeploymentStatus
-from bot.timeouts import BUILD_TIMED_OUT_MESSAGE, sweep_stuck_builds, sweep_stuck_deployments
+from bot.app.operations import Mirror
+from bot.app.releases import create_release_candidate, find_release_candidate
+from bot.app.rollback import CANCELED_BY_ROLLBACK, Rollback, roll_back, rollback_target
+from bot.app.timeouts import BUILD_TIMED_OUT_MESSAGE, sweep_stuck_builds, sweep_stuck_deployments
+from bot.config.projects_file import parse_projects
+from bot.config.projects_sync import SyncReport, sync_projects
+from bot.core import errors
+from bot.core.errors import DomainError, Refusal
+from bot.core.pages import PageRequest
+from bot.domain.freeze import current_freeze, freeze_environment, unfreeze_environment
+from bot.domain.statuses import BuildStatus, DeploymentKind, DeploymentStatus
+from bot.storage.db import Database
+from bot.storage.models import Deployment, Environment, Project, ReleaseCandidate
+from bot.storage.projects import find_environment, find_project
 from tests.conftest import PROJECTS_WITHOUT_STAGING_YAML, PROJECTS_YAML, SHA_A
 
 # SQL is what these tests check: both databases in make test (tests/databases.py).

@@ -30,7 +30,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
 from api.keys import SERVICE
-from bot.db import Database
+from bot.storage.db import Database
 from tests.conftest import SHA_A, Api
 from tests.test_cli import (
     EXAMPLE_CONFIG,
@@ -85,7 +85,7 @@ def _file_modes_apply_to_this_thread() -> Iterator[None]:
     """Root opens any file whatever its mode; without these two capabilities in its effective
     set (they stay permitted, and come back after), the kernel applies the mode to root too.
     Capabilities are per thread on Linux: this is the event loop's thread, where the app's
-    SQLite calls run (bot/sqlite_inline.py)."""
+    SQLite calls run (bot/storage/sqlite_inline.py)."""
     if os.geteuid() != 0:
         yield
         return

@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.models import Deployment
-from bot.statuses import (
+from bot.domain.statuses import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
     DeploymentKind,
@@ -17,6 +16,7 @@ from bot.statuses import (
     is_open,
     report_starts_new_deployment,
 )
+from bot.storage.models import Deployment
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 OPEN = [DeploymentStatus.UNKNOWN, *sorted(ACTIVE_STATUSES)]

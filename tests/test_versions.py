@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.versions import (
+from bot.domain.versions import (
     MAX_RC_NUMBER,
     MAX_RELEASE_VERSION_LENGTH,
     RcVersion,

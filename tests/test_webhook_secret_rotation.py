@@ -13,9 +13,9 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from api.app import create_app
-from bot.db import Database
-from bot.models import WebhookDelivery
 from bot.settings import Settings
+from bot.storage.db import Database
+from bot.storage.models import WebhookDelivery
 from tests.conftest import WEBHOOK_SECRET, TestClock, Webhooks, github_payload
 from tests.leak_check import register_secret
 from tests.openapi_conformance import OpenApiConformance

@@ -23,10 +23,10 @@ from sqlalchemy import select
 
 from api.app import create_app
 from api.webhooks import WEBHOOK_PATH
-from bot.db import Database
-from bot.github.events.installations import installation_for_repo
-from bot.models import Installation, InstallationRepository, WebhookDelivery
+from bot.github.inbound.installations import installation_for_repo
 from bot.settings import GitHubAppMisconfigured, Settings
+from bot.storage.db import Database
+from bot.storage.models import Installation, InstallationRepository, WebhookDelivery
 from tests.conftest import (
     TEST_APP_ID,
     WEBHOOK_SECRET,
@@ -722,7 +722,11 @@ async def test_secrets_never_appear_in_replies_or_logs_and_every_line_names_the_
     for text in texts:
         assert WEBHOOK_SECRET not in text
         assert not any(line in text for line in key_lines)
-    ours = [r for r in caplog.records if r.name.startswith(("api.webhooks", "bot.github.events"))]
+    ours = [
+        r
+        for r in caplog.records
+        if r.name.startswith(("api.webhooks", "bot.github.inbound.router"))
+    ]
     assert ours
     for record in ours:
         assert any(d in record.getMessage() for d in delivery_ids), record.getMessage()

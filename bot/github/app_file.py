@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from bot.files import sync_directory
+from bot.core.files import sync_directory
 
 FILE_MODE = 0o600
 

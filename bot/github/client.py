@@ -22,8 +22,8 @@ import gidgethub.aiohttp
 from cachetools import TTLCache
 from gidgethub import sansio
 
+from bot.core.metrics import Metrics
 from bot.github.app_auth import InstallationToken, InstallationTokens, app_jwt
-from bot.metrics import Metrics
 from bot.settings import GitHubAppSettings
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """What a workflow run's title says it is: Tarmac's sample workflows put `Tarmac deployment
 <id>` and `Tarmac build <version>` in their `run-name` (docs/workflows/), which GitHub shows as
 the run's `display_title`. A run is then known as a deployment's or a build's without its run
-id: when the dispatch's answer was lost (bot/github/effects/workflows.py), and when its
-`workflow_run` event comes before Tarmac knows the id (bot/github/events/workflow_runs.py)."""
+id: when the dispatch's answer was lost (bot/github/outbound/workflows.py), and when its
+`workflow_run` event comes before Tarmac knows the id (bot/github/inbound/workflow_runs.py)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""The use cases every adapter goes through."""

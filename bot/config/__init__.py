@@ -1,0 +1,1 @@
+"""The projects file and its sync into the database."""

@@ -1,0 +1,302 @@
+"""The projects file: which projects Tarmac serves, with their build and environments.
+
+Loaded from YAML and validated once at start; every problem is reported with the file, the
+project, the key and what is wrong, all of them at once, so a typo never reaches the database.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+
+DEFAULT_DEPLOY_TIMEOUT_MINUTES = 60
+DEFAULT_BUILD_TIMEOUT_MINUTES = 60
+MAX_TIMEOUT_MINUTES = 7 * 24 * 60
+
+REPO_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$"
+# Project and environment names appear in URL paths, so they may not contain a slash.
+NAME_PATTERN = r"^[^/\s\x00-\x1f\x7f]{1,100}$"
+WORKFLOW_PATTERN = r"^[^/\s]+\.ya?ml$|^[0-9]+$"
+URL_PATTERN = r"^https?://\S+$"
+
+# What Tarmac sends every workflow it dispatches (bot/github/outbound/): names starting with
+# `tarmac_` are Tarmac's, and GitHub takes at most this many inputs in one dispatch.
+RESERVED_INPUT_PREFIX = "tarmac_"
+BUILD_INPUTS_TARMAC_SENDS = ("tarmac_release_candidate_version", "tarmac_commit_sha")
+DEPLOY_INPUTS_TARMAC_SENDS = (
+    *BUILD_INPUTS_TARMAC_SENDS,
+    "tarmac_deployment_id",
+    "tarmac_environment",
+)
+MAX_WORKFLOW_INPUTS = 25
+
+# Who makes an environment's GitHub Deployment for a deploy or rollback: Tarmac (and posts its
+# statuses), or the deploy workflow's job through `environment:` (GitHub Actions makes it and
+# posts its statuses; Tarmac adopts it, bot/github/inbound/deployments.py).
+GITHUB_DEPLOYMENT_TARMAC = "tarmac"
+GITHUB_DEPLOYMENT_WORKFLOW = "workflow"
+
+
+def _workflow_id_as_text(value: object) -> object:
+    """GitHub names a workflow by its file name or its numeric id; YAML reads an unquoted id
+    as a number."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+Workflow = Annotated[
+    str, BeforeValidator(_workflow_id_as_text), StringConstraints(pattern=WORKFLOW_PATTERN)
+]
+Minutes = Annotated[int, Field(ge=1, le=MAX_TIMEOUT_MINUTES)]
+WorkflowInputs = dict[Annotated[str, StringConstraints(min_length=1)], str | int | float | bool]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class BuildConfig(_Strict):
+    workflow: Workflow
+    inputs: WorkflowInputs = Field(default_factory=dict)
+    timeout_minutes: Minutes = DEFAULT_BUILD_TIMEOUT_MINUTES
+
+
+class EnvironmentConfig(_Strict):
+    name: Name
+    production: bool = False
+    deploy_workflow: Workflow | None = None
+    inputs: WorkflowInputs = Field(default_factory=dict)
+    url: Annotated[str, StringConstraints(pattern=URL_PATTERN)] | None = None
+    auto_deploy: bool = False
+    timeout_minutes: Minutes = DEFAULT_DEPLOY_TIMEOUT_MINUTES
+    github_deployment: Literal["tarmac", "workflow"] = "tarmac"
+
+
+class ProjectConfig(_Strict):
+    name: Name
+    repo: Annotated[str, StringConstraints(pattern=REPO_PATTERN)]
+    tag_prefix: Annotated[str, StringConstraints(max_length=100)] = ""
+    build: BuildConfig | None = None
+    environments: list[EnvironmentConfig] = Field(min_length=1)
+
+
+class ProjectsConfig(_Strict):
+    projects: list[ProjectConfig]
+
+    def project(self, name: str) -> ProjectConfig | None:
+        return next((p for p in self.projects if p.name == name), None)
+
+
+class ProjectsFileError(Exception):
+    """The projects file cannot be used; `problems` holds one readable line per problem."""
+
+    def __init__(self, path: Path, problems: Sequence[str]) -> None:
+        self.path = path
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+_FRIENDLY_PATTERNS = {
+    REPO_PATTERN: "must be owner/name, e.g. acme/backend",
+    NAME_PATTERN: "must be 1-100 characters without '/', spaces or control characters",
+    WORKFLOW_PATTERN: "must be a workflow file name such as deploy.yml, or a workflow id",
+    URL_PATTERN: "must be an http:// or https:// URL",
+}
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, noting the keys a mapping repeats (it keeps the last silently)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.repeated_keys: list[tuple[int, str]] = []  # (line, problem)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            key = self.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in first_lines:
+                self.repeated_keys.append(
+                    (line, f"line {line}: duplicate key '{key}' (first at line {first_lines[key]})")
+                )
+            else:
+                first_lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_projects_file(path: Path) -> ProjectsConfig:
+    """Read and validate the projects file, or raise ProjectsFileError listing every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProjectsFileError(path, [f"{path}: cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        problem = f"{path}: cannot read: not UTF-8 text (byte {exc.start + 1})"
+        raise ProjectsFileError(path, [problem]) from None
+    loader = _Loader(text)
+    try:
+        raw = loader.get_single_data()
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        reason = getattr(exc, "problem", None) or "invalid YAML"
+        raise ProjectsFileError(path, [f"{path}: not valid YAML{where}: {reason}"]) from None
+    finally:
+        loader.dispose()
+    repeated = [f"{path}: {problem}" for _, problem in sorted(loader.repeated_keys)]
+    return parse_projects(raw, path, repeated)
+
+
+def parse_projects(raw: Any, path: Path, problems: Sequence[str] = ()) -> ProjectsConfig:
+    """Validate what the YAML held; raise ProjectsFileError with `problems` (found while
+    reading it) and every other one."""
+    found = list(problems)
+    config = None
+    try:
+        config = ProjectsConfig.model_validate(raw)
+    except ValidationError as exc:
+        found += _describe_errors(exc, raw, path)
+    # What no single key's type can say; checked on what the file holds, so that these come
+    # with the rest and not only once everything else is right.
+    found += [f"{path}: {problem}" for problem in _problems_across_keys(raw)]
+    if found or config is None:
+        raise ProjectsFileError(path, found)
+    return config
+
+
+def _describe_errors(exc: ValidationError, raw: Any, path: Path) -> list[str]:
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = list(error["loc"])
+        where = _where(loc, raw)
+        message = error["msg"]
+        pattern = (error.get("ctx") or {}).get("pattern")
+        if pattern in _FRIENDLY_PATTERNS:
+            message = _FRIENDLY_PATTERNS[pattern]
+        elif error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        elif error["type"] == "model_type":
+            message = "must be a mapping of keys to values"
+        lines.append(f"{path}: {where}: {message}")
+    return lines
+
+
+def _where(loc: list[int | str], raw: Any) -> str:
+    """('projects', 0, 'environments', 1, 'url') -> "project 'Backend': environments[1].url"."""
+    if len(loc) >= 2 and loc[0] == "projects" and isinstance(loc[1], int):
+        index = loc[1]
+        name = None
+        projects = raw.get("projects") if isinstance(raw, dict) else None
+        if isinstance(projects, list) and index < len(projects):
+            entry = projects[index]
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                name = entry["name"]
+        label = f"project '{name}'" if name else f"projects[{index}]"
+        rest = _dotted(loc[2:])
+        return f"{label}: {rest}" if rest else label
+    return _dotted(loc) or "top level"
+
+
+def _dotted(loc: Sequence[int | str]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _problems_across_keys(raw: Any) -> Iterator[str]:
+    """Names used twice, tag prefixes that collide, and workflow inputs GitHub or Tarmac would
+    refuse, in whatever of the file has the shape to tell."""
+    projects = raw.get("projects") if isinstance(raw, dict) else None
+    if not isinstance(projects, list):
+        return
+    entries = [(i, p) for i, p in enumerate(projects) if isinstance(p, dict)]
+    names: set[str] = set()
+    prefixes: dict[tuple[str, str], str] = {}
+    for index, project in entries:
+        label = _where(["projects", index], raw)
+        name = project.get("name")
+        if isinstance(name, str):
+            if name in names:
+                yield f"{label}: name: used by another project"
+            names.add(name)
+        repo, prefix = project.get("repo"), project.get("tag_prefix", "")
+        if isinstance(repo, str) and isinstance(prefix, str):
+            if (repo.lower(), prefix) in prefixes:
+                yield (
+                    f"{label}: tag_prefix: '{prefix}' is already used for {repo} by project "
+                    f"'{prefixes[(repo.lower(), prefix)]}'"
+                )
+            prefixes.setdefault((repo.lower(), prefix), str(name))
+        build = project.get("build")
+        if isinstance(build, dict):
+            yield from _input_problems(f"{label}: build.inputs", build, BUILD_INPUTS_TARMAC_SENDS)
+        environments = project.get("environments")
+        if not isinstance(environments, list):
+            continue
+        env_names: set[str] = set()
+        for env_index, env in enumerate(environments):
+            if not isinstance(env, dict):
+                continue
+            where = f"{label}: environments[{env_index}]"
+            env_name = env.get("name")
+            if isinstance(env_name, str):
+                if env_name in env_names:
+                    yield (
+                        f"{where}.name: '{env_name}' is used by another environment of this project"
+                    )
+                env_names.add(env_name)
+            yield from _input_problems(f"{where}.inputs", env, DEPLOY_INPUTS_TARMAC_SENDS)
+            if env.get("github_deployment") == GITHUB_DEPLOYMENT_WORKFLOW and not env.get(
+                "deploy_workflow"
+            ):
+                yield (
+                    f"{where}.github_deployment: 'workflow' needs a deploy_workflow (its job's "
+                    "`environment:` makes the GitHub deployment)"
+                )
+
+
+def _input_problems(where: str, entry: dict[Any, Any], own: Sequence[str]) -> Iterator[str]:
+    inputs = entry.get("inputs")
+    if not isinstance(inputs, dict):
+        return
+    for key in inputs:
+        if isinstance(key, str) and key.lower().startswith(RESERVED_INPUT_PREFIX):
+            yield (
+                f"{where}.{key}: names starting with {RESERVED_INPUT_PREFIX} are Tarmac's own "
+                f"inputs ({', '.join(own)})"
+            )
+    room = MAX_WORKFLOW_INPUTS - len(own)
+    if len(inputs) > room:
+        yield (
+            f"{where}: {len(inputs)} inputs; GitHub takes {MAX_WORKFLOW_INPUTS} in a dispatch and "
+            f"Tarmac sends {len(own)} of its own, so at most {room}"
+        )
+
+
+def is_valid_name(name: str) -> bool:
+    return re.fullmatch(NAME_PATTERN, name) is not None

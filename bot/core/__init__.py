@@ -1,0 +1,2 @@
+"""Cross-cutting pieces every layer may use: clock, errors, log context, metrics, pages,
+files."""

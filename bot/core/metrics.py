@@ -1,0 +1,101 @@
+"""Prometheus metrics, in a registry of the service's own (tests build many services in one
+process, and nothing here is global)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# No label value comes from what a client merely claims: each series a client could name would
+# cost memory and scrape size for as long as the process runs.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"
+UNVERIFIED = "unverified"  # the event of a delivery whose signature did not hold
+
+
+def method_label(method: str) -> str:
+    return method if method in HTTP_METHODS else OTHER
+
+
+def event_label(event: str, handled: frozenset[str]) -> str:
+    """A verified delivery's event, when Tarmac handles it; `other` for the rest (GitHub
+    signs the body, not the `X-GitHub-Event` header)."""
+    return event if event in handled else OTHER
+
+
+@dataclass(frozen=True)
+class StoredState:
+    outbox_pending: int = 0
+    outbox_oldest_age_seconds: float = 0.0
+    # (project, environment, status) -> how many deployments
+    deployments: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.webhook_deliveries = Counter(
+            "tarmac_webhook_deliveries",
+            "GitHub webhook deliveries by event and outcome "
+            "(accepted, ignored, duplicate, rejected).",
+            ["event", "outcome"],
+            registry=self.registry,
+        )
+        self.github_calls = Counter(
+            "tarmac_github_calls",
+            "Calls to GitHub's REST API by endpoint (method and path template) and status.",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        # A gauge that is always there would read 0 (no calls left) without any GitHub App.
+        self.github_rate_limit_remaining = Gauge(
+            "tarmac_github_rate_limit_remaining",
+            "x-ratelimit-remaining of GitHub's latest answer (absent until there is one).",
+            registry=None,
+        )
+        self.http_request_duration = Histogram(
+            "tarmac_http_request_duration_seconds",
+            "Time to answer an HTTP request, by method, route and status.",
+            ["method", "route", "status"],
+            buckets=REQUEST_BUCKETS,
+            registry=self.registry,
+        )
+        self.outbox_pending = Gauge(
+            "tarmac_outbox_pending",
+            "GitHub calls waiting in the outbox.",
+            registry=self.registry,
+        )
+        self.outbox_oldest_age = Gauge(
+            "tarmac_outbox_oldest_pending_age_seconds",
+            "Age of the oldest GitHub call waiting in the outbox (0 when none).",
+            registry=self.registry,
+        )
+        self.deployments = Gauge(
+            "tarmac_deployments",
+            "Deployments by project, environment and status.",
+            ["project", "environment", "status"],
+            registry=self.registry,
+        )
+        self._rate_limit_registered = False
+
+    def github_rate_limit(self, remaining: int) -> None:
+        if not self._rate_limit_registered:
+            self.registry.register(self.github_rate_limit_remaining)
+            self._rate_limit_registered = True
+        self.github_rate_limit_remaining.set(remaining)
+
+    def stored_state(self, state: StoredState) -> None:
+        """The gauges that describe stored state, read at scrape time (`read_stored_state`)."""
+        self.outbox_pending.set(state.outbox_pending)
+        self.outbox_oldest_age.set(state.outbox_oldest_age_seconds)
+        self.deployments.clear()
+        for (project, environment, status), count in state.deployments.items():
+            self.deployments.labels(project=project, environment=environment, status=status).set(
+                count
+            )
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""GitHub webhook events in: intake, deliveries, one module per event."""

@@ -1,0 +1,231 @@
+"""`issue_comment`: Tarmac's slash commands in pull-request comments (bot/github/commands/parse.py).
+
+A new comment on a pull request of a repository that serves a project, written by a person
+(not a bot: Tarmac's own replies are comments too), with at least one command line, gets, in
+the delivery's transaction: a 👀 reaction, then one `run_command` item per command in the order
+written, all under the comment's ordering key, so the commands run one after the other after
+the reaction. Everything else is ignored: edits and deletions (an edited command must not run
+again), issues that are not pull requests, comments without a command.
+
+What the comment and the projects file decide is answered here, without a permission check
+(it changes nothing and reveals nothing the repository does not show): a malformed command line
+gets its usage, and the project is chosen — the repository's only project, or the one named by
+`--project`, which must be one of this repository's (a comment in one repository never acts on
+another's project; the permission checked is this repository's). What the database decides —
+permission first, then environment, freeze, release candidate, rollback target — is decided by
+the `run_command` effect in the transaction that changes it (bot/github/outbound/comments.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+from gidgethub import routing, sansio
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.config.projects_file import ProjectsConfig
+from bot.github.commands.parse import Command, CommandError, parse_commands
+from bot.github.outbound.comments import (
+    REACTION,
+    REFUSED,
+    CommandRequest,
+    code,
+    enqueue_reply,
+    reply,
+    usage_reply,
+)
+from bot.storage.models import OutboxItem
+from bot.storage.outbox import comment_key, enqueue
+
+if TYPE_CHECKING:
+    from bot.github.inbound.context import WebhookContext
+
+router = routing.Router()
+
+CREATED = "created"
+BOT_TYPE = "Bot"
+BOT_LOGIN_SUFFIX = "[bot]"
+REPO_PAGE = "https://github.com/{repo}"
+
+SEVERAL_PROJECTS = "{repo} serves several projects; name one with `--project NAME`: {names}."
+NOT_THIS_REPOSITORYS_PROJECT = "{repo} has no project {project}; its projects: {names}."
+
+
+@dataclass(frozen=True)
+class _Comment:
+    id: int
+    issue_number: int
+    author: str
+    repo: str
+    repo_url: str
+
+
+@router.register("issue_comment")
+async def on_issue_comment(
+    event: sansio.Event, *, session: AsyncSession, context: WebhookContext
+) -> None:
+    data = event.data
+    action = data.get("action")
+    if action != CREATED:
+        context.ignore(f"comment {action}" if isinstance(action, str) else "no action")
+        return
+    if not isinstance(_object(data.get("issue")).get("pull_request"), dict):
+        context.ignore("not a pull request")
+        return
+    if _by_bot(data):
+        context.ignore("comment by a bot")
+        return
+    body = _object(data.get("comment")).get("body")
+    commands = parse_commands(body) if isinstance(body, str) else []
+    if not commands:
+        context.ignore("no command")
+        return
+    comment = _read_comment(data)
+    if comment is None:
+        context.ignore("comment without id, number, author or repository")
+        return
+    projects = _projects_of(context.projects, comment.repo)
+    if not projects:
+        context.ignore(f"{comment.repo} serves no project")
+        return
+    if await _handled_before(session, comment.id):
+        # The same comment in another delivery (not a redelivery: that has the same delivery
+        # id and stops at the endpoint), e.g. from a second webhook on the repository.
+        context.ignore(f"comment {comment.id} handled already")
+        return
+
+    await enqueue(
+        session,
+        action="add_reaction",
+        ordering_key=comment_key(comment.id),
+        repo=comment.repo,
+        payload={"comment_id": comment.id, "content": REACTION},
+        now=context.now,
+    )
+    queued = 0
+    for parsed in commands:
+        queued += await _enqueue_line(session, comment, parsed, projects, context.now)
+    context.record(
+        f"comment {comment.id} on #{comment.issue_number} by {comment.author}: "
+        f"{queued} command(s) queued, {len(commands) - queued} answered"
+    )
+
+
+async def _enqueue_line(
+    session: AsyncSession,
+    comment: _Comment,
+    parsed: Command | CommandError,
+    projects: list[str],
+    now: datetime,
+) -> bool:
+    """A `run_command` for a command Tarmac can run (True), else the reply saying why not."""
+    if isinstance(parsed, CommandError):
+        text = usage_reply(parsed.line, parsed.message)
+    else:
+        project, problem = _choose_project(parsed, projects, comment.repo)
+        if project is not None:
+            request = CommandRequest(
+                verb=parsed.verb.value,
+                environment=parsed.environment,
+                project=project,
+                release_candidate_version=parsed.release_candidate_version,
+                force=parsed.force,
+                reason=parsed.reason,
+                line=parsed.line,
+                comment_id=comment.id,
+                issue_number=comment.issue_number,
+                commenter=comment.author,
+                repo_url=comment.repo_url,
+            )
+            await enqueue(
+                session,
+                action="run_command",
+                ordering_key=comment_key(comment.id),
+                repo=comment.repo,
+                payload=request.to_payload(),
+                now=now,
+            )
+            return True
+        text = reply(parsed.line, REFUSED, problem)
+    await enqueue_reply(
+        session,
+        repo=comment.repo,
+        comment_id=comment.id,
+        issue_number=comment.issue_number,
+        body=text,
+        now=now,
+        ordering_key=comment_key(comment.id),
+    )
+    return False
+
+
+def _read_comment(data: dict[str, Any]) -> _Comment | None:
+    comment = _object(data.get("comment"))
+    comment_id = _integer(comment.get("id"))
+    issue_number = _integer(_object(data.get("issue")).get("number"))
+    author = _object(comment.get("user")).get("login")
+    repository = _object(data.get("repository"))
+    repo = repository.get("full_name")
+    if comment_id is None or issue_number is None or not _text(author) or not _text(repo):
+        return None
+    return _Comment(comment_id, issue_number, author, repo, _repo_url(repository, repo))
+
+
+def _by_bot(data: dict[str, Any]) -> bool:
+    """Bots' comments are never commands: Tarmac's own replies, other Apps, `…[bot]` users."""
+    comment = _object(data.get("comment"))
+    for user in (_object(comment.get("user")), _object(data.get("sender"))):
+        login = user.get("login")
+        if user.get("type") == BOT_TYPE:
+            return True
+        if isinstance(login, str) and login.endswith(BOT_LOGIN_SUFFIX):
+            return True
+    return False
+
+
+def _projects_of(config: ProjectsConfig, repo: str) -> list[str]:
+    """The names of the projects a repository serves (GitHub names are case-insensitive)."""
+    return sorted(p.name for p in config.projects if p.repo.lower() == repo.lower())
+
+
+def _choose_project(command: Command, projects: list[str], repo: str) -> tuple[str | None, str]:
+    """The project the command is for, or None and the reply saying why none is."""
+    names = ", ".join(projects)
+    if command.project is None:
+        if len(projects) == 1:
+            return projects[0], ""
+        return None, SEVERAL_PROJECTS.format(repo=repo, names=names)
+    if command.project in projects:
+        return command.project, ""
+    return None, NOT_THIS_REPOSITORYS_PROJECT.format(
+        repo=repo, project=code(command.project), names=names
+    )
+
+
+async def _handled_before(session: AsyncSession, comment_id: int) -> bool:
+    found = await session.scalar(
+        select(OutboxItem.id).where(OutboxItem.ordering_key == comment_key(comment_id)).limit(1)
+    )
+    return found is not None
+
+
+def _repo_url(repository: dict[str, Any], repo: str) -> str:
+    url = repository.get("html_url")
+    if isinstance(url, str) and url.startswith(("https://", "http://")) and url.isprintable():
+        return url.rstrip("/")
+    return REPO_PAGE.format(repo=repo)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _integer(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _text(value: Any) -> TypeGuard[str]:
+    return isinstance(value, str) and 0 < len(value) <= 200

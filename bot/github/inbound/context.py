@@ -1,0 +1,90 @@
+"""What a webhook handler gets besides the event and the session: one `WebhookContext` per
+delivery, which also collects what the handlers did (stored on the delivery row)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from bot.config.projects_file import ProjectsConfig
+from bot.core.log_context import add_log_context
+from bot.storage.projects import ProjectRepositories
+
+if TYPE_CHECKING:
+    from bot.storage.models import Deployment
+
+IGNORED = "ignored"
+DONE = "done"
+# webhook_deliveries.outcome is VARCHAR(200).
+MAX_OUTCOME_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class WebhookContext:
+    """What a handler needs besides the event and the session; one per delivery."""
+
+    now: datetime
+    projects: ProjectsConfig
+    delivery_id: str
+    # Which repositories have projects and which workflows Tarmac runs there, read in the
+    # delivery's transaction: an event of any other repository is ignored without a query.
+    repositories: ProjectRepositories
+    # False when the raw body shows there is no NUL in the payload (see `dispatch`).
+    payload_may_hold_nul: bool = True
+    outcomes: list[str] = field(default_factory=list)
+
+    def record(self, outcome: str) -> None:
+        """What the handler did, in a few words (stored on the delivery row)."""
+        self.outcomes.append(outcome)
+
+    def about(
+        self,
+        *,
+        project: str | None = None,
+        environment: str | None = None,
+        deployment_id: int | None = None,
+        release_candidate: str | None = None,
+    ) -> None:
+        """What the delivery turned out to concern: every log line from here on names it."""
+        add_log_context(
+            project=project,
+            environment=environment,
+            deployment_id=deployment_id,
+            release_candidate=release_candidate,
+        )
+
+    def about_deployment(self, deployment: Deployment) -> None:
+        """The delivery concerns this deployment (its project, environment and candidate)."""
+        environment = deployment.environment
+        self.about(
+            project=environment.project.name,
+            environment=environment.name,
+            deployment_id=deployment.id,
+            release_candidate=deployment.release_candidate.version,
+        )
+
+    def concerns_a_project(self, repo: str) -> bool:
+        """Whether `repo` has a project in the database (removed ones included)."""
+        return self.repositories.has_projects(repo)
+
+    def runs_a_tarmac_workflow(self, repo: str, runs: Callable[[str], bool]) -> bool:
+        """Whether `runs` (a workflow run's test, see workflow_runs.WorkflowRun.runs) holds for
+        a build or deploy workflow of a project on `repo`."""
+        return any(runs(workflow) for workflow in self.repositories.workflows_of(repo))
+
+    def ignore(self, reason: str) -> None:
+        """The event is not for Tarmac, and why: `ignored: <reason>`."""
+        self.outcomes.append(f"{IGNORED}: {reason}")
+
+    @property
+    def ignored(self) -> bool:
+        """No handler did anything: every outcome (if any) is an `ignore`."""
+        return all(o == IGNORED or o.startswith(IGNORED + ":") for o in self.outcomes)
+
+    def outcome(self) -> str:
+        text = "; ".join(self.outcomes) or IGNORED
+        if len(text) > MAX_OUTCOME_LENGTH:
+            text = text[: MAX_OUTCOME_LENGTH - 1] + "…"
+        return text

@@ -1,0 +1,210 @@
+"""`create` and `push` of a tag: a tag `<tag_prefix><release>-rc<N>` makes release candidate
+`<release>-rc<N>` of the project on that repository.
+
+GitHub sends both events for one tag, in either order (and may redeliver either), and they must
+make one RC. The `push` names the commit (`head_commit.id`; `after` is the tag object's SHA for
+an annotated tag), so the RC is made at once. The `create` names no commit: it leaves an outbox
+item (`resolve_tag`) whose effect reads the tag through the Git refs API and then makes the RC
+the same way, unless the `push` made it first. Both paths end in
+`operations.create_candidate_from_tag`, which finds an RC already made and does nothing more.
+
+Which project a tag belongs to: among the (not removed) projects of the repository whose
+`tag_prefix` the tag starts with, the one with the longest prefix (the projects file allows one
+project per repository and prefix). So a project with prefix "" takes only tags that start with
+no other project's prefix: in a monorepo with `api-` and "", `api-v1-rc1` is the API's `v1-rc1`,
+never the other project's `api-v1-rc1`. A tag of that project that is not `<release>-rc<N>` is
+ignored. A tag deletion changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from gidgethub import routing, sansio
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.app.operations import Mirror, create_candidate_from_tag
+from bot.config.projects_file import REPO_PATTERN
+from bot.core.errors import DomainError
+from bot.domain.statuses import BuildStatus
+from bot.domain.versions import normalize_commit_sha, parse_rc_version
+from bot.storage.models import Project, ReleaseCandidate
+from bot.storage.outbox import enqueue, tag_key
+from bot.storage.projects import find_project
+
+if TYPE_CHECKING:
+    from bot.github.inbound.context import WebhookContext
+
+log = logging.getLogger(__name__)
+
+router = routing.Router()
+
+RESOLVE_TAG = "resolve_tag"
+TAG_REF_PREFIX = "refs/tags/"
+# release_candidates.tag is VARCHAR(300).
+MAX_TAG_LENGTH = 300
+
+
+@dataclass(frozen=True)
+class TagTarget:
+    """The RC a tag makes: `version` of project `project`."""
+
+    project: str
+    version: str
+    # The project's row when the caller has read it already (saves reading it again).
+    row: Project | None = field(default=None, compare=False)
+
+
+def valid_tag(tag: str) -> bool:
+    """A name git could have made (no control characters or spaces), short enough to keep."""
+    return 0 < len(tag) <= MAX_TAG_LENGTH and tag.isprintable() and " " not in tag
+
+
+# Built once: building a statement costs more than running it (this runs for every tag).
+_PROJECTS_OF_REPOSITORY = select(Project).where(
+    func.lower(Project.repo) == bindparam("repo"), Project.removed_at.is_(None)
+)
+
+
+async def tag_target(session: AsyncSession, repo: str, tag: str) -> TagTarget | None:
+    """The project and RC version `tag` on `repo` stands for, or None when it is no RC tag."""
+    projects = await session.scalars(_PROJECTS_OF_REPOSITORY, {"repo": repo.lower()})
+    owners = [p for p in projects if tag.startswith(p.tag_prefix)]
+    if not owners:
+        return None
+    owner = max(owners, key=lambda p: len(p.tag_prefix))
+    version = tag[len(owner.tag_prefix) :]
+    if parse_rc_version(version) is None:
+        return None
+    return TagTarget(owner.name, version, owner)
+
+
+async def candidate_exists(session: AsyncSession, target: TagTarget) -> bool:
+    found = await session.scalar(
+        select(ReleaseCandidate.id)
+        .join(Project, Project.id == ReleaseCandidate.project_id)
+        .where(Project.name == target.project, ReleaseCandidate.version == target.version)
+    )
+    return found is not None
+
+
+async def make_candidate(
+    session: AsyncSession, mirror: Mirror, target: TagTarget, tag: str, commit: str, now: datetime
+) -> str:
+    """The RC from the tag (see the module's docstring); returns what happened, in words."""
+    name = f"{target.project} {target.version}"
+    try:
+        project = target.row or await find_project(session, target.project)
+        created = await create_candidate_from_tag(
+            session,
+            mirror,
+            project=project,
+            tag=tag,
+            version=target.version,
+            commit=commit,
+            now=now,
+        )
+    except DomainError as exc:
+        # E.g. the RC exists at another commit (the tag was moved, or the API made it).
+        log.warning("tag %s: release candidate %s not made: %s", tag, name, exc.message)
+        return f"ignored: release candidate {name}: {exc.message}"
+    if not created.created:
+        return f"release candidate {name} exists"
+    if created.candidate.build_status == BuildStatus.BUILDING:
+        return f"release candidate {name} created; building"
+    return f"release candidate {name} created; ready"
+
+
+@router.register("push")
+async def on_tag_pushed(
+    event: sansio.Event, *, session: AsyncSession, context: WebhookContext
+) -> None:
+    data = event.data
+    ref = data.get("ref")
+    if not isinstance(ref, str) or not ref.startswith(TAG_REF_PREFIX):
+        context.ignore("not a tag")
+        return
+    tag = ref[len(TAG_REF_PREFIX) :]
+    if not valid_tag(tag):
+        context.ignore("not a valid tag name")
+        return
+    if data.get("deleted") is True:
+        context.ignore(f"tag {tag} deleted")
+        return
+    if data.get("created") is not True:
+        context.ignore(f"tag {tag} moved, not created")
+        return
+    found = await _target(session, context, data, tag)
+    if found is None:
+        return
+    repo, target = found
+    head_commit = data.get("head_commit")
+    commit_id = head_commit.get("id") if isinstance(head_commit, dict) else None
+    commit = normalize_commit_sha(commit_id) if isinstance(commit_id, str) else None
+    if commit is None:
+        # No commit named: find it through the Git refs API, as for a `create`.
+        await _resolve_later(session, context, repo, tag, target)
+        return
+    outcome = await make_candidate(session, Mirror(enabled=True), target, tag, commit, context.now)
+    context.record(outcome)
+
+
+@router.register("create")
+async def on_tag_created(
+    event: sansio.Event, *, session: AsyncSession, context: WebhookContext
+) -> None:
+    data = event.data
+    if data.get("ref_type") != "tag":
+        context.ignore("not a tag")
+        return
+    tag = data.get("ref")
+    if not isinstance(tag, str):
+        context.ignore("no tag name in the payload")
+        return
+    found = await _target(session, context, data, tag)
+    if found is None:
+        return
+    repo, target = found
+    if await candidate_exists(session, target):
+        context.record(f"release candidate {target.project} {target.version} exists")
+        return
+    await _resolve_later(session, context, repo, tag, target)
+
+
+async def _target(
+    session: AsyncSession, context: WebhookContext, data: dict[str, Any], tag: str
+) -> tuple[str, TagTarget] | None:
+    """The repository and the RC the tag makes; None (and the event ignored) otherwise."""
+    repository = data.get("repository")
+    repo = repository.get("full_name") if isinstance(repository, dict) else None
+    if not isinstance(repo, str) or re.fullmatch(REPO_PATTERN, repo) is None:
+        context.ignore("no repository in the payload")
+        return None
+    if not valid_tag(tag):
+        context.ignore("not a valid tag name")  # not echoed: it may hold anything
+        return None
+    target = await tag_target(session, repo, tag) if context.concerns_a_project(repo) else None
+    if target is None:
+        context.ignore(f"tag {tag} is no release candidate of a project")
+        return None
+    context.about(project=target.project, release_candidate=target.version)
+    return repo, target
+
+
+async def _resolve_later(
+    session: AsyncSession, context: WebhookContext, repo: str, tag: str, target: TagTarget
+) -> None:
+    await enqueue(
+        session,
+        action=RESOLVE_TAG,
+        ordering_key=tag_key(repo, tag),
+        repo=repo,
+        payload={"tag": tag, "project": target.project, "version": target.version},
+        now=context.now,
+    )
+    context.record(f"tag {tag}: resolving its commit for {target.project} {target.version}")

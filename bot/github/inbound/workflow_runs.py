@@ -1,0 +1,361 @@
+"""`workflow_run` (`requested`, `in_progress`, `completed`): Tarmac's build and deploy runs.
+
+A run is Tarmac's when its workflow is the build workflow of a project on the repository or the
+deploy workflow of one of their environments (`workflow_run.path` ends with `/<file>`, or
+`workflow_id` equals a numeric workflow id); any other run (CI and the like) is ignored before
+anything else is read. Then, first match wins:
+
+1. a build: the RC whose `build_run_id` is the run (the dispatch answered with it);
+2. a deployment: the one whose `workflow_run_id` is the run;
+3. a deployment the run was not recorded on: Tarmac did not dispatch the run itself, or the
+   dispatch's answer was lost (the dispatch then looks for the run, or waits for this, before
+   it is sent again). Of that workflow's environments' active deploys and rollbacks with no
+   run yet whose dispatch Tarmac has tried already (before that no run can be theirs): the
+   one the run's title names (`Tarmac deployment <id>`, bot/github/run_marks.py), or, for a
+   title without a mark, the newest whose RC's commit is the run's `head_sha`;
+4. a build the same way: of the projects' `building` RCs with no run yet, the one of the
+   version the title names (`Tarmac build <version>`; by commit among several of that
+   version), or, without a mark, the newest at `head_sha`.
+   The run id is stored on what 3 and 4 find, so the run's later events match by id. A run
+   whose title names a deployment or a build is never taken for another one.
+
+A build ends with `completed`: `success` makes the RC ready (and auto-deploys it), anything else
+failed. A deployment follows its run: `requested`/`in_progress` → `in_progress`; `completed` →
+`success`, `failure` (failure, timed_out), `canceled` (cancelled) or `error` (anything else),
+with the run's URL as the GitHub status's log. A final deployment stays final, so a late
+`in_progress` after `completed` changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gidgethub import routing, sansio
+from sqlalchemy import and_, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.app.operations import Mirror, finish_build, record_run_status
+from bot.config.projects_file import REPO_PATTERN
+from bot.domain.statuses import ACTIVE_STATUSES, BuildStatus, DeploymentKind, DeploymentStatus
+from bot.domain.versions import normalize_commit_sha
+from bot.github.run_marks import BUILD, DEPLOYMENT, RunMark, run_mark
+from bot.storage.models import Deployment, Environment, OutboxItem, Project, ReleaseCandidate
+from bot.storage.outbox import OutboxState
+
+if TYPE_CHECKING:
+    from bot.github.inbound.context import WebhookContext
+
+log = logging.getLogger(__name__)
+
+router = routing.Router()
+
+COMPLETED = "completed"
+SUCCESS = "success"
+DISPATCH_DEPLOY_WORKFLOW = "dispatch_deploy_workflow"
+DISPATCH_BUILD_WORKFLOW = "dispatch_build_workflow"
+MAX_URL_LENGTH = 2000
+MAX_CONCLUSION_LENGTH = 50
+MAX_TITLE_LENGTH = 1000
+# Ids are stored as BIGINT: a forged one past it would fail the transaction.
+MAX_ID = 2**63 - 1
+
+# A completed deploy run's conclusion -> the deployment's status; anything else is `error`.
+CONCLUSIONS = {
+    "success": DeploymentStatus.SUCCESS,
+    "failure": DeploymentStatus.FAILURE,
+    "timed_out": DeploymentStatus.FAILURE,
+    "cancelled": DeploymentStatus.CANCELED,
+}
+RUNS_WORKFLOW = (DeploymentKind.DEPLOY, DeploymentKind.ROLLBACK)
+
+
+@dataclass(frozen=True)
+class WorkflowRun:
+    action: str
+    id: int
+    repo: str
+    path: str
+    workflow_id: int | None
+    head_sha: str | None
+    html_url: str | None
+    conclusion: str | None
+    mark: RunMark | None = None  # what its title says it is
+
+    def runs(self, workflow: str | None) -> bool:
+        """Whether this is a run of `workflow` (a file name such as deploy.yml, or an id)."""
+        if not workflow:
+            return False
+        if workflow.isdigit():
+            return self.workflow_id == int(workflow)
+        path = self.path.split("@", 1)[0]  # a workflow path may carry `@ref`
+        return path == workflow or path.endswith("/" + workflow)
+
+
+def deployment_status(run: WorkflowRun) -> DeploymentStatus:
+    if run.action != COMPLETED:
+        return DeploymentStatus.IN_PROGRESS
+    return CONCLUSIONS.get(run.conclusion or "", DeploymentStatus.ERROR)
+
+
+@router.register("workflow_run", action="requested")
+@router.register("workflow_run", action="in_progress")
+@router.register("workflow_run", action=COMPLETED)
+async def on_workflow_run(
+    event: sansio.Event, *, session: AsyncSession, context: WebhookContext
+) -> None:
+    run = read_run(event.data)
+    if run is None:
+        context.ignore("no workflow run in the payload")
+        return
+    if not context.concerns_a_project(run.repo):
+        context.ignore(f"no project on {run.repo}")
+        return
+    if not context.runs_a_tarmac_workflow(run.repo, run.runs):
+        context.ignore(f"run {run.id} is not of a Tarmac workflow")
+        return
+    projects = list(
+        await session.scalars(select(Project).where(func.lower(Project.repo) == run.repo.lower()))
+    )
+    builds = [p.id for p in projects if run.runs(p.build_workflow)]
+    environments = await session.scalars(
+        select(Environment).where(Environment.project_id.in_([p.id for p in projects]))
+    )
+    deploys = [e.id for e in environments if run.runs(e.deploy_workflow)]
+    if not builds and not deploys:
+        # Another replica's start-up synced other workflows since the batch read them.
+        context.ignore(f"run {run.id} is not of a Tarmac workflow")
+        return
+    mirror = Mirror(enabled=True)
+    candidate = await _build_by_run_id(session, run, builds)
+    if candidate is not None:
+        context.record(await _build_moved(session, mirror, candidate, run, context))
+        return
+    deployment = await deployment_by_run_id(session, run, deploys)
+    if deployment is None:
+        deployment = await deployment_unrecorded(session, run, deploys)
+    if deployment is None:
+        # The outbox worker may have been recording this very run on the deployment: the
+        # look-up by commit waited for its lock, then found the run no longer missing.
+        deployment = await deployment_by_run_id(session, run, deploys)
+    if deployment is not None:
+        context.record(await _deployment_moved(session, mirror, deployment, run, context))
+        return
+    candidate = await _build_unrecorded(session, run, builds)
+    if candidate is not None:
+        context.record(await _build_moved(session, mirror, candidate, run, context))
+        return
+    context.ignore(f"run {run.id} is no Tarmac build or deployment")
+
+
+def read_run(data: dict[str, Any]) -> WorkflowRun | None:
+    action = data.get("action")
+    workflow_run = data.get("workflow_run")
+    repository = data.get("repository")
+    if not isinstance(workflow_run, dict) or not isinstance(repository, dict):
+        return None
+    run_id = workflow_run.get("id")
+    repo = repository.get("full_name")
+    path = workflow_run.get("path")
+    if not isinstance(run_id, int) or isinstance(run_id, bool) or not 0 < run_id <= MAX_ID:
+        return None
+    if not isinstance(repo, str) or re.fullmatch(REPO_PATTERN, repo) is None:
+        return None
+    if not isinstance(action, str):
+        return None
+    head_sha = workflow_run.get("head_sha")
+    html_url = workflow_run.get("html_url")
+    conclusion = workflow_run.get("conclusion")
+    workflow_id = workflow_run.get("workflow_id")
+    title = text_fit_to_store(workflow_run.get("display_title"), MAX_TITLE_LENGTH)
+    return WorkflowRun(
+        action=action,
+        id=run_id,
+        repo=repo,
+        path=path if isinstance(path, str) else "",
+        workflow_id=workflow_id if _is_int(workflow_id) else None,
+        head_sha=normalize_commit_sha(head_sha) if isinstance(head_sha, str) else None,
+        html_url=text_fit_to_store(html_url, MAX_URL_LENGTH),
+        conclusion=text_fit_to_store(conclusion, MAX_CONCLUSION_LENGTH),
+        mark=run_mark(title) if title is not None else None,
+    )
+
+
+def text_fit_to_store(value: Any, limit: int) -> str | None:
+    """A string fit to store and show (GitHub's are; a forged payload's may not be)."""
+    if not isinstance(value, str) or not 0 < len(value) <= limit or not value.isprintable():
+        return None
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# --- builds ------------------------------------------------------------------------------
+
+
+async def _build_by_run_id(
+    session: AsyncSession, run: WorkflowRun, projects: list[int]
+) -> ReleaseCandidate | None:
+    if not projects:
+        return None
+    return await session.scalar(
+        select(ReleaseCandidate)
+        .where(ReleaseCandidate.build_run_id == run.id, ReleaseCandidate.project_id.in_(projects))
+        .limit(1)
+        .with_for_update(of=ReleaseCandidate)
+    )
+
+
+async def _build_unrecorded(
+    session: AsyncSession, run: WorkflowRun, projects: list[int]
+) -> ReleaseCandidate | None:
+    """The build the run is, though its id was never recorded: by the version its title
+    names, or by commit when the title names none."""
+    if not projects or (run.mark is not None and run.mark.kind != BUILD):
+        return None
+    if run.mark is None and run.head_sha is None:
+        return None
+    not_tried = _dispatch_not_tried(
+        DISPATCH_BUILD_WORKFLOW, OutboxItem.release_candidate_id == ReleaseCandidate.id
+    )
+    waiting = (
+        select(ReleaseCandidate)
+        .where(
+            ReleaseCandidate.project_id.in_(projects),
+            ReleaseCandidate.build_status == BuildStatus.BUILDING,
+            ReleaseCandidate.build_run_id.is_(None),
+            ~not_tried,
+        )
+        .order_by(ReleaseCandidate.id.desc())
+        .with_for_update(of=ReleaseCandidate)
+    )
+    if run.mark is None:
+        waiting = waiting.where(ReleaseCandidate.commit_sha == run.head_sha)
+    else:
+        waiting = waiting.where(ReleaseCandidate.version == run.mark.value)
+    found = list(await session.scalars(waiting))
+    if len(found) > 1:  # one version in several projects: the commit tells them apart
+        found = [c for c in found if c.commit_sha == run.head_sha]
+    candidate = found[0] if found else None
+    if candidate is not None:
+        log.info("run %d attached to the build of release candidate %d", run.id, candidate.id)
+        candidate.build_run_id = run.id
+    return candidate
+
+
+async def _build_moved(
+    session: AsyncSession,
+    mirror: Mirror,
+    candidate: ReleaseCandidate,
+    run: WorkflowRun,
+    context: WebhookContext,
+) -> str:
+    name = f"release candidate {candidate.version}"
+    if candidate.build_status != BuildStatus.BUILDING:
+        return f"{name} already {candidate.build_status}"
+    if run.action != COMPLETED:
+        candidate.build_run_url = run.html_url or candidate.build_run_url
+        return f"{name}: build run {run.id} {run.action}"
+    succeeded = run.conclusion == SUCCESS
+    started = await finish_build(
+        session, mirror, candidate, succeeded=succeeded, run_url=run.html_url, now=context.now
+    )
+    if not succeeded:
+        return f"{name}: build {run.conclusion or 'ended'}; failed"
+    if not started:
+        return f"{name} ready; not auto-deployed"
+    return f"{name} ready; auto-deployed to {', '.join(d.environment.name for d in started)}"
+
+
+# --- deployments -------------------------------------------------------------------------
+
+
+async def deployment_by_run_id(
+    session: AsyncSession, run: WorkflowRun, environments: list[int]
+) -> Deployment | None:
+    if not environments:
+        return None
+    return await session.scalar(
+        select(Deployment)
+        .where(Deployment.workflow_run_id == run.id, Deployment.environment_id.in_(environments))
+        .limit(1)
+        .with_for_update(of=Deployment)
+    )
+
+
+async def deployment_unrecorded(
+    session: AsyncSession, run: WorkflowRun, environments: list[int]
+) -> Deployment | None:
+    """The deployment the run is, though its id was never recorded: the one its title names,
+    or by commit when the title names none."""
+    if not environments or (run.mark is not None and run.mark.kind != DEPLOYMENT):
+        return None
+    if run.mark is None and run.head_sha is None:
+        return None
+    not_tried = _dispatch_not_tried(
+        DISPATCH_DEPLOY_WORKFLOW, OutboxItem.deployment_id == Deployment.id
+    )
+    waiting = (
+        select(Deployment)
+        .where(
+            Deployment.environment_id.in_(environments),
+            Deployment.status.in_(ACTIVE_STATUSES),
+            Deployment.kind.in_(RUNS_WORKFLOW),
+            Deployment.workflow_run_id.is_(None),
+            ~not_tried,
+        )
+        .order_by(Deployment.id.desc())
+        .limit(1)
+        .with_for_update(of=Deployment)
+    )
+    if run.mark is None:
+        waiting = waiting.join(
+            ReleaseCandidate, ReleaseCandidate.id == Deployment.release_candidate_id
+        ).where(ReleaseCandidate.commit_sha == run.head_sha)
+    else:
+        waiting = waiting.where(Deployment.id == int(run.mark.value))
+    deployment = await session.scalar(waiting)
+    if deployment is not None:
+        log.info("run %d attached to deployment %d", run.id, deployment.id)
+        deployment.workflow_run_id = run.id
+    return deployment
+
+
+async def _deployment_moved(
+    session: AsyncSession,
+    mirror: Mirror,
+    deployment: Deployment,
+    run: WorkflowRun,
+    context: WebhookContext,
+) -> str:
+    context.about_deployment(deployment)
+    status = deployment_status(run)
+    changed = await record_run_status(
+        session, mirror, deployment, status, run_url=run.html_url, now=context.now
+    )
+    name = f"deployment {deployment.id}"
+    if not changed:
+        return f"{name} stays {deployment.status} (run {run.id} {run.action})"
+    return f"{name} {status} (run {run.id} {run.action})"
+
+
+def _dispatch_not_tried(action: str, belongs: Any) -> Any:
+    """Whether Tarmac has not yet tried to dispatch the row's run: no run can be its yet (one
+    at the same workflow and commit is another's, e.g. the other environment's), and taking
+    one would stop Tarmac's own dispatch."""
+    return (
+        select(OutboxItem.id)
+        .where(
+            and_(
+                belongs,
+                OutboxItem.action == action,
+                OutboxItem.state == OutboxState.PENDING,
+                OutboxItem.attempts == 0,
+            )
+        )
+        .exists()
+    )

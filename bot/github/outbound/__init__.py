@@ -1,0 +1,1 @@
+"""GitHub calls out: the outbox worker, catch-up, one module per effect family."""

@@ -1,0 +1,337 @@
+"""The outbox worker: delivers pending GitHub calls, in order per ordering key.
+
+Each round claims the due items (one per ordering key, oldest first) in a short transaction
+that counts the attempt, delivers them in parallel, and records the outcomes together with
+what each call implies: the round's carried-out items in one transaction (a savepoint each),
+a retry or a refusal on its own. A crash between the call and the record leaves the item
+claimed with no outcome: the next attempt knows it is uncertain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+
+from cachetools import TTLCache
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.app.operations import Mirror
+from bot.core.clock import Clock
+from bot.core.log_context import add_log_context
+from bot.github.client import GitHubClient, GitHubRefused, GitHubUnavailable
+from bot.github.inbound.installations import installation_for_repo, remember_repository
+from bot.github.outbound.effects import (
+    ON_REFUSAL,
+    PRELOADERS,
+    CheckAgain,
+    EffectContext,
+    Handler,
+    Recorder,
+    owner_and_name,
+)
+from bot.storage.db import Database
+from bot.storage.models import Deployment
+from bot.storage.outbox import (
+    DEFAULT_LEASE,
+    MAX_BACKOFF,
+    OUTAGE_MAX_BACKOFF,
+    ClaimedItem,
+    claim_due,
+    mark_all_delivered,
+    mark_check_again,
+    mark_failed,
+    mark_retry,
+)
+
+log = logging.getLogger(__name__)
+
+# Items a round claims and calls GitHub for at once: GitHub allows no more than 100 concurrent
+# requests (secondary rate limits, "Rate limits for the REST API").
+BATCH_SIZE = 100
+IDLE_POLL_SECONDS = 0.5
+NOT_INSTALLED = "the GitHub App is not installed on this repository"
+# A lost dispatch whose run cannot be looked for (bot/github/outbound/workflows.py) waits this
+# many leases (a minute by default) for its run's workflow_run event before it is sent again.
+LOST_DISPATCH_GRACE_LEASES = 4
+INSTALLATION_CACHE_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class _Delivered:
+    item: ClaimedItem
+    record: Recorder | None
+
+
+@dataclass
+class WorkerStats:
+    delivered: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        db: Database,
+        client: GitHubClient,
+        clock: Clock,
+        handlers: dict[str, Handler],
+        *,
+        batch_size: int = BATCH_SIZE,
+        idle_poll: float = IDLE_POLL_SECONDS,
+        lease: timedelta = DEFAULT_LEASE,
+    ) -> None:
+        self._db = db
+        self._client = client
+        self._clock = clock
+        self._handlers = handlers
+        self._batch_size = batch_size
+        self._idle_poll = idle_poll
+        self._lease = lease
+        # Give up on a delivery while its lease still holds, so no other worker takes the
+        # item while this one may still be talking to GitHub about it.
+        self._delivery_timeout = lease.total_seconds() * 0.8
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.stats = WorkerStats()
+        # Repository -> installation, for a short while: a round of 50 items of one repository
+        # asks the database (or GitHub) once, not 50 times. Short, because an installation
+        # event may move the repository.
+        self._installations: TTLCache[str, int] = TTLCache(
+            maxsize=1000, ttl=INSTALLATION_CACHE_SECONDS
+        )
+        self._installation_lookup = asyncio.Lock()
+        self._warned: set[str] = set()
+
+    def wake(self) -> None:
+        """Something was enqueued: look now instead of at the next poll."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Finish the round in progress, then return from `run`."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                delivered = await self.deliver_due()
+            except (OSError, SQLAlchemyError) as exc:
+                # The database is away: one line per round, not a traceback; it comes back.
+                log.error("outbox round failed, database unreachable: %s", type(exc).__name__)
+                delivered = 0
+            except Exception:
+                log.exception("outbox round failed; retrying")
+                delivered = 0
+            if delivered or self._stopping:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._idle_poll)
+
+    async def deliver_due(self) -> int:
+        """One round: claim what is due and deliver it; returns how many items were handled."""
+        async with self._db.write() as session:
+            items = await claim_due(session, self._clock(), self._batch_size, self._lease)
+        if not items:
+            return 0
+        preloaded = await self._preload(items)
+        outcomes = await asyncio.gather(
+            *(self._deliver(item, preloaded.get(item.id)) for item in items)
+        )
+        await self._record_delivered([o for o in outcomes if o is not None])
+        return len(items)
+
+    async def drain(self, max_rounds: int = 1000) -> None:
+        """Deliver until nothing is due (for tests and the command line)."""
+        for _ in range(max_rounds):
+            if await self.deliver_due() == 0:
+                return
+
+    async def _preload(self, items: list[ClaimedItem]) -> dict[int, object]:
+        """What the round's handlers would read one by one, read by action in one session:
+        a few queries a round instead of a transaction (and on PostgreSQL several round trips)
+        for every item. Should that fail, each handler reads for itself."""
+        by_action: dict[str, list[ClaimedItem]] = defaultdict(list)
+        for item in items:
+            if item.action in PRELOADERS:
+                by_action[item.action].append(item)
+        if not by_action:
+            return {}
+        preloaded: dict[int, object] = {}
+        try:
+            async with self._db.read() as session:
+                for action, group in by_action.items():
+                    preloaded.update(await PRELOADERS[action](session, group))
+        except (OSError, SQLAlchemyError):
+            log.exception("outbox round: preloading failed; each item reads for itself")
+            return {}
+        return preloaded
+
+    async def _deliver(self, item: ClaimedItem, preloaded: object | None) -> _Delivered | None:
+        """Make the item's GitHub calls; returns what to record when it was carried out (a
+        retry or a refusal is recorded here, and None returned)."""
+        # gather() runs each item in a task of its own: these fields stay with this item's lines.
+        add_log_context(
+            deployment_id=item.deployment_id, release_candidate=item.release_candidate_id
+        )
+        try:
+            installation_id = await self._installation(item.repo)
+            if installation_id is None:
+                raise GitHubRefused(404, NOT_INSTALLED)
+            handler = self._handlers[item.action]
+            context = EffectContext(
+                client=self._client,
+                db=self._db,
+                clock=self._clock,
+                mirror=Mirror(enabled=True),
+                installation_id=installation_id,
+                lost_dispatch_grace=self._lease.total_seconds() * LOST_DISPATCH_GRACE_LEASES,
+                preloaded=preloaded,
+                warned=self._warned,
+            )
+            record = await asyncio.wait_for(handler(context, item), self._delivery_timeout)
+        except TimeoutError:
+            await self._retry(item, GitHubUnavailable("delivery timed out", ambiguous=True))
+            return None
+        except CheckAgain as exc:
+            await self._check_again(item, exc)
+            return None
+        except GitHubUnavailable as exc:
+            await self._retry(item, exc)
+            return None
+        except GitHubRefused as exc:
+            await self._fail(item, str(exc))
+            return None
+        except Exception as exc:
+            log.exception("outbox item %d (%s) failed", item.id, item.action)
+            error = GitHubUnavailable(f"internal error: {type(exc).__name__}")
+            await self._retry(item, error, max_backoff=MAX_BACKOFF)
+            return None
+        return _Delivered(item, record)
+
+    async def _record_delivered(self, delivered: list[_Delivered]) -> None:
+        """The outcomes of a round's carried-out items, in one transaction: one commit (one
+        fsync on SQLite) per round, not per item. Each item's record runs in a savepoint of
+        its own, so one that fails leaves the others recorded; its item stays claimed with no
+        outcome and is retried, as uncertain, when its lease ends."""
+        if not delivered:
+            return
+        async with self._db.write() as session:
+            recorded = []
+            for done in delivered:
+                if done.record is not None:
+                    try:
+                        async with session.begin_nested():
+                            await done.record(session)
+                    except SQLAlchemyError:
+                        log.exception("outbox item %d: outcome not recorded", done.item.id)
+                        continue
+                recorded.append(done.item.id)
+            await mark_all_delivered(session, recorded, self._clock())
+        self.stats.delivered += len(recorded)
+
+    async def _installation(self, repo: str) -> int | None:
+        cached = self._installations.get(repo.lower())
+        if cached is not None:
+            return cached
+        # One look-up at a time: the items of a round waiting here find it cached after it.
+        async with self._installation_lookup:
+            cached = self._installations.get(repo.lower())
+            if cached is not None:
+                return cached
+            found = await self._look_up_installation(repo)
+        if found is not None:
+            self._installations[repo.lower()] = found
+        return found
+
+    async def _look_up_installation(self, repo: str) -> int | None:
+        async with self._db.read() as session:
+            known = await installation_for_repo(session, repo)
+        if known is not None:
+            return known
+        try:
+            found = await self._client.call(
+                "GET",
+                "/repos/{owner}/{repo}/installation",
+                installation_id=None,
+                url_vars=owner_and_name(repo),
+            )
+        except GitHubRefused as exc:
+            if exc.status == 404:
+                return None
+            raise
+        installation_id = int(found["id"])
+        async with self._db.write() as session:
+            await remember_repository(session, repo, installation_id, self._clock())
+        return installation_id
+
+    async def _retry(
+        self,
+        item: ClaimedItem,
+        exc: GitHubUnavailable,
+        *,
+        max_backoff: timedelta = OUTAGE_MAX_BACKOFF,
+    ) -> None:
+        """Try the item again later: soon while GitHub is unreachable (`max_backoff`), not
+        before a rate limit's time."""
+        now = self._clock()
+        not_before = (
+            now + timedelta(seconds=exc.retry_after) if exc.retry_after is not None else None
+        )
+        async with self._db.write() as session:
+            due = await mark_retry(
+                session,
+                item.id,
+                error=exc.reason,
+                attempts=item.attempts,
+                now=now,
+                not_before=not_before,
+                # Once an attempt may have landed, the item stays uncertain: a later attempt
+                # that surely did not (a rate limit, a refused connection) says nothing of it.
+                uncertain=exc.ambiguous or item.uncertain,
+                max_backoff=max_backoff,
+            )
+        self.stats.retried += 1
+        log.warning(
+            "outbox item %d (%s, %s): %s; next attempt at %s",
+            item.id,
+            item.action,
+            item.ordering_key,
+            exc.reason,
+            due.isoformat(timespec="seconds"),
+        )
+
+    async def _check_again(self, item: ClaimedItem, exc: CheckAgain) -> None:
+        due = self._clock() + timedelta(seconds=exc.after)
+        async with self._db.write() as session:
+            await mark_check_again(
+                session, item.id, reason=exc.reason, due=due, payload=exc.payload
+            )
+        self.stats.retried += 1
+        log.info(
+            "outbox item %d (%s, %s): %s; looking again at %s",
+            item.id,
+            item.action,
+            item.ordering_key,
+            exc.reason,
+            due.isoformat(timespec="seconds"),
+        )
+
+    async def _fail(self, item: ClaimedItem, reason: str) -> None:
+        now = self._clock()
+        async with self._db.write() as session:
+            await mark_failed(session, item.id, error=reason, now=now)
+            if item.deployment_id is not None:
+                deployment = await session.get(Deployment, item.deployment_id)
+                if deployment is not None and deployment.error_message is None:
+                    deployment.error_message = f"GitHub refused {item.action}: {reason}"[:2000]
+            on_refusal = ON_REFUSAL.get(item.action)
+            if on_refusal is not None:
+                await on_refusal(session, Mirror(enabled=True), item, reason, now)
+        self.stats.failed += 1
+        log.error("outbox item %d (%s) refused for good: %s", item.id, item.action, reason)

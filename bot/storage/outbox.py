@@ -1,0 +1,263 @@
+"""The outbox: every GitHub call a change implies, stored in the same transaction as the change.
+
+A worker (bot/github/outbound/worker.py) delivers the items. Items that share an
+`ordering_key` go one after the other in id order (a deployment's status needs its GitHub
+deployment first); items with different keys go in parallel. Several processes on one
+PostgreSQL share the outbox: claiming uses `FOR UPDATE SKIP LOCKED` and a lease, so no item
+is delivered twice at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from bot.storage.models import OutboxItem
+
+# How long a claimed item stays with its worker before another may take it (the worker died).
+# The worker gives up on a delivery well before its lease ends (see
+# bot/github/outbound/worker.py), at 12 s: past the 10 s after which GitHub gives up on a request
+# itself. Short, because a process
+# killed mid-call holds its items this long: a deploy then starts this much later.
+DEFAULT_LEASE = timedelta(seconds=15)
+MAX_BACKOFF = timedelta(minutes=10)
+# While GitHub is down (5xx, refused connections, timeouts) retries stay this close together,
+# so what waited is delivered soon after GitHub is back; rate limits keep their own time.
+OUTAGE_MAX_BACKOFF = timedelta(seconds=10)
+# A call that may have landed (its answer was lost, or it was given up while in flight) is
+# checked on GitHub no sooner than this: a request still on its way has landed by then, so the
+# check sees it instead of repeating it.
+UNCERTAIN_SETTLE = timedelta(seconds=10)
+
+
+class OutboxState(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # GitHub refused it and retrying cannot change that
+
+
+def deployment_key(deployment_id: int) -> str:
+    return f"deployment:{deployment_id}"
+
+
+def release_candidate_key(release_candidate_id: int) -> str:
+    return f"release_candidate:{release_candidate_id}"
+
+
+def comment_key(comment_id: int) -> str:
+    return f"comment:{comment_id}"
+
+
+def tag_key(repo: str, tag: str) -> str:
+    return f"tag:{repo.lower()}:{tag}"[:100]
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    action: str,
+    ordering_key: str,
+    repo: str,
+    now: datetime,
+    payload: dict[str, Any] | None = None,
+    deployment_id: int | None = None,
+    release_candidate_id: int | None = None,
+) -> OutboxItem:
+    """Add an item in the caller's transaction: it exists exactly when the change commits."""
+    item = OutboxItem(
+        ordering_key=ordering_key,
+        action=action,
+        repo=repo,
+        payload=payload or {},
+        deployment_id=deployment_id,
+        release_candidate_id=release_candidate_id,
+        state=OutboxState.PENDING,
+        attempts=0,
+        uncertain=False,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(item)
+    await session.flush()
+    return item
+
+
+@dataclass(frozen=True)
+class ClaimedItem:
+    """An item taken by a worker. `uncertain` means an earlier attempt may have reached GitHub
+    without its outcome being recorded (the process died mid-call)."""
+
+    id: int
+    ordering_key: str
+    action: str
+    repo: str
+    payload: dict[str, Any]
+    deployment_id: int | None
+    release_candidate_id: int | None
+    attempts: int
+    uncertain: bool
+    previous_error: str | None  # what the last attempt recorded, if anything
+    created_at: datetime
+    # When this attempt was due: the end of the previous attempt's lease, or the time its
+    # recorded outcome set. Whatever the previous attempt sent, it sent before then.
+    due_at: datetime
+
+
+async def claim_due(
+    session: AsyncSession, now: datetime, limit: int, lease: timedelta = DEFAULT_LEASE
+) -> list[ClaimedItem]:
+    """Take up to `limit` due items, each the oldest pending one of its ordering key.
+
+    Claiming counts the attempt and sets a lease (next_attempt_at = now + lease), committed by
+    the caller before any GitHub call: an item found later with a counted attempt whose outcome
+    was never recorded is `uncertain`.
+    """
+    earlier = aliased(OutboxItem)
+    # The head of each key in one pass over the pending items (a hash aggregate on
+    # PostgreSQL). As a correlated `ORDER BY id LIMIT 1` per candidate, or as NOT EXISTS,
+    # PostgreSQL ran a subquery for every due item before sorting them: 40-80 ms a claim with
+    # a backlog of 10 000, against about 9 ms this way.
+    heads = (
+        select(func.min(earlier.id))
+        .where(earlier.state == OutboxState.PENDING)
+        .group_by(earlier.ordering_key)
+    )
+    due = (
+        select(
+            OutboxItem.id,
+            OutboxItem.ordering_key,
+            OutboxItem.action,
+            OutboxItem.repo,
+            OutboxItem.payload,
+            OutboxItem.deployment_id,
+            OutboxItem.release_candidate_id,
+            OutboxItem.attempts,
+            OutboxItem.uncertain,
+            OutboxItem.last_error,
+            OutboxItem.created_at,
+            OutboxItem.next_attempt_at,
+        )
+        .where(
+            OutboxItem.state == OutboxState.PENDING,
+            OutboxItem.next_attempt_at <= now,
+            OutboxItem.id.in_(heads),
+        )
+        .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=OutboxItem)
+    )
+    # Plain rows and one UPDATE for the lot: no ORM objects to build and flush one by one.
+    rows = (await session.execute(due)).all()
+    if not rows:
+        return []
+    await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id.in_([row.id for row in rows]))
+        .values(
+            attempts=OutboxItem.attempts + 1,
+            next_attempt_at=now + lease,
+            last_error=None,
+            uncertain=False,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return [
+        ClaimedItem(
+            id=row.id,
+            ordering_key=row.ordering_key,
+            action=row.action,
+            repo=row.repo,
+            payload=dict(row.payload),
+            deployment_id=row.deployment_id,
+            release_candidate_id=row.release_candidate_id,
+            attempts=row.attempts + 1,
+            # A counted attempt with no recorded outcome: the process died mid-call.
+            uncertain=row.uncertain or (row.attempts > 0 and row.last_error is None),
+            previous_error=row.last_error,
+            created_at=row.created_at,
+            due_at=row.next_attempt_at,
+        )
+        for row in rows
+    ]
+
+
+async def mark_delivered(session: AsyncSession, item_id: int, now: datetime) -> None:
+    await mark_all_delivered(session, [item_id], now)
+
+
+async def mark_all_delivered(session: AsyncSession, item_ids: list[int], now: datetime) -> None:
+    """Several items delivered, in one statement (a worker's round)."""
+    await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id.in_(item_ids))
+        .values(state=OutboxState.DELIVERED, delivered_at=now, last_error=None)
+    )
+
+
+async def mark_retry(
+    session: AsyncSession,
+    item_id: int,
+    *,
+    error: str,
+    attempts: int,
+    now: datetime,
+    not_before: datetime | None = None,
+    uncertain: bool = False,
+    max_backoff: timedelta = MAX_BACKOFF,
+) -> datetime:
+    """Record a failure that a later attempt may overcome; returns when that attempt is due.
+
+    Backoff doubles from 1 s up to `max_backoff`; a rate limit's reset time comes first, and an
+    uncertain item waits at least UNCERTAIN_SETTLE.
+    """
+    backoff = min(timedelta(seconds=2 ** min(attempts - 1, 20)), max_backoff)
+    if uncertain:
+        backoff = max(backoff, UNCERTAIN_SETTLE)
+    due = now + backoff
+    if not_before is not None and not_before > due:
+        due = not_before
+    await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id == item_id)
+        .values(next_attempt_at=due, last_error=error[:2000], uncertain=uncertain)
+    )
+    return due
+
+
+async def mark_check_again(
+    session: AsyncSession,
+    item_id: int,
+    *,
+    reason: str,
+    due: datetime,
+    payload: dict[str, Any],
+) -> None:
+    """An attempt that found GitHub not yet able to say whether an earlier one landed: look
+    again at `due` exactly (no backoff), the item uncertain, with what the looking needs to
+    remember in its payload."""
+    await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id == item_id)
+        .values(next_attempt_at=due, last_error=reason[:2000], uncertain=True, payload=payload)
+    )
+
+
+async def mark_failed(session: AsyncSession, item_id: int, *, error: str, now: datetime) -> None:
+    await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id == item_id)
+        .values(state=OutboxState.FAILED, last_error=error[:2000], delivered_at=now)
+    )
+
+
+async def pending_count(session: AsyncSession) -> int:
+    count = await session.scalar(
+        select(func.count()).select_from(OutboxItem).where(OutboxItem.state == OutboxState.PENDING)
+    )
+    return int(count or 0)
