@@ -1,19 +1,10 @@
-"""github app
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-28 21:39:41.179444
-"""
-
-from collections.abc import Sequence
+"""GitHub App: installations and their repositories, webhook deliveries, the outbox (0002, 2026-11-28)."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002"
+revision = "0002"
 down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -1,19 +1,10 @@
-"""idempotency keys
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-12-01 12:30:00
-"""
-
-from collections.abc import Sequence
+"""Idempotency keys (0003, 2026-12-01)."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003"
+revision = "0003"
 down_revision: str | None = "0002"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

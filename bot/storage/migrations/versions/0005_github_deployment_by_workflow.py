@@ -1,19 +1,10 @@
-"""GitHub deployments made by the deploy workflow's job, and what a run waits for
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-12-01 13:40:00.000000
-"""
-
-from collections.abc import Sequence
+"""GitHub deployments made by the deploy workflow's job; what a run waits for (0005, 2026-12-01)."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005"
+revision = "0005"
 down_revision: str | None = "0004"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
