@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
-from bot.service import Service
 from bot.settings import GitHubAppSettings, Settings
 from bot.storage.tokens import TokenIdentity
 
+if TYPE_CHECKING:
+    # Only the key's type: a module that needs the keys does not load the whole service.
+    from bot.service import Service
+
 SETTINGS = web.AppKey("settings", Settings)
-SERVICE = web.AppKey("service", Service)
+SERVICE: web.AppKey[Service] = web.AppKey("service")
 OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
 # Present only when the GitHub App is configured (`Settings.github_app()`).
 GITHUB_APP = web.AppKey("github_app", GitHubAppSettings)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.core.log_context import LogFormat, log_handler
@@ -61,8 +61,28 @@ class Settings(BaseSettings):
     # never finishes its headers cannot hold a file descriptor.
     header_timeout: float = Field(default=10.0, gt=0.0, le=300.0)
 
+    # What `github_app()` found (credentials, None, or the misconfiguration), once per object.
+    _github_app: GitHubAppSettings | GitHubAppMisconfigured | None = PrivateAttr(default=None)
+    _github_app_read: bool = PrivateAttr(default=False)
+
     def github_app(self) -> GitHubAppSettings | None:
         """The GitHub App credentials, or None when none are set (the REST API still works).
+
+        Read once, on the first call (the credentials file included); every later call answers
+        the same, so the CLI's early check, the web app and the service agree.
+        """
+        if not self._github_app_read:
+            try:
+                self._github_app = self._read_github_app()
+            except GitHubAppMisconfigured as exc:
+                self._github_app = exc
+            self._github_app_read = True
+        if isinstance(self._github_app, GitHubAppMisconfigured):
+            raise self._github_app
+        return self._github_app
+
+    def _read_github_app(self) -> GitHubAppSettings | None:
+        """The GitHub App credentials from the settings and the credentials file.
 
         Each comes from its TARMAC_GITHUB_* setting, or else from the credentials file
         (TARMAC_GITHUB_APP_FILE, written by `tarmac github register`). Raises

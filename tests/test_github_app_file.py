@@ -90,6 +90,18 @@ def test_serve_takes_the_app_from_the_file_alone(app_file: Path, github_private_
     assert (app.private_key, app.webhook_secret) == (github_private_key, FILE_SECRET)
 
 
+def test_the_app_is_read_once_per_settings(app_file: Path) -> None:
+    """The CLI's early check, the web app and the service ask the same Settings: the file is
+    read on the first question only, so they cannot disagree."""
+    settings = Settings(github_app_file=app_file)
+    first = settings.github_app()
+    app_file.unlink()
+
+    assert settings.github_app() is first
+    with pytest.raises(GitHubAppMisconfigured):
+        Settings(github_app_file=app_file).github_app()
+
+
 def test_each_setting_wins_over_the_file(
     app_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
