@@ -13,9 +13,10 @@ second to commit finds the key taken, rolls its change back, and answers the fir
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -25,8 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.errors import ApiError, Handler, bad_request
 from api.keys import IDENTITY, SERVICE
 from api.responses import json_response
+from bot.app.operations import Mirror
 from bot.storage import idempotency
 from bot.storage.idempotency import Replay, StoredAnswer
+
+T = TypeVar("T")
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -137,3 +141,18 @@ async def changing(request: web.Request) -> AsyncIterator[Change]:
                 now=service.clock(),
             )
     service.outbox_changed()
+
+
+async def committed(
+    request: web.Request,
+    use_case: Callable[[AsyncSession, Mirror], Awaitable[T]],
+    answer: Callable[[T], BaseModel],
+    *,
+    status: int = 200,
+) -> web.Response:
+    """Run one use case in the request's write transaction (`changing`) and give its answer
+    once committed: the shape of every REST write handler."""
+    async with changing(request) as change:
+        result = await use_case(change.session, request.app[SERVICE].mirror)
+        change.answer(answer(result), status=status)
+    return change.response

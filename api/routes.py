@@ -7,11 +7,15 @@ A handler builds its answer inside the transaction but returns it only after the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from functools import partial
+from typing import TypedDict
 
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.idempotency import changing
+from api.idempotency import changing, committed
 from api.keys import IDENTITY, OPENAPI_DOCUMENT, SERVICE
 from api.requests import read_body, read_page
 from api.responses import (
@@ -33,6 +37,8 @@ from api.schemas import (
     UpdateDeploymentBody,
 )
 from bot.app import deployments, operations, releases
+from bot.app.operations import Mirror
+from bot.core.clock import Clock
 from bot.domain.freeze import freeze_environment, unfreeze_environment
 from bot.service import Service
 from bot.storage.environments import describe_environment, describe_environments
@@ -55,23 +61,44 @@ def _actor(request: web.Request) -> str:
     return request[IDENTITY].actor
 
 
+class EnvironmentChange(TypedDict):
+    project_name: str
+    environment_name: str
+    actor: str
+    clock: Clock
+
+
+def _in_environment(request: web.Request) -> EnvironmentChange:
+    """What every change to an environment is told: where, by whom, and the service's clock."""
+    return EnvironmentChange(
+        project_name=request.match_info["project"],
+        environment_name=request.match_info["environment"],
+        actor=_actor(request),
+        clock=_service(request).clock,
+    )
+
+
 @routes.post(PROJECT + "/releases/{version}")
 async def create_release(request: web.Request) -> web.Response:
     body = await read_body(request, CreateReleaseBody)
-    service = _service(request)
-    async with changing(request) as change:
-        created = await operations.create_release_candidate(
-            change.session,
-            service.mirror,
+    clock = _service(request).clock
+
+    def create(session: AsyncSession, mirror: Mirror) -> Awaitable[releases.CreatedCandidate]:
+        # The time is read inside the write transaction, as the deployment use cases do.
+        return operations.create_release_candidate(
+            session,
+            mirror,
             project_name=request.match_info["project"],
             version=request.match_info["version"],
             repo=body.repo,
             commit=body.commit,
             build=body.trigger_build_workflow,
-            now=service.clock(),
+            now=clock(),
         )
-        change.answer(candidate_response(created.candidate), status=201)
-    return change.response
+
+    return await committed(
+        request, create, lambda created: candidate_response(created.candidate), status=201
+    )
 
 
 @routes.get(PROJECT + "/releases")
@@ -96,39 +123,25 @@ async def get_release_candidate(request: web.Request) -> web.Response:
 @routes.post(ENVIRONMENT + "/deployments")
 async def create_deployment(request: web.Request) -> web.Response:
     body = await read_body(request, CreateDeploymentBody)
-    service = _service(request)
-    async with changing(request) as change:
-        deployment = await operations.deploy(
-            change.session,
-            service.mirror,
-            project_name=request.match_info["project"],
-            environment_name=request.match_info["environment"],
-            version=body.release_candidate_version,
-            actor=_actor(request),
-            clock=service.clock,
-        )
-        change.answer(deployment_response(deployment), status=201)
-    return change.response
+    deploy = partial(
+        operations.deploy, **_in_environment(request), version=body.release_candidate_version
+    )
+    return await committed(request, deploy, deployment_response, status=201)
 
 
 @routes.patch(ENVIRONMENT + "/deployments")
 async def update_deployment_status(request: web.Request) -> web.Response:
     body = await read_body(request, UpdateDeploymentBody)
-    service = _service(request)
-    async with changing(request) as change:
-        reported = await operations.report_status(
-            change.session,
-            service.mirror,
-            project_name=request.match_info["project"],
-            environment_name=request.match_info["environment"],
-            version=body.release_candidate_version,
-            status=body.status,
-            actor=_actor(request),
-            error_message=body.error_message,
-            clock=service.clock,
-        )
-        change.answer(deployment_response(reported.deployment))
-    return change.response
+    report = partial(
+        operations.report_status,
+        **_in_environment(request),
+        version=body.release_candidate_version,
+        status=body.status,
+        error_message=body.error_message,
+    )
+    return await committed(
+        request, report, lambda reported: deployment_response(reported.deployment)
+    )
 
 
 @routes.get(ENVIRONMENT + "/deployments")
@@ -157,37 +170,21 @@ async def get_deployment(request: web.Request) -> web.Response:
 
 @routes.post(DEPLOYMENT + "/cancel")
 async def cancel_deployment(request: web.Request) -> web.Response:
-    service = _service(request)
-    async with changing(request) as change:
-        canceled = await operations.cancel(
-            change.session,
-            service.mirror,
-            project_name=request.match_info["project"],
-            environment_name=request.match_info["environment"],
-            deployment_id=int(request.match_info["deployment_id"]),
-            actor=_actor(request),
-            clock=service.clock,
-        )
-        change.answer(deployment_response(canceled))
-    return change.response
+    cancel = partial(
+        operations.cancel,
+        **_in_environment(request),
+        deployment_id=int(request.match_info["deployment_id"]),
+    )
+    return await committed(request, cancel, deployment_response)
 
 
 @routes.post(ENVIRONMENT + "/rollback")
 async def roll_back(request: web.Request) -> web.Response:
     body = await read_body(request, RollbackBody, optional=True)
-    service = _service(request)
-    async with changing(request) as change:
-        done = await operations.roll_back(
-            change.session,
-            service.mirror,
-            project_name=request.match_info["project"],
-            environment_name=request.match_info["environment"],
-            actor=_actor(request),
-            force=body.force,
-            clock=service.clock,
-        )
-        change.answer(deployment_response(done.deployment), status=201)
-    return change.response
+    roll_back = partial(operations.roll_back, **_in_environment(request), force=body.force)
+    return await committed(
+        request, roll_back, lambda done: deployment_response(done.deployment), status=201
+    )
 
 
 @routes.get(PROJECT + "/environments")
