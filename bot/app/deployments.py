@@ -59,16 +59,17 @@ async def record_deployment(
     environment: Environment,
     candidate: ReleaseCandidate,
     *,
-    kind: DeploymentKind,
-    status: DeploymentStatus,
     actor: str | None,
     now: datetime,
+    kind: DeploymentKind = DeploymentKind.DEPLOY,
+    status: DeploymentStatus = DeploymentStatus.PENDING,
     error_message: str | None = None,
     superseded_because: str | None = None,
 ) -> NewDeployment:
-    """Insert a deployment, with `from_*` set to what is running in the environment now, and
-    cancel the older active deployments it supersedes (`superseded_by`), their
-    `error_message` `superseded_because` (by default: "Superseded by deployment N").
+    """Insert a deployment (by default a `pending` deploy), with `from_*` set to what is
+    running in the environment now, and cancel the older active deployments it supersedes
+    (`superseded_by`), their `error_message` `superseded_because` (by default: "Superseded
+    by deployment N").
 
     The caller holds the environment lock (`lock_environment`).
     """

@@ -234,15 +234,7 @@ async def deploy(
     candidate = await find_release_candidate(session, environment.project, version)
     ensure_deployable(candidate)
     ensure_not_frozen(environment, locked.now)
-    new = await record_deployment(
-        session,
-        environment,
-        candidate,
-        kind=DeploymentKind.DEPLOY,
-        status=DeploymentStatus.PENDING,
-        actor=actor,
-        now=locked.now,
-    )
+    new = await record_deployment(session, environment, candidate, actor=actor, now=locked.now)
     environment.auto_deploy_paused_at = None
     await plan_started(session, mirror, new.deployment, new.superseded)
     return new.deployment
@@ -331,7 +323,6 @@ async def roll_back(
         environment,
         target.release_candidate,
         kind=DeploymentKind.ROLLBACK,
-        status=DeploymentStatus.PENDING,
         actor=actor,
         now=now,
         superseded_because=CANCELED_BY_ROLLBACK,
@@ -508,13 +499,7 @@ async def auto_deploy(
     started = []
     for environment in auto_deploy_targets(environments, now):
         new = await record_deployment(
-            session,
-            environment,
-            candidate,
-            kind=DeploymentKind.DEPLOY,
-            status=DeploymentStatus.PENDING,
-            actor=AUTO_DEPLOY_ACTOR,
-            now=now,
+            session, environment, candidate, actor=AUTO_DEPLOY_ACTOR, now=now
         )
         await plan_started(session, mirror, new.deployment, new.superseded)
         started.append(new.deployment)

@@ -21,6 +21,18 @@ class CreatedCandidate:
     created: bool  # False when the same RC at the same commit already existed
 
 
+@dataclass(frozen=True)
+class ReleaseWithCandidates:
+    release: Release
+    candidates: list[ReleaseCandidate]
+
+
+@dataclass(frozen=True)
+class CandidateWithDeployments:
+    candidate: ReleaseCandidate
+    deployments: list[Deployment]
+
+
 async def create_release_candidate(
     session: AsyncSession,
     project: Project,
@@ -48,12 +60,6 @@ async def create_release_candidate(
     return CreatedCandidate(candidate, created=True)
 
 
-@dataclass(frozen=True)
-class ReleaseWithCandidates:
-    release: Release
-    candidates: list[ReleaseCandidate]
-
-
 async def list_releases(
     session: AsyncSession, project_name: str, page: PageRequest
 ) -> Page[ReleaseWithCandidates]:
@@ -62,12 +68,6 @@ async def list_releases(
     releases = await stored.release_page(session, project, page)
     by_release = await stored.candidates_of(session, releases.items)
     return releases.map(lambda release: ReleaseWithCandidates(release, by_release[release.id]))
-
-
-@dataclass(frozen=True)
-class CandidateWithDeployments:
-    candidate: ReleaseCandidate
-    deployments: list[Deployment]
 
 
 async def get_release_candidate(

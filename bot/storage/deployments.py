@@ -17,7 +17,7 @@ from bot.core import errors
 from bot.core.pages import Page, PageRequest
 from bot.domain.rollback import TargetSearch
 from bot.domain.statuses import ACTIVE_STATUSES, DeploymentKind, DeploymentStatus, is_final
-from bot.storage.lookup import one_or_not_found
+from bot.storage.lookup import inserted, one_or_not_found, page_of
 from bot.storage.models import Deployment, Environment, ReleaseCandidate
 
 
@@ -140,50 +140,41 @@ async def insert_deployment(
     error_message: str | None,
 ) -> Deployment:
     """A new deployment, from `running`, flushed so that it has its id."""
-    deployment = Deployment(
-        environment_id=environment.id,
-        environment=environment,
-        release_candidate_id=candidate.id,
-        release_candidate=candidate,
-        from_release_candidate_id=running.id if running is not None else None,
-        from_release_candidate=running,
-        kind=kind,
-        status=status,
-        actor=actor,
-        deploy_start_at=now,
-        deploy_end_at=now if is_final(status) else None,
-        updated_at=now,
-        error_message=error_message,
+    return await inserted(
+        session,
+        Deployment(
+            environment_id=environment.id,
+            environment=environment,
+            release_candidate_id=candidate.id,
+            release_candidate=candidate,
+            from_release_candidate_id=running.id if running is not None else None,
+            from_release_candidate=running,
+            kind=kind,
+            status=status,
+            actor=actor,
+            deploy_start_at=now,
+            deploy_end_at=now if is_final(status) else None,
+            updated_at=now,
+            error_message=error_message,
+        ),
     )
-    session.add(deployment)
-    await session.flush()
-    return deployment
 
 
 async def deployment_page(
     session: AsyncSession, environment: Environment, page: PageRequest
 ) -> Page[Deployment]:
     """Deployments of one environment, newest first."""
-    rows = list(
-        await session.scalars(
-            _newest_first(Deployment.environment_id == environment.id)
-            .offset(page.offset)
-            .limit(page.per_page + 1)
-        )
-    )
-    return Page(items=rows[: page.per_page], has_next=len(rows) > page.per_page)
+    return await page_of(session, _newest_first(Deployment.environment_id == environment.id), page)
 
 
 async def deployment_in(
     session: AsyncSession, environment: Environment, deployment_id: int
 ) -> Deployment:
-    return await one_or_not_found(
-        session,
-        select(Deployment).where(
-            Deployment.id == deployment_id, Deployment.environment_id == environment.id
-        ),
-        errors.DEPLOYMENT_NOT_FOUND,
+    # By id and environment: a deployment is found only under its own environment's URL.
+    query = select(Deployment).where(
+        Deployment.id == deployment_id, Deployment.environment_id == environment.id
     )
+    return await one_or_not_found(session, query, errors.DEPLOYMENT_NOT_FOUND)
 
 
 async def deployments_of_candidate(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import contains_eager
 from bot.core import errors
 from bot.core.pages import Page, PageRequest
 from bot.domain.candidates import NewCandidate
-from bot.storage.lookup import one_or_not_found
+from bot.storage.lookup import inserted, one_or_not_found, page_of
 from bot.storage.models import Project, Release, ReleaseCandidate
 
 # Built once (statements cost more to build than to run). An RC's release is the one its
@@ -72,46 +72,34 @@ async def insert_candidate(
     if release is None:
         release = Release(project_id=project.id, version=new.version.release, created_at=now)
         session.add(release)
-    candidate = ReleaseCandidate(
-        project_id=project.id,
-        release=release,
-        version=new.version.text,
-        number=new.version.number,
-        commit_sha=new.commit_sha,
-        repo=project.repo,
-        build_status=new.build_status,
-        tag=tag,
-        created_at=now,
+    return await inserted(
+        session,
+        ReleaseCandidate(
+            project_id=project.id,
+            release=release,
+            version=new.version.text,
+            number=new.version.number,
+            commit_sha=new.commit_sha,
+            repo=project.repo,
+            build_status=new.build_status,
+            tag=tag,
+            created_at=now,
+        ),
     )
-    session.add(candidate)
-    await session.flush()
-    return candidate
 
 
 async def find_release_candidate(
     session: AsyncSession, project: Project, version: str
 ) -> ReleaseCandidate:
-    return await one_or_not_found(
-        session,
-        select(ReleaseCandidate).where(
-            ReleaseCandidate.project_id == project.id, ReleaseCandidate.version == version
-        ),
-        errors.RELEASE_NOT_FOUND,
-    )
+    of_project = ReleaseCandidate.project_id == project.id
+    query = select(ReleaseCandidate).where(of_project, ReleaseCandidate.version == version)
+    return await one_or_not_found(session, query, errors.RELEASE_NOT_FOUND)
 
 
 async def release_page(session: AsyncSession, project: Project, page: PageRequest) -> Page[Release]:
     """Releases of the project, newest first."""
-    releases = list(
-        await session.scalars(
-            select(Release)
-            .where(Release.project_id == project.id)
-            .order_by(Release.id.desc())
-            .offset(page.offset)
-            .limit(page.per_page + 1)
-        )
-    )
-    return Page(items=releases[: page.per_page], has_next=len(releases) > page.per_page)
+    newest_first = select(Release).where(Release.project_id == project.id)
+    return await page_of(session, newest_first.order_by(Release.id.desc()), page)
 
 
 async def candidates_of(
