@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,20 +14,9 @@ from bot.domain.environments import (
     takes_auto_deploy,
 )
 from bot.domain.names import is_valid_name
+from tests.domain_values import Env
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@dataclass
-class Env:
-    name: str = "staging"
-    auto_deploy: bool = True
-    removed_at: datetime | None = None
-    auto_deploy_paused_at: datetime | None = None
-    frozen_at: datetime | None = None
-    frozen_by: str | None = None
-    frozen_reason: str | None = None
-    frozen_until: datetime | None = None
 
 
 def test_a_removed_environment_takes_no_deployment() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -17,17 +16,10 @@ from bot.domain.freeze import (
     freeze_environment,
     unfreeze_environment,
 )
+from tests.domain_values import Env
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
-
-
-@dataclass
-class Env:
-    frozen_at: datetime | None = None
-    frozen_by: str | None = None
-    frozen_reason: str | None = None
-    frozen_until: datetime | None = None
 
 
 def test_a_freeze_holds_until_its_end() -> None:

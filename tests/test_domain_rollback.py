@@ -20,6 +20,7 @@ from bot.domain.rollback import (
     to_remember,
 )
 from bot.domain.statuses import DeploymentStatus
+from tests.domain_values import Env
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 S = DeploymentStatus
@@ -31,15 +32,6 @@ class D:
     release_candidate_id: int
     status: str
     rolled_back_at: datetime | None = None
-
-
-@dataclass
-class Env:
-    frozen_at: datetime | None = None
-    frozen_by: str | None = None
-    frozen_reason: str | None = None
-    frozen_until: datetime | None = None
-    removed_at: datetime | None = None
 
 
 def rc_of(deployment: D | None) -> int | None:
