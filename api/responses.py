@@ -17,10 +17,10 @@ from api.schemas import (
     ReleaseCandidateResponse,
     ReleaseResponse,
 )
+from bot.app.environments import EnvironmentState
 from bot.app.releases import CandidateWithDeployments, ReleaseWithCandidates
 from bot.core.pages import Page, PageRequest
 from bot.domain.statuses import BuildStatus, DeploymentKind, DeploymentStatus
-from bot.storage.environments import EnvironmentState
 from bot.storage.models import Deployment, ReleaseCandidate
 
 

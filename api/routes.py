@@ -39,9 +39,9 @@ from api.schemas import (
 from bot.app import deployments, operations, releases
 from bot.app.operations import Mirror
 from bot.core.clock import Clock
+from bot.app.environments import describe_environment, describe_environments
 from bot.domain.freeze import freeze_environment, unfreeze_environment
 from bot.service import Service
-from bot.storage.environments import describe_environment, describe_environments
 from bot.storage.projects import find_environment
 
 HEALTH_TIMEOUT_SECONDS = 2.0

@@ -17,8 +17,9 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import package_version
-from bot.config.projects_file import ProjectsFileError, is_valid_name, load_projects_file
+from bot.config.projects_file import ProjectsFileError, load_projects_file
 from bot.core.clock import utc_now
+from bot.domain.names import is_valid_name
 from bot.settings import GitHubAppMisconfigured, Settings, configure_logging
 from bot.storage import tokens
 from bot.storage.backup import BackupRefused, backup_database

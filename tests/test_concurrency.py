@@ -16,11 +16,11 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from bot.app.deployments import report_deployment_status
+from bot.app.operations import Mirror, report_status
 from bot.app.releases import create_release_candidate
-from bot.app.rollback import CANCELED_BY_ROLLBACK
 from bot.config.projects_file import parse_projects
 from bot.config.projects_sync import sync_projects
+from bot.domain.rollback import CANCELED_BY_ROLLBACK
 from bot.domain.statuses import ACTIVE_STATUSES, FINAL_STATUSES, DeploymentStatus
 from bot.storage.db import Database
 from bot.storage.models import Deployment, ReleaseCandidate
@@ -250,8 +250,9 @@ async def test_two_replicas_writing_to_one_environment_keep_the_chain(
 
     async def report(replica: Database, version: str) -> None:
         async with replica.write() as session:
-            await report_deployment_status(
+            await report_status(
                 session,
+                Mirror(enabled=False),
                 project_name="Backend",
                 environment_name=ENVIRONMENT,
                 version=version,

@@ -17,11 +17,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, event, insert, inspect, text
 
-from bot.app.deployments import list_deployments, running_release_candidate
+from bot.app.deployments import list_deployments
 from bot.config.projects_file import parse_projects
 from bot.config.projects_sync import sync_projects
 from bot.core.pages import PageRequest
 from bot.storage.db import MIGRATION_ADVISORY_LOCK, Database, alembic_config, head_revision
+from bot.storage.deployments import running_release_candidate
 from bot.storage.models import Base, Deployment, Release, ReleaseCandidate
 from bot.storage.projects import find_environment
 from tests.conftest import _dsn

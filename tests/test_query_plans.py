@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from bot.app.deployments import ACTIVE_STATUSES
-from bot.app.rollback import roll_back
-from bot.domain.statuses import DeploymentStatus
+from bot.app.operations import Mirror, roll_back
+from bot.domain.statuses import ACTIVE_STATUSES, DeploymentStatus
 from bot.storage.db import Database
 from bot.storage.models import Deployment
 from bot.storage.projects import find_environment
@@ -43,6 +42,7 @@ async def _rollback_statements(db: Database) -> list[tuple[str, Any]]:
     async def production_rollback(session: Any) -> None:
         await roll_back(
             session,
+            Mirror(enabled=False),
             project_name="Backend",
             environment_name="production",
             actor="ci@example.com",

@@ -16,21 +16,9 @@ import yaml
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.app.deployments import (
-    SUPERSEDED_MESSAGE,
-    TIMED_OUT_MESSAGE,
-    ReportedStatus,
-    create_deployment,
-    expire_stuck_deployments,
-    list_deployments,
-    newest_deployment,
-    record_deployment,
-    report_deployment_status,
-    running_release_candidate,
-)
-from bot.app.operations import Mirror
-from bot.app.releases import create_release_candidate, find_release_candidate
-from bot.app.rollback import CANCELED_BY_ROLLBACK, Rollback, roll_back, rollback_target
+from bot.app.deployments import ReportedStatus, list_deployments, record_deployment
+from bot.app.operations import Mirror, Rollback, deploy, expire_stuck, report_status, roll_back
+from bot.app.releases import create_release_candidate
 from bot.app.timeouts import BUILD_TIMED_OUT_MESSAGE, sweep_stuck_builds, sweep_stuck_deployments
 from bot.config.projects_file import parse_projects
 from bot.config.projects_sync import SyncReport, sync_projects
@@ -38,10 +26,20 @@ from bot.core import errors
 from bot.core.errors import DomainError, Refusal
 from bot.core.pages import PageRequest
 from bot.domain.freeze import current_freeze, freeze_environment, unfreeze_environment
-from bot.domain.statuses import BuildStatus, DeploymentKind, DeploymentStatus
+from bot.domain.rollback import CANCELED_BY_ROLLBACK, target_search
+from bot.domain.rollback import rollback_target as rule_target
+from bot.domain.statuses import (
+    SUPERSEDED_MESSAGE,
+    TIMED_OUT_MESSAGE,
+    BuildStatus,
+    DeploymentKind,
+    DeploymentStatus,
+)
 from bot.storage.db import Database
+from bot.storage.deployments import newest_deployment, rollback_target, running_release_candidate
 from bot.storage.models import Deployment, Environment, Project, ReleaseCandidate
 from bot.storage.projects import find_environment, find_project
+from bot.storage.releases import find_release_candidate
 from tests.conftest import PROJECTS_WITHOUT_STAGING_YAML, PROJECTS_YAML, SHA_A
 
 # SQL is what these tests check: both databases in make test (tests/databases.py).
@@ -49,6 +47,7 @@ pytestmark = pytest.mark.both_databases
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ACTOR = "dev@example.com"
+NO_MIRROR = Mirror(enabled=False)
 
 # PROJECTS_YAML with Backend's settings changed.
 CHANGED_YAML = """
@@ -129,15 +128,15 @@ class Story:
         self, environment: str, version: str, *, project: str = "Backend"
     ) -> Deployment:
         async with self.db.write() as session:
-            new = await create_deployment(
+            return await deploy(
                 session,
+                NO_MIRROR,
                 project_name=project,
                 environment_name=environment,
                 version=version,
                 actor=ACTOR,
                 clock=self.tick,
             )
-            return new.deployment
 
     async def report(
         self,
@@ -148,8 +147,9 @@ class Story:
         error_message: str | None = None,
     ) -> ReportedStatus:
         async with self.db.write() as session:
-            return await report_deployment_status(
+            return await report_status(
                 session,
+                NO_MIRROR,
                 project_name="Backend",
                 environment_name=environment,
                 version=version,
@@ -169,6 +169,7 @@ class Story:
         async with self.db.write() as session:
             return await roll_back(
                 session,
+                NO_MIRROR,
                 project_name="Backend",
                 environment_name=environment,
                 actor=ACTOR,
@@ -490,8 +491,18 @@ async def target_of(story: Story, environment: str) -> str | None:
         env = await find_environment(session, "Backend", environment)
         newest = await newest_deployment(session, env)
         assert newest is not None
-        target = await rollback_target(session, env, newest)
-    return target.version if target is not None else None
+        target = await rollback_target(session, env, target_search(newest))
+        history = list(
+            await session.scalars(
+                select(Deployment)
+                .where(Deployment.environment_id == env.id)
+                .order_by(Deployment.id.desc())
+            )
+        )
+    # The one indexed SELECT finds what the rule finds over the whole history.
+    in_memory = rule_target(history)
+    assert (target.id if target else None) == (in_memory.id if in_memory else None)
+    return target.release_candidate.version if target is not None else None
 
 
 async def test_nothing_deployed_means_nothing_to_roll_back_to(story: Story) -> None:
@@ -637,6 +648,7 @@ async def test_a_frozen_environment_refuses_a_rollback_before_changing_anything(
         with pytest.raises(DomainError) as caught:
             await roll_back(
                 session,
+                NO_MIRROR,
                 project_name="Backend",
                 environment_name="production",
                 actor=ACTOR,
@@ -762,8 +774,8 @@ async def test_an_active_deployment_past_the_timeout_becomes_error(story: Story)
 
     async with story.db.write() as session:
         env = await find_environment(session, "Backend", "production", lock=True)
-        assert await expire_stuck_deployments(session, env, expires) == []
-        expired = await expire_stuck_deployments(session, env, expires + timedelta(seconds=1))
+        assert await expire_stuck(session, NO_MIRROR, env, expires) == []
+        expired = await expire_stuck(session, NO_MIRROR, env, expires + timedelta(seconds=1))
     assert [d.id for d in expired] == [old.id]
 
     history = {d.id: d for d in await story.history("production")}

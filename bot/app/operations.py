@@ -1,5 +1,6 @@
-"""What a person, a pipeline or a GitHub event asks Tarmac to do: the domain rule, then the
-GitHub calls its change implies, written to the outbox in the same transaction.
+"""What a person, a pipeline or a GitHub event asks Tarmac to do. Each use case loads what a
+decision needs (bot/storage), decides (bot/domain), writes, and enqueues the GitHub calls its
+change implies, in the same transaction.
 
 Every adapter (REST routes, webhook handlers, PR commands, the timeout sweeper) goes through
 these functions, so no path can change a deployment without mirroring it on GitHub.
@@ -10,30 +11,49 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.app import deployments, releases, rollback
+from bot.app import releases
+from bot.app.deployments import ReportedStatus, lock_environment, record_deployment
 from bot.config.projects_file import GITHUB_DEPLOYMENT_WORKFLOW
 from bot.core import errors
 from bot.core.clock import Clock
-from bot.domain.freeze import current_freeze
+from bot.domain.candidates import build_result, ensure_deployable, ensure_rc_version
+from bot.domain.environments import auto_deploy_targets, ensure_accepts_deployments
+from bot.domain.freeze import ensure_not_frozen
+from bot.domain.rollback import (
+    CANCELED_BY_ROLLBACK,
+    ensure_may_roll_back,
+    ensure_target,
+    rolled_away_from,
+    target_search,
+    to_remember,
+)
 from bot.domain.statuses import (
     BuildStatus,
     DeploymentKind,
     DeploymentStatus,
-    apply_status,
-    is_final,
+    apply_report,
+    cancel_changes,
+    canceled_by,
+    ensure_something_to_cancel,
+    expire,
+    follow_run,
+    report_starts_new_deployment,
+    stuck_before,
 )
+from bot.domain.statuses import cancel as cancel_deployment
+from bot.storage import deployments as stored
+from bot.storage.environments import auto_deploy_environments
 from bot.storage.models import Deployment, Environment, Project, ReleaseCandidate
 from bot.storage.outbox import deployment_key, enqueue, release_candidate_key
 from bot.storage.projects import find_project
+from bot.storage.releases import find_release_candidate
 
 AUTO_DEPLOY_ACTOR = "tarmac (auto-deploy)"
 MAX_DESCRIPTION = 140
-BUILD_RUN_FAILED = "The build workflow run did not succeed"
-MAX_BUILD_ERROR_LENGTH = 2000
 
 # GitHub deployment states for Tarmac statuses; `unknown` posts nothing.
 GITHUB_STATES = {
@@ -76,16 +96,36 @@ def status_description(deployment: Deployment) -> str:
     return text
 
 
+async def enqueue_for_deployment(
+    session: AsyncSession,
+    *,
+    action: str,
+    deployment: Deployment,
+    now: datetime,
+    payload: dict[str, Any] | None = None,
+) -> None:
+    """A GitHub call about one deployment, under its ordering key, so that the calls about
+    it reach GitHub in order."""
+    await enqueue(
+        session,
+        action=action,
+        ordering_key=deployment_key(deployment.id),
+        repo=deployment.environment.project.repo,
+        deployment_id=deployment.id,
+        payload=payload,
+        now=now,
+    )
+
+
 async def plan_new_deployment(
     session: AsyncSession, mirror: Mirror, deployment: Deployment, now: datetime
 ) -> None:
     """A GitHub Deployment for it, the deploy workflow for deploys and rollbacks, and its
-    first status; all under the deployment's ordering key, so they reach GitHub in order.
+    first status.
 
     When the environment's deploy workflow makes the GitHub Deployment (`github_deployment:
     workflow`), only the workflow is dispatched: the `deployment` event brings its id."""
     environment = deployment.environment
-    project = environment.project
     runs_workflow = deployment.kind in (DeploymentKind.DEPLOY, DeploymentKind.ROLLBACK)
     deployment.github_deployment_by_actions = (
         runs_workflow
@@ -95,22 +135,12 @@ async def plan_new_deployment(
     if not mirror.enabled:
         return
     if not deployment.github_deployment_by_actions:
-        await enqueue(
-            session,
-            action="create_github_deployment",
-            ordering_key=deployment_key(deployment.id),
-            repo=project.repo,
-            deployment_id=deployment.id,
-            now=now,
+        await enqueue_for_deployment(
+            session, action="create_github_deployment", deployment=deployment, now=now
         )
     if runs_workflow and environment.deploy_workflow is not None:
-        await enqueue(
-            session,
-            action="dispatch_deploy_workflow",
-            ordering_key=deployment_key(deployment.id),
-            repo=project.repo,
-            deployment_id=deployment.id,
-            now=now,
+        await enqueue_for_deployment(
+            session, action="dispatch_deploy_workflow", deployment=deployment, now=now
         )
     await plan_status(session, mirror, deployment, now)
 
@@ -125,33 +155,15 @@ async def plan_status(
     state = GITHUB_STATES.get(DeploymentStatus(deployment.status))
     if state is None:
         return
-    environment = deployment.environment
-    await enqueue(
+    await enqueue_for_deployment(
         session,
         action="post_deployment_status",
-        ordering_key=deployment_key(deployment.id),
-        repo=environment.project.repo,
-        deployment_id=deployment.id,
+        deployment=deployment,
         payload={
             "state": state,
             "description": status_description(deployment),
-            "environment_url": environment.url,
+            "environment_url": deployment.environment.url,
         },
-        now=now,
-    )
-
-
-async def plan_cancel_run(
-    session: AsyncSession, mirror: Mirror, deployment: Deployment, now: datetime
-) -> None:
-    if not mirror.enabled:
-        return
-    await enqueue(
-        session,
-        action="cancel_workflow_run",
-        ordering_key=deployment_key(deployment.id),
-        repo=deployment.environment.project.repo,
-        deployment_id=deployment.id,
         now=now,
     )
 
@@ -161,9 +173,22 @@ async def plan_canceled(
 ) -> None:
     """Deployments just canceled (by a rollback, a newer deployment or a person): their runs
     canceled on GitHub, their GitHub deployments shown inactive."""
+    if not mirror.enabled:
+        return
     for deployment in canceled:
-        await plan_cancel_run(session, mirror, deployment, now)
+        await enqueue_for_deployment(
+            session, action="cancel_workflow_run", deployment=deployment, now=now
+        )
         await plan_status(session, mirror, deployment, now)
+
+
+async def plan_started(
+    session: AsyncSession, mirror: Mirror, deployment: Deployment, superseded: Sequence[Deployment]
+) -> None:
+    """A deployment just made: what it superseded canceled on GitHub, then itself mirrored."""
+    now = deployment.updated_at  # the time of the decision, under the environment's lock
+    await plan_canceled(session, mirror, superseded, now)
+    await plan_new_deployment(session, mirror, deployment, now)
 
 
 async def plan_build(
@@ -200,21 +225,19 @@ async def deploy(
     actor: str | None,
     clock: Clock,
 ) -> Deployment:
-    """An explicit deploy, superseding what was under way; it also resumes auto-deploy paused
-    by a rollback."""
-    new = await deployments.create_deployment(
-        session,
-        project_name=project_name,
-        environment_name=environment_name,
-        version=version,
-        actor=actor,
-        clock=clock,
-    )
-    deployment = new.deployment
-    deployment.environment.auto_deploy_paused_at = None
-    await plan_canceled(session, mirror, new.superseded, deployment.updated_at)
-    await plan_new_deployment(session, mirror, deployment, deployment.updated_at)
-    return deployment
+    """Deploy RC `version` to the environment: a new `pending` deployment, which supersedes
+    the environment's older active ones; it also resumes auto-deploy paused by a rollback."""
+    locked = await lock_environment(session, project_name, environment_name, clock)
+    environment = locked.environment
+    ensure_rc_version(version)
+    ensure_accepts_deployments(environment)
+    candidate = await find_release_candidate(session, environment.project, version)
+    ensure_deployable(candidate)
+    ensure_not_frozen(environment, locked.now)
+    new = await record_deployment(session, environment, candidate, actor=actor, now=locked.now)
+    environment.auto_deploy_paused_at = None
+    await plan_started(session, mirror, new.deployment, new.superseded)
+    return new.deployment
 
 
 async def report_status(
@@ -228,26 +251,47 @@ async def report_status(
     actor: str | None,
     clock: Clock,
     error_message: str | None = None,
-) -> deployments.ReportedStatus:
-    """A status from a CD system: recorded and mirrored; it never dispatches a workflow."""
-    reported = await deployments.report_deployment_status(
-        session,
-        project_name=project_name,
-        environment_name=environment_name,
-        version=version,
-        status=status,
-        actor=actor,
-        clock=clock,
-        error_message=error_message,
-    )
-    # A new or changed deployment was updated at the time the rule read, under the lock.
-    now = reported.deployment.updated_at
-    await plan_canceled(session, mirror, reported.superseded, now)
-    if reported.created:
-        await plan_new_deployment(session, mirror, reported.deployment, now)
-    elif reported.changed:
-        await plan_status(session, mirror, reported.deployment, now)
+) -> ReportedStatus:
+    """A status reported by a CD system: updates the newest deployment of the RC in the
+    environment, or records a new one (`report_starts_new_deployment` says which); mirrored,
+    it never dispatches a workflow.
+
+    Freezes do not apply: a report describes what already happened.
+    """
+    locked = await lock_environment(session, project_name, environment_name, clock)
+    environment, now = locked.environment, locked.now
+    ensure_rc_version(version)
+    candidate = await find_release_candidate(session, environment.project, version)
+    current = await stored.newest_deployment_of(session, environment, candidate)
+    if current is None or report_starts_new_deployment(current, status):
+        ensure_accepts_deployments(environment)
+        new = await record_deployment(
+            session,
+            environment,
+            candidate,
+            kind=DeploymentKind.REPORTED,
+            status=status,
+            actor=actor,
+            now=now,
+            error_message=error_message,
+        )
+        await plan_started(session, mirror, new.deployment, new.superseded)
+        return ReportedStatus(
+            new.deployment, created=True, previous_status=None, superseded=new.superseded
+        )
+    reported = ReportedStatus(current, created=False, previous_status=current.status)
+    apply_report(current, status, error_message, now)
+    await session.flush()
+    if reported.changed:
+        await plan_status(session, mirror, current, now)
     return reported
+
+
+@dataclass(frozen=True)
+class Rollback:
+    deployment: Deployment
+    canceled: list[Deployment]
+    rolled_back_from: ReleaseCandidate
 
 
 async def roll_back(
@@ -259,22 +303,33 @@ async def roll_back(
     actor: str | None,
     force: bool,
     clock: Clock,
-) -> rollback.Rollback:
-    """The rollback rule, then: superseded runs canceled on GitHub, their deployments shown
-    inactive, auto-deploy paused for the environment, and the rollback deployed."""
-    done = await rollback.roll_back(
+) -> Rollback:
+    """The rollback rule (bot/domain/rollback.py), then: superseded runs canceled on GitHub,
+    their deployments shown inactive, auto-deploy paused for the environment, and the
+    rollback deployed."""
+    locked = await lock_environment(session, project_name, environment_name, clock)
+    environment, now = locked.environment, locked.now
+    newest = await stored.newest_deployment(session, environment)
+    newest = ensure_may_roll_back(environment, newest, now, force=force)
+    found = await stored.rollback_target(session, environment, target_search(newest))
+    target = ensure_target(found)
+    away = rolled_away_from(newest, target)
+    if away is not None:
+        deployed = await stored.deployments_of_candidate_in(session, environment, away)
+        await stored.mark_rolled_back(session, [d.id for d in to_remember(deployed)], now)
+    # Every active deployment is older than the rollback, so superseding cancels them all.
+    new = await record_deployment(
         session,
-        project_name=project_name,
-        environment_name=environment_name,
+        environment,
+        target.release_candidate,
+        kind=DeploymentKind.ROLLBACK,
         actor=actor,
-        force=force,
-        clock=clock,
+        now=now,
+        superseded_because=CANCELED_BY_ROLLBACK,
     )
-    now = done.deployment.updated_at
-    done.deployment.environment.auto_deploy_paused_at = now
-    await plan_canceled(session, mirror, done.canceled, now)
-    await plan_new_deployment(session, mirror, done.deployment, now)
-    return done
+    environment.auto_deploy_paused_at = now
+    await plan_started(session, mirror, new.deployment, new.superseded)
+    return Rollback(new.deployment, list(new.superseded), newest.release_candidate)
 
 
 async def cancel(
@@ -287,19 +342,14 @@ async def cancel(
     actor: str | None,
     clock: Clock,
 ) -> Deployment:
-    """Cancel one deployment (its run too); a retried cancel changes nothing."""
-    canceled = await deployments.cancel_deployment(
-        session,
-        project_name=project_name,
-        environment_name=environment_name,
-        deployment_id=deployment_id,
-        actor=actor,
-        clock=clock,
-    )
-    if canceled.changed:
-        deployment = canceled.deployment
-        await plan_canceled(session, mirror, [deployment], deployment.updated_at)
-    return canceled.deployment
+    """Cancel one deployment that has not ended, and its run (`cancel_changes`: a retried
+    cancel changes nothing)."""
+    locked = await lock_environment(session, project_name, environment_name, clock)
+    deployment = await stored.deployment_in(session, locked.environment, deployment_id)
+    if not cancel_changes(deployment):
+        return deployment
+    await _cancel_all(session, mirror, [deployment], actor, locked.now)
+    return deployment
 
 
 async def cancel_environment(
@@ -311,16 +361,26 @@ async def cancel_environment(
     actor: str | None,
     clock: Clock,
 ) -> list[Deployment]:
-    """Cancel every deployment of the environment under way, with their runs."""
-    canceled = await deployments.cancel_active_deployments(
-        session,
-        project_name=project_name,
-        environment_name=environment_name,
-        actor=actor,
-        clock=clock,
-    )
-    await plan_canceled(session, mirror, canceled, canceled[0].updated_at)
-    return canceled
+    """Cancel every deployment of the environment under way, with their runs
+    (`/cancel <environment>`)."""
+    locked = await lock_environment(session, project_name, environment_name, clock)
+    active = await stored.active_deployments(session, locked.environment)
+    ensure_something_to_cancel(active)
+    await _cancel_all(session, mirror, active, actor, locked.now)
+    return active
+
+
+async def _cancel_all(
+    session: AsyncSession,
+    mirror: Mirror,
+    deployments: Sequence[Deployment],
+    actor: str | None,
+    now: datetime,
+) -> None:
+    for deployment in deployments:
+        cancel_deployment(deployment, canceled_by(actor), now)
+    await session.flush()
+    await plan_canceled(session, mirror, deployments, now)
 
 
 async def create_release_candidate(
@@ -398,18 +458,11 @@ async def record_run_status(
     run_url: str | None,
     now: datetime,
 ) -> bool:
-    """A deploy workflow run moved: the deployment follows unless it is already final (a
-    canceled deployment stays canceled whatever its run says later)."""
+    """A deploy workflow run moved: the deployment follows as `follow_run` decides."""
     if run_url is not None:
         deployment.workflow_run_url = run_url
-    if is_final(deployment.status):
+    if not follow_run(deployment, status, now):
         return False
-    if deployment.waiting_for is not None and not is_final(status):
-        return False  # its job waits for approval: it stays pending until the job runs
-    if not apply_status(deployment, status, now):
-        return False
-    if status == DeploymentStatus.ERROR and deployment.error_message is None:
-        deployment.error_message = "The deploy workflow run did not succeed"
     await plan_status(session, mirror, deployment, now)
     return True
 
@@ -425,55 +478,30 @@ async def finish_build(
     error: str | None = None,
 ) -> list[Deployment]:
     """The build workflow finished: the RC is ready (and auto-deployed) or failed, with
-    `error` saying why (by default: the run did not succeed)."""
+    `error` saying why (`build_result`)."""
     if candidate.build_status != BuildStatus.BUILDING:
         return []
     candidate.build_run_url = run_url or candidate.build_run_url
-    if not succeeded:
-        candidate.build_status = BuildStatus.FAILED
-        candidate.build_error = (error or BUILD_RUN_FAILED)[:MAX_BUILD_ERROR_LENGTH]
+    result = build_result(succeeded=succeeded, error=error)
+    candidate.build_status = result.status
+    if result.status != BuildStatus.READY:
+        candidate.build_error = result.error
         return []
-    candidate.build_status = BuildStatus.READY
     return await auto_deploy(session, mirror, candidate, now)
-
-
-# Built once: it runs for every new RC, and building it costs more than running it.
-_AUTO_DEPLOY_ENVIRONMENTS = (
-    select(Environment)
-    .where(
-        Environment.project_id == bindparam("project_id"),
-        Environment.auto_deploy.is_(True),
-        Environment.removed_at.is_(None),
-        Environment.auto_deploy_paused_at.is_(None),
-    )
-    .order_by(Environment.id)
-    .with_for_update(of=Environment)
-)
 
 
 async def auto_deploy(
     session: AsyncSession, mirror: Mirror, candidate: ReleaseCandidate, now: datetime
 ) -> list[Deployment]:
-    """Deploy a ready RC to every environment of its project that asks for it, unless the
-    environment is frozen, removed, or paused by a rollback since."""
-    environments = await session.scalars(
-        _AUTO_DEPLOY_ENVIRONMENTS, {"project_id": candidate.project_id}
-    )
+    """Deploy a ready RC to every environment of its project that takes it
+    (`auto_deploy_targets`)."""
+    environments = await auto_deploy_environments(session, candidate.project_id)
     started = []
-    for environment in environments:
-        if current_freeze(environment, now) is not None:
-            continue
-        new = await deployments.record_deployment(
-            session,
-            environment,
-            candidate,
-            kind=DeploymentKind.DEPLOY,
-            status=DeploymentStatus.PENDING,
-            actor=AUTO_DEPLOY_ACTOR,
-            now=now,
+    for environment in auto_deploy_targets(environments, now):
+        new = await record_deployment(
+            session, environment, candidate, actor=AUTO_DEPLOY_ACTOR, now=now
         )
-        await plan_canceled(session, mirror, new.superseded, now)
-        await plan_new_deployment(session, mirror, new.deployment, now)
+        await plan_started(session, mirror, new.deployment, new.superseded)
         started.append(new.deployment)
     return started
 
@@ -481,7 +509,15 @@ async def auto_deploy(
 async def expire_stuck(
     session: AsyncSession, mirror: Mirror, environment: Environment, now: datetime
 ) -> list[Deployment]:
-    expired = await deployments.expire_stuck_deployments(session, environment, now)
+    """Active deployments older than the environment's timeout become `error` (`expire`).
+
+    The caller holds the environment lock.
+    """
+    cutoff = stuck_before(now, environment.timeout_minutes)
+    expired = await stored.stuck_deployments(session, environment, cutoff)
+    for deployment in expired:
+        expire(deployment, environment.timeout_minutes, now)
+    await session.flush()
     for deployment in expired:
         await plan_status(session, mirror, deployment, now)
     return expired

@@ -6,7 +6,6 @@ project, the key and what is wrong, all of them at once, so a typo never reaches
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,13 +20,16 @@ from pydantic import (
     ValidationError,
 )
 
+from bot.domain.names import NAME_PATTERN
+
+# Re-exported: the command parser checks names as the projects file does.
+from bot.domain.names import is_valid_name as is_valid_name
+
 DEFAULT_DEPLOY_TIMEOUT_MINUTES = 60
 DEFAULT_BUILD_TIMEOUT_MINUTES = 60
 MAX_TIMEOUT_MINUTES = 7 * 24 * 60
 
 REPO_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$"
-# Project and environment names appear in URL paths, so they may not contain a slash.
-NAME_PATTERN = r"^[^/\s\x00-\x1f\x7f]{1,100}$"
 WORKFLOW_PATTERN = r"^[^/\s]+\.ya?ml$|^[0-9]+$"
 URL_PATTERN = r"^https?://\S+$"
 
@@ -296,7 +298,3 @@ def _input_problems(where: str, entry: dict[Any, Any], own: Sequence[str]) -> It
             f"{where}: {len(inputs)} inputs; GitHub takes {MAX_WORKFLOW_INPUTS} in a dispatch and "
             f"Tarmac sends {len(own)} of its own, so at most {room}"
         )
-
-
-def is_valid_name(name: str) -> bool:
-    return re.fullmatch(NAME_PATTERN, name) is not None

@@ -1,44 +1,37 @@
-"""What an environment looks like now: running version, freeze, deployment under way."""
+"""The queries that list a project's environments: all of them, or those auto-deploy reaches."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.app.deployments import active_deployments, running_release_candidate
-from bot.domain.freeze import Freeze, current_freeze
-from bot.storage.models import Deployment, Environment, ReleaseCandidate
-from bot.storage.projects import find_project
+from bot.storage.models import Environment, Project
 
-
-@dataclass(frozen=True)
-class EnvironmentState:
-    environment: Environment
-    running: ReleaseCandidate | None
-    freeze: Freeze | None
-    active: Deployment | None  # the newest deployment still under way
-
-
-async def describe_environment(
-    session: AsyncSession, environment: Environment, now: datetime
-) -> EnvironmentState:
-    active = await active_deployments(session, environment)
-    return EnvironmentState(
-        environment=environment,
-        running=await running_release_candidate(session, environment),
-        freeze=current_freeze(environment, now),
-        active=active[0] if active else None,
+# Built once: it runs for every new RC, and building it costs more than running it.
+# `bot.domain.environments.takes_auto_deploy` is the rule; this finds its candidates (the freeze
+# is decided on the rows) and locks them, as every rule deciding from an environment does.
+_AUTO_DEPLOY_ENVIRONMENTS = (
+    select(Environment)
+    .where(
+        Environment.project_id == bindparam("project_id"),
+        Environment.auto_deploy.is_(True),
+        Environment.removed_at.is_(None),
+        Environment.auto_deploy_paused_at.is_(None),
     )
+    .order_by(Environment.id)
+    .with_for_update(of=Environment)
+)
 
 
-async def describe_environments(
-    session: AsyncSession, project_name: str, now: datetime
-) -> list[EnvironmentState]:
-    project = await find_project(session, project_name)
-    environments = await session.scalars(
+async def environments_of(session: AsyncSession, project: Project) -> list[Environment]:
+    """Every environment of the project, removed ones included, in the projects file's order."""
+    found = await session.scalars(
         select(Environment).where(Environment.project_id == project.id).order_by(Environment.id)
     )
-    return [await describe_environment(session, env, now) for env in environments]
+    return list(found)
+
+
+async def auto_deploy_environments(session: AsyncSession, project_id: int) -> list[Environment]:
+    """The project's environments that ask for auto-deploy and are neither removed nor paused,
+    locked."""
+    return list(await session.scalars(_AUTO_DEPLOY_ENVIRONMENTS, {"project_id": project_id}))

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.config.projects_file import is_valid_name
 from bot.core import errors
+from bot.domain.names import is_valid_name
+from bot.storage.lookup import one_or_not_found
 from bot.storage.models import Environment, Project
 
 # Built once: nearly every request runs it, and building it costs more than running it.
@@ -53,10 +54,9 @@ async def find_project(session: AsyncSession, name: str) -> Project:
     # A name no projects file could declare (a NUL, a slash) is not asked of the database.
     if not is_valid_name(name):
         raise errors.not_found(errors.PROJECT_NOT_FOUND)
-    project = await session.scalar(_PROJECT_BY_NAME, {"name": name})
-    if project is None:
-        raise errors.not_found(errors.PROJECT_NOT_FOUND)
-    return project
+    return await one_or_not_found(
+        session, _PROJECT_BY_NAME, errors.PROJECT_NOT_FOUND, {"name": name}
+    )
 
 
 async def find_environment(
@@ -73,12 +73,9 @@ async def find_environment(
     if not is_valid_name(environment_name):
         raise errors.not_found(errors.ENVIRONMENT_NOT_FOUND)
     query = _LOCKED_ENVIRONMENT if lock else _ENVIRONMENT
-    environment = await session.scalar(query, {"project_id": project.id, "name": environment_name})
-    if environment is None:
-        raise errors.not_found(errors.ENVIRONMENT_NOT_FOUND)
-    return environment
-
-
-def ensure_accepts_deployments(environment: Environment) -> None:
-    if environment.removed_at is not None:
-        raise errors.invalid(errors.ENVIRONMENT_REMOVED)
+    return await one_or_not_found(
+        session,
+        query,
+        errors.ENVIRONMENT_NOT_FOUND,
+        {"project_id": project.id, "name": environment_name},
+    )

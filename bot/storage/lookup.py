@@ -1,0 +1,40 @@
+"""How the queries answer: one row or a not-found refusal, a page of rows, an inserted row."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from sqlalchemy import Select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.core import errors
+from bot.core.pages import Page, PageRequest
+
+T = TypeVar("T")
+
+
+async def one_or_not_found(
+    session: AsyncSession,
+    query: Select[T],
+    message: str,
+    params: Mapping[str, Any] | None = None,
+) -> T:
+    found = await session.scalar(query, params)
+    if found is None:
+        raise errors.not_found(message)
+    return found
+
+
+async def page_of(session: AsyncSession, query: Select[T], page: PageRequest) -> Page[T]:
+    """One page of what `query` finds, read with one row more to know whether another
+    follows."""
+    rows = list(await session.scalars(query.offset(page.offset).limit(page.per_page + 1)))
+    return Page(items=rows[: page.per_page], has_next=len(rows) > page.per_page)
+
+
+async def inserted(session: AsyncSession, row: T) -> T:
+    """`row` added and flushed, so that it has its id (and whatever it brought along)."""
+    session.add(row)
+    await session.flush()
+    return row

@@ -1,0 +1,119 @@
+"""The queries behind releases and their candidates."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import contains_eager
+
+from bot.core import errors
+from bot.core.pages import Page, PageRequest
+from bot.domain.candidates import NewCandidate
+from bot.storage.lookup import inserted, one_or_not_found, page_of
+from bot.storage.models import Project, Release, ReleaseCandidate
+
+# Built once (statements cost more to build than to run). An RC's release is the one its
+# version names, so the RC, if any, is found through its release.
+_LOCK_PROJECT = select(Project.id).where(Project.id == bindparam("project_id")).with_for_update()
+_RELEASE_AND_CANDIDATE = (
+    select(Release, ReleaseCandidate)
+    .outerjoin(
+        ReleaseCandidate,
+        (ReleaseCandidate.release_id == Release.id)
+        & (ReleaseCandidate.version == bindparam("version")),
+    )
+    .where(Release.project_id == bindparam("project_id"), Release.version == bindparam("release"))
+    # The RC's release is the row beside it (its own joined load would be an inner join).
+    .options(contains_eager(ReleaseCandidate.release))
+)
+
+
+async def lock_project(session: AsyncSession, project: Project) -> None:
+    """Two requests creating RCs of one project take turns, so neither trips on the other's
+    new release row. (SQLite's write transaction holds the only write lock already.)"""
+    if session.get_bind().dialect.name != "sqlite":
+        await session.execute(_LOCK_PROJECT, {"project_id": project.id})
+
+
+async def release_and_candidate(
+    session: AsyncSession, project: Project, new: NewCandidate
+) -> tuple[Release | None, ReleaseCandidate | None]:
+    """The release an RC version names and the RC itself, each None when not made yet: one
+    look-up of both."""
+    found = (
+        await session.execute(
+            _RELEASE_AND_CANDIDATE,
+            {
+                "project_id": project.id,
+                "release": new.version.release,
+                "version": new.version.text,
+            },
+        )
+    ).first()
+    if found is None:
+        return None, None
+    return found[0], found[1]
+
+
+async def insert_candidate(
+    session: AsyncSession,
+    project: Project,
+    release: Release | None,
+    new: NewCandidate,
+    *,
+    tag: str | None,
+    now: datetime,
+) -> ReleaseCandidate:
+    """The RC, and its release when it is the first of it: one flush for both."""
+    if release is None:
+        release = Release(project_id=project.id, version=new.version.release, created_at=now)
+        session.add(release)
+    return await inserted(
+        session,
+        ReleaseCandidate(
+            project_id=project.id,
+            release=release,
+            version=new.version.text,
+            number=new.version.number,
+            commit_sha=new.commit_sha,
+            repo=project.repo,
+            build_status=new.build_status,
+            tag=tag,
+            created_at=now,
+        ),
+    )
+
+
+async def find_release_candidate(
+    session: AsyncSession, project: Project, version: str
+) -> ReleaseCandidate:
+    of_project = ReleaseCandidate.project_id == project.id
+    query = select(ReleaseCandidate).where(of_project, ReleaseCandidate.version == version)
+    return await one_or_not_found(session, query, errors.RELEASE_NOT_FOUND)
+
+
+async def release_page(session: AsyncSession, project: Project, page: PageRequest) -> Page[Release]:
+    """Releases of the project, newest first."""
+    newest_first = select(Release).where(Release.project_id == project.id)
+    return await page_of(session, newest_first.order_by(Release.id.desc()), page)
+
+
+async def candidates_of(
+    session: AsyncSession, releases: Sequence[Release]
+) -> dict[int, list[ReleaseCandidate]]:
+    """The RCs of each release (by release id), highest RC number first."""
+    by_release: dict[int, list[ReleaseCandidate]] = defaultdict(list)
+    if not releases:
+        return by_release
+    candidates = await session.scalars(
+        select(ReleaseCandidate)
+        .where(ReleaseCandidate.release_id.in_([r.id for r in releases]))
+        .order_by(ReleaseCandidate.number.desc(), ReleaseCandidate.id.desc())
+    )
+    for candidate in candidates:
+        by_release[candidate.release_id].append(candidate)
+    return by_release
