@@ -27,7 +27,7 @@ from bot.domain.statuses import (
     is_final,
 )
 from bot.storage.models import Deployment, Environment, Project, ReleaseCandidate
-from bot.storage.outbox import deployment_key, enqueue, release_candidate_key
+from bot.storage.outbox import Action, deployment_key, enqueue, release_candidate_key
 from bot.storage.projects import find_project
 
 AUTO_DEPLOY_ACTOR = "tarmac (auto-deploy)"
@@ -97,7 +97,7 @@ async def plan_new_deployment(
     if not deployment.github_deployment_by_actions:
         await enqueue(
             session,
-            action="create_github_deployment",
+            action=Action.CREATE_GITHUB_DEPLOYMENT,
             ordering_key=deployment_key(deployment.id),
             repo=project.repo,
             deployment_id=deployment.id,
@@ -106,7 +106,7 @@ async def plan_new_deployment(
     if runs_workflow and environment.deploy_workflow is not None:
         await enqueue(
             session,
-            action="dispatch_deploy_workflow",
+            action=Action.DISPATCH_DEPLOY_WORKFLOW,
             ordering_key=deployment_key(deployment.id),
             repo=project.repo,
             deployment_id=deployment.id,
@@ -128,7 +128,7 @@ async def plan_status(
     environment = deployment.environment
     await enqueue(
         session,
-        action="post_deployment_status",
+        action=Action.POST_DEPLOYMENT_STATUS,
         ordering_key=deployment_key(deployment.id),
         repo=environment.project.repo,
         deployment_id=deployment.id,
@@ -148,7 +148,7 @@ async def plan_cancel_run(
         return
     await enqueue(
         session,
-        action="cancel_workflow_run",
+        action=Action.CANCEL_WORKFLOW_RUN,
         ordering_key=deployment_key(deployment.id),
         repo=deployment.environment.project.repo,
         deployment_id=deployment.id,
@@ -178,7 +178,7 @@ async def plan_build(
         return
     await enqueue(
         session,
-        action="dispatch_build_workflow",
+        action=Action.DISPATCH_BUILD_WORKFLOW,
         ordering_key=release_candidate_key(candidate.id),
         repo=candidate.repo,
         release_candidate_id=candidate.id,
