@@ -67,7 +67,7 @@ _MAX_HEADER_LENGTH = 100
 async def delivery_intake_context(app: web.Application) -> AsyncIterator[None]:
     """The app's DeliveryIntake, from its service's database (add after the service's context)."""
     service = app[SERVICE]
-    intake = DeliveryIntake(service.db, service.projects, service.clock)
+    intake = DeliveryIntake(service.db, service.projects, service.clock, mirror=service.mirror)
     app[DELIVERY_INTAKE] = intake
     yield
     await intake.close()

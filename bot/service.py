@@ -181,6 +181,7 @@ async def open_service(settings: Settings, *, clock: Clock = utc_now) -> Service
             service.github,
             clock,
             load_all(),
+            mirror=service.mirror,
             lease=timedelta(seconds=settings.outbox_lease_seconds),
         )
     return service

@@ -1,10 +1,11 @@
 """app.yml asks for exactly the permissions Tarmac's GitHub calls and events need: no more (an
 organisation's admin reads them at install time), no less (a call would be refused).
 
-The calls are found in the code itself: every `….call("METHOD", "/path", …)` under bot/. Each
-must be in REST_PERMISSIONS below, which is the table GitHub publishes per endpoint
-("Permissions required for GitHub Apps", under docs.github.com/en/rest/authentication); a new
-call fails this test until its permission is written down here.
+The calls are bot/github/endpoints.py's endpoints, each naming the permission it needs, and any
+`….call("METHOD", "/path", …)` still written out under bot/. Each must be in REST_PERMISSIONS
+below, which is the table GitHub publishes per endpoint ("Permissions required for GitHub
+Apps", under docs.github.com/en/rest/authentication), and in GitHub's REST description as an
+operation GitHub Apps may use; a new call fails this test until its permission is written down.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from pathlib import Path
 
 import yaml
 
+from bot.github.endpoints import ENDPOINTS
+from tests.github_material import rest_description
+
 ROOT = Path(__file__).parents[1]
 LEVELS = {"read": 1, "write": 2}
 
@@ -22,7 +26,7 @@ LEVELS = {"read": 1, "write": 2}
 REST_PERMISSIONS: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/repos/{owner}/{repo}"): ("metadata", "read"),
     ("GET", "/repos/{owner}/{repo}/collaborators/{username}/permission"): ("metadata", "read"),
-    ("GET", "/repos/{owner}/{repo}/git/ref/tags/{ref}"): ("contents", "read"),
+    ("GET", "/repos/{owner}/{repo}/git/ref/{ref}"): ("contents", "read"),
     ("GET", "/repos/{owner}/{repo}/git/tags/{tag_sha}"): ("contents", "read"),
     ("POST", "/repos/{owner}/{repo}/deployments"): ("deployments", "write"),
     ("GET", "/repos/{owner}/{repo}/deployments{?sha,environment}"): ("deployments", "read"),
@@ -62,8 +66,20 @@ EVENT_PERMISSIONS = {
 }
 
 
+def endpoint_calls() -> set[tuple[str, str]]:
+    """(method, template) of every endpoint in bot/github/endpoints.py called with an
+    installation's token."""
+    return {(e.method, e.template) for e in ENDPOINTS if e.permission is not None}
+
+
 def installation_calls() -> set[tuple[str, str]]:
-    """(method, template) of every GitHub call in bot/ made with an installation's token."""
+    """(method, template) of every GitHub call Tarmac makes with an installation's token."""
+    return endpoint_calls() | written_out_calls()
+
+
+def written_out_calls() -> set[tuple[str, str]]:
+    """(method, template) of every `….call("METHOD", "/path", …)` in bot/ made with an
+    installation's token."""
     found = set()
     for path in sorted((ROOT / "bot").rglob("*.py")):
         tree = ast.parse(path.read_text(), str(path))
@@ -105,13 +121,6 @@ def _template(node: ast.expr, path: Path, constants: dict[str, str]) -> str:
         return node.value
     if isinstance(node, ast.Name) and node.id in constants:
         return constants[node.id]
-    # "/repos/{owner}/{repo}/git/ref/tags/" + path: the rest is one parameter.
-    if (
-        isinstance(node, ast.BinOp)
-        and isinstance(node.op, ast.Add)
-        and isinstance(node.left, ast.Constant)
-    ):
-        return f"{node.left.value}{{ref}}"
     raise AssertionError(
         f"{path}: a GitHub call whose path is not written out: {ast.unparse(node)}"
     )
@@ -130,9 +139,34 @@ def needed(calls: set[tuple[str, str]], events: list[str]) -> dict[str, str]:
 def test_every_github_call_has_its_permission_written_down() -> None:
     calls = installation_calls()
 
-    assert len(calls) >= 12, calls  # the scan finds the calls (a broken scan finds none)
+    assert len(calls) >= 12, calls  # the endpoints are found (a broken look finds none)
     unknown = sorted(calls - set(REST_PERMISSIONS))
     assert unknown == [], f"add the GitHub App permission these calls need: {unknown}"
+
+
+def test_each_endpoint_names_the_permission_github_lists_for_it() -> None:
+    named = {
+        (e.method, e.template): (e.permission.name, e.permission.level)
+        for e in ENDPOINTS
+        if e.permission is not None
+    }
+
+    assert named == {call: REST_PERMISSIONS[call] for call in named}
+
+
+def test_each_endpoint_is_an_operation_github_apps_may_call() -> None:
+    paths = rest_description()["paths"]
+    operations = {
+        e: paths.get(e.template.split("{?")[0], {}).get(e.method.lower()) for e in ENDPOINTS
+    }
+
+    assert [e for e, operation in operations.items() if operation is None] == []
+    # Installations' endpoints; the App's own (its JWT) are not "enabled for GitHub Apps".
+    assert [
+        e
+        for e, operation in operations.items()
+        if e.permission is not None and not operation["x-github"]["enabledForGitHubApps"]
+    ] == []
 
 
 def test_the_manifest_asks_for_exactly_what_the_calls_and_events_need() -> None:

@@ -13,6 +13,7 @@ import yaml
 from gidgethub import sansio
 from sqlalchemy import select
 
+from bot.app.operations import Mirror
 from bot.config.projects_file import parse_projects
 from bot.config.projects_sync import sync_projects
 from bot.github.inbound.intake import DeliveryIntake, Handled
@@ -27,6 +28,8 @@ from tests.test_github_tags import tag_push
 pytestmark = pytest.mark.both_databases
 
 DELIVERIES = 12
+# Webhooks arrive only with a GitHub App configured: changes are mirrored.
+MIRRORED = Mirror(enabled=True)
 TIMEOUT_SECONDS = 30
 
 
@@ -62,7 +65,7 @@ async def stored(service: Service) -> tuple[dict[str, str], set[str]]:
 async def test_concurrent_deliveries_share_transactions_and_each_is_committed(
     service: Service, clock: TestClock
 ) -> None:
-    intake = DeliveryIntake(service.db, service.projects, clock)
+    intake = DeliveryIntake(service.db, service.projects, clock, mirror=MIRRORED)
     events = [pushed_tag(n) for n in range(DELIVERIES)]
 
     results = await handle_together(intake, events)
@@ -91,7 +94,7 @@ async def test_a_delivery_whose_handler_fails_fails_alone(
         return result
 
     intake = DeliveryIntake(
-        service.db, service.projects, clock, dispatch_event=dispatch_failing_one
+        service.db, service.projects, clock, mirror=MIRRORED, dispatch_event=dispatch_failing_one
     )
     events = [pushed_tag(n) for n in range(DELIVERIES)]
 
@@ -110,7 +113,7 @@ async def test_a_delivery_whose_handler_fails_fails_alone(
 async def test_two_copies_of_a_delivery_together_make_one_effect(
     service: Service, clock: TestClock
 ) -> None:
-    intake = DeliveryIntake(service.db, service.projects, clock)
+    intake = DeliveryIntake(service.db, service.projects, clock, mirror=MIRRORED)
     events = [pushed_tag(1, "same"), pushed_tag(1, "same"), pushed_tag(2)]
 
     first, second, other = await handle_together(intake, events)
@@ -136,7 +139,7 @@ async def test_a_project_another_replica_adds_gets_its_tags_from_the_next_batch(
     # Which repositories have projects is read once per batch, inside its transaction: a
     # replica started before another one synced a new projects file does not ignore the new
     # project's tags.
-    intake = DeliveryIntake(service.db, service.projects, clock)
+    intake = DeliveryIntake(service.db, service.projects, clock, mirror=MIRRORED)
     tag = tag_push("v1-rc1", SHA_A)
     tag["repository"]["full_name"] = "acme/newcomer"
 

@@ -307,3 +307,45 @@ async def test_cancel_by_id_cancels_the_run_and_marks_the_deployment_inactive(
         "pending",
         "inactive",
     ]
+
+
+async def test_an_item_of_an_action_this_version_does_not_know_fails_once_and_loudly(
+    github_api: Api,
+    outbox: OutboxWorker,
+    fake_github: FakeGitHub,
+    db: Any,
+    clock: TestClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from sqlalchemy import select
+
+    from bot.storage.models import OutboxItem
+    from bot.storage.outbox import OutboxState
+
+    async with db.write() as session:
+        session.add(
+            OutboxItem(
+                ordering_key="later:1",
+                action="written_by_a_newer_version",
+                repo="acme/backend",
+                payload={},
+                state=OutboxState.PENDING,
+                attempts=0,
+                uncertain=False,
+                next_attempt_at=clock(),
+                created_at=clock(),
+            )
+        )
+
+    await outbox.drain()
+    clock.advance(hours=1)
+    await outbox.drain()
+
+    async with db.read() as session:
+        item = await session.scalar(select(OutboxItem).where(OutboxItem.ordering_key == "later:1"))
+    assert item is not None
+    assert (item.state, item.attempts) == (OutboxState.FAILED, 1)
+    assert "'written_by_a_newer_version'" in (item.last_error or "")
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert ["written_by_a_newer_version" in r.getMessage() for r in errors] == [True]
+    assert fake_github.calls == []

@@ -48,7 +48,7 @@ from bot.domain.statuses import cancel as cancel_deployment
 from bot.storage import deployments as stored
 from bot.storage.environments import auto_deploy_environments
 from bot.storage.models import Deployment, Environment, Project, ReleaseCandidate
-from bot.storage.outbox import deployment_key, enqueue, release_candidate_key
+from bot.storage.outbox import Action, deployment_key, enqueue, release_candidate_key
 from bot.storage.projects import find_project
 from bot.storage.releases import find_release_candidate
 
@@ -99,7 +99,7 @@ def status_description(deployment: Deployment) -> str:
 async def enqueue_for_deployment(
     session: AsyncSession,
     *,
-    action: str,
+    action: Action,
     deployment: Deployment,
     now: datetime,
     payload: dict[str, Any] | None = None,
@@ -136,11 +136,11 @@ async def plan_new_deployment(
         return
     if not deployment.github_deployment_by_actions:
         await enqueue_for_deployment(
-            session, action="create_github_deployment", deployment=deployment, now=now
+            session, action=Action.CREATE_GITHUB_DEPLOYMENT, deployment=deployment, now=now
         )
     if runs_workflow and environment.deploy_workflow is not None:
         await enqueue_for_deployment(
-            session, action="dispatch_deploy_workflow", deployment=deployment, now=now
+            session, action=Action.DISPATCH_DEPLOY_WORKFLOW, deployment=deployment, now=now
         )
     await plan_status(session, mirror, deployment, now)
 
@@ -157,7 +157,7 @@ async def plan_status(
         return
     await enqueue_for_deployment(
         session,
-        action="post_deployment_status",
+        action=Action.POST_DEPLOYMENT_STATUS,
         deployment=deployment,
         payload={
             "state": state,
@@ -177,7 +177,7 @@ async def plan_canceled(
         return
     for deployment in canceled:
         await enqueue_for_deployment(
-            session, action="cancel_workflow_run", deployment=deployment, now=now
+            session, action=Action.CANCEL_WORKFLOW_RUN, deployment=deployment, now=now
         )
         await plan_status(session, mirror, deployment, now)
 
@@ -203,7 +203,7 @@ async def plan_build(
         return
     await enqueue(
         session,
-        action="dispatch_build_workflow",
+        action=Action.DISPATCH_BUILD_WORKFLOW,
         ordering_key=release_candidate_key(candidate.id),
         repo=candidate.repo,
         release_candidate_id=candidate.id,

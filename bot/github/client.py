@@ -9,20 +9,22 @@ perhaps not before `retry_after`) and `GitHubRefused` (a 4xx that no retry will 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import gidgethub
-import gidgethub.aiohttp
 from cachetools import TTLCache
 from gidgethub import sansio
 
 from bot.core.metrics import Metrics
+from bot.github import endpoints
 from bot.github.app_auth import InstallationToken, InstallationTokens, app_jwt
 from bot.settings import GitHubAppSettings
 
@@ -36,6 +38,8 @@ BASE_BACKOFF_SECONDS = 0.25
 # GitHub's advice for a secondary rate limit without Retry-After.
 SECONDARY_LIMIT_DEFAULT_WAIT = 60.0
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
+METHODS = frozenset({"GET", "POST", "PATCH", "PUT", "DELETE"})
+JSON_UTF_8 = "application/json; charset=utf-8"
 
 
 class GitHubUnavailable(Exception):
@@ -66,6 +70,21 @@ class GitHubRefused(Exception):
 Sleep = Callable[[float], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class Page:
+    """One page of a list: GitHub's answer, and the URL of the next page (Link header)."""
+
+    data: Any
+    next_url: str | None
+
+
+@dataclass(frozen=True)
+class _Answer:
+    data: Any
+    rate_limit: sansio.RateLimit | None
+    next_url: str | None
+
+
 class GitHubClient:
     def __init__(
         self,
@@ -93,13 +112,7 @@ class GitHubClient:
         cached = self._default_branches.get(repo.lower())
         if cached is not None:
             return cached
-        owner, _, name = repo.partition("/")
-        data = await self.call(
-            "GET",
-            "/repos/{owner}/{repo}",
-            installation_id=installation_id,
-            url_vars={"owner": owner, "repo": name},
-        )
+        data = await endpoints.get_repository(self, installation_id, repo)
         branch = str(data["default_branch"])
         self._default_branches[repo.lower()] = branch
         return branch
@@ -116,39 +129,41 @@ class GitHubClient:
         installation_id: int | None,
         url_vars: Mapping[str, Any] | None = None,
         data: Any = b"",
-        next_page: list[str] | None = None,
     ) -> Any:
-        """One GitHub API call; `installation_id` None calls as the App itself (JWT).
+        """One GitHub API call; `installation_id` None calls as the App itself (JWT)."""
+        answer = await self._call(method, url, installation_id, url_vars or {}, data)
+        return answer.data
 
-        A GET given `next_page` appends to it the URL of the next page (Link header), if any."""
+    async def page(
+        self, url: str, *, installation_id: int | None, url_vars: Mapping[str, Any] | None = None
+    ) -> Page:
+        """A GET of one page of a list, with the URL of the next page, if any."""
+        answer = await self._call("GET", url, installation_id, url_vars or {}, b"")
+        return Page(answer.data, answer.next_url)
+
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        installation_id: int | None,
+        url_vars: Mapping[str, Any],
+        data: Any,
+    ) -> _Answer:
         block_key = installation_id or 0
         attempt = 0
         refreshed_token = False
         while True:
             attempt += 1
             self._respect_block(block_key)
-            gh = gidgethub.aiohttp.GitHubAPI(self._http, USER_AGENT, base_url=self._app.api_url)
             try:
                 if installation_id is None:
                     jwt, token = app_jwt(self._app.app_id, self._app.private_key), None
                 else:
                     jwt, token = None, await self._token(installation_id)
-                if next_page is not None and method == "GET":
-                    result, more, _ = await gh._make_request(
-                        "GET",
-                        url,
-                        url_vars or {},
-                        b"",
-                        sansio.accept_format(),
-                        jwt=jwt,
-                        oauth_token=token,
-                    )
-                    next_page.extend([more] if more else [])
-                else:
-                    result = await _send(gh, method, url, url_vars or {}, data, jwt, token)
-                self._note_rate_limit(gh)
+                answer = await self._send(method, url, url_vars, data, jwt, token)
+                self._note_rate_limit(answer.rate_limit)
                 self._count(method, url, "2xx")
-                return result
+                return answer
             except gidgethub.RateLimitExceeded as exc:
                 self._count(method, url, str(int(exc.status_code)))
                 reset = _seconds_until_reset(exc.headers)
@@ -220,11 +235,40 @@ class GitHubClient:
         delay = BASE_BACKOFF_SECONDS * 2 ** (attempt - 1)
         await self._sleep(delay * (0.5 + random.random()))  # noqa: S311 (jitter, not crypto)
 
-    def _note_rate_limit(self, gh: gidgethub.aiohttp.GitHubAPI) -> None:
-        if gh.rate_limit is not None:
-            self.rate_limit_remaining = gh.rate_limit.remaining
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        url_vars: Mapping[str, Any],
+        data: Any,
+        jwt: str | None,
+        token: str | None,
+    ) -> _Answer:
+        """The request on the wire, made and read with gidgethub's sans-I/O helpers: its
+        headers, and its answer turned into data or one of gidgethub's exceptions."""
+        if method not in METHODS:
+            raise ValueError(f"unsupported method {method}")
+        filled = sansio.format_url(url, url_vars, base_url=self._app.api_url)
+        headers = sansio.create_headers(
+            USER_AGENT, accept=sansio.accept_format(), jwt=jwt, oauth_token=token
+        )
+        # b"": no body (a JSON null is a body).
+        body = b"" if method == "GET" or data == b"" else json.dumps(data).encode("utf-8")
+        if body:
+            headers["content-type"] = JSON_UTF_8
+        headers["content-length"] = str(len(body))
+        async with self._http.request(method, filled, headers=headers, data=body) as response:
+            content = await response.read()
+        decoded, rate_limit, next_url = sansio.decipher_response(
+            response.status, response.headers, content
+        )
+        return _Answer(decoded, rate_limit, next_url)
+
+    def _note_rate_limit(self, rate_limit: sansio.RateLimit | None) -> None:
+        if rate_limit is not None:
+            self.rate_limit_remaining = rate_limit.remaining
             if self._metrics is not None:
-                self._metrics.github_rate_limit(gh.rate_limit.remaining)
+                self._metrics.github_rate_limit(rate_limit.remaining)
 
     def _count(self, method: str, url: str, status: str) -> None:
         if self._metrics is not None:
@@ -236,38 +280,10 @@ class GitHubClient:
             self._metrics.github_calls.labels(endpoint=endpoint, status=status).inc()
 
     async def _fetch_installation_token(self, installation_id: int) -> InstallationToken:
-        data = await self.call(
-            "POST",
-            "/app/installations/{installation_id}/access_tokens",
-            installation_id=None,
-            url_vars={"installation_id": installation_id},
-            data={},
-        )
+        data = await endpoints.create_installation_token(self, installation_id)
         expires_at = datetime.fromisoformat(str(data["expires_at"]).replace("Z", "+00:00"))
         log.info("new token for installation %d, valid until %s", installation_id, expires_at)
         return InstallationToken(token=str(data["token"]), expires_at=expires_at)
-
-
-async def _send(
-    gh: gidgethub.aiohttp.GitHubAPI,
-    method: str,
-    url: str,
-    url_vars: Mapping[str, Any],
-    data: Any,
-    jwt: str | None,
-    token: str | None,
-) -> Any:
-    if method == "GET":
-        return await gh.getitem(url, url_vars, jwt=jwt, oauth_token=token)
-    if method == "POST":
-        return await gh.post(url, url_vars, data=data, jwt=jwt, oauth_token=token)
-    if method == "PATCH":
-        return await gh.patch(url, url_vars, data=data, jwt=jwt, oauth_token=token)
-    if method == "PUT":
-        return await gh.put(url, url_vars, data=data, jwt=jwt, oauth_token=token)
-    if method == "DELETE":
-        return await gh.delete(url, url_vars, data=data, jwt=jwt, oauth_token=token)
-    raise ValueError(f"unsupported method {method}")
 
 
 def _message(exc: gidgethub.HTTPException) -> str:

@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, Exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from bot.storage.models import OutboxItem
+from bot.storage.models import Deployment, OutboxItem, ReleaseCandidate
 
 # How long a claimed item stays with its worker before another may take it (the worker died).
 # The worker gives up on a delivery well before its lease ends (see
@@ -34,6 +34,27 @@ OUTAGE_MAX_BACKOFF = timedelta(seconds=10)
 # checked on GitHub no sooner than this: a request still on its way has landed by then, so the
 # check sees it instead of repeating it.
 UNCERTAIN_SETTLE = timedelta(seconds=10)
+
+
+class Action(StrEnum):
+    """What an outbox item asks for; stored as its string value, so items written by an older
+    version read the same. Each has its handler in bot/github/outbound/ (`@effect`)."""
+
+    RESOLVE_TAG = "resolve_tag"
+    DISPATCH_BUILD_WORKFLOW = "dispatch_build_workflow"
+    CREATE_GITHUB_DEPLOYMENT = "create_github_deployment"
+    DISPATCH_DEPLOY_WORKFLOW = "dispatch_deploy_workflow"
+    POST_DEPLOYMENT_STATUS = "post_deployment_status"
+    CANCEL_WORKFLOW_RUN = "cancel_workflow_run"
+    ADD_REACTION = "add_reaction"
+    RUN_COMMAND = "run_command"
+    POST_COMMENT = "post_comment"
+
+
+def known_action(name: str) -> Action | None:
+    """The `Action` a stored action name is; None for a name this code does not know."""
+    known = Action._value2member_map_.get(name)
+    return known if isinstance(known, Action) else None
 
 
 class OutboxState(StrEnum):
@@ -61,7 +82,7 @@ def tag_key(repo: str, tag: str) -> str:
 async def enqueue(
     session: AsyncSession,
     *,
-    action: str,
+    action: Action | str,  # str: bot/github/outbound/comments.py's own, until it names them
     ordering_key: str,
     repo: str,
     now: datetime,
@@ -69,10 +90,11 @@ async def enqueue(
     deployment_id: int | None = None,
     release_candidate_id: int | None = None,
 ) -> OutboxItem:
-    """Add an item in the caller's transaction: it exists exactly when the change commits."""
+    """Add an item in the caller's transaction: it exists exactly when the change commits.
+    Raises ValueError for an action no `Action` names."""
     item = OutboxItem(
         ordering_key=ordering_key,
-        action=action,
+        action=str(Action(action)),
         repo=repo,
         payload=payload or {},
         deployment_id=deployment_id,
@@ -261,3 +283,43 @@ async def pending_count(session: AsyncSession) -> int:
         select(func.count()).select_from(OutboxItem).where(OutboxItem.state == OutboxState.PENDING)
     )
     return int(count or 0)
+
+
+# --- what the webhook handlers ask of the outbox -------------------------------------------
+
+
+async def enqueued_before(session: AsyncSession, ordering_key: str) -> bool:
+    """Whether any item was ever enqueued under `ordering_key` (delivered ones included)."""
+    found = await session.scalar(
+        select(OutboxItem.id).where(OutboxItem.ordering_key == ordering_key).limit(1)
+    )
+    return found is not None
+
+
+def deploy_dispatch_not_yet_attempted() -> Exists:
+    """SQL, correlated with `Deployment`: its deploy workflow's dispatch waits for its first
+    attempt (so no run can be its yet)."""
+    return _not_yet_attempted(
+        Action.DISPATCH_DEPLOY_WORKFLOW, OutboxItem.deployment_id == Deployment.id
+    )
+
+
+def build_dispatch_not_yet_attempted() -> Exists:
+    """SQL, correlated with `ReleaseCandidate`: its build workflow's dispatch waits for its
+    first attempt (so no run can be its yet)."""
+    return _not_yet_attempted(
+        Action.DISPATCH_BUILD_WORKFLOW, OutboxItem.release_candidate_id == ReleaseCandidate.id
+    )
+
+
+def _not_yet_attempted(action: Action, belongs: ColumnElement[bool]) -> Exists:
+    return (
+        select(OutboxItem.id)
+        .where(
+            belongs,
+            OutboxItem.action == action,
+            OutboxItem.state == OutboxState.PENDING,
+            OutboxItem.attempts == 0,
+        )
+        .exists()
+    )

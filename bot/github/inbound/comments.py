@@ -23,7 +23,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from gidgethub import routing, sansio
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config.projects_file import ProjectsConfig
@@ -37,8 +36,7 @@ from bot.github.outbound.comments import (
     reply,
     usage_reply,
 )
-from bot.storage.models import OutboxItem
-from bot.storage.outbox import comment_key, enqueue
+from bot.storage.outbox import comment_key, enqueue, enqueued_before
 
 if TYPE_CHECKING:
     from bot.github.inbound.context import WebhookContext
@@ -206,10 +204,7 @@ def _choose_project(command: Command, projects: list[str], repo: str) -> tuple[s
 
 
 async def _handled_before(session: AsyncSession, comment_id: int) -> bool:
-    found = await session.scalar(
-        select(OutboxItem.id).where(OutboxItem.ordering_key == comment_key(comment_id)).limit(1)
-    )
-    return found is not None
+    return await enqueued_before(session, comment_key(comment_id))
 
 
 def _repo_url(repository: dict[str, Any], repo: str) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from bot.app.operations import Mirror
 from bot.config.projects_file import ProjectsConfig
 from bot.core.log_context import add_log_context
 from bot.storage.projects import ProjectRepositories
@@ -31,6 +32,8 @@ class WebhookContext:
     # Which repositories have projects and which workflows Tarmac runs there, read in the
     # delivery's transaction: an event of any other repository is ignored without a query.
     repositories: ProjectRepositories
+    # Whether changes are mirrored to GitHub (the Service's `mirror`).
+    mirror: Mirror
     # False when the raw body shows there is no NUL in the payload (see `dispatch`).
     payload_may_hold_nul: bool = True
     outcomes: list[str] = field(default_factory=list)

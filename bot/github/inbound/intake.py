@@ -30,6 +30,7 @@ from typing import Any
 from gidgethub import sansio
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.app.operations import Mirror
 from bot.config.projects_file import ProjectsConfig
 from bot.core.clock import Clock
 from bot.core.log_context import add_log_context, current_log_context, log_context
@@ -85,6 +86,7 @@ class DeliveryIntake:
         projects: ProjectsConfig,
         clock: Clock,
         *,
+        mirror: Mirror,
         dispatch_event: Dispatch = dispatch,
         max_batch: int = MAX_BATCH,
     ) -> None:
@@ -93,6 +95,7 @@ class DeliveryIntake:
         self.transactions = 0  # batches written, retries alone included (for tests and figures)
         self._projects = projects
         self._clock = clock
+        self._mirror = mirror
         self._max_batch = max_batch
         self._queue: deque[_Pending] = deque()
         self._queued = asyncio.Event()
@@ -186,6 +189,7 @@ class DeliveryIntake:
                     projects=self._projects,
                     delivery_id=p.delivery_id,
                     repositories=repositories,
+                    mirror=self._mirror,
                     payload_may_hold_nul=p.may_hold_nul,
                 )
                 for p in batch

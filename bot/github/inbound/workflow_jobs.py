@@ -17,7 +17,7 @@ from gidgethub import routing, sansio
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.app.operations import Mirror, plan_status, record_run_status
+from bot.app.operations import plan_status, record_run_status
 from bot.config.projects_file import REPO_PATTERN
 from bot.domain.statuses import DeploymentStatus, apply_status, is_final
 from bot.github.inbound.workflow_runs import MAX_ID, text_fit_to_store
@@ -91,7 +91,7 @@ async def _job_moved(
     name = f"deployment {deployment.id}"
     if is_final(deployment.status):
         return f"{name} stays {deployment.status} (job {data['action']})"
-    mirror = Mirror(enabled=True)
+    mirror = context.mirror
     if data["action"] == WAITING:
         reason = waiting_for(data)
         if deployment.waiting_for == reason:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gidgethub import routing, sansio
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.app.operations import Mirror, finish_build, record_run_status
@@ -42,8 +42,8 @@ from bot.config.projects_file import REPO_PATTERN
 from bot.domain.statuses import ACTIVE_STATUSES, BuildStatus, DeploymentKind, DeploymentStatus
 from bot.domain.versions import normalize_commit_sha
 from bot.github.run_marks import BUILD, DEPLOYMENT, RunMark, run_mark
-from bot.storage.models import Deployment, Environment, OutboxItem, Project, ReleaseCandidate
-from bot.storage.outbox import OutboxState
+from bot.storage.models import Deployment, Environment, Project, ReleaseCandidate
+from bot.storage.outbox import build_dispatch_not_yet_attempted, deploy_dispatch_not_yet_attempted
 
 if TYPE_CHECKING:
     from bot.github.inbound.context import WebhookContext
@@ -54,8 +54,6 @@ router = routing.Router()
 
 COMPLETED = "completed"
 SUCCESS = "success"
-DISPATCH_DEPLOY_WORKFLOW = "dispatch_deploy_workflow"
-DISPATCH_BUILD_WORKFLOW = "dispatch_build_workflow"
 MAX_URL_LENGTH = 2000
 MAX_CONCLUSION_LENGTH = 50
 MAX_TITLE_LENGTH = 1000
@@ -128,7 +126,7 @@ async def on_workflow_run(
         # Another replica's start-up synced other workflows since the batch read them.
         context.ignore(f"run {run.id} is not of a Tarmac workflow")
         return
-    mirror = Mirror(enabled=True)
+    mirror = context.mirror
     candidate = await _build_by_run_id(session, run, builds)
     if candidate is not None:
         context.record(await _build_moved(session, mirror, candidate, run, context))
@@ -219,16 +217,13 @@ async def _build_unrecorded(
         return None
     if run.mark is None and run.head_sha is None:
         return None
-    not_tried = _dispatch_not_tried(
-        DISPATCH_BUILD_WORKFLOW, OutboxItem.release_candidate_id == ReleaseCandidate.id
-    )
     waiting = (
         select(ReleaseCandidate)
         .where(
             ReleaseCandidate.project_id.in_(projects),
             ReleaseCandidate.build_status == BuildStatus.BUILDING,
             ReleaseCandidate.build_run_id.is_(None),
-            ~not_tried,
+            ~build_dispatch_not_yet_attempted(),
         )
         .order_by(ReleaseCandidate.id.desc())
         .with_for_update(of=ReleaseCandidate)
@@ -296,9 +291,6 @@ async def deployment_unrecorded(
         return None
     if run.mark is None and run.head_sha is None:
         return None
-    not_tried = _dispatch_not_tried(
-        DISPATCH_DEPLOY_WORKFLOW, OutboxItem.deployment_id == Deployment.id
-    )
     waiting = (
         select(Deployment)
         .where(
@@ -306,7 +298,7 @@ async def deployment_unrecorded(
             Deployment.status.in_(ACTIVE_STATUSES),
             Deployment.kind.in_(RUNS_WORKFLOW),
             Deployment.workflow_run_id.is_(None),
-            ~not_tried,
+            ~deploy_dispatch_not_yet_attempted(),
         )
         .order_by(Deployment.id.desc())
         .limit(1)
@@ -341,21 +333,3 @@ async def _deployment_moved(
     if not changed:
         return f"{name} stays {deployment.status} (run {run.id} {run.action})"
     return f"{name} {status} (run {run.id} {run.action})"
-
-
-def _dispatch_not_tried(action: str, belongs: Any) -> Any:
-    """Whether Tarmac has not yet tried to dispatch the row's run: no run can be its yet (one
-    at the same workflow and commit is another's, e.g. the other environment's), and taking
-    one would stop Tarmac's own dispatch."""
-    return (
-        select(OutboxItem.id)
-        .where(
-            and_(
-                belongs,
-                OutboxItem.action == action,
-                OutboxItem.state == OutboxState.PENDING,
-                OutboxItem.attempts == 0,
-            )
-        )
-        .exists()
-    )

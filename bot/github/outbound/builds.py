@@ -2,7 +2,7 @@
 
 `resolve_tag` reads `GET …/git/ref/tags/{tag}`; an annotated tag's ref points at a tag object,
 which `GET …/git/tags/{sha}` follows to the commit. The RC is then made in the item's own
-transaction, exactly as a tag `push` makes it (bot/github/inbound/tags.py).
+transaction, exactly as a tag `push` makes it (bot/github/tag_candidates.py).
 
 `dispatch_build_workflow` starts the project's build workflow for a `building` RC, on the tag
 (or the default branch for RCs made through the API), with `return_run_details` so the run is
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from urllib.parse import quote
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.app.operations import Mirror, finish_build
 from bot.domain.statuses import BuildStatus
 from bot.domain.versions import normalize_commit_sha
+from bot.github import endpoints
 from bot.github.client import GitHubRefused
-from bot.github.inbound.tags import RESOLVE_TAG, TagTarget, candidate_exists, make_candidate
-from bot.github.outbound.effects import EffectContext, Recorder, effect, on_refusal, owner_and_name
+from bot.github.outbound.effects import EffectContext, Recorder, effect, on_refusal
 from bot.github.outbound.workflows import (
     candidate_inputs,
     dispatch_workflow,
@@ -32,17 +31,17 @@ from bot.github.outbound.workflows import (
     workflow_inputs,
 )
 from bot.github.run_marks import RunMark, build_mark
+from bot.github.tag_candidates import TagTarget, candidate_exists, make_candidate
 from bot.storage.models import Project, ReleaseCandidate
-from bot.storage.outbox import ClaimedItem
+from bot.storage.outbox import Action, ClaimedItem
 
 log = logging.getLogger(__name__)
 
-DISPATCH_BUILD_WORKFLOW = "dispatch_build_workflow"
 # A tag object may point at another tag object; git allows chains, nobody makes long ones.
 MAX_TAG_CHAIN = 5
 
 
-@effect(RESOLVE_TAG)
+@effect(Action.RESOLVE_TAG)
 async def resolve_tag(ctx: EffectContext, item: ClaimedItem) -> Recorder | None:
     tag = str(item.payload["tag"])
     target = TagTarget(str(item.payload["project"]), str(item.payload["version"]))
@@ -64,25 +63,14 @@ async def resolve_tag(ctx: EffectContext, item: ClaimedItem) -> Recorder | None:
 async def _tag_commit(ctx: EffectContext, repo: str, tag: str) -> str | None:
     """The commit `tag` points at; None when the tag is gone (deleted meanwhile) or names
     something else than a commit."""
-    where = owner_and_name(repo)
-    # Tags may hold '/' (kept: the ref is multi-segment) and characters a URL must escape.
-    path = "/".join(quote(part, safe="") for part in tag.split("/"))
     try:
-        found = await ctx.client.call(
-            "GET",
-            "/repos/{owner}/{repo}/git/ref/tags/" + path,
-            installation_id=ctx.installation_id,
-            url_vars=where,
-        )
+        found = await endpoints.get_tag_ref(ctx.client, ctx.installation_id, repo, tag=tag)
         target = found["object"]
         for _ in range(MAX_TAG_CHAIN):
             if target.get("type") != "tag":
                 break
-            tag_object = await ctx.client.call(
-                "GET",
-                "/repos/{owner}/{repo}/git/tags/{tag_sha}",
-                installation_id=ctx.installation_id,
-                url_vars={**where, "tag_sha": target["sha"]},
+            tag_object = await endpoints.get_tag(
+                ctx.client, ctx.installation_id, repo, tag_sha=target["sha"]
             )
             target = tag_object["object"]
     except GitHubRefused as exc:
@@ -94,7 +82,7 @@ async def _tag_commit(ctx: EffectContext, repo: str, tag: str) -> str | None:
     return normalize_commit_sha(target["sha"])
 
 
-@effect(DISPATCH_BUILD_WORKFLOW)
+@effect(Action.DISPATCH_BUILD_WORKFLOW)
 async def dispatch_build_workflow(ctx: EffectContext, item: ClaimedItem) -> Recorder | None:
     assert item.release_candidate_id is not None
     async with ctx.db.read() as session:
@@ -168,7 +156,7 @@ def _build_failed(ctx: EffectContext, candidate_id: int, error: str) -> Recorder
     return record
 
 
-@on_refusal(DISPATCH_BUILD_WORKFLOW)
+@on_refusal(Action.DISPATCH_BUILD_WORKFLOW)
 async def build_workflow_refused(
     session: AsyncSession, mirror: Mirror, item: ClaimedItem, reason: str, now: datetime
 ) -> None:

@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 from bot.app.operations import Mirror, record_run_status
 from bot.core.clock import Clock
 from bot.domain.statuses import ACTIVE_STATUSES
+from bot.github import endpoints
 from bot.github.client import GitHubClient, GitHubRefused
 from bot.github.inbound.installations import installation_for_repo
 from bot.github.inbound.workflow_runs import deployment_status, read_run
@@ -88,14 +89,13 @@ def _delivered_at(delivery: dict[str, Any]) -> datetime | None:
 async def _recent_deliveries(client: GitHubClient, since: datetime) -> list[dict[str, Any]]:
     """The App's deliveries newest first, back to `since` (at most MAX_PAGES pages)."""
     found: list[dict[str, Any]] = []
-    url = f"/app/hook/deliveries?per_page={PER_PAGE}"
+    next_url: str | None = None
     for _ in range(MAX_PAGES):
-        next_page: list[str] = []
-        page = await client.call("GET", url, installation_id=None, next_page=next_page)
-        if not isinstance(page, list):
+        page = await endpoints.list_deliveries(client, PER_PAGE, url=next_url)
+        if not isinstance(page.data, list):
             break
         reached_end = False
-        for delivery in page:
+        for delivery in page.data:
             if not isinstance(delivery, dict):
                 continue
             at = _delivered_at(delivery)
@@ -103,9 +103,9 @@ async def _recent_deliveries(client: GitHubClient, since: datetime) -> list[dict
                 reached_end = True
                 continue
             found.append(delivery)
-        if reached_end or not next_page:
+        if reached_end or page.next_url is None:
             break
-        url = next_page[0]
+        next_url = page.next_url
     else:
         log.warning(
             "catch-up listed %d deliveries (%d pages) without reaching %s; the rest waits for "
@@ -155,13 +155,7 @@ async def redeliver_missed(
             continue
         asked.add(guid)
         try:
-            await client.call(
-                "POST",
-                "/app/hook/deliveries/{delivery_id}/attempts",
-                installation_id=None,
-                url_vars={"delivery_id": delivery_id},
-                data={},
-            )
+            await endpoints.redeliver(client, delivery_id)
         except GitHubRefused as exc:
             log.warning("GitHub refused to redeliver delivery %s: %s", guid, exc.message)
             continue
@@ -202,14 +196,8 @@ async def reconcile_silent_runs(
         if installation_id is None:
             log.info("no installation known for %s; run %d not looked up", repo, run_id)
             continue
-        owner, _, name = repo.partition("/")
         try:
-            data = await client.call(
-                "GET",
-                "/repos/{owner}/{repo}/actions/runs/{run_id}",
-                installation_id=installation_id,
-                url_vars={"owner": owner, "repo": name, "run_id": run_id},
-            )
+            data = await endpoints.get_workflow_run(client, installation_id, repo, run_id=run_id)
         except GitHubRefused as exc:
             # 404: GitHub does not know the run; the deployment timeout will end it.
             log.info("run %d of deployment %d not looked up: %s", run_id, deployment_id, exc)

@@ -13,13 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.app.operations import Mirror, record_run_status
 from bot.domain.statuses import DeploymentStatus, is_final
+from bot.github import endpoints
 from bot.github.client import GitHubRefused, GitHubUnavailable
 from bot.github.outbound.effects import (
     EffectContext,
     Recorder,
     effect,
     on_refusal,
-    owner_and_name,
     preload,
 )
 from bot.github.outbound.workflows import (
@@ -30,7 +30,7 @@ from bot.github.outbound.workflows import (
 )
 from bot.github.run_marks import deployment_mark
 from bot.storage.models import Deployment
-from bot.storage.outbox import ClaimedItem
+from bot.storage.outbox import Action, ClaimedItem
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class _GitHubIds:
     workflow_run_url: str | None
 
 
-@preload("create_github_deployment", "dispatch_deploy_workflow")
+@preload(Action.CREATE_GITHUB_DEPLOYMENT, Action.DISPATCH_DEPLOY_WORKFLOW)
 async def _preload_deployments(
     session: AsyncSession, items: Sequence[ClaimedItem]
 ) -> dict[int, object]:
@@ -60,7 +60,7 @@ async def _preload_deployments(
     }
 
 
-@preload("post_deployment_status", "cancel_workflow_run")
+@preload(Action.POST_DEPLOYMENT_STATUS, Action.CANCEL_WORKFLOW_RUN)
 async def _preload_github_ids(
     session: AsyncSession, items: Sequence[ClaimedItem]
 ) -> dict[int, object]:
@@ -106,32 +106,28 @@ def github_payload(deployment: Deployment) -> dict[str, Any]:
     }
 
 
-@effect("create_github_deployment")
+@effect(Action.CREATE_GITHUB_DEPLOYMENT)
 async def create_github_deployment(ctx: EffectContext, item: ClaimedItem) -> Recorder | None:
     deployment = await _load(ctx, item)
     if deployment.github_deployment_id is not None:
         return None
     environment = deployment.environment
-    where = owner_and_name(item.repo)
     github_id = None
     if item.uncertain:
         github_id = await _find_existing(ctx, item, deployment)
     if github_id is None:
-        created = await ctx.client.call(
-            "POST",
-            "/repos/{owner}/{repo}/deployments",
-            installation_id=ctx.installation_id,
-            url_vars=where,
-            data={
-                "ref": deployment.release_candidate.commit_sha,
-                "task": "deploy",
-                "environment": environment.name,
-                "production_environment": environment.production,
-                "auto_merge": False,
-                "required_contexts": [],
-                "payload": github_payload(deployment),
-                "description": f"{deployment.kind} of {deployment.release_candidate.version}",
-            },
+        body = {
+            "ref": deployment.release_candidate.commit_sha,
+            "task": "deploy",
+            "environment": environment.name,
+            "production_environment": environment.production,
+            "auto_merge": False,
+            "required_contexts": [],
+            "payload": github_payload(deployment),
+            "description": f"{deployment.kind} of {deployment.release_candidate.version}",
+        }
+        created = await endpoints.create_deployment(
+            ctx.client, ctx.installation_id, item.repo, body=body
         )
         if not isinstance(created, dict) or "id" not in created:
             # 202: GitHub merged the default branch instead of deploying; ask again.
@@ -152,15 +148,12 @@ async def _find_existing(
     ctx: EffectContext, item: ClaimedItem, deployment: Deployment
 ) -> int | None:
     """After an attempt whose answer was lost: the GitHub Deployment it may have created."""
-    found = await ctx.client.call(
-        "GET",
-        "/repos/{owner}/{repo}/deployments{?sha,environment}",
-        installation_id=ctx.installation_id,
-        url_vars={
-            **owner_and_name(item.repo),
-            "sha": deployment.release_candidate.commit_sha,
-            "environment": deployment.environment.name,
-        },
+    found = await endpoints.list_deployments(
+        ctx.client,
+        ctx.installation_id,
+        item.repo,
+        sha=deployment.release_candidate.commit_sha,
+        environment=deployment.environment.name,
     )
     for candidate in found or []:
         payload = candidate.get("payload")
@@ -170,7 +163,7 @@ async def _find_existing(
     return None
 
 
-@effect("dispatch_deploy_workflow")
+@effect(Action.DISPATCH_DEPLOY_WORKFLOW)
 async def dispatch_deploy_workflow(ctx: EffectContext, item: ClaimedItem) -> Recorder | None:
     deployment = await _load(ctx, item)
     environment = deployment.environment
@@ -202,7 +195,7 @@ async def dispatch_deploy_workflow(ctx: EffectContext, item: ClaimedItem) -> Rec
     return record
 
 
-@on_refusal("dispatch_deploy_workflow")
+@on_refusal(Action.DISPATCH_DEPLOY_WORKFLOW)
 async def deploy_workflow_refused(
     session: AsyncSession, mirror: Mirror, item: ClaimedItem, reason: str, now: datetime
 ) -> None:
@@ -216,12 +209,12 @@ async def deploy_workflow_refused(
     )
 
 
-@effect("post_deployment_status")
+@effect(Action.POST_DEPLOYMENT_STATUS)
 async def post_deployment_status(ctx: EffectContext, item: ClaimedItem) -> Recorder | None:
     deployment = await _load_github_ids(ctx, item)
     if deployment.github_deployment_id is None:
         return None  # its GitHub Deployment was refused; the refusal is on the deployment
-    where = {**owner_and_name(item.repo), "deployment_id": deployment.github_deployment_id}
+    github_id = deployment.github_deployment_id
     body: dict[str, Any] = {
         "state": item.payload["state"],
         "description": item.payload["description"],
@@ -230,26 +223,19 @@ async def post_deployment_status(ctx: EffectContext, item: ClaimedItem) -> Recor
         body["log_url"] = deployment.workflow_run_url
     if item.payload.get("environment_url"):
         body["environment_url"] = item.payload["environment_url"]
-    if item.uncertain and await _status_already_posted(ctx, where, body):
+    if item.uncertain and await _status_already_posted(ctx, item.repo, github_id, body):
         return None
-    await ctx.client.call(
-        "POST",
-        "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses",
-        installation_id=ctx.installation_id,
-        url_vars=where,
-        data=body,
+    await endpoints.create_deployment_status(
+        ctx.client, ctx.installation_id, item.repo, deployment_id=github_id, body=body
     )
     return None
 
 
 async def _status_already_posted(
-    ctx: EffectContext, where: dict[str, Any], body: dict[str, Any]
+    ctx: EffectContext, repo: str, github_id: int, body: dict[str, Any]
 ) -> bool:
-    statuses = await ctx.client.call(
-        "GET",
-        "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses",
-        installation_id=ctx.installation_id,
-        url_vars=where,
+    statuses = await endpoints.list_deployment_statuses(
+        ctx.client, ctx.installation_id, repo, deployment_id=github_id
     )
     newest = statuses[0] if statuses else None
     return bool(
@@ -259,17 +245,14 @@ async def _status_already_posted(
     )
 
 
-@effect("cancel_workflow_run")
+@effect(Action.CANCEL_WORKFLOW_RUN)
 async def cancel_workflow_run(ctx: EffectContext, item: ClaimedItem) -> Recorder | None:
     deployment = await _load_github_ids(ctx, item)
     if deployment.workflow_run_id is None:
         return None
     try:
-        await ctx.client.call(
-            "POST",
-            "/repos/{owner}/{repo}/actions/runs/{run_id}/cancel",
-            installation_id=ctx.installation_id,
-            url_vars={**owner_and_name(item.repo), "run_id": deployment.workflow_run_id},
+        await endpoints.cancel_workflow_run(
+            ctx.client, ctx.installation_id, item.repo, run_id=deployment.workflow_run_id
         )
     except GitHubRefused as exc:
         if exc.status != 409:  # 409: the run had finished already

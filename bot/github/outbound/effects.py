@@ -2,9 +2,9 @@
 
 A handler makes its GitHub calls and returns a `Recorder`: the database writes its outcome
 implies, which the worker runs in the same transaction that marks the item delivered, so an
-outcome is recorded exactly when the item is done. Handlers register by action name:
+outcome is recorded exactly when the item is done. Handlers register by action:
 
-    @effect("post_comment")
+    @effect(Action.POST_COMMENT)
     async def post_comment(ctx: EffectContext, item: ClaimedItem) -> Recorder | None: ...
 
 An action may also register a `Preloader`: what its handlers read from the database, read for
@@ -24,8 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.app.operations import Mirror
 from bot.core.clock import Clock
 from bot.github.client import GitHubClient
+
+# Re-exported for bot/github/outbound/comments.py until it calls bot/github/endpoints.py.
+from bot.github.endpoints import owner_and_name as owner_and_name
 from bot.storage.db import Database
-from bot.storage.outbox import ClaimedItem
+from bot.storage.outbox import Action, ClaimedItem
 
 Recorder = Callable[[AsyncSession], Awaitable[None]]
 
@@ -65,30 +68,34 @@ RefusalHandler = Callable[[AsyncSession, Mirror, ClaimedItem, str, datetime], Aw
 # Item id -> what its handler would otherwise read for itself.
 Preloader = Callable[[AsyncSession, Sequence[ClaimedItem]], Awaitable[dict[int, object]]]
 
-HANDLERS: dict[str, Handler] = {}
-ON_REFUSAL: dict[str, RefusalHandler] = {}
-PRELOADERS: dict[str, Preloader] = {}
+HANDLERS: dict[Action, Handler] = {}
+ON_REFUSAL: dict[Action, RefusalHandler] = {}
+PRELOADERS: dict[Action, Preloader] = {}
+
+# `str`: bot/github/outbound/comments.py's own names, until it uses `Action`; a name no
+# `Action` has fails at import (ValueError).
+ActionName = Action | str
 
 
-def effect(action: str) -> Callable[[Handler], Handler]:
+def effect(action: ActionName) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         if action in HANDLERS:
             raise ValueError(f"two handlers for outbox action {action!r}")
-        HANDLERS[action] = handler
+        HANDLERS[Action(action)] = handler
         return handler
 
     return register
 
 
-def on_refusal(action: str) -> Callable[[RefusalHandler], RefusalHandler]:
+def on_refusal(action: ActionName) -> Callable[[RefusalHandler], RefusalHandler]:
     def register(handler: RefusalHandler) -> RefusalHandler:
-        ON_REFUSAL[action] = handler
+        ON_REFUSAL[Action(action)] = handler
         return handler
 
     return register
 
 
-def preload(*actions: str) -> Callable[[Preloader], Preloader]:
+def preload(*actions: Action) -> Callable[[Preloader], Preloader]:
     def register(preloader: Preloader) -> Preloader:
         for action in actions:
             PRELOADERS[action] = preloader
@@ -97,12 +104,7 @@ def preload(*actions: str) -> Callable[[Preloader], Preloader]:
     return register
 
 
-def owner_and_name(repo: str) -> dict[str, str]:
-    owner, _, name = repo.partition("/")
-    return {"owner": owner, "repo": name}
-
-
-def load_all() -> dict[str, Handler]:
+def load_all() -> dict[Action, Handler]:
     """Every handler, registered by importing its module."""
     from bot.github.outbound import builds, comments, deployments  # noqa: F401
 

@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from cachetools import TTLCache
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.app.operations import Mirror
 from bot.core.clock import Clock
 from bot.core.log_context import add_log_context
+from bot.github import endpoints
 from bot.github.client import GitHubClient, GitHubRefused, GitHubUnavailable
 from bot.github.inbound.installations import installation_for_repo, remember_repository
 from bot.github.outbound.effects import (
@@ -31,7 +33,6 @@ from bot.github.outbound.effects import (
     EffectContext,
     Handler,
     Recorder,
-    owner_and_name,
 )
 from bot.storage.db import Database
 from bot.storage.models import Deployment
@@ -39,8 +40,10 @@ from bot.storage.outbox import (
     DEFAULT_LEASE,
     MAX_BACKOFF,
     OUTAGE_MAX_BACKOFF,
+    Action,
     ClaimedItem,
     claim_due,
+    known_action,
     mark_all_delivered,
     mark_check_again,
     mark_failed,
@@ -58,6 +61,7 @@ NOT_INSTALLED = "the GitHub App is not installed on this repository"
 # many leases (a minute by default) for its run's workflow_run event before it is sent again.
 LOST_DISPATCH_GRACE_LEASES = 4
 INSTALLATION_CACHE_SECONDS = 60.0
+UNKNOWN_ACTION = "no handler for outbox action {action!r} in this version of Tarmac; not retried"
 
 
 @dataclass(frozen=True)
@@ -79,8 +83,9 @@ class OutboxWorker:
         db: Database,
         client: GitHubClient,
         clock: Clock,
-        handlers: dict[str, Handler],
+        handlers: dict[Action, Handler],
         *,
+        mirror: Mirror,
         batch_size: int = BATCH_SIZE,
         idle_poll: float = IDLE_POLL_SECONDS,
         lease: timedelta = DEFAULT_LEASE,
@@ -89,6 +94,7 @@ class OutboxWorker:
         self._client = client
         self._clock = clock
         self._handlers = handlers
+        self._mirror = mirror
         self._batch_size = batch_size
         self._idle_poll = idle_poll
         self._lease = lease
@@ -156,10 +162,11 @@ class OutboxWorker:
         """What the round's handlers would read one by one, read by action in one session:
         a few queries a round instead of a transaction (and on PostgreSQL several round trips)
         for every item. Should that fail, each handler reads for itself."""
-        by_action: dict[str, list[ClaimedItem]] = defaultdict(list)
+        by_action: dict[Action, list[ClaimedItem]] = defaultdict(list)
         for item in items:
-            if item.action in PRELOADERS:
-                by_action[item.action].append(item)
+            action = known_action(item.action)
+            if action in PRELOADERS:
+                by_action[action].append(item)
         if not by_action:
             return {}
         preloaded: dict[int, object] = {}
@@ -179,16 +186,19 @@ class OutboxWorker:
         add_log_context(
             deployment_id=item.deployment_id, release_candidate=item.release_candidate_id
         )
+        handler = handler_for(self._handlers, item.action)
+        if handler is None:
+            await self._fail_unknown(item)
+            return None
         try:
             installation_id = await self._installation(item.repo)
             if installation_id is None:
                 raise GitHubRefused(404, NOT_INSTALLED)
-            handler = self._handlers[item.action]
             context = EffectContext(
                 client=self._client,
                 db=self._db,
                 clock=self._clock,
-                mirror=Mirror(enabled=True),
+                mirror=self._mirror,
                 installation_id=installation_id,
                 lost_dispatch_grace=self._lease.total_seconds() * LOST_DISPATCH_GRACE_LEASES,
                 preloaded=preloaded,
@@ -255,12 +265,7 @@ class OutboxWorker:
         if known is not None:
             return known
         try:
-            found = await self._client.call(
-                "GET",
-                "/repos/{owner}/{repo}/installation",
-                installation_id=None,
-                url_vars=owner_and_name(repo),
-            )
+            found = await endpoints.get_repository_installation(self._client, repo)
         except GitHubRefused as exc:
             if exc.status == 404:
                 return None
@@ -297,14 +302,7 @@ class OutboxWorker:
                 max_backoff=max_backoff,
             )
         self.stats.retried += 1
-        log.warning(
-            "outbox item %d (%s, %s): %s; next attempt at %s",
-            item.id,
-            item.action,
-            item.ordering_key,
-            exc.reason,
-            due.isoformat(timespec="seconds"),
-        )
+        _say_when(logging.WARNING, item, exc.reason, "next attempt", due)
 
     async def _check_again(self, item: ClaimedItem, exc: CheckAgain) -> None:
         due = self._clock() + timedelta(seconds=exc.after)
@@ -313,14 +311,7 @@ class OutboxWorker:
                 session, item.id, reason=exc.reason, due=due, payload=exc.payload
             )
         self.stats.retried += 1
-        log.info(
-            "outbox item %d (%s, %s): %s; looking again at %s",
-            item.id,
-            item.action,
-            item.ordering_key,
-            exc.reason,
-            due.isoformat(timespec="seconds"),
-        )
+        _say_when(logging.INFO, item, exc.reason, "looking again", due)
 
     async def _fail(self, item: ClaimedItem, reason: str) -> None:
         now = self._clock()
@@ -330,8 +321,38 @@ class OutboxWorker:
                 deployment = await session.get(Deployment, item.deployment_id)
                 if deployment is not None and deployment.error_message is None:
                     deployment.error_message = f"GitHub refused {item.action}: {reason}"[:2000]
-            on_refusal = ON_REFUSAL.get(item.action)
+            action = known_action(item.action)
+            on_refusal = ON_REFUSAL.get(action) if action is not None else None
             if on_refusal is not None:
-                await on_refusal(session, Mirror(enabled=True), item, reason, now)
+                await on_refusal(session, self._mirror, item, reason, now)
         self.stats.failed += 1
         log.error("outbox item %d (%s) refused for good: %s", item.id, item.action, reason)
+
+    async def _fail_unknown(self, item: ClaimedItem) -> None:
+        """An action this code has no handler for (written by a newer version, say): said once,
+        and failed, so it is not retried every few minutes for ever."""
+        error = UNKNOWN_ACTION.format(action=item.action)
+        async with self._db.write() as session:
+            await mark_failed(session, item.id, error=error, now=self._clock())
+        self.stats.failed += 1
+        log.error("outbox item %d (%s, %s): %s", item.id, item.action, item.ordering_key, error)
+
+
+def handler_for(handlers: Mapping[Action, Handler], action: str) -> Handler | None:
+    """The handler of a stored action name; None when no `Action` has that name or no handler
+    is registered for it."""
+    known = known_action(action)
+    return handlers.get(known) if known is not None else None
+
+
+def _say_when(level: int, item: ClaimedItem, reason: str, what: str, due: datetime) -> None:
+    log.log(
+        level,
+        "outbox item %d (%s, %s): %s; %s at %s",
+        item.id,
+        item.action,
+        item.ordering_key,
+        reason,
+        what,
+        due.isoformat(timespec="seconds"),
+    )

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
+from bot.github import endpoints
 from bot.github.client import GitHubRefused, GitHubUnavailable
-from bot.github.outbound.effects import CheckAgain, EffectContext, owner_and_name
+from bot.github.outbound.effects import CheckAgain, EffectContext
 from bot.github.run_marks import RunMark, run_mark
 from bot.storage.models import ReleaseCandidate
 from bot.storage.outbox import ClaimedItem
@@ -91,12 +92,8 @@ async def dispatch_workflow(
     what: str,
 ) -> DispatchedRun:
     try:
-        run = await ctx.client.call(
-            "POST",
-            "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches",
-            installation_id=ctx.installation_id,
-            url_vars={**owner_and_name(item.repo), "workflow_id": workflow},
-            data={"ref": ref, "inputs": inputs, "return_run_details": True},
+        run = await endpoints.dispatch_workflow(
+            ctx.client, ctx.installation_id, item.repo, workflow=workflow, ref=ref, inputs=inputs
         )
     except GitHubUnavailable as exc:
         if not exc.ambiguous:
@@ -215,39 +212,29 @@ async def _recent_runs(
     """The workflow's `workflow_dispatch` runs created since the item was made, newest first.
     Raises _CannotLook when the App may not list them, or there are more than a look reads."""
     since = (item.created_at - CLOCK_SKEW).strftime("%Y-%m-%dT%H:%M:%SZ")
-    url = (
-        "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/runs"
-        "{?event,created,per_page,exclude_pull_requests}"
-    )
-    url_vars: dict[str, Any] = {
-        **owner_and_name(item.repo),
-        "workflow_id": workflow,
-        "event": "workflow_dispatch",
-        "created": f">={since}",
-        "per_page": RUNS_PER_PAGE,
-        "exclude_pull_requests": "true",
-    }
     runs: list[dict[str, Any]] = []
+    next_url: str | None = None
     for _ in range(MAX_RUN_PAGES):
-        next_page: list[str] = []
         try:
-            page = await ctx.client.call(
-                "GET",
-                url,
-                installation_id=ctx.installation_id,
-                url_vars=url_vars,
-                next_page=next_page,
+            page = await endpoints.list_workflow_runs(
+                ctx.client,
+                ctx.installation_id,
+                item.repo,
+                workflow=workflow,
+                created=f">={since}",
+                per_page=RUNS_PER_PAGE,
+                url=next_url,
             )
         except GitHubRefused as exc:
             if exc.status not in (403, 404):
                 raise
             _cannot_list(ctx, item.repo, exc)
             raise _CannotLook(f"the App may not list the runs of {workflow}") from None
-        listed = page.get("workflow_runs") if isinstance(page, dict) else None
+        listed = page.data.get("workflow_runs") if isinstance(page.data, dict) else None
         runs += [run for run in listed or [] if isinstance(run, dict) and _is_id(run.get("id"))]
-        if not next_page:
+        if page.next_url is None:
             return runs
-        url, url_vars = next_page[0], {}
+        next_url = page.next_url
     raise _CannotLook(f"{workflow} has more runs since than {MAX_RUN_PAGES} pages")
 
 

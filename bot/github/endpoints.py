@@ -1,0 +1,324 @@
+"""Every GitHub endpoint Tarmac calls, one function each: its method, URL template and body,
+and the App permission it needs. Callers name what they want (`create_deployment(...)`), never
+a URL; this is the one module that knows GitHub's URLs and splits "owner/name".
+
+Each function calls through `GitHubClient` (authentication, retries, rate limits, the two
+exceptions) and returns GitHub's decoded answer. An endpoint's `permission` is what GitHub's
+"Permissions required for GitHub Apps" lists for it; tests/test_app_permissions.py checks those
+against GitHub's REST description and against app.yml.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from bot.github.client import GitHubClient, Page
+
+
+@dataclass(frozen=True)
+class Permission:
+    name: str  # e.g. "deployments"
+    level: str  # "read" or "write"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    # As GitHub's REST description writes the path; `{?...}` adds query parameters.
+    template: str
+    # None: called as the App itself (its JWT), which needs no installation permission.
+    permission: Permission | None
+
+
+ENDPOINTS: list[Endpoint] = []
+
+
+def _endpoint(method: str, template: str, permission: Permission | None) -> Endpoint:
+    endpoint = Endpoint(method, template, permission)
+    ENDPOINTS.append(endpoint)
+    return endpoint
+
+
+def _read(name: str) -> Permission:
+    return Permission(name, "read")
+
+
+def _write(name: str) -> Permission:
+    return Permission(name, "write")
+
+
+AS_APP = None
+
+CREATE_INSTALLATION_TOKEN = _endpoint(
+    "POST", "/app/installations/{installation_id}/access_tokens", AS_APP
+)
+GET_REPOSITORY_INSTALLATION = _endpoint("GET", "/repos/{owner}/{repo}/installation", AS_APP)
+LIST_DELIVERIES = _endpoint("GET", "/app/hook/deliveries{?per_page}", AS_APP)
+REDELIVER = _endpoint("POST", "/app/hook/deliveries/{delivery_id}/attempts", AS_APP)
+GET_REPOSITORY = _endpoint("GET", "/repos/{owner}/{repo}", _read("metadata"))
+GET_COLLABORATOR_PERMISSION = _endpoint(
+    "GET", "/repos/{owner}/{repo}/collaborators/{username}/permission", _read("metadata")
+)
+GET_REF = _endpoint("GET", "/repos/{owner}/{repo}/git/ref/{ref}", _read("contents"))
+GET_TAG = _endpoint("GET", "/repos/{owner}/{repo}/git/tags/{tag_sha}", _read("contents"))
+CREATE_DEPLOYMENT = _endpoint("POST", "/repos/{owner}/{repo}/deployments", _write("deployments"))
+LIST_DEPLOYMENTS = _endpoint(
+    "GET", "/repos/{owner}/{repo}/deployments{?sha,environment}", _read("deployments")
+)
+CREATE_DEPLOYMENT_STATUS = _endpoint(
+    "POST", "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses", _write("deployments")
+)
+LIST_DEPLOYMENT_STATUSES = _endpoint(
+    "GET", "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses", _read("deployments")
+)
+DISPATCH_WORKFLOW = _endpoint(
+    "POST", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches", _write("actions")
+)
+LIST_WORKFLOW_RUNS = _endpoint(
+    "GET",
+    "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/runs"
+    "{?event,created,per_page,exclude_pull_requests}",
+    _read("actions"),
+)
+GET_WORKFLOW_RUN = _endpoint("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}", _read("actions"))
+CANCEL_WORKFLOW_RUN = _endpoint(
+    "POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/cancel", _write("actions")
+)
+# Comments on a pull request's conversation are issue comments: `issues` write covers both
+# the reply and the reaction.
+CREATE_ISSUE_COMMENT = _endpoint(
+    "POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments", _write("issues")
+)
+CREATE_COMMENT_REACTION = _endpoint(
+    "POST", "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions", _write("issues")
+)
+
+
+def owner_and_name(repo: str) -> dict[str, str]:
+    """ "owner/name" as GitHub's URL templates name its halves."""
+    owner, _, name = repo.partition("/")
+    return {"owner": owner, "repo": name}
+
+
+# --- as the App ---------------------------------------------------------------------------
+
+
+async def create_installation_token(client: GitHubClient, installation_id: int) -> Any:
+    """A new installation token: `{"token": ..., "expires_at": ...}`."""
+    return await _as_app(
+        client, CREATE_INSTALLATION_TOKEN, {"installation_id": installation_id}, data={}
+    )
+
+
+async def get_repository_installation(client: GitHubClient, repo: str) -> Any:
+    """The installation serving `repo` (GitHubRefused 404: the App is not installed there)."""
+    return await _as_app(client, GET_REPOSITORY_INSTALLATION, owner_and_name(repo))
+
+
+async def list_deliveries(client: GitHubClient, per_page: int, *, url: str | None) -> Page:
+    """A page of the App's webhook deliveries, newest first; `url` the next page's, if one."""
+    # Written out, not expanded: the first page's URL is also its metrics label.
+    first = LIST_DELIVERIES.template.split("{?")[0] + f"?per_page={per_page}"
+    return await client.page(url or first, installation_id=None)
+
+
+async def redeliver(client: GitHubClient, delivery_id: int) -> Any:
+    """Ask GitHub to send a delivery again."""
+    return await _as_app(client, REDELIVER, {"delivery_id": delivery_id}, data={})
+
+
+# --- repositories and git -----------------------------------------------------------------
+
+
+async def get_repository(client: GitHubClient, installation_id: int, repo: str) -> Any:
+    return await _call(client, GET_REPOSITORY, installation_id, repo)
+
+
+async def get_collaborator_permission(
+    client: GitHubClient, installation_id: int, repo: str, *, username: str
+) -> Any:
+    """`{"permission": admin/write/read/none, "role_name": ...}` (404: no such user here)."""
+    return await _call(
+        client, GET_COLLABORATOR_PERMISSION, installation_id, repo, username=username
+    )
+
+
+async def get_tag_ref(client: GitHubClient, installation_id: int, repo: str, *, tag: str) -> Any:
+    """The git ref `tags/<tag>`: its `object` is a commit, or a tag object (annotated)."""
+    # Tags may hold '/' (kept: the ref is multi-segment) and characters a URL must escape.
+    path = "/".join(quote(part, safe="") for part in tag.split("/"))
+    url = GET_REF.template.replace("{ref}", "tags/" + path)
+    return await client.call(
+        GET_REF.method, url, installation_id=installation_id, url_vars=owner_and_name(repo)
+    )
+
+
+async def get_tag(client: GitHubClient, installation_id: int, repo: str, *, tag_sha: str) -> Any:
+    """An annotated tag object; its `object` is what it points at."""
+    return await _call(client, GET_TAG, installation_id, repo, tag_sha=tag_sha)
+
+
+# --- deployments --------------------------------------------------------------------------
+
+
+async def create_deployment(
+    client: GitHubClient, installation_id: int, repo: str, *, body: dict[str, Any]
+) -> Any:
+    """The new GitHub Deployment (a body without `id`: GitHub answered 202, merged instead)."""
+    return await _call(client, CREATE_DEPLOYMENT, installation_id, repo, data=body)
+
+
+async def list_deployments(
+    client: GitHubClient, installation_id: int, repo: str, *, sha: str, environment: str
+) -> Any:
+    return await _call(
+        client, LIST_DEPLOYMENTS, installation_id, repo, sha=sha, environment=environment
+    )
+
+
+async def create_deployment_status(
+    client: GitHubClient,
+    installation_id: int,
+    repo: str,
+    *,
+    deployment_id: int,
+    body: dict[str, Any],
+) -> Any:
+    return await _call(
+        client,
+        CREATE_DEPLOYMENT_STATUS,
+        installation_id,
+        repo,
+        data=body,
+        deployment_id=deployment_id,
+    )
+
+
+async def list_deployment_statuses(
+    client: GitHubClient, installation_id: int, repo: str, *, deployment_id: int
+) -> Any:
+    """The deployment's statuses, newest first."""
+    return await _call(
+        client, LIST_DEPLOYMENT_STATUSES, installation_id, repo, deployment_id=deployment_id
+    )
+
+
+# --- workflows ----------------------------------------------------------------------------
+
+
+async def dispatch_workflow(
+    client: GitHubClient,
+    installation_id: int,
+    repo: str,
+    *,
+    workflow: str,
+    ref: str,
+    inputs: dict[str, str],
+) -> Any:
+    """Start a run; with `return_run_details` the answer names it (`workflow_run_id`)."""
+    body = {"ref": ref, "inputs": inputs, "return_run_details": True}
+    return await _call(
+        client, DISPATCH_WORKFLOW, installation_id, repo, data=body, workflow_id=workflow
+    )
+
+
+async def list_workflow_runs(
+    client: GitHubClient,
+    installation_id: int,
+    repo: str,
+    *,
+    workflow: str,
+    created: str,
+    per_page: int,
+    url: str | None,
+) -> Page:
+    """A page of the workflow's `workflow_dispatch` runs created `created` (e.g. `>=<time>`);
+    `url` the next page's, if one."""
+    if url is not None:
+        return await client.page(url, installation_id=installation_id)
+    url_vars: dict[str, Any] = {
+        **owner_and_name(repo),
+        "workflow_id": workflow,
+        "event": "workflow_dispatch",
+        "created": created,
+        "per_page": per_page,
+        "exclude_pull_requests": "true",
+    }
+    return await client.page(
+        LIST_WORKFLOW_RUNS.template, installation_id=installation_id, url_vars=url_vars
+    )
+
+
+async def get_workflow_run(
+    client: GitHubClient, installation_id: int, repo: str, *, run_id: int
+) -> Any:
+    return await _call(client, GET_WORKFLOW_RUN, installation_id, repo, run_id=run_id)
+
+
+async def cancel_workflow_run(
+    client: GitHubClient, installation_id: int, repo: str, *, run_id: int
+) -> Any:
+    """Cancel a run (GitHubRefused 409: it had finished already)."""
+    return await _call(client, CANCEL_WORKFLOW_RUN, installation_id, repo, run_id=run_id)
+
+
+# --- pull-request conversations -----------------------------------------------------------
+
+
+async def create_issue_comment(
+    client: GitHubClient, installation_id: int, repo: str, *, issue_number: int, body: str
+) -> Any:
+    return await _call(
+        client,
+        CREATE_ISSUE_COMMENT,
+        installation_id,
+        repo,
+        data={"body": body},
+        issue_number=issue_number,
+    )
+
+
+async def create_comment_reaction(
+    client: GitHubClient, installation_id: int, repo: str, *, comment_id: int, content: str
+) -> Any:
+    """React to a comment (200 when the reaction exists already, 201 when made)."""
+    return await _call(
+        client,
+        CREATE_COMMENT_REACTION,
+        installation_id,
+        repo,
+        data={"content": content},
+        comment_id=comment_id,
+    )
+
+
+# --- the calls ----------------------------------------------------------------------------
+
+
+async def _call(
+    client: GitHubClient,
+    endpoint: Endpoint,
+    installation_id: int,
+    repo: str,
+    *,
+    data: Any = b"",
+    **url_vars: Any,
+) -> Any:
+    return await client.call(
+        endpoint.method,
+        endpoint.template,
+        installation_id=installation_id,
+        url_vars={**owner_and_name(repo), **url_vars},
+        data=data,
+    )
+
+
+async def _as_app(
+    client: GitHubClient, endpoint: Endpoint, url_vars: dict[str, Any], *, data: Any = b""
+) -> Any:
+    return await client.call(
+        endpoint.method, endpoint.template, installation_id=None, url_vars=url_vars, data=data
+    )

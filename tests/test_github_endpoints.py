@@ -1,0 +1,50 @@
+"""bot/github/endpoints.py against the fake GitHub (which checks each request against GitHub's
+REST description): the pull-request conversation endpoints, and the "owner/name" split."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.github import endpoints
+from bot.github.client import GitHubClient
+from bot.storage.outbox import Action, known_action
+from tests.fake_github import FakeGitHub
+from tests.test_github_client import INSTALLATION, REPO, client, fake, key_pair
+
+__all__ = ["client", "fake", "key_pair"]  # the fixtures, shared with the client's tests
+
+
+def test_a_repository_name_splits_into_the_templates_owner_and_repo() -> None:
+    assert endpoints.owner_and_name("acme/back-end") == {"owner": "acme", "repo": "back-end"}
+
+
+def test_a_stored_action_name_is_known_or_not() -> None:
+    assert known_action("post_comment") is Action.POST_COMMENT
+    assert known_action("written_by_a_newer_version") is None
+
+
+async def test_a_reply_and_a_reaction_reach_the_comment(
+    client: tuple[GitHubClient, Any], fake: FakeGitHub
+) -> None:
+    github, _ = client
+
+    await endpoints.create_issue_comment(github, INSTALLATION, REPO, issue_number=7, body="Hi")
+    await endpoints.create_comment_reaction(
+        github, INSTALLATION, REPO, comment_id=99, content="eyes"
+    )
+
+    assert [(c["issue_number"], c["body"]) for c in fake.comments] == [(7, "Hi")]
+    assert fake.reactions == [{"comment_id": 99, "repo": REPO, "content": "eyes"}]
+
+
+async def test_a_collaborators_permission_is_read(
+    client: tuple[GitHubClient, Any], fake: FakeGitHub
+) -> None:
+    github, _ = client
+    fake.grant(REPO, "octocat", "write", "maintain")
+
+    found = await endpoints.get_collaborator_permission(
+        github, INSTALLATION, REPO, username="octocat"
+    )
+
+    assert (found["permission"], found["role_name"]) == ("write", "maintain")
