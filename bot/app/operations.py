@@ -18,7 +18,7 @@ from bot.app import deployments, releases, rollback
 from bot.config.projects_file import GITHUB_DEPLOYMENT_WORKFLOW
 from bot.core import errors
 from bot.core.clock import Clock
-from bot.domain.freeze import current_freeze
+from bot.domain.freeze import current_freeze, freeze_environment, unfreeze_environment
 from bot.domain.statuses import (
     BuildStatus,
     DeploymentKind,
@@ -28,7 +28,7 @@ from bot.domain.statuses import (
 )
 from bot.storage.models import Deployment, Environment, Project, ReleaseCandidate
 from bot.storage.outbox import deployment_key, enqueue, release_candidate_key
-from bot.storage.projects import find_project
+from bot.storage.projects import find_environment, find_project
 
 AUTO_DEPLOY_ACTOR = "tarmac (auto-deploy)"
 MAX_DESCRIPTION = 140
@@ -485,3 +485,45 @@ async def expire_stuck(
     for deployment in expired:
         await plan_status(session, mirror, deployment, now)
     return expired
+
+
+# --- freezes ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FreezeChange:
+    """An environment frozen or unfrozen; `now` is when (read once it was locked)."""
+
+    environment: Environment
+    was_frozen: bool  # a freeze was in effect before the change
+    now: datetime
+
+
+async def freeze(
+    session: AsyncSession,
+    *,
+    project_name: str,
+    environment_name: str,
+    actor: str | None,
+    reason: str | None,
+    until: datetime | None,
+    clock: Clock,
+) -> FreezeChange:
+    """Freeze an environment, or change a freeze's reason or end: deploys are refused until
+    it is unfrozen (or `until` passes), a rollback needs force. Nothing shows on GitHub."""
+    environment = await find_environment(session, project_name, environment_name, lock=True)
+    now = clock()
+    was_frozen = current_freeze(environment, now) is not None
+    freeze_environment(environment, reason=reason, by=actor, until=until, now=now)
+    return FreezeChange(environment, was_frozen, now)
+
+
+async def unfreeze(
+    session: AsyncSession, *, project_name: str, environment_name: str, clock: Clock
+) -> FreezeChange:
+    """End an environment's freeze (one whose `until` passed already is cleared too)."""
+    environment = await find_environment(session, project_name, environment_name, lock=True)
+    now = clock()
+    was_frozen = current_freeze(environment, now) is not None
+    unfreeze_environment(environment)
+    return FreezeChange(environment, was_frozen, now)
