@@ -30,6 +30,7 @@ from api.responses import (
 from api.schemas import (
     CreateDeploymentBody,
     CreateReleaseBody,
+    EnvironmentResponse,
     FreezeBody,
     HealthResponse,
     ReadyResponse,
@@ -37,12 +38,10 @@ from api.schemas import (
     UpdateDeploymentBody,
 )
 from bot.app import deployments, operations, releases
+from bot.app.environments import describe_environment, describe_environments
 from bot.app.operations import Mirror
 from bot.core.clock import Clock
-from bot.app.environments import describe_environment, describe_environments
-from bot.domain.freeze import freeze_environment, unfreeze_environment
 from bot.service import Service
-from bot.storage.projects import find_environment
 
 HEALTH_TIMEOUT_SECONDS = 2.0
 
@@ -201,37 +200,39 @@ async def list_environments(request: web.Request) -> web.Response:
 @routes.put(ENVIRONMENT + "/freeze")
 async def freeze(request: web.Request) -> web.Response:
     body = await read_body(request, FreezeBody, optional=True)
-    service = _service(request)
     async with changing(request) as change:
-        environment = await find_environment(
+        frozen = await operations.freeze(
             change.session,
-            request.match_info["project"],
-            request.match_info["environment"],
-            lock=True,
+            project_name=request.match_info["project"],
+            environment_name=request.match_info["environment"],
+            actor=_actor(request),
+            reason=body.reason,
+            until=body.until,
+            clock=_service(request).clock,
         )
-        now = service.clock()
-        freeze_environment(
-            environment, reason=body.reason, by=_actor(request), until=body.until, now=now
-        )
-        state = await describe_environment(change.session, environment, now)
-        change.answer(environment_response(state))
+        change.answer(await _environment_answer(change.session, frozen))
     return change.response
 
 
 @routes.delete(ENVIRONMENT + "/freeze")
 async def unfreeze(request: web.Request) -> web.Response:
-    service = _service(request)
     async with changing(request) as change:
-        environment = await find_environment(
+        unfrozen = await operations.unfreeze(
             change.session,
-            request.match_info["project"],
-            request.match_info["environment"],
-            lock=True,
+            project_name=request.match_info["project"],
+            environment_name=request.match_info["environment"],
+            clock=_service(request).clock,
         )
-        unfreeze_environment(environment)
-        state = await describe_environment(change.session, environment, service.clock())
-        change.answer(environment_response(state))
+        change.answer(await _environment_answer(change.session, unfrozen))
     return change.response
+
+
+async def _environment_answer(
+    session: AsyncSession, changed: operations.FreezeChange
+) -> EnvironmentResponse:
+    """The environment as it is after the change, at the moment the change was made."""
+    state = await describe_environment(session, changed.environment, changed.now)
+    return environment_response(state)
 
 
 @routes.get("/healthz")

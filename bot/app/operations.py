@@ -22,7 +22,12 @@ from bot.core import errors
 from bot.core.clock import Clock
 from bot.domain.candidates import build_result, ensure_deployable, ensure_rc_version
 from bot.domain.environments import auto_deploy_targets, ensure_accepts_deployments
-from bot.domain.freeze import ensure_not_frozen
+from bot.domain.freeze import (
+    current_freeze,
+    ensure_not_frozen,
+    freeze_environment,
+    unfreeze_environment,
+)
 from bot.domain.rollback import (
     CANCELED_BY_ROLLBACK,
     ensure_may_roll_back,
@@ -49,7 +54,7 @@ from bot.storage import deployments as stored
 from bot.storage.environments import auto_deploy_environments
 from bot.storage.models import Deployment, Environment, Project, ReleaseCandidate
 from bot.storage.outbox import Action, deployment_key, enqueue, release_candidate_key
-from bot.storage.projects import find_project
+from bot.storage.projects import find_environment, find_project
 from bot.storage.releases import find_release_candidate
 
 AUTO_DEPLOY_ACTOR = "tarmac (auto-deploy)"
@@ -521,3 +526,45 @@ async def expire_stuck(
     for deployment in expired:
         await plan_status(session, mirror, deployment, now)
     return expired
+
+
+# --- freezes ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FreezeChange:
+    """An environment frozen or unfrozen; `now` is when (read once it was locked)."""
+
+    environment: Environment
+    was_frozen: bool  # a freeze was in effect before the change
+    now: datetime
+
+
+async def freeze(
+    session: AsyncSession,
+    *,
+    project_name: str,
+    environment_name: str,
+    actor: str | None,
+    reason: str | None,
+    until: datetime | None,
+    clock: Clock,
+) -> FreezeChange:
+    """Freeze an environment, or change a freeze's reason or end: deploys are refused until
+    it is unfrozen (or `until` passes), a rollback needs force. Nothing shows on GitHub."""
+    environment = await find_environment(session, project_name, environment_name, lock=True)
+    now = clock()
+    was_frozen = current_freeze(environment, now) is not None
+    freeze_environment(environment, reason=reason, by=actor, until=until, now=now)
+    return FreezeChange(environment, was_frozen, now)
+
+
+async def unfreeze(
+    session: AsyncSession, *, project_name: str, environment_name: str, clock: Clock
+) -> FreezeChange:
+    """End an environment's freeze (one whose `until` passed already is cleared too)."""
+    environment = await find_environment(session, project_name, environment_name, lock=True)
+    now = clock()
+    was_frozen = current_freeze(environment, now) is not None
+    unfreeze_environment(environment)
+    return FreezeChange(environment, was_frozen, now)

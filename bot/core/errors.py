@@ -1,9 +1,10 @@
-"""Refusals of the domain rules. Each carries the exact message users see and what kind of
-refusal it is; the REST face maps the kind to a status code, a PR comment quotes the message."""
+"""Refusals of the domain rules. Each carries a stable code (whose text is the exact message
+users see) and what kind of refusal it is; the REST face maps the kind to a status code, a PR
+comment picks its reply by the code."""
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, StrEnum
 
 
 class Refusal(Enum):
@@ -12,47 +13,73 @@ class Refusal(Enum):
     CONFLICT = "conflict"  # 409
 
 
-PROJECT_NOT_FOUND = "Release project not found"
-ENVIRONMENT_NOT_FOUND = "Release environment not found"
-RELEASE_NOT_FOUND = "Release not found"
-REPOSITORY_NOT_FOUND = "GitHub repository not found"
-INVALID_RC_VERSION = "Invalid release candidate version"
-INVALID_COMMIT = "Invalid commit hash"
-NOTHING_TO_ROLL_BACK_TO = "No previous deployment to roll back from"
-ENVIRONMENT_FROZEN = "Environment is frozen"
-ENVIRONMENT_REMOVED = "Release environment was removed from the projects file"
-PROJECT_REMOVED = "Release project was removed from the projects file"
-RC_STILL_BUILDING = "Release candidate is still building"
-RC_BUILD_FAILED = "Release candidate build failed"
-RC_COMMIT_CONFLICT = "Release candidate already exists with a different commit"
-NO_BUILD_WORKFLOW = "Release project has no build workflow configured"
-BUILD_NEEDS_GITHUB_APP = (
-    "trigger_build_workflow needs the GitHub App, which runs the build workflow and hears how "
-    "it ends; without one, create the candidate without it (it is ready at once)"
-)
-FREEZE_UNTIL_IN_PAST = "Freeze 'until' must be in the future"
-DEPLOYMENT_NOT_FOUND = "Deployment not found"
-DEPLOYMENT_ALREADY_ENDED = (
-    "Deployment has already ended; only a pending, in_progress, canceling or unknown "
-    "deployment can be canceled"
-)
-NOTHING_TO_CANCEL = "No deployment of the environment is under way"
+class RefusalCode(StrEnum):
+    """Why the rules said no: one member per refusal, its value the message users see."""
+
+    PROJECT_NOT_FOUND = "Release project not found"
+    ENVIRONMENT_NOT_FOUND = "Release environment not found"
+    RELEASE_NOT_FOUND = "Release not found"
+    REPOSITORY_NOT_FOUND = "GitHub repository not found"
+    INVALID_RC_VERSION = "Invalid release candidate version"
+    INVALID_COMMIT = "Invalid commit hash"
+    NOTHING_TO_ROLL_BACK_TO = "No previous deployment to roll back from"
+    ENVIRONMENT_FROZEN = "Environment is frozen"
+    ENVIRONMENT_REMOVED = "Release environment was removed from the projects file"
+    PROJECT_REMOVED = "Release project was removed from the projects file"
+    RC_STILL_BUILDING = "Release candidate is still building"
+    RC_BUILD_FAILED = "Release candidate build failed"
+    RC_COMMIT_CONFLICT = "Release candidate already exists with a different commit"
+    NO_BUILD_WORKFLOW = "Release project has no build workflow configured"
+    BUILD_NEEDS_GITHUB_APP = (
+        "trigger_build_workflow needs the GitHub App, which runs the build workflow and hears "
+        "how it ends; without one, create the candidate without it (it is ready at once)"
+    )
+    FREEZE_UNTIL_IN_PAST = "Freeze 'until' must be in the future"
+    DEPLOYMENT_NOT_FOUND = "Deployment not found"
+    DEPLOYMENT_ALREADY_ENDED = (
+        "Deployment has already ended; only a pending, in_progress, canceling or unknown "
+        "deployment can be canceled"
+    )
+    NOTHING_TO_CANCEL = "No deployment of the environment is under way"
+
+
+# The codes by their module-level names, as the rules raise them (`errors.not_found(errors.X)`).
+PROJECT_NOT_FOUND = RefusalCode.PROJECT_NOT_FOUND
+ENVIRONMENT_NOT_FOUND = RefusalCode.ENVIRONMENT_NOT_FOUND
+RELEASE_NOT_FOUND = RefusalCode.RELEASE_NOT_FOUND
+REPOSITORY_NOT_FOUND = RefusalCode.REPOSITORY_NOT_FOUND
+INVALID_RC_VERSION = RefusalCode.INVALID_RC_VERSION
+INVALID_COMMIT = RefusalCode.INVALID_COMMIT
+NOTHING_TO_ROLL_BACK_TO = RefusalCode.NOTHING_TO_ROLL_BACK_TO
+ENVIRONMENT_FROZEN = RefusalCode.ENVIRONMENT_FROZEN
+ENVIRONMENT_REMOVED = RefusalCode.ENVIRONMENT_REMOVED
+PROJECT_REMOVED = RefusalCode.PROJECT_REMOVED
+RC_STILL_BUILDING = RefusalCode.RC_STILL_BUILDING
+RC_BUILD_FAILED = RefusalCode.RC_BUILD_FAILED
+RC_COMMIT_CONFLICT = RefusalCode.RC_COMMIT_CONFLICT
+NO_BUILD_WORKFLOW = RefusalCode.NO_BUILD_WORKFLOW
+BUILD_NEEDS_GITHUB_APP = RefusalCode.BUILD_NEEDS_GITHUB_APP
+FREEZE_UNTIL_IN_PAST = RefusalCode.FREEZE_UNTIL_IN_PAST
+DEPLOYMENT_NOT_FOUND = RefusalCode.DEPLOYMENT_NOT_FOUND
+DEPLOYMENT_ALREADY_ENDED = RefusalCode.DEPLOYMENT_ALREADY_ENDED
+NOTHING_TO_CANCEL = RefusalCode.NOTHING_TO_CANCEL
 
 
 class DomainError(Exception):
-    def __init__(self, refusal: Refusal, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, refusal: Refusal, code: RefusalCode) -> None:
+        super().__init__(code.value)
         self.refusal = refusal
-        self.message = message
+        self.code = code
+        self.message: str = code.value
 
 
-def not_found(message: str) -> DomainError:
-    return DomainError(Refusal.NOT_FOUND, message)
+def not_found(code: RefusalCode) -> DomainError:
+    return DomainError(Refusal.NOT_FOUND, code)
 
 
-def invalid(message: str) -> DomainError:
-    return DomainError(Refusal.INVALID, message)
+def invalid(code: RefusalCode) -> DomainError:
+    return DomainError(Refusal.INVALID, code)
 
 
-def conflict(message: str) -> DomainError:
-    return DomainError(Refusal.CONFLICT, message)
+def conflict(code: RefusalCode) -> DomainError:
+    return DomainError(Refusal.CONFLICT, code)

@@ -17,12 +17,12 @@ T = TypeVar("T")
 async def one_or_not_found(
     session: AsyncSession,
     query: Select[T],
-    message: str,
+    refusal: errors.RefusalCode,
     params: Mapping[str, Any] | None = None,
 ) -> T:
     found = await session.scalar(query, params)
     if found is None:
-        raise errors.not_found(message)
+        raise errors.not_found(refusal)
     return found
 
 

@@ -1,1 +1,1 @@
-"""Pull-request commands: parsing, running, replies."""
+"""Pull-request commands: parsing, who may run them, running them, the replies."""

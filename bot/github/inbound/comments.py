@@ -13,7 +13,8 @@ gets its usage, and the project is chosen — the repository's only project, or 
 `--project`, which must be one of this repository's (a comment in one repository never acts on
 another's project; the permission checked is this repository's). What the database decides —
 permission first, then environment, freeze, release candidate, rollback target — is decided by
-the `run_command` effect in the transaction that changes it (bot/github/outbound/comments.py).
+the `run_command` effect in the transaction that changes it (bot/github/outbound/comments.py,
+bot/github/commands/permissions.py and run.py).
 """
 
 from __future__ import annotations
@@ -26,17 +27,16 @@ from gidgethub import routing, sansio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config.projects_file import ProjectsConfig
-from bot.github.commands.parse import Command, CommandError, parse_commands
+from bot.github.commands.parse import Command, CommandError, ParsedLine, parse_commands
+from bot.github.commands.replies import REFUSED, code, reply, usage_reply
+from bot.github.commands.request import CommandRequest
 from bot.github.outbound.comments import (
-    REACTION,
-    REFUSED,
-    CommandRequest,
-    code,
+    Thread,
+    enqueue_command,
+    enqueue_reaction,
     enqueue_reply,
-    reply,
-    usage_reply,
 )
-from bot.storage.outbox import comment_key, enqueue, enqueued_before
+from bot.storage.outbox import comment_key, enqueued_before
 
 if TYPE_CHECKING:
     from bot.github.inbound.context import WebhookContext
@@ -54,113 +54,98 @@ NOT_THIS_REPOSITORYS_PROJECT = "{repo} has no project {project}; its projects: {
 
 @dataclass(frozen=True)
 class _Comment:
-    id: int
-    issue_number: int
+    thread: Thread
     author: str
-    repo: str
     repo_url: str
+    commands: list[ParsedLine]
 
 
 @router.register("issue_comment")
 async def on_issue_comment(
     event: sansio.Event, *, session: AsyncSession, context: WebhookContext
 ) -> None:
-    data = event.data
+    comment = _command_comment(event.data)
+    if isinstance(comment, str):
+        context.ignore(comment)
+        return
+    thread = comment.thread
+    projects = _projects_of(context.projects, thread.repo)
+    if not projects:
+        context.ignore(f"{thread.repo} serves no project")
+        return
+    if await _handled_before(session, thread.comment_id):
+        # The same comment in another delivery (not a redelivery: that has the same delivery
+        # id and stops at the endpoint), e.g. from a second webhook on the repository.
+        context.ignore(f"comment {thread.comment_id} handled already")
+        return
+
+    await enqueue_reaction(session, thread, context.now)
+    queued = 0
+    for parsed in comment.commands:
+        queued += await _enqueue_line(session, comment, parsed, projects, context.now)
+    context.record(
+        f"comment {thread.comment_id} on #{thread.issue_number} by {comment.author}: "
+        f"{queued} command(s) queued, {len(comment.commands) - queued} answered"
+    )
+
+
+def _command_comment(data: dict[str, Any]) -> _Comment | str:
+    """The new pull-request comment of a person, with its command lines; else why it is none."""
     action = data.get("action")
     if action != CREATED:
-        context.ignore(f"comment {action}" if isinstance(action, str) else "no action")
-        return
+        return f"comment {action}" if isinstance(action, str) else "no action"
     if not isinstance(_object(data.get("issue")).get("pull_request"), dict):
-        context.ignore("not a pull request")
-        return
+        return "not a pull request"
     if _by_bot(data):
-        context.ignore("comment by a bot")
-        return
+        return "comment by a bot"
     body = _object(data.get("comment")).get("body")
     commands = parse_commands(body) if isinstance(body, str) else []
     if not commands:
-        context.ignore("no command")
-        return
-    comment = _read_comment(data)
-    if comment is None:
-        context.ignore("comment without id, number, author or repository")
-        return
-    projects = _projects_of(context.projects, comment.repo)
-    if not projects:
-        context.ignore(f"{comment.repo} serves no project")
-        return
-    if await _handled_before(session, comment.id):
-        # The same comment in another delivery (not a redelivery: that has the same delivery
-        # id and stops at the endpoint), e.g. from a second webhook on the repository.
-        context.ignore(f"comment {comment.id} handled already")
-        return
-
-    await enqueue(
-        session,
-        action="add_reaction",
-        ordering_key=comment_key(comment.id),
-        repo=comment.repo,
-        payload={"comment_id": comment.id, "content": REACTION},
-        now=context.now,
-    )
-    queued = 0
-    for parsed in commands:
-        queued += await _enqueue_line(session, comment, parsed, projects, context.now)
-    context.record(
-        f"comment {comment.id} on #{comment.issue_number} by {comment.author}: "
-        f"{queued} command(s) queued, {len(commands) - queued} answered"
-    )
+        return "no command"
+    return _read_comment(data, commands) or "comment without id, number, author or repository"
 
 
 async def _enqueue_line(
     session: AsyncSession,
     comment: _Comment,
-    parsed: Command | CommandError,
+    parsed: ParsedLine,
     projects: list[str],
     now: datetime,
 ) -> bool:
     """A `run_command` for a command Tarmac can run (True), else the reply saying why not."""
-    if isinstance(parsed, CommandError):
-        text = usage_reply(parsed.line, parsed.message)
-    else:
-        project, problem = _choose_project(parsed, projects, comment.repo)
-        if project is not None:
-            request = CommandRequest(
-                verb=parsed.verb.value,
-                environment=parsed.environment,
-                project=project,
-                release_candidate_version=parsed.release_candidate_version,
-                force=parsed.force,
-                reason=parsed.reason,
-                line=parsed.line,
-                comment_id=comment.id,
-                issue_number=comment.issue_number,
-                commenter=comment.author,
-                repo_url=comment.repo_url,
-            )
-            await enqueue(
-                session,
-                action="run_command",
-                ordering_key=comment_key(comment.id),
-                repo=comment.repo,
-                payload=request.to_payload(),
-                now=now,
-            )
-            return True
-        text = reply(parsed.line, REFUSED, problem)
-    await enqueue_reply(
-        session,
-        repo=comment.repo,
-        comment_id=comment.id,
-        issue_number=comment.issue_number,
-        body=text,
-        now=now,
-        ordering_key=comment_key(comment.id),
-    )
+    answer = _request_or_reply(comment, parsed, projects)
+    if isinstance(answer, CommandRequest):
+        await enqueue_command(session, comment.thread, answer, now)
+        return True
+    await enqueue_reply(session, comment.thread, answer, now)
     return False
 
 
-def _read_comment(data: dict[str, Any]) -> _Comment | None:
+def _request_or_reply(
+    comment: _Comment, parsed: ParsedLine, projects: list[str]
+) -> CommandRequest | str:
+    """What to run for a command line, or the reply that answers it at once."""
+    if isinstance(parsed, CommandError):
+        return usage_reply(parsed.line, parsed.message)
+    project, problem = _choose_project(parsed, projects, comment.thread.repo)
+    if project is None:
+        return reply(parsed.line, REFUSED, problem)
+    return CommandRequest(
+        verb=parsed.verb.value,
+        environment=parsed.environment,
+        project=project,
+        release_candidate_version=parsed.release_candidate_version,
+        force=parsed.force,
+        reason=parsed.reason,
+        line=parsed.line,
+        comment_id=comment.thread.comment_id,
+        issue_number=comment.thread.issue_number,
+        commenter=comment.author,
+        repo_url=comment.repo_url,
+    )
+
+
+def _read_comment(data: dict[str, Any], commands: list[ParsedLine]) -> _Comment | None:
     comment = _object(data.get("comment"))
     comment_id = _integer(comment.get("id"))
     issue_number = _integer(_object(data.get("issue")).get("number"))
@@ -169,7 +154,8 @@ def _read_comment(data: dict[str, Any]) -> _Comment | None:
     repo = repository.get("full_name")
     if comment_id is None or issue_number is None or not _text(author) or not _text(repo):
         return None
-    return _Comment(comment_id, issue_number, author, repo, _repo_url(repository, repo))
+    thread = Thread(repo, issue_number, comment_id)
+    return _Comment(thread, author, _repo_url(repository, repo), commands)
 
 
 def _by_bot(data: dict[str, Any]) -> bool:
