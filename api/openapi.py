@@ -449,7 +449,7 @@ the GitHub App its workflow run is canceled and its GitHub deployment shown `ina
 Canceling a canceled deployment again answers it unchanged (200). Auto-deploy is not paused."""
 
 ROLLBACK_RULE = """A `rollback` deployment, `pending`, of the target the rollback rule picks \
-(README, "Rollback and freezes"):
+([README](../README.md#rollback-and-freezes)):
 
 - an environment with no deployment at all has nothing to roll back from (404);
 - a frozen environment is rolled back only with `{"force": true}`, checked before anything \

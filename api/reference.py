@@ -208,10 +208,10 @@ def _constraints(schema: dict[str, Any]) -> str:
     found = []
     for option in options:
         for key, words in (
-            ("minLength", "at least {} characters"),
-            ("maxLength", "at most {} characters"),
-            ("minimum", "from {}"),
-            ("maximum", "up to {}"),
+            ("minLength", "length ≥ {}"),
+            ("maxLength", "length ≤ {}"),
+            ("minimum", "≥ {}"),
+            ("maximum", "≤ {}"),
             ("enum", "one of {}"),
         ):
             if key in option:
