@@ -21,7 +21,7 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 export TARMAC_CONFIG ?= tarmac.example.yml
 export TARMAC_DATABASE_URL ?= sqlite+aiosqlite:///tarmac.db
 
-.PHONY: run test lint typecheck pytest install migrate clean bench soak github-material chromium
+.PHONY: run test lint typecheck pytest install migrate clean bench soak github-material chromium docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -89,6 +89,10 @@ soak: $(STAMP) $(GITHUB_MATERIAL)
 bench: $(STAMP) $(GITHUB_MATERIAL)
 	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 	$(BIN)/python -m bench.run
+
+# docs/api.md, rendered from the OpenAPI document (tests/test_api_reference.py checks it).
+docs: $(STAMP)
+	$(BIN)/python -m api.reference
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache tests/github/node_modules

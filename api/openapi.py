@@ -32,6 +32,60 @@ from bot import package_version
 from bot.core import errors as domain
 from bot.core.pages import DEFAULT_PER_PAGE, MAX_PER_PAGE
 
+MISSING_FIELD = "Missing field '…'"
+INVALID_FIELD = "Invalid field '…': …"
+# Why each refusal is given, shown beside it in the reference (docs/api.md).
+ERROR_WHEN: dict[str, str] = {
+    domain.INVALID_RC_VERSION: "the version is not `<release>-rc<N>` with N a decimal number "
+    "without leading zeros (`v30-rc01` and `v1.0.0-rc1-rc2` are refused)",
+    domain.INVALID_COMMIT: "`commit` is not 40 hex digits",
+    domain.NO_BUILD_WORKFLOW: "`trigger_build_workflow` on a project without `build` in the "
+    "projects file",
+    domain.BUILD_NEEDS_GITHUB_APP: "`trigger_build_workflow` while no GitHub App is configured "
+    "(nothing would run the build or hear how it ends)",
+    domain.PROJECT_REMOVED: "a new candidate of a project removed from the projects file",
+    domain.ENVIRONMENT_REMOVED: "a new deployment to an environment removed from the projects file",
+    domain.ENVIRONMENT_FROZEN: "deploying to a frozen environment, or rolling it back without "
+    "`force`; checked before anything changes",
+    domain.RC_STILL_BUILDING: "deploying a candidate whose build has not finished",
+    domain.RC_BUILD_FAILED: "deploying a candidate whose build failed",
+    domain.FREEZE_UNTIL_IN_PAST: "freezing with an end that has passed",
+    domain.PROJECT_NOT_FOUND: "no project of that name (names are case-sensitive)",
+    domain.ENVIRONMENT_NOT_FOUND: "no environment of that name in the project",
+    domain.RELEASE_NOT_FOUND: "no such candidate in the project",
+    domain.REPOSITORY_NOT_FOUND: "`repo` is not the project's repository (compared without "
+    "regard to case)",
+    domain.NOTHING_TO_ROLL_BACK_TO: "no deployment at all, or no earlier candidate the rollback "
+    "rule can take",
+    domain.DEPLOYMENT_NOT_FOUND: "no deployment of that id in this environment",
+    domain.RC_COMMIT_CONFLICT: "the candidate exists at another commit: a candidate never moves",
+    domain.DEPLOYMENT_ALREADY_ENDED: "the deployment succeeded, failed or errored (a canceled "
+    "one is answered unchanged)",
+    errors.NOT_FOUND: "the id is not a number of at most 18 digits",
+    errors.UNAUTHORIZED: "no token, or an unknown or revoked one",
+    errors.FORBIDDEN: "the token is limited to other projects",
+    errors.BODY_TOO_LARGE: "the body is larger than 1 MiB",
+    errors.DATABASE_UNAVAILABLE: "the database did not answer; nothing was half-written",
+    errors.INTERNAL_ERROR: "a bug; the details are in the server log, never in the answer",
+    INVALID_JSON: "the body is not JSON",
+    NOT_AN_OBJECT: "the body is JSON, but not an object",
+    MISSING_FIELD: "a required field is absent, e.g. `Missing field 'repo'`",
+    INVALID_FIELD: "a field has the wrong type or value, e.g. `Invalid field 'commit': Input "
+    'should be a valid string` (`"true"` is not a boolean, `1` is not a string)',
+    UNSUPPORTED_CONTENT_ENCODING: "a `Content-Encoding` other than `identity`, refused before "
+    "the body is read (the answer says `Accept-Encoding: identity`)",
+    idempotency.INVALID_KEY: "the `Idempotency-Key` header is empty, too long or not printable "
+    "ASCII",
+    idempotency.KEY_REUSED: "the key was sent before with another method, path or body; "
+    "nothing changes",
+    webhooks.GITHUB_APP_NOT_CONFIGURED: "no GitHub App is configured",
+    webhooks.INVALID_SIGNATURE: "a missing or bad `X-Hub-Signature-256`; nothing is recorded",
+}
+PAGE_ERRORS = (
+    "Invalid query parameter 'page': must be a whole number, 1 or more",
+    f"Invalid query parameter 'per_page': must be from 1 to {MAX_PER_PAGE}",
+)
+
 _MODELS: list[type[BaseModel]] = [
     CreateReleaseBody,
     CreateDeploymentBody,
@@ -61,9 +115,27 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def _error(*messages: str) -> dict[str, Any]:
     response = _json(_ref(ErrorResponse), " / ".join(messages))
     response["content"]["application/json"]["examples"] = {
-        f"e{i}": {"value": {"error": m}} for i, m in enumerate(messages)
+        f"e{i}": _error_example(m) for i, m in enumerate(messages)
     }
     return response
+
+
+def _error_without_body() -> dict[str, Any]:
+    response = _json(_ref(ErrorResponse), "Only the HTTP server's own refusals (see the top).")
+    response["content"]["application/json"]["examples"] = {}
+    return response
+
+
+def _error_example(message: str) -> dict[str, Any]:
+    example: dict[str, Any] = {"value": {"error": message}}
+    when = ERROR_WHEN.get(message)
+    if when is not None:
+        example["summary"] = when
+    return example
+
+
+def _example(value: Any, summary: str | None = None) -> dict[str, Any]:
+    return {"value": value} if summary is None else {"summary": summary, "value": value}
 
 
 def _path_param(name: str, description: str) -> dict[str, Any]:
@@ -109,12 +181,14 @@ PAGE_PARAMS = [
         "name": "page",
         "in": "query",
         "required": False,
+        "description": "The page, from 1.",
         "schema": {"type": "integer", "minimum": 1, "default": 1},
     },
     {
         "name": "per_page",
         "in": "query",
         "required": False,
+        "description": "Items per page.",
         "schema": {
             "type": "integer",
             "minimum": 1,
@@ -144,26 +218,349 @@ WEBHOOK_HEADERS = [
         ("X-Hub-Signature-256", "`sha256=` and the HMAC-SHA256 hex digest of the body."),
     )
 ]
+BODY_ERRORS = (INVALID_JSON, NOT_AN_OBJECT, MISSING_FIELD, INVALID_FIELD)
 COMMON = {
-    "400": _error("Invalid JSON body", "Missing field '…'", "Invalid field '…': …"),
+    "400": _error(*BODY_ERRORS),
     "401": _error(errors.UNAUTHORIZED),
     "403": _error(errors.FORBIDDEN),
     "413": _error(errors.BODY_TOO_LARGE),
     "415": _error(UNSUPPORTED_CONTENT_ENCODING),
     "503": _error(errors.DATABASE_UNAVAILABLE),
 }
-# A request without a body is never refused for its size or its Content-Encoding.
-READ_COMMON = {k: v for k, v in COMMON.items() if k not in ("413", "415")}
+# A request without a body is never refused for its size or its Content-Encoding, nor for
+# its body's form: only the HTTP server's own refusals remain (the document's description).
+READ_COMMON = {k: v for k, v in COMMON.items() if k not in ("413", "415")} | {
+    "400": _error_without_body(),
+}
 
 
-def _body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
-    return {"required": required, "content": {"application/json": {"schema": _ref(model)}}}
+def _body(
+    model: type[BaseModel], examples: dict[str, Any], required: bool = True
+) -> dict[str, Any]:
+    content = {"schema": _ref(model), "examples": examples}
+    return {"required": required, "content": {"application/json": content}}
 
 
-def _list(model: type[BaseModel], description: str) -> dict[str, Any]:
-    response = _json({"type": "array", "items": _ref(model)}, description)
+def _array(model: type[BaseModel]) -> dict[str, Any]:
+    return {"type": "array", "items": _ref(model)}
+
+
+def _answer(schema: dict[str, Any], description: str, **examples: Any) -> dict[str, Any]:
+    response = _json(schema, description)
+    response["content"]["application/json"]["examples"] = examples
+    return response
+
+
+def _list(model: type[BaseModel], description: str, example: list[Any]) -> dict[str, Any]:
+    response = _answer(_array(model), description, page=_example(example))
     response["headers"] = LINK_HEADER
     return response
+
+
+# The examples follow one story on the demo projects file (tarmac.example.yml): v1.4.0-rc1 runs
+# in staging and production, v1.4.0-rc2 is building.
+SHA_RC1 = "9f3a1c0b7e2d4f6a8b0c1d2e3f4a5b6c7d8e9f0a"
+ACTOR = "demo@example.com"
+RC1 = {
+    "version": "v1.4.0-rc1",
+    "release_version": "v1.4.0",
+    "commit": SHA_RC1,
+    "repo": "acme/backend",
+    "build_status": "ready",
+    "build_error": None,
+    "created_at": "2026-11-28T21:09:11.563098Z",
+}
+RC2_BUILDING = {
+    **RC1,
+    "version": "v1.4.0-rc2",
+    "commit": "5e8b2d4c6a0f1e3d5c7b9a1f3e5d7c9b1a3f5e7d",
+    "build_status": "building",
+    "created_at": "2026-11-28T21:09:11.661667Z",
+}
+RC2_FAILED = {
+    **RC2_BUILDING,
+    "build_status": "failed",
+    "build_error": "Build timed out: no result after 60 minutes",
+}
+
+
+def _deployment(**fields: Any) -> dict[str, Any]:
+    return {
+        "id": 1,
+        "environment_name": "staging",
+        "release_candidate_version": "v1.4.0-rc1",
+        "release_version": "v1.4.0",
+        "from_release_candidate_version": None,
+        "from_release_version": None,
+        "status": "pending",
+        "actor": ACTOR,
+        "deploy_start_at": "2026-11-28T21:09:11.720332Z",
+        "deploy_end_at": None,
+        "error_message": None,
+        "kind": "deploy",
+        "waiting_for": None,
+        **fields,
+    }
+
+
+DEPLOY_PENDING = _deployment()
+DEPLOY_SUCCEEDED = _deployment(status="success", deploy_end_at="2026-11-28T21:09:11.868072Z")
+REPORTED = _deployment(
+    id=2,
+    environment_name="production",
+    status="success",
+    deploy_start_at="2026-11-28T21:09:11.913466Z",
+    deploy_end_at="2026-11-28T21:09:11.913466Z",
+    kind="reported",
+)
+WAITING = _deployment(
+    id=5,
+    environment_name="production",
+    waiting_for="approval of GitHub environment production (its protection rules)",
+)
+CANCELED = _deployment(
+    status="canceled",
+    deploy_end_at="2026-11-28T21:09:12.012345Z",
+    error_message=f"Canceled by {ACTOR}",
+)
+ROLLBACK = _deployment(
+    id=4,
+    environment_name="production",
+    from_release_candidate_version="v1.4.0-rc3",
+    from_release_version="v1.4.0",
+    deploy_start_at="2026-11-28T21:09:12.544884Z",
+    kind="rollback",
+)
+
+
+def _environment(**fields: Any) -> dict[str, Any]:
+    return {
+        "name": "production",
+        "production": True,
+        "url": None,
+        "deploy_workflow": "deploy.yml",
+        "auto_deploy": False,
+        "removed": False,
+        "running_release_candidate_version": "v1.4.0-rc1",
+        "running_release_version": "v1.4.0",
+        "frozen": False,
+        "freeze": None,
+        "active_deployment": None,
+        **fields,
+    }
+
+
+STAGING = _environment(
+    name="staging", production=False, url="https://staging.example.com", auto_deploy=True
+)
+PRODUCTION = _environment()
+FROZEN = _environment(
+    frozen=True,
+    freeze={
+        "reason": "Black Friday",
+        "by": ACTOR,
+        "since": "2026-11-28T21:09:12.283657Z",
+        "until": "2026-12-01T08:00:00Z",
+    },
+)
+ACCEPTED_OUTCOME = "release candidate Backend v1.4.0-rc2 created; building"
+
+
+def _ready(database_writes: str, outbox_worker: str) -> dict[str, Any]:
+    checks = {"database": "ok", "migrations": "ok"}
+    checks |= {"database_writes": database_writes, "outbox_worker": outbox_worker}
+    ready = all(value == "ok" for value in checks.values())
+    return {"status": "ready" if ready else "not ready", "checks": checks}
+
+
+# Each example value above, with the response model it shows: tests/test_api_reference.py
+# validates every one, so an example cannot drift from its schema.
+EXAMPLE_MODELS: list[tuple[type[BaseModel], dict[str, Any]]] = [
+    (ReleaseCandidateResponse, RC1),
+    (ReleaseCandidateResponse, RC2_BUILDING),
+    (ReleaseCandidateResponse, RC2_FAILED),
+    *((DeploymentResponse, d) for d in (DEPLOY_PENDING, DEPLOY_SUCCEEDED, REPORTED, WAITING)),
+    *((DeploymentResponse, d) for d in (CANCELED, ROLLBACK)),
+    *((EnvironmentResponse, e) for e in (STAGING, PRODUCTION, FROZEN)),
+]
+
+CREATE_RELEASE = """A release candidate of the project at a commit of its repository. The commit \
+is stored in lower case.
+
+- The same candidate at the same commit again answers 201 with the same candidate: a retried \
+request is harmless, and nothing is created twice. At another commit it is 409: a candidate \
+never moves.
+- With `"trigger_build_workflow": true` the candidate starts `building`: Tarmac dispatches the \
+project's build workflow on the repository's default branch (with the candidate's commit as an \
+input), and the candidate becomes `ready` or `failed` when the run completes, or `failed` when \
+it has not completed `build.timeout_minutes` (60 by default) after the candidate was made. \
+Without it the candidate is `ready` at once.
+- `build_error` (a Tarmac addition) says why a build failed: `The build workflow run did not \
+succeed`, `Build workflow could not be started: <GitHub's reason>`, or `Build timed out: no \
+result after N minutes`; it is `null` otherwise.
+- A candidate created through the API is not auto-deployed when it is created ready: the \
+pipeline that created it decides where it goes (auto-deploy follows builds and tags).
+- The answer is the created candidate, where Aviator's specification shows an empty body."""
+
+CREATE_DEPLOYMENT = """Deploy a release candidate of the project to the environment. The new \
+deployment is `pending`, of kind `deploy`; `actor` is the token's actor, or the token's name \
+when it has none, and `from_release_candidate_version` is the version running in the \
+environment when it was made. With the GitHub App, the environment's deploy workflow is \
+dispatched and the deployment follows its run.
+
+A new deployment **supersedes** the environment's older deployments still under way \
+(`pending`, `in_progress`, `canceling`): they become `canceled`, with `error_message` \
+`Superseded by deployment <id>`, and with the GitHub App their workflow runs are canceled and \
+their GitHub deployments shown `inactive` (a deployment superseded before its workflow was \
+dispatched never runs). So an environment has at most one deployment under way. A frozen \
+environment takes no new deployment.
+
+Without an `Idempotency-Key`, a retried deploy makes another deployment, which supersedes the \
+first: one deployment stays under way."""
+
+UPDATE_DEPLOYMENT = """How a CD system tells Tarmac what happened. A report never starts a \
+workflow, and a freeze never blocks it: it describes what already happened. The answer is 200 \
+with the deployment, whether the report changed an existing one or created a new one.
+
+Which deployment a report changes:
+
+- the newest deployment of that candidate in that environment, as long as it is *open*: active \
+(`pending`, `in_progress`, `canceling`) or `unknown`;
+- when that deployment is already final, the same final status again changes nothing (a \
+retried report), and any other status records a new deployment of kind `reported` (a new \
+attempt);
+- with no deployment of that candidate in that environment, the report creates one of kind \
+`reported`.
+
+`deploy_end_at` is set when a deployment first reaches a final status (`success`, `failure`, \
+`canceled`, `error`). A report that creates a deployment `in_progress` or `success` supersedes \
+the environment's other deployments under way, as a deploy does; a reported `failure`, \
+`error`, `canceled` or `unknown` supersedes nothing."""
+
+PAGES = f"""Newest first, a page at a time: `page` from 1, `per_page` from 1 to \
+{MAX_PER_PAGE} (default {DEFAULT_PER_PAGE}). The `Link` header gives `first` and `prev` \
+(from page 2 on) and `next` (when there is another page); there is no `last`, which would \
+mean counting the whole history on every call. A page past the end is an empty list. The \
+links are absolute under `TARMAC_PUBLIC_URL` when it is set, otherwise relative to the \
+request; they are never built from the request's `Host` header."""
+
+CANCEL = """The deployment becomes `canceled` with `error_message` `Canceled by <actor>`; with \
+the GitHub App its workflow run is canceled and its GitHub deployment shown `inactive`. \
+Canceling a canceled deployment again answers it unchanged (200). Auto-deploy is not paused."""
+
+ROLLBACK_RULE = """A `rollback` deployment, `pending`, of the target the rollback rule picks \
+([README](../README.md#rollback-and-freezes)):
+
+- an environment with no deployment at all has nothing to roll back from (404);
+- a frozen environment is rolled back only with `{"force": true}`, checked before anything \
+changes (400);
+- if the newest deployment succeeded, the target is the newest successfully deployed candidate \
+that is neither the running one nor one an earlier rollback rolled away from: rolling back \
+twice goes back two versions, never forward again;
+- if the newest deployment failed, errored, was canceled or is still under way, the running \
+candidate is deployed again, unless a rollback rolled away from it (a second rollback while \
+the first is under way keeps the first one's target);
+- every deployment under way is canceled with `Canceled by a rollback`, in the same \
+transaction that creates the rollback deployment."""
+
+FREEZE = """The environment takes no new deployment (through the API, PR comments or \
+auto-deploy) and no rollback without `force` until `DELETE`, or until `until` when one is \
+given. Status reports always go through. `by` is the token's actor. Freezing a frozen \
+environment again replaces the reason and the end, and keeps `since`; an `until` sent with \
+another offset is answered in UTC."""
+
+ENVIRONMENTS = """Every environment of the project, in the order of the projects file, with \
+its running version (the candidate of its newest `success` deployment), its freeze and its \
+newest active deployment. Environments removed from the projects file are included, with \
+`"removed": true`."""
+
+READYZ = """Ready to serve: the database answers, its schema is at the newest migration, \
+writes are not failing, and (with a GitHub App) the outbox worker is running.
+
+`database_writes` is `failing: <what failed>` (SQLite's error name such as \
+`SQLITE_IOERR_WRITE`, `SQLITE_FULL` or `SQLITE_READONLY`, or the driver's error class on \
+PostgreSQL) when the newest write transaction failed on the database's side and a write \
+`/readyz` then tries itself fails too. That write changes nothing (it rewrites \
+`alembic_version`'s row with its own value) and runs only after a write failed, at most once a \
+second: a disk that is full, read-only or failing turns `/readyz` to 503 at the first write it \
+refuses, and back to 200 by itself once writes work. `/healthz` stays 200 while reads work."""
+
+METRICS = """Prometheus' text format (prometheus-client). Keep it off the public internet at \
+your proxy.
+
+| metric | what |
+|---|---|
+| `tarmac_webhook_deliveries_total{event, outcome}` | deliveries: `accepted`, `ignored`, \
+`duplicate`, `rejected` (bad signature or body); `event` is one Tarmac handles, `other`, or \
+`unverified` for a rejected one |
+| `tarmac_outbox_pending`, `tarmac_outbox_oldest_pending_age_seconds` | GitHub calls waiting, \
+and how long the oldest has waited (read at scrape time) |
+| `tarmac_github_calls_total{endpoint, status}` | calls to GitHub by method and path template; \
+status `2xx`, the HTTP code, or `connection_error` |
+| `tarmac_github_rate_limit_remaining` | `x-ratelimit-remaining` of GitHub's latest answer \
+(absent until GitHub has answered: without an App there is none) |
+| `tarmac_deployments{project, environment, status}` | deployments by project, environment and \
+status (a `GROUP BY` at scrape time) |
+| `tarmac_http_request_duration_seconds{method, route, status}` | request latency histogram, \
+by route template; a method outside the standard ones is `other` |
+
+No label value is taken from what a client merely claims (an unsigned delivery's event, a \
+made-up method, a path): unauthenticated requests cannot grow the number of series."""
+
+WEBHOOK = """Verified by `X-Hub-Signature-256` first (the signature is required; a delivery \
+without a valid one is recorded nowhere), recorded by `X-GitHub-Delivery` (a redelivery \
+changes nothing) and handled before the answer: everything that changes state is committed \
+before it, and GitHub calls happen afterwards through the outbox. Bodies are limited to 1 MiB \
+(Tarmac's events are far smaller); a compressed body is refused before it is read (GitHub \
+never compresses deliveries). Without a GitHub App configured the endpoint answers 503."""
+
+API = """Release candidates, deployments, rollbacks and freezes, following Aviator's Releases \
+REST API (same paths, bodies, status codes and error messages), with release and environment \
+listings, freezes, cancel, health checks and this document added.
+
+- **Authentication.** Every `/api/releases/...` call needs `Authorization: Bearer <token>` \
+(`tarmac token create`). A missing, unknown or revoked token gets 401; a token limited to \
+other projects gets 403.
+- **Bodies** are JSON (`Content-Type: application/json`), at most 1 MiB, uncompressed. Unknown \
+fields are ignored, so a newer client works with an older server; types are strict (`"true"` \
+is not a boolean, `1` is not a string).
+- **Errors** are `{"error": "<message>"}` with a fixed message; no error repeats what the \
+request held.
+- **Timestamps** are ISO 8601 in UTC, ending in `Z`. **Ids** are integers.
+- **Retries.** Every write (`POST`, `PUT`, `PATCH`, `DELETE`) takes an `Idempotency-Key` \
+header (a UUID, or a pipeline's run id and step). For 24 hours a retry with the same key, \
+method, path and body is not run again: it gets the first answer, status and body, with \
+`Idempotent-Replayed: true`. The answer is stored in the same transaction as the change it \
+answers, so it holds across restarts and replicas, and two requests with one key at the same \
+moment make one change. Only 2xx answers are kept: a refused request changed nothing, so its \
+retry runs again. Keys belong to the token that sent them; expired keys are deleted hourly.
+- **Order of checks.** The token (401, 403); then the body's form (valid JSON, required \
+fields, types); then the path (project, then environment); then the values (version, commit, \
+repository, build status, freeze). The first problem found is the one reported.
+
+Any request may also get, before any of that, an answer of the HTTP server itself, in the same \
+JSON form:
+
+| status | error | when |
+|---|---|---|
+| 400 | `Malformed HTTP request` | the HTTP parser refused the request: a bare CR or LF in a \
+header, a character a header may not hold, too many headers (more than 128), framing that does \
+not add up |
+| 400 | `Invalid HTTP method`, `Invalid request line`, `Invalid request target`, `Invalid \
+header` | the request is not HTTP/1.x (TLS sent to the plain-HTTP port lands here too) |
+| 400 | `Request line or header longer than 8190 bytes` | a request line, or one header (name \
+and value), over 8190 bytes |
+| 400 | `Invalid chunked body`, `Body shorter than its Content-Length` | a body that breaks off |
+| 404 | `Not found` | no such path |
+| 405 | `Method not allowed` | the path exists, the method does not (an `Allow` header lists \
+the methods) |
+| 408 | `Request headers not received in time` | the request head took longer than \
+`TARMAC_HEADER_TIMEOUT` (10 s) |
+| 417 | `Expectation Failed` | an `Expect` header other than `100-continue` |
+| 500 | `Internal server error` | a bug; the details are in the server log, never in the \
+answer |
+| 503 | `Database unavailable, try again` | the database did not answer; nothing was \
+half-written |"""
 
 
 def build_openapi_document() -> dict[str, Any]:
@@ -188,16 +585,36 @@ def build_openapi_document() -> dict[str, Any]:
             "post": {
                 "operationId": "createRelease",
                 "summary": "Create a release candidate at a commit",
-                "requestBody": _body(CreateReleaseBody),
+                "description": CREATE_RELEASE,
+                "requestBody": _body(
+                    CreateReleaseBody,
+                    {
+                        "ready": _example({"repo": "acme/backend", "commit": SHA_RC1.upper()}),
+                        "build": _example(
+                            {
+                                "repo": "acme/backend",
+                                "commit": RC2_BUILDING["commit"],
+                                "trigger_build_workflow": True,
+                            },
+                            "built by the project's build workflow",
+                        ),
+                    },
+                ),
                 "responses": {
-                    "201": _json(_ref(ReleaseCandidateResponse), "The release candidate."),
+                    "201": _answer(
+                        _ref(ReleaseCandidateResponse),
+                        "The release candidate.",
+                        ready=_example(RC1),
+                        building=_example(RC2_BUILDING, "with `trigger_build_workflow`"),
+                    ),
                     **COMMON,
                     "400": _error(
                         domain.INVALID_RC_VERSION,
                         domain.INVALID_COMMIT,
                         domain.NO_BUILD_WORKFLOW,
+                        domain.BUILD_NEEDS_GITHUB_APP,
                         domain.PROJECT_REMOVED,
-                        "Invalid JSON body",
+                        *BODY_ERRORS,
                     ),
                     "404": _error(domain.PROJECT_NOT_FOUND, domain.REPOSITORY_NOT_FOUND),
                     "409": _error(domain.RC_COMMIT_CONFLICT),
@@ -206,8 +623,14 @@ def build_openapi_document() -> dict[str, Any]:
             "get": {
                 "operationId": "getReleaseCandidate",
                 "summary": "One release candidate with its deployments",
+                "description": "The candidate and every deployment of it, in every environment, "
+                "newest first.",
                 "responses": {
-                    "200": _json(_ref(ReleaseCandidateDetailResponse), "The release candidate."),
+                    "200": _answer(
+                        _ref(ReleaseCandidateDetailResponse),
+                        "The release candidate.",
+                        deployed=_example({**RC1, "deployments": [REPORTED, DEPLOY_SUCCEEDED]}),
+                    ),
                     **READ_COMMON,
                     "400": _error(domain.INVALID_RC_VERSION),
                     "404": _error(domain.PROJECT_NOT_FOUND, domain.RELEASE_NOT_FOUND),
@@ -219,10 +642,22 @@ def build_openapi_document() -> dict[str, Any]:
             "get": {
                 "operationId": "listReleases",
                 "summary": "Releases, newest first, each with its candidates",
+                "description": "Each release has its candidates, highest RC number first. " + PAGES,
                 "parameters": PAGE_PARAMS,
                 "responses": {
-                    "200": _list(ReleaseResponse, "A page of releases."),
+                    "200": _list(
+                        ReleaseResponse,
+                        "A page of releases.",
+                        [
+                            {
+                                "version": "v1.4.0",
+                                "created_at": RC1["created_at"],
+                                "release_candidates": [RC2_BUILDING, RC1],
+                            }
+                        ],
+                    ),
                     **READ_COMMON,
+                    "400": _error(*PAGE_ERRORS),
                     "404": _error(domain.PROJECT_NOT_FOUND),
                 },
             },
@@ -232,9 +667,12 @@ def build_openapi_document() -> dict[str, Any]:
             "get": {
                 "operationId": "listEnvironments",
                 "summary": "Environments with running version, freeze and active deployment",
+                "description": ENVIRONMENTS,
                 "responses": {
-                    "200": _json(
-                        {"type": "array", "items": _ref(EnvironmentResponse)}, "Environments."
+                    "200": _answer(
+                        _array(EnvironmentResponse),
+                        "Environments.",
+                        demo=_example([STAGING, PRODUCTION]),
                     ),
                     **READ_COMMON,
                     "404": _error(domain.PROJECT_NOT_FOUND),
@@ -246,9 +684,17 @@ def build_openapi_document() -> dict[str, Any]:
             "post": {
                 "operationId": "createDeployment",
                 "summary": "Deploy a release candidate to the environment",
-                "requestBody": _body(CreateDeploymentBody),
+                "description": CREATE_DEPLOYMENT,
+                "requestBody": _body(
+                    CreateDeploymentBody,
+                    {"deploy": _example({"release_candidate_version": "v1.4.0-rc1"})},
+                ),
                 "responses": {
-                    "201": _json(_ref(DeploymentResponse), "The new deployment, `pending`."),
+                    "201": _answer(
+                        _ref(DeploymentResponse),
+                        "The new deployment, `pending`.",
+                        deploy=_example(DEPLOY_PENDING),
+                    ),
                     **COMMON,
                     "400": _error(
                         domain.INVALID_RC_VERSION,
@@ -256,6 +702,7 @@ def build_openapi_document() -> dict[str, Any]:
                         domain.RC_STILL_BUILDING,
                         domain.RC_BUILD_FAILED,
                         domain.ENVIRONMENT_REMOVED,
+                        *BODY_ERRORS,
                     ),
                     "404": _error(
                         domain.PROJECT_NOT_FOUND,
@@ -267,11 +714,34 @@ def build_openapi_document() -> dict[str, Any]:
             "patch": {
                 "operationId": "updateDeploymentStatus",
                 "summary": "Report a deployment status (creates the deployment when needed)",
-                "requestBody": _body(UpdateDeploymentBody),
+                "description": UPDATE_DEPLOYMENT,
+                "requestBody": _body(
+                    UpdateDeploymentBody,
+                    {
+                        "success": _example(
+                            {"release_candidate_version": "v1.4.0-rc1", "status": "success"}
+                        ),
+                        "failure": _example(
+                            {
+                                "release_candidate_version": "v1.4.0-rc1",
+                                "status": "failure",
+                                "error_message": "smoke tests failed",
+                            },
+                            "`error_message` (a Tarmac addition): up to 2000 characters",
+                        ),
+                    },
+                ),
                 "responses": {
-                    "200": _json(_ref(DeploymentResponse), "The updated or new deployment."),
+                    "200": _answer(
+                        _ref(DeploymentResponse),
+                        "The updated or new deployment.",
+                        updated=_example(DEPLOY_SUCCEEDED, "a deploy Tarmac started, now done"),
+                        created=_example(REPORTED, "an environment Tarmac did not deploy to"),
+                    ),
                     **COMMON,
-                    "400": _error(domain.INVALID_RC_VERSION, domain.ENVIRONMENT_REMOVED),
+                    "400": _error(
+                        domain.INVALID_RC_VERSION, domain.ENVIRONMENT_REMOVED, *BODY_ERRORS
+                    ),
                     "404": _error(
                         domain.PROJECT_NOT_FOUND,
                         domain.ENVIRONMENT_NOT_FOUND,
@@ -282,10 +752,12 @@ def build_openapi_document() -> dict[str, Any]:
             "get": {
                 "operationId": "listDeployments",
                 "summary": "Deployments of the environment, newest first",
+                "description": PAGES,
                 "parameters": PAGE_PARAMS,
                 "responses": {
-                    "200": _list(DeploymentResponse, "A page of deployments."),
+                    "200": _list(DeploymentResponse, "A page of deployments.", [DEPLOY_SUCCEEDED]),
                     **READ_COMMON,
+                    "400": _error(*PAGE_ERRORS),
                     "404": _error(domain.PROJECT_NOT_FOUND, domain.ENVIRONMENT_NOT_FOUND),
                 },
             },
@@ -296,12 +768,18 @@ def build_openapi_document() -> dict[str, Any]:
                 "operationId": "getDeployment",
                 "summary": "One deployment of the environment",
                 "responses": {
-                    "200": _json(_ref(DeploymentResponse), "The deployment."),
+                    "200": _answer(
+                        _ref(DeploymentResponse),
+                        "The deployment.",
+                        done=_example(DEPLOY_SUCCEEDED),
+                        waiting=_example(WAITING, "its deploy job held by a GitHub environment"),
+                    ),
                     **READ_COMMON,
                     "404": _error(
                         domain.PROJECT_NOT_FOUND,
                         domain.ENVIRONMENT_NOT_FOUND,
                         domain.DEPLOYMENT_NOT_FOUND,
+                        errors.NOT_FOUND,
                     ),
                 },
             },
@@ -311,17 +789,19 @@ def build_openapi_document() -> dict[str, Any]:
             "post": {
                 "operationId": "cancelDeployment",
                 "summary": "Cancel a deployment that has not ended (and its workflow run)",
-                "description": "The deployment becomes `canceled` with `error_message` "
-                "`Canceled by <actor>`; with the GitHub App its workflow run is canceled and "
-                "its GitHub deployment shown inactive. Canceling a canceled deployment again "
-                "answers it unchanged.",
+                "description": CANCEL,
                 "responses": {
-                    "200": _json(_ref(DeploymentResponse), "The canceled deployment."),
+                    "200": _answer(
+                        _ref(DeploymentResponse),
+                        "The canceled deployment.",
+                        canceled=_example(CANCELED),
+                    ),
                     **COMMON,
                     "404": _error(
                         domain.PROJECT_NOT_FOUND,
                         domain.ENVIRONMENT_NOT_FOUND,
                         domain.DEPLOYMENT_NOT_FOUND,
+                        errors.NOT_FOUND,
                     ),
                     "409": _error(domain.DEPLOYMENT_ALREADY_ENDED),
                 },
@@ -332,11 +812,22 @@ def build_openapi_document() -> dict[str, Any]:
             "post": {
                 "operationId": "rollback",
                 "summary": "Roll the environment back",
-                "requestBody": _body(RollbackBody, required=False),
+                "description": ROLLBACK_RULE,
+                "requestBody": _body(
+                    RollbackBody,
+                    {"force": _example({"force": True}, "roll back a frozen environment")},
+                    required=False,
+                ),
                 "responses": {
-                    "201": _json(_ref(DeploymentResponse), "The rollback deployment, `pending`."),
+                    "201": _answer(
+                        _ref(DeploymentResponse),
+                        "The rollback deployment, `pending`.",
+                        rollback=_example(ROLLBACK, "production ran v1.4.0-rc3, after v1.4.0-rc1"),
+                    ),
                     **COMMON,
-                    "400": _error(domain.ENVIRONMENT_FROZEN, domain.ENVIRONMENT_REMOVED),
+                    "400": _error(
+                        domain.ENVIRONMENT_FROZEN, domain.ENVIRONMENT_REMOVED, *BODY_ERRORS
+                    ),
                     "404": _error(
                         domain.PROJECT_NOT_FOUND,
                         domain.ENVIRONMENT_NOT_FOUND,
@@ -350,19 +841,36 @@ def build_openapi_document() -> dict[str, Any]:
             "put": {
                 "operationId": "freezeEnvironment",
                 "summary": "Freeze the environment",
-                "requestBody": _body(FreezeBody, required=False),
+                "description": FREEZE,
+                "requestBody": _body(
+                    FreezeBody,
+                    {
+                        "until": _example(
+                            {"reason": "Black Friday", "until": "2026-12-01T09:00:00+01:00"}
+                        )
+                    },
+                    required=False,
+                ),
                 "responses": {
-                    "200": _json(_ref(EnvironmentResponse), "The frozen environment."),
+                    "200": _answer(
+                        _ref(EnvironmentResponse),
+                        "The frozen environment.",
+                        frozen=_example(FROZEN),
+                    ),
                     **COMMON,
-                    "400": _error(domain.FREEZE_UNTIL_IN_PAST, "Invalid field '…': …"),
+                    "400": _error(domain.FREEZE_UNTIL_IN_PAST, *BODY_ERRORS),
                     "404": _error(domain.PROJECT_NOT_FOUND, domain.ENVIRONMENT_NOT_FOUND),
                 },
             },
             "delete": {
                 "operationId": "unfreezeEnvironment",
                 "summary": "Unfreeze the environment",
+                "description": "Ends the freeze at once; an environment that is not frozen is "
+                "answered as it is.",
                 "responses": {
-                    "200": _json(_ref(EnvironmentResponse), "The environment."),
+                    "200": _answer(
+                        _ref(EnvironmentResponse), "The environment.", unfrozen=_example(PRODUCTION)
+                    ),
                     **READ_COMMON,
                     "404": _error(domain.PROJECT_NOT_FOUND, domain.ENVIRONMENT_NOT_FOUND),
                 },
@@ -372,9 +880,7 @@ def build_openapi_document() -> dict[str, Any]:
             "post": {
                 "operationId": "receiveGitHubWebhook",
                 "summary": "GitHub App webhook deliveries (signed with the App's webhook secret)",
-                "description": "Verified by `X-Hub-Signature-256`, recorded by "
-                "`X-GitHub-Delivery` (a redelivery changes nothing) and handled before the "
-                "answer. Bodies are limited to 1 MiB.",
+                "description": WEBHOOK,
                 "security": [],
                 "parameters": WEBHOOK_HEADERS,
                 "requestBody": {
@@ -384,13 +890,21 @@ def build_openapi_document() -> dict[str, Any]:
                     },
                 },
                 "responses": {
-                    "200": _json(
+                    "200": _answer(
                         _ref(WebhookResponse),
                         "`pong` for a ping; `duplicate` for a delivery already handled.",
+                        pong=_example({"status": "pong"}),
+                        duplicate=_example(
+                            {"status": "duplicate", "outcome": ACCEPTED_OUTCOME},
+                            "a redelivery (same `X-GitHub-Delivery`): the first one's outcome, "
+                            "no second effect",
+                        ),
                     ),
-                    "202": _json(
+                    "202": _answer(
                         _ref(WebhookResponse),
                         "`accepted`, or `ignored` for events and actions Tarmac does not handle.",
+                        accepted=_example({"status": "accepted", "outcome": ACCEPTED_OUTCOME}),
+                        ignored=_example({"status": "ignored", "outcome": "comment by a bot"}),
                     ),
                     "400": _error(
                         INVALID_JSON,
@@ -413,6 +927,7 @@ def build_openapi_document() -> dict[str, Any]:
             "get": {
                 "operationId": "metrics",
                 "summary": "Prometheus metrics (text exposition format)",
+                "description": METRICS,
                 "security": [],
                 "responses": {
                     "200": {
@@ -427,10 +942,18 @@ def build_openapi_document() -> dict[str, Any]:
             "get": {
                 "operationId": "readyz",
                 "summary": "Ready to serve: database, migrations current, outbox worker running",
+                "description": READYZ,
                 "security": [],
                 "responses": {
-                    "200": _json(_ref(ReadyResponse), "Ready."),
-                    "503": _json(_ref(ReadyResponse), "Not ready; the failing checks say why."),
+                    "200": _answer(
+                        _ref(ReadyResponse), "Ready.", ready=_example(_ready("ok", "ok"))
+                    ),
+                    "503": _answer(
+                        _ref(ReadyResponse),
+                        "Not ready; the failing checks say why.",
+                        worker=_example(_ready("ok", "not running")),
+                        disk=_example(_ready("failing: SQLITE_FULL", "ok")),
+                    ),
                 },
             }
         },
@@ -438,10 +961,17 @@ def build_openapi_document() -> dict[str, Any]:
             "get": {
                 "operationId": "healthz",
                 "summary": "Alive and the database answers",
+                "description": "For a load balancer's health check: 503 means stop sending "
+                "traffic here. It stays 200 while reads work, even when writes fail (see "
+                "`/readyz`): restarting would not mend the disk.",
                 "security": [],
                 "responses": {
-                    "200": _json(_ref(HealthResponse), "Healthy."),
-                    "503": _json(_ref(HealthResponse), "The database does not answer."),
+                    "200": _answer(_ref(HealthResponse), "Healthy.", ok=_example({"status": "ok"})),
+                    "503": _answer(
+                        _ref(HealthResponse),
+                        "The database does not answer.",
+                        down=_example({"status": "unavailable", "error": "Database unavailable"}),
+                    ),
                 },
             }
         },
@@ -460,8 +990,7 @@ def build_openapi_document() -> dict[str, Any]:
         "info": {
             "title": "Tarmac releases API",
             "version": package_version(),
-            "description": "Release candidates, deployments, rollbacks and freezes. "
-            'Every error is `{"error": "…"}`.',
+            "description": API,
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
@@ -495,7 +1024,7 @@ def _with_example(response: dict[str, Any], message: str) -> dict[str, Any]:
     examples = response["content"]["application/json"]["examples"]
     content = {
         "schema": response["content"]["application/json"]["schema"],
-        "examples": {**examples, f"e{len(examples)}": {"value": {"error": message}}},
+        "examples": {**examples, f"e{len(examples)}": _error_example(message)},
     }
     description = f"{response['description']} / {message}"
     return {"description": description, "content": {"application/json": content}}
