@@ -148,6 +148,7 @@ async def _access(ctx: EffectContext, repo: str, login: str) -> Access:
 
 
 # --- GitHub calls ------------------------------------------------------------------------
+# Each with its literal method and path: tests/test_app_permissions.py finds the calls by them.
 
 REACTIONS = "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions"
 COMMENTS = "/repos/{owner}/{repo}/issues/{issue_number}/comments"
@@ -155,29 +156,23 @@ PERMISSION = "/repos/{owner}/{repo}/collaborators/{username}/permission"
 
 
 async def _create_reaction(ctx: EffectContext, repo: str, comment_id: int, content: str) -> None:
-    await _call(ctx, "POST", REACTIONS, repo, {"comment_id": comment_id}, {"content": content})
+    where = {**owner_and_name(repo), "comment_id": comment_id}
+    data = {"content": content}
+    await ctx.client.call(
+        "POST", REACTIONS, installation_id=ctx.installation_id, url_vars=where, data=data
+    )
 
 
 async def _create_comment(ctx: EffectContext, repo: str, issue_number: int, body: str) -> None:
-    await _call(ctx, "POST", COMMENTS, repo, {"issue_number": issue_number}, {"body": body})
+    where = {**owner_and_name(repo), "issue_number": issue_number}
+    data = {"body": body}
+    await ctx.client.call(
+        "POST", COMMENTS, installation_id=ctx.installation_id, url_vars=where, data=data
+    )
 
 
 async def _collaborator_permission(ctx: EffectContext, repo: str, login: str) -> Any:
-    return await _call(ctx, "GET", PERMISSION, repo, {"username": login})
-
-
-async def _call(
-    ctx: EffectContext,
-    method: str,
-    url: str,
-    repo: str,
-    url_vars: dict[str, Any],
-    data: Any = b"",  # the client's "no body"
-) -> Any:
+    where = {**owner_and_name(repo), "username": login}
     return await ctx.client.call(
-        method,
-        url,
-        installation_id=ctx.installation_id,
-        url_vars={**owner_and_name(repo), **url_vars},
-        data=data,
+        "GET", PERMISSION, installation_id=ctx.installation_id, url_vars=where
     )
