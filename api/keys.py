@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from bot.settings import GitHubAppSettings, Settings
+from bot.github.app_auth import GitHubAppSettings
+from bot.settings import Settings
 from bot.storage.tokens import TokenIdentity
 
 if TYPE_CHECKING:

@@ -23,11 +23,12 @@ from bot.config.projects_file import ProjectsConfig, load_projects_file
 from bot.config.projects_sync import sync_projects
 from bot.core.clock import Clock, utc_now
 from bot.core.metrics import Metrics
+from bot.github.app_auth import GitHubAppSettings
 from bot.github.client import GitHubClient
 from bot.github.outbound.catch_up import run_catch_up
-from bot.github.outbound.effects import load_all
+from bot.github.outbound.handlers import load_all
 from bot.github.outbound.worker import OutboxWorker
-from bot.settings import GitHubAppSettings, Settings
+from bot.settings import Settings
 from bot.storage.db import Database, head_revision
 from bot.storage.idempotency import run_expired_key_purge
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -13,6 +12,7 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.core.log_context import LogFormat, log_handler
+from bot.github.app_auth import GitHubAppSettings
 from bot.github.app_file import AppFile, AppFileError, read_app_file
 from bot.storage.db import sslmode_problem
 
@@ -216,25 +216,6 @@ class Settings(BaseSettings):
 
 class GitHubAppMisconfigured(Exception):
     pass
-
-
-@dataclass(frozen=True)
-class GitHubAppSettings:
-    app_id: int
-    private_key: str
-    webhook_secret: str
-    api_url: str
-    previous_webhook_secret: str | None = None
-
-    @property
-    def webhook_secrets(self) -> tuple[str, ...]:
-        """The secrets a delivery may be signed with, the current one first."""
-        if self.previous_webhook_secret is None:
-            return (self.webhook_secret,)
-        return (self.webhook_secret, self.previous_webhook_secret)
-
-    def __repr__(self) -> str:  # never show the key or the secret
-        return f"GitHubAppSettings(app_id={self.app_id}, api_url={self.api_url!r})"
 
 
 def configure_logging(level: LogLevel, log_format: LogFormat = "text") -> None:

@@ -77,11 +77,31 @@ def installation_calls() -> set[tuple[str, str]]:
     return endpoint_calls() | written_out_calls()
 
 
-def written_out_calls() -> set[tuple[str, str]]:
+def test_every_github_call_goes_through_endpoints() -> None:
+    """A call written out elsewhere (`client.call("POST", "/repos/...")`) would bypass the
+    permission each endpoint names."""
+    assert written_out_calls() == set()
+
+
+def test_the_call_scan_sees_a_written_out_call(tmp_path: Path) -> None:
+    module = tmp_path / "bot" / "effect.py"
+    module.parent.mkdir()
+    module.write_text(
+        'PATH = "/repos/{owner}/{repo}/issues/{issue_number}/comments"\n'
+        "async def post(ctx):\n"
+        '    await ctx.client.call("POST", PATH, installation_id=1, url_vars={})\n'
+        '    await ctx.client.call("GET", "/app", installation_id=None)\n'
+    )
+    assert written_out_calls(tmp_path) == {
+        ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments")
+    }
+
+
+def written_out_calls(root: Path = ROOT) -> set[tuple[str, str]]:
     """(method, template) of every `….call("METHOD", "/path", …)` in bot/ made with an
     installation's token."""
     found = set()
-    for path in sorted((ROOT / "bot").rglob("*.py")):
+    for path in sorted((root / "bot").rglob("*.py")):
         tree = ast.parse(path.read_text(), str(path))
         constants = _string_assignments(tree)
         for node in ast.walk(tree):

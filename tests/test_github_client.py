@@ -13,9 +13,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bot.github.app_auth import JWT_LIFETIME_SECONDS, app_jwt
+from bot.github.app_auth import JWT_LIFETIME_SECONDS, GitHubAppSettings, app_jwt
 from bot.github.client import GitHubClient, GitHubRefused, GitHubUnavailable
-from bot.settings import GitHubAppSettings
 from tests.fake_github import FakeGitHub
 
 APP_ID = 4242

@@ -48,3 +48,12 @@ async def test_a_collaborators_permission_is_read(
     )
 
     assert (found["permission"], found["role_name"]) == ("write", "maintain")
+
+
+def test_every_outbox_action_has_its_handler() -> None:
+    """An action some use case enqueues but no effect module handles would fail on every
+    item (the worker's unknown-action path): each `Action` is registered once loaded."""
+    from bot.github.outbound.handlers import load_all
+    from bot.storage.outbox import Action
+
+    assert set(load_all()) == set(Action)

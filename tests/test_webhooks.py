@@ -23,9 +23,9 @@ from sqlalchemy import select
 
 from api.app import create_app
 from api.webhooks import WEBHOOK_PATH
-from bot.github.inbound.installations import installation_for_repo
 from bot.settings import GitHubAppMisconfigured, Settings
 from bot.storage.db import Database
+from bot.storage.installations import installation_for_repo
 from bot.storage.models import Installation, InstallationRepository, WebhookDelivery
 from tests.conftest import (
     TEST_APP_ID,

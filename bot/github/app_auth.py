@@ -20,6 +20,27 @@ TOKEN_REFRESH_MARGIN = timedelta(minutes=5)
 MAX_CACHED_INSTALLATIONS = 10_000
 
 
+@dataclass(frozen=True)
+class GitHubAppSettings:
+    """The App's credentials, as `Settings.github_app()` finds them."""
+
+    app_id: int
+    private_key: str
+    webhook_secret: str
+    api_url: str
+    previous_webhook_secret: str | None = None
+
+    @property
+    def webhook_secrets(self) -> tuple[str, ...]:
+        """The secrets a delivery may be signed with, the current one first."""
+        if self.previous_webhook_secret is None:
+            return (self.webhook_secret,)
+        return (self.webhook_secret, self.previous_webhook_secret)
+
+    def __repr__(self) -> str:  # never show the key or the secret
+        return f"GitHubAppSettings(app_id={self.app_id}, api_url={self.api_url!r})"
+
+
 def app_jwt(app_id: int, private_key: str, now: float | None = None) -> str:
     issued = int(now if now is not None else time.time()) - JWT_BACKDATE_SECONDS
     claims = {"iat": issued, "exp": issued + JWT_LIFETIME_SECONDS, "iss": str(app_id)}

@@ -25,8 +25,8 @@ from gidgethub import sansio
 
 from bot.core.metrics import Metrics
 from bot.github import endpoints
-from bot.github.app_auth import InstallationToken, InstallationTokens, app_jwt
-from bot.settings import GitHubAppSettings
+from bot.github.app_auth import GitHubAppSettings, InstallationToken, InstallationTokens, app_jwt
+from bot.github.endpoints import Page
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +68,6 @@ class GitHubRefused(Exception):
 
 
 Sleep = Callable[[float], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Page:
-    """One page of a list: GitHub's answer, and the URL of the next page (Link header)."""
-
-    data: Any
-    next_url: str | None
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 and the App permission it needs. Callers name what they want (`create_deployment(...)`), never
 a URL; this is the one module that knows GitHub's URLs and splits "owner/name".
 
-Each function calls through `GitHubClient` (authentication, retries, rate limits, the two
+Each function calls through `GitHubCaller` (authentication, retries, rate limits, the two
 exceptions) and returns GitHub's decoded answer. An endpoint's `permission` is what GitHub's
 "Permissions required for GitHub Apps" lists for it; tests/test_app_permissions.py checks those
 against GitHub's REST description and against app.yml.
@@ -10,12 +10,37 @@ against GitHub's REST description and against app.yml.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
-if TYPE_CHECKING:
-    from bot.github.client import GitHubClient, Page
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list: GitHub's answer, and the URL of the next page (Link header)."""
+
+    data: Any
+    next_url: str | None
+
+
+class GitHubCaller(Protocol):
+    """What an endpoint needs of bot.github.client.GitHubClient (which calls through here
+    itself, for its installation tokens): one call, or one page of a list."""
+
+    async def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        installation_id: int | None,
+        url_vars: Mapping[str, Any] | None = None,
+        data: Any = b"",
+    ) -> Any: ...
+
+    async def page(
+        self, url: str, *, installation_id: int | None, url_vars: Mapping[str, Any] | None = None
+    ) -> Page: ...
 
 
 @dataclass(frozen=True)
@@ -106,26 +131,26 @@ def owner_and_name(repo: str) -> dict[str, str]:
 # --- as the App ---------------------------------------------------------------------------
 
 
-async def create_installation_token(client: GitHubClient, installation_id: int) -> Any:
+async def create_installation_token(client: GitHubCaller, installation_id: int) -> Any:
     """A new installation token: `{"token": ..., "expires_at": ...}`."""
     return await _as_app(
         client, CREATE_INSTALLATION_TOKEN, {"installation_id": installation_id}, data={}
     )
 
 
-async def get_repository_installation(client: GitHubClient, repo: str) -> Any:
+async def get_repository_installation(client: GitHubCaller, repo: str) -> Any:
     """The installation serving `repo` (GitHubRefused 404: the App is not installed there)."""
     return await _as_app(client, GET_REPOSITORY_INSTALLATION, owner_and_name(repo))
 
 
-async def list_deliveries(client: GitHubClient, per_page: int, *, url: str | None) -> Page:
+async def list_deliveries(client: GitHubCaller, per_page: int, *, url: str | None) -> Page:
     """A page of the App's webhook deliveries, newest first; `url` the next page's, if one."""
     # Written out, not expanded: the first page's URL is also its metrics label.
     first = LIST_DELIVERIES.template.split("{?")[0] + f"?per_page={per_page}"
     return await client.page(url or first, installation_id=None)
 
 
-async def redeliver(client: GitHubClient, delivery_id: int) -> Any:
+async def redeliver(client: GitHubCaller, delivery_id: int) -> Any:
     """Ask GitHub to send a delivery again."""
     return await _as_app(client, REDELIVER, {"delivery_id": delivery_id}, data={})
 
@@ -133,12 +158,12 @@ async def redeliver(client: GitHubClient, delivery_id: int) -> Any:
 # --- repositories and git -----------------------------------------------------------------
 
 
-async def get_repository(client: GitHubClient, installation_id: int, repo: str) -> Any:
+async def get_repository(client: GitHubCaller, installation_id: int, repo: str) -> Any:
     return await _call(client, GET_REPOSITORY, installation_id, repo)
 
 
 async def get_collaborator_permission(
-    client: GitHubClient, installation_id: int, repo: str, *, username: str
+    client: GitHubCaller, installation_id: int, repo: str, *, username: str
 ) -> Any:
     """`{"permission": admin/write/read/none, "role_name": ...}` (404: no such user here)."""
     return await _call(
@@ -146,7 +171,7 @@ async def get_collaborator_permission(
     )
 
 
-async def get_tag_ref(client: GitHubClient, installation_id: int, repo: str, *, tag: str) -> Any:
+async def get_tag_ref(client: GitHubCaller, installation_id: int, repo: str, *, tag: str) -> Any:
     """The git ref `tags/<tag>`: its `object` is a commit, or a tag object (annotated)."""
     # Tags may hold '/' (kept: the ref is multi-segment) and characters a URL must escape.
     path = "/".join(quote(part, safe="") for part in tag.split("/"))
@@ -156,7 +181,7 @@ async def get_tag_ref(client: GitHubClient, installation_id: int, repo: str, *, 
     )
 
 
-async def get_tag(client: GitHubClient, installation_id: int, repo: str, *, tag_sha: str) -> Any:
+async def get_tag(client: GitHubCaller, installation_id: int, repo: str, *, tag_sha: str) -> Any:
     """An annotated tag object; its `object` is what it points at."""
     return await _call(client, GET_TAG, installation_id, repo, tag_sha=tag_sha)
 
@@ -165,14 +190,14 @@ async def get_tag(client: GitHubClient, installation_id: int, repo: str, *, tag_
 
 
 async def create_deployment(
-    client: GitHubClient, installation_id: int, repo: str, *, body: dict[str, Any]
+    client: GitHubCaller, installation_id: int, repo: str, *, body: dict[str, Any]
 ) -> Any:
     """The new GitHub Deployment (a body without `id`: GitHub answered 202, merged instead)."""
     return await _call(client, CREATE_DEPLOYMENT, installation_id, repo, data=body)
 
 
 async def list_deployments(
-    client: GitHubClient, installation_id: int, repo: str, *, sha: str, environment: str
+    client: GitHubCaller, installation_id: int, repo: str, *, sha: str, environment: str
 ) -> Any:
     return await _call(
         client, LIST_DEPLOYMENTS, installation_id, repo, sha=sha, environment=environment
@@ -180,7 +205,7 @@ async def list_deployments(
 
 
 async def create_deployment_status(
-    client: GitHubClient,
+    client: GitHubCaller,
     installation_id: int,
     repo: str,
     *,
@@ -198,7 +223,7 @@ async def create_deployment_status(
 
 
 async def list_deployment_statuses(
-    client: GitHubClient, installation_id: int, repo: str, *, deployment_id: int
+    client: GitHubCaller, installation_id: int, repo: str, *, deployment_id: int
 ) -> Any:
     """The deployment's statuses, newest first."""
     return await _call(
@@ -210,7 +235,7 @@ async def list_deployment_statuses(
 
 
 async def dispatch_workflow(
-    client: GitHubClient,
+    client: GitHubCaller,
     installation_id: int,
     repo: str,
     *,
@@ -226,7 +251,7 @@ async def dispatch_workflow(
 
 
 async def list_workflow_runs(
-    client: GitHubClient,
+    client: GitHubCaller,
     installation_id: int,
     repo: str,
     *,
@@ -253,13 +278,13 @@ async def list_workflow_runs(
 
 
 async def get_workflow_run(
-    client: GitHubClient, installation_id: int, repo: str, *, run_id: int
+    client: GitHubCaller, installation_id: int, repo: str, *, run_id: int
 ) -> Any:
     return await _call(client, GET_WORKFLOW_RUN, installation_id, repo, run_id=run_id)
 
 
 async def cancel_workflow_run(
-    client: GitHubClient, installation_id: int, repo: str, *, run_id: int
+    client: GitHubCaller, installation_id: int, repo: str, *, run_id: int
 ) -> Any:
     """Cancel a run (GitHubRefused 409: it had finished already)."""
     return await _call(client, CANCEL_WORKFLOW_RUN, installation_id, repo, run_id=run_id)
@@ -269,7 +294,7 @@ async def cancel_workflow_run(
 
 
 async def create_issue_comment(
-    client: GitHubClient, installation_id: int, repo: str, *, issue_number: int, body: str
+    client: GitHubCaller, installation_id: int, repo: str, *, issue_number: int, body: str
 ) -> Any:
     return await _call(
         client,
@@ -282,7 +307,7 @@ async def create_issue_comment(
 
 
 async def create_comment_reaction(
-    client: GitHubClient, installation_id: int, repo: str, *, comment_id: int, content: str
+    client: GitHubCaller, installation_id: int, repo: str, *, comment_id: int, content: str
 ) -> Any:
     """React to a comment (200 when the reaction exists already, 201 when made)."""
     return await _call(
@@ -299,7 +324,7 @@ async def create_comment_reaction(
 
 
 async def _call(
-    client: GitHubClient,
+    client: GitHubCaller,
     endpoint: Endpoint,
     installation_id: int,
     repo: str,
@@ -317,7 +342,7 @@ async def _call(
 
 
 async def _as_app(
-    client: GitHubClient, endpoint: Endpoint, url_vars: dict[str, Any], *, data: Any = b""
+    client: GitHubCaller, endpoint: Endpoint, url_vars: dict[str, Any], *, data: Any = b""
 ) -> Any:
     return await client.call(
         endpoint.method, endpoint.template, installation_id=None, url_vars=url_vars, data=data

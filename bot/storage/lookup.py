@@ -1,4 +1,5 @@
-"""How the queries answer: one row or a not-found refusal, a page of rows, an inserted row."""
+"""How the queries answer: one row or a not-found refusal, a page of rows, an inserted row;
+and the dialect's INSERT for upserts."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from sqlalchemy import Select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core import errors
@@ -38,3 +40,8 @@ async def inserted(session: AsyncSession, row: T) -> T:
     session.add(row)
     await session.flush()
     return row
+
+
+def dialect_insert(session: AsyncSession) -> Any:
+    """The INSERT of the session's dialect, which has ON CONFLICT (upserts)."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert

@@ -82,7 +82,7 @@ def tag_key(repo: str, tag: str) -> str:
 async def enqueue(
     session: AsyncSession,
     *,
-    action: Action | str,  # str: bot/github/outbound/comments.py's own, until it names them
+    action: Action,
     ordering_key: str,
     repo: str,
     now: datetime,
@@ -90,11 +90,10 @@ async def enqueue(
     deployment_id: int | None = None,
     release_candidate_id: int | None = None,
 ) -> OutboxItem:
-    """Add an item in the caller's transaction: it exists exactly when the change commits.
-    Raises ValueError for an action no `Action` names."""
+    """Add an item in the caller's transaction: it exists exactly when the change commits."""
     item = OutboxItem(
         ordering_key=ordering_key,
-        action=str(Action(action)),
+        action=str(action),
         repo=repo,
         payload=payload or {},
         deployment_id=deployment_id,

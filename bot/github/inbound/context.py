@@ -73,7 +73,7 @@ class WebhookContext:
         return self.repositories.has_projects(repo)
 
     def runs_a_tarmac_workflow(self, repo: str, runs: Callable[[str], bool]) -> bool:
-        """Whether `runs` (a workflow run's test, see workflow_runs.WorkflowRun.runs) holds for
+        """Whether `runs` (a workflow run's test, see bot.github.runs.WorkflowRun.runs) holds for
         a build or deploy workflow of a project on `repo`."""
         return any(runs(workflow) for workflow in self.repositories.workflows_of(repo))
 

@@ -28,15 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config.projects_file import GITHUB_DEPLOYMENT_WORKFLOW, REPO_PATTERN
 from bot.domain.versions import normalize_commit_sha
-from bot.github.inbound.workflow_runs import (
-    MAX_ID,
-    MAX_TITLE_LENGTH,
-    WorkflowRun,
-    deployment_by_run_id,
-    deployment_unrecorded,
-    text_fit_to_store,
-)
+from bot.github.inbound.workflow_runs import deployment_by_run_id, deployment_unrecorded
 from bot.github.run_marks import run_mark
+from bot.github.runs import MAX_ID, MAX_TITLE_LENGTH, WorkflowRun, text_fit_to_store
 from bot.storage.models import Deployment, Environment, Project
 
 if TYPE_CHECKING:

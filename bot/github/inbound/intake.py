@@ -34,9 +34,9 @@ from bot.app.operations import Mirror
 from bot.config.projects_file import ProjectsConfig
 from bot.core.clock import Clock
 from bot.core.log_context import add_log_context, current_log_context, log_context
-from bot.github.inbound import deliveries
 from bot.github.inbound.context import WebhookContext
 from bot.github.inbound.router import dispatch
+from bot.storage import deliveries
 from bot.storage.db import Database
 from bot.storage.models import OutboxItem
 from bot.storage.projects import project_repositories

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.app.operations import plan_status, record_run_status
 from bot.config.projects_file import REPO_PATTERN
 from bot.domain.statuses import DeploymentStatus, apply_status, is_final
-from bot.github.inbound.workflow_runs import MAX_ID, text_fit_to_store
+from bot.github.runs import MAX_ID, text_fit_to_store
 from bot.storage.models import Deployment, Environment, Project
 
 if TYPE_CHECKING:

@@ -29,19 +29,16 @@ with the run's URL as the GitHub status's log. A final deployment stays final, s
 from __future__ import annotations
 
 import logging
-import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gidgethub import routing, sansio
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.app.operations import Mirror, finish_build, record_run_status
-from bot.config.projects_file import REPO_PATTERN
-from bot.domain.statuses import ACTIVE_STATUSES, BuildStatus, DeploymentKind, DeploymentStatus
-from bot.domain.versions import normalize_commit_sha
-from bot.github.run_marks import BUILD, DEPLOYMENT, RunMark, run_mark
+from bot.domain.statuses import ACTIVE_STATUSES, BuildStatus, DeploymentKind
+from bot.github.run_marks import BUILD, DEPLOYMENT
+from bot.github.runs import COMPLETED, SUCCESS, WorkflowRun, deployment_status, read_run
 from bot.storage.models import Deployment, Environment, Project, ReleaseCandidate
 from bot.storage.outbox import build_dispatch_not_yet_attempted, deploy_dispatch_not_yet_attempted
 
@@ -52,50 +49,7 @@ log = logging.getLogger(__name__)
 
 router = routing.Router()
 
-COMPLETED = "completed"
-SUCCESS = "success"
-MAX_URL_LENGTH = 2000
-MAX_CONCLUSION_LENGTH = 50
-MAX_TITLE_LENGTH = 1000
-# Ids are stored as BIGINT: a forged one past it would fail the transaction.
-MAX_ID = 2**63 - 1
-
-# A completed deploy run's conclusion -> the deployment's status; anything else is `error`.
-CONCLUSIONS = {
-    "success": DeploymentStatus.SUCCESS,
-    "failure": DeploymentStatus.FAILURE,
-    "timed_out": DeploymentStatus.FAILURE,
-    "cancelled": DeploymentStatus.CANCELED,
-}
 RUNS_WORKFLOW = (DeploymentKind.DEPLOY, DeploymentKind.ROLLBACK)
-
-
-@dataclass(frozen=True)
-class WorkflowRun:
-    action: str
-    id: int
-    repo: str
-    path: str
-    workflow_id: int | None
-    head_sha: str | None
-    html_url: str | None
-    conclusion: str | None
-    mark: RunMark | None = None  # what its title says it is
-
-    def runs(self, workflow: str | None) -> bool:
-        """Whether this is a run of `workflow` (a file name such as deploy.yml, or an id)."""
-        if not workflow:
-            return False
-        if workflow.isdigit():
-            return self.workflow_id == int(workflow)
-        path = self.path.split("@", 1)[0]  # a workflow path may carry `@ref`
-        return path == workflow or path.endswith("/" + workflow)
-
-
-def deployment_status(run: WorkflowRun) -> DeploymentStatus:
-    if run.action != COMPLETED:
-        return DeploymentStatus.IN_PROGRESS
-    return CONCLUSIONS.get(run.conclusion or "", DeploymentStatus.ERROR)
 
 
 @router.register("workflow_run", action="requested")
@@ -146,50 +100,6 @@ async def on_workflow_run(
         context.record(await _build_moved(session, mirror, candidate, run, context))
         return
     context.ignore(f"run {run.id} is no Tarmac build or deployment")
-
-
-def read_run(data: dict[str, Any]) -> WorkflowRun | None:
-    action = data.get("action")
-    workflow_run = data.get("workflow_run")
-    repository = data.get("repository")
-    if not isinstance(workflow_run, dict) or not isinstance(repository, dict):
-        return None
-    run_id = workflow_run.get("id")
-    repo = repository.get("full_name")
-    path = workflow_run.get("path")
-    if not isinstance(run_id, int) or isinstance(run_id, bool) or not 0 < run_id <= MAX_ID:
-        return None
-    if not isinstance(repo, str) or re.fullmatch(REPO_PATTERN, repo) is None:
-        return None
-    if not isinstance(action, str):
-        return None
-    head_sha = workflow_run.get("head_sha")
-    html_url = workflow_run.get("html_url")
-    conclusion = workflow_run.get("conclusion")
-    workflow_id = workflow_run.get("workflow_id")
-    title = text_fit_to_store(workflow_run.get("display_title"), MAX_TITLE_LENGTH)
-    return WorkflowRun(
-        action=action,
-        id=run_id,
-        repo=repo,
-        path=path if isinstance(path, str) else "",
-        workflow_id=workflow_id if _is_int(workflow_id) else None,
-        head_sha=normalize_commit_sha(head_sha) if isinstance(head_sha, str) else None,
-        html_url=text_fit_to_store(html_url, MAX_URL_LENGTH),
-        conclusion=text_fit_to_store(conclusion, MAX_CONCLUSION_LENGTH),
-        mark=run_mark(title) if title is not None else None,
-    )
-
-
-def text_fit_to_store(value: Any, limit: int) -> str | None:
-    """A string fit to store and show (GitHub's are; a forged payload's may not be)."""
-    if not isinstance(value, str) or not 0 < len(value) <= limit or not value.isprintable():
-        return None
-    return value
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # --- builds ------------------------------------------------------------------------------

@@ -34,9 +34,9 @@ from bot.core.clock import Clock
 from bot.domain.statuses import ACTIVE_STATUSES
 from bot.github import endpoints
 from bot.github.client import GitHubClient, GitHubRefused
-from bot.github.inbound.installations import installation_for_repo
-from bot.github.inbound.workflow_runs import deployment_status, read_run
+from bot.github.runs import deployment_status, read_run
 from bot.storage.db import Database
+from bot.storage.installations import installation_for_repo
 from bot.storage.models import Deployment, Environment, Project, WebhookDelivery
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ attempt that dies before that commit left nothing behind and is simply run again
 GitHub call is a read), and once it committed the item is delivered and never runs again.
 
 The three actions are enqueued here too (`enqueue_*`), so their names and payloads are written
-once; the GitHub calls they make are grouped at the end.
+once.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.app.operations import Mirror
+from bot.github import endpoints
 from bot.github.client import GitHubRefused
 from bot.github.commands import replies
 from bot.github.commands.permissions import NO_ACCESS, Access, Verdict, may_run_command
 from bot.github.commands.request import CommandRequest
 from bot.github.commands.run import run
-from bot.github.outbound.effects import EffectContext, Recorder, effect, on_refusal, owner_and_name
-from bot.storage.outbox import ClaimedItem, comment_key, enqueue
+from bot.github.outbound.effects import EffectContext, Recorder, effect, on_refusal
+from bot.storage.outbox import Action, ClaimedItem, comment_key, enqueue
 
 log = logging.getLogger(__name__)
 
@@ -53,23 +54,23 @@ class Thread:
 
 async def enqueue_reaction(session: AsyncSession, thread: Thread, now: datetime) -> None:
     payload = {"comment_id": thread.comment_id, "content": REACTION}
-    await _enqueue(session, "add_reaction", thread, payload, now)
+    await _enqueue(session, Action.ADD_REACTION, thread, payload, now)
 
 
 async def enqueue_command(
     session: AsyncSession, thread: Thread, request: CommandRequest, now: datetime
 ) -> None:
-    await _enqueue(session, "run_command", thread, request.to_payload(), now)
+    await _enqueue(session, Action.RUN_COMMAND, thread, request.to_payload(), now)
 
 
 async def enqueue_reply(session: AsyncSession, thread: Thread, body: str, now: datetime) -> None:
     # `in_reply_to`: the comment answered, for whoever reads the outbox.
     payload = {"issue_number": thread.issue_number, "in_reply_to": thread.comment_id, "body": body}
-    await _enqueue(session, "post_comment", thread, payload, now)
+    await _enqueue(session, Action.POST_COMMENT, thread, payload, now)
 
 
 async def _enqueue(
-    session: AsyncSession, action: str, thread: Thread, payload: dict[str, Any], now: datetime
+    session: AsyncSession, action: Action, thread: Thread, payload: dict[str, Any], now: datetime
 ) -> None:
     await enqueue(
         session,
@@ -88,16 +89,22 @@ def _thread(item: ClaimedItem, request: CommandRequest) -> Thread:
 # --- effects -----------------------------------------------------------------------------
 
 
-@effect("add_reaction")
+@effect(Action.ADD_REACTION)
 async def add_reaction(ctx: EffectContext, item: ClaimedItem) -> Recorder | None:
     # 200 (it exists already: an attempt whose answer was lost) and 201 are both fine, so an
     # uncertain item is simply sent again.
     content = item.payload.get("content", REACTION)
-    await _create_reaction(ctx, item.repo, item.payload["comment_id"], content)
+    await endpoints.create_comment_reaction(
+        ctx.client,
+        ctx.installation_id,
+        item.repo,
+        comment_id=item.payload["comment_id"],
+        content=content,
+    )
     return None
 
 
-@effect("post_comment")
+@effect(Action.POST_COMMENT)
 async def post_comment(ctx: EffectContext, item: ClaimedItem) -> Recorder | None:
     if item.uncertain:
         # An earlier attempt may have posted it and GitHub offers no way to tell (a comment has
@@ -105,11 +112,17 @@ async def post_comment(ctx: EffectContext, item: ClaimedItem) -> Recorder | None
         # than the same answer twice.
         log.warning("outbox item %d: reply may have been posted; not posted again", item.id)
         return None
-    await _create_comment(ctx, item.repo, item.payload["issue_number"], item.payload["body"])
+    await endpoints.create_issue_comment(
+        ctx.client,
+        ctx.installation_id,
+        item.repo,
+        issue_number=item.payload["issue_number"],
+        body=item.payload["body"],
+    )
     return None
 
 
-@effect("run_command")
+@effect(Action.RUN_COMMAND)
 async def run_command(ctx: EffectContext, item: ClaimedItem) -> Recorder | None:
     # The permission is read again on every attempt: an uncertain attempt changed nothing
     # (its recorder never committed), and a read is safe to repeat.
@@ -127,7 +140,7 @@ async def run_command(ctx: EffectContext, item: ClaimedItem) -> Recorder | None:
     return record
 
 
-@on_refusal("run_command")
+@on_refusal(Action.RUN_COMMAND)
 async def permission_check_refused(
     session: AsyncSession, mirror: Mirror, item: ClaimedItem, reason: str, now: datetime
 ) -> None:
@@ -139,40 +152,11 @@ async def permission_check_refused(
 
 async def _access(ctx: EffectContext, repo: str, login: str) -> Access:
     try:
-        found = await _collaborator_permission(ctx, repo, login)
+        found = await endpoints.get_collaborator_permission(
+            ctx.client, ctx.installation_id, repo, username=login
+        )
     except GitHubRefused as exc:
         if exc.status == 404:  # not a user GitHub knows here: no access
             return NO_ACCESS
         raise
     return Access.from_github(found)
-
-
-# --- GitHub calls ------------------------------------------------------------------------
-# Each with its literal method and path: tests/test_app_permissions.py finds the calls by them.
-
-REACTIONS = "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions"
-COMMENTS = "/repos/{owner}/{repo}/issues/{issue_number}/comments"
-PERMISSION = "/repos/{owner}/{repo}/collaborators/{username}/permission"
-
-
-async def _create_reaction(ctx: EffectContext, repo: str, comment_id: int, content: str) -> None:
-    where = {**owner_and_name(repo), "comment_id": comment_id}
-    data = {"content": content}
-    await ctx.client.call(
-        "POST", REACTIONS, installation_id=ctx.installation_id, url_vars=where, data=data
-    )
-
-
-async def _create_comment(ctx: EffectContext, repo: str, issue_number: int, body: str) -> None:
-    where = {**owner_and_name(repo), "issue_number": issue_number}
-    data = {"body": body}
-    await ctx.client.call(
-        "POST", COMMENTS, installation_id=ctx.installation_id, url_vars=where, data=data
-    )
-
-
-async def _collaborator_permission(ctx: EffectContext, repo: str, login: str) -> Any:
-    where = {**owner_and_name(repo), "username": login}
-    return await ctx.client.call(
-        "GET", PERMISSION, installation_id=ctx.installation_id, url_vars=where
-    )

@@ -26,7 +26,6 @@ from bot.core.clock import Clock
 from bot.github.client import GitHubClient
 
 # Re-exported for bot/github/outbound/comments.py until it calls bot/github/endpoints.py.
-from bot.github.endpoints import owner_and_name as owner_and_name
 from bot.storage.db import Database
 from bot.storage.outbox import Action, ClaimedItem
 
@@ -72,24 +71,20 @@ HANDLERS: dict[Action, Handler] = {}
 ON_REFUSAL: dict[Action, RefusalHandler] = {}
 PRELOADERS: dict[Action, Preloader] = {}
 
-# `str`: bot/github/outbound/comments.py's own names, until it uses `Action`; a name no
-# `Action` has fails at import (ValueError).
-ActionName = Action | str
 
-
-def effect(action: ActionName) -> Callable[[Handler], Handler]:
+def effect(action: Action) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         if action in HANDLERS:
             raise ValueError(f"two handlers for outbox action {action!r}")
-        HANDLERS[Action(action)] = handler
+        HANDLERS[action] = handler
         return handler
 
     return register
 
 
-def on_refusal(action: ActionName) -> Callable[[RefusalHandler], RefusalHandler]:
+def on_refusal(action: Action) -> Callable[[RefusalHandler], RefusalHandler]:
     def register(handler: RefusalHandler) -> RefusalHandler:
-        ON_REFUSAL[Action(action)] = handler
+        ON_REFUSAL[action] = handler
         return handler
 
     return register
@@ -102,10 +97,3 @@ def preload(*actions: Action) -> Callable[[Preloader], Preloader]:
         return preloader
 
     return register
-
-
-def load_all() -> dict[Action, Handler]:
-    """Every handler, registered by importing its module."""
-    from bot.github.outbound import builds, comments, deployments  # noqa: F401
-
-    return HANDLERS

@@ -25,7 +25,6 @@ from bot.core.clock import Clock
 from bot.core.log_context import add_log_context
 from bot.github import endpoints
 from bot.github.client import GitHubClient, GitHubRefused, GitHubUnavailable
-from bot.github.inbound.installations import installation_for_repo, remember_repository
 from bot.github.outbound.effects import (
     ON_REFUSAL,
     PRELOADERS,
@@ -35,6 +34,7 @@ from bot.github.outbound.effects import (
     Recorder,
 )
 from bot.storage.db import Database
+from bot.storage.installations import installation_for_repo, remember_repository
 from bot.storage.models import Deployment
 from bot.storage.outbox import (
     DEFAULT_LEASE,

@@ -15,22 +15,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Table, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.storage.lookup import dialect_insert
 from bot.storage.models import WebhookDelivery
 
 # Placeholder outcome while the delivery is being handled; only its own transaction sees it.
 PROCESSING = "processing"
 MAX_ID_LENGTH = 100
 MAX_EVENT_LENGTH = 100
-
-
-def _insert(session: AsyncSession) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 @dataclass(frozen=True)
@@ -53,7 +48,7 @@ async def claim_deliveries(
     The ids must be distinct (a batch holds one delivery per id).
     """
     statement = (
-        _insert(session)(_TABLE)
+        dialect_insert(session)(_TABLE)
         .on_conflict_do_nothing(index_elements=["delivery_id"])
         .returning(_TABLE.c.delivery_id)
     )

@@ -1,0 +1,15 @@
+"""Every outbox action's handler: importing the effect modules registers them (`@effect`,
+`@on_refusal` and `@preload` in effects.py), so the registry itself imports none of them."""
+
+from __future__ import annotations
+
+from bot.github.outbound import builds, comments, deployments
+from bot.github.outbound.effects import HANDLERS, Handler
+from bot.storage.outbox import Action
+
+EFFECT_MODULES = (builds, comments, deployments)
+
+
+def load_all() -> dict[Action, Handler]:
+    """Every action's handler, by action."""
+    return HANDLERS
