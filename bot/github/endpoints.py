@@ -2,7 +2,7 @@
 and the App permission it needs. Callers name what they want (`create_deployment(...)`), never
 a URL; this is the one module that knows GitHub's URLs and splits "owner/name".
 
-Each function calls through `GitHubCaller` (authentication, retries, rate limits, the two
+Each function calls through `GitHubClient` (authentication, retries, rate limits, the two
 exceptions) and returns GitHub's decoded answer. An endpoint's `permission` is what GitHub's
 "Permissions required for GitHub Apps" lists for it; tests/test_app_permissions.py checks those
 against GitHub's REST description and against app.yml.
