@@ -42,6 +42,13 @@ class WorkflowRun:
     conclusion: str | None
     mark: RunMark | None = None  # what its title says it is
 
+    def may_be_unrecorded(self, kind: str) -> bool:
+        """Whether the run may be a `kind` (build or deployment) it was never recorded on: its
+        title names that kind, or names none and the run has a commit to match by."""
+        if self.mark is not None:
+            return self.mark.kind == kind
+        return self.head_sha is not None
+
     def runs(self, workflow: str | None) -> bool:
         """Whether this is a run of `workflow` (a file name such as deploy.yml, or an id)."""
         if not workflow:

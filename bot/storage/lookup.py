@@ -3,12 +3,13 @@ and the dialect's INSERT for upserts."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select
+from sqlalchemy import Select, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from bot.core import errors
 from bot.core.pages import Page, PageRequest
@@ -45,3 +46,25 @@ async def inserted(session: AsyncSession, row: T) -> T:
 def dialect_insert(session: AsyncSession) -> Any:
     """The INSERT of the session's dialect, which has ON CONFLICT (upserts)."""
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+async def recorded_on(
+    session: AsyncSession,
+    entity: type[T],
+    run_column: InstrumentedAttribute[int | None],
+    owner_column: InstrumentedAttribute[int],
+    run_id: int,
+    owners: Sequence[int],
+) -> T | None:
+    """The row a workflow run was recorded on (`run_column`), among those of `owners` (the
+    projects or environments whose workflow the run is), locked for the change the run's
+    event makes; None when there is none."""
+    if not owners:
+        return None
+    found: T | None = await session.scalar(
+        select(entity)
+        .where(run_column == run_id, owner_column.in_(owners))
+        .limit(1)
+        .with_for_update(of=entity)
+    )
+    return found

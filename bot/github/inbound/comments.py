@@ -61,9 +61,7 @@ class _Comment:
 
 
 @router.register("issue_comment")
-async def on_issue_comment(
-    event: sansio.Event, *, session: AsyncSession, context: WebhookContext
-) -> None:
+async def on_issue_comment(event: sansio.Event, context: WebhookContext) -> None:
     comment = _command_comment(event.data)
     if isinstance(comment, str):
         context.ignore(comment)
@@ -73,16 +71,16 @@ async def on_issue_comment(
     if not projects:
         context.ignore(f"{thread.repo} serves no project")
         return
-    if await _handled_before(session, thread.comment_id):
+    if await _handled_before(context.session, thread.comment_id):
         # The same comment in another delivery (not a redelivery: that has the same delivery
         # id and stops at the endpoint), e.g. from a second webhook on the repository.
         context.ignore(f"comment {thread.comment_id} handled already")
         return
 
-    await enqueue_reaction(session, thread, context.now)
+    await enqueue_reaction(context.session, thread, context.now)
     queued = 0
     for parsed in comment.commands:
-        queued += await _enqueue_line(session, comment, parsed, projects, context.now)
+        queued += await _enqueue_line(context.session, comment, parsed, projects, context.now)
     context.record(
         f"comment {thread.comment_id} on #{thread.issue_number} by {comment.author}: "
         f"{queued} command(s) queued, {len(comment.commands) - queued} answered"

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from bot.app.operations import Mirror
 from bot.config.projects_file import ProjectsConfig
 from bot.core.log_context import add_log_context
@@ -26,6 +28,8 @@ MAX_OUTCOME_LENGTH = 200
 class WebhookContext:
     """What a handler needs besides the event and the session; one per delivery."""
 
+    # The delivery's write transaction: whatever the handler changes commits with the delivery.
+    session: AsyncSession
     now: datetime
     projects: ProjectsConfig
     delivery_id: str

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 from gidgethub import routing, sansio
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config.projects_file import GITHUB_DEPLOYMENT_WORKFLOW, REPO_PATTERN
 from bot.domain.versions import normalize_commit_sha
@@ -77,9 +76,7 @@ def read_actions_deployment(data: dict[str, Any]) -> tuple[int, str, WorkflowRun
 
 
 @router.register("deployment", action="created")
-async def on_deployment(
-    event: sansio.Event, *, session: AsyncSession, context: WebhookContext
-) -> None:
+async def on_deployment(event: sansio.Event, context: WebhookContext) -> None:
     read = read_actions_deployment(event.data)
     if read is None:
         context.ignore("not a deployment of a workflow run")
@@ -89,7 +86,7 @@ async def on_deployment(
         context.ignore(f"no project on {run.repo}")
         return
     environments = list(
-        await session.scalars(
+        await context.session.scalars(
             select(Environment.id)
             .join(Project, Project.id == Environment.project_id)
             .where(
@@ -103,9 +100,9 @@ async def on_deployment(
     if not environments:
         context.ignore(f"environment {environment_name} takes no GitHub deployment from runs")
         return
-    deployment = await deployment_by_run_id(session, run, environments)
+    deployment = await deployment_by_run_id(context.session, run, environments)
     if deployment is None:
-        deployment = await deployment_unrecorded(session, run, environments)
+        deployment = await deployment_unrecorded(context.session, run, environments)
     if deployment is None or not deployment.github_deployment_by_actions:
         context.ignore(f"run {run.id} is no Tarmac deployment's")
         return

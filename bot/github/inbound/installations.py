@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gidgethub import routing, sansio
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.storage.installations import (
     InstallationRecord,
@@ -41,17 +40,15 @@ MAX_ID = 2**63 - 1
 @router.register("installation", action="new_permissions_accepted")
 @router.register("installation", action=SUSPEND)
 @router.register("installation", action=UNSUSPEND)
-async def on_installation(
-    event: sansio.Event, *, session: AsyncSession, context: WebhookContext
-) -> None:
+async def on_installation(event: sansio.Event, context: WebhookContext) -> None:
     action = event.data["action"]
     installation = _read_installation(event.data)
     if installation is None:
         context.ignore("no installation in the payload")
         return
-    await save_installation(session, installation, context.now, update_suspended=True)
+    await save_installation(context.session, installation, context.now, update_suspended=True)
     repos = _repo_names(event.data.get("repositories"))
-    await save_repositories(session, repos, installation.id, context.now)
+    await save_repositories(context.session, repos, installation.id, context.now)
     what = f"installation {installation.id} ({installation.account})"
     if action in (SUSPEND, UNSUSPEND):
         context.record(f"{what} {action}ed")
@@ -60,14 +57,12 @@ async def on_installation(
 
 
 @router.register("installation", action="deleted")
-async def on_installation_deleted(
-    event: sansio.Event, *, session: AsyncSession, context: WebhookContext
-) -> None:
+async def on_installation_deleted(event: sansio.Event, context: WebhookContext) -> None:
     installation = _read_installation(event.data)
     if installation is None:
         context.ignore("no installation in the payload")
         return
-    repos = await forget_installation(session, installation.id)
+    repos = await forget_installation(context.session, installation.id)
     context.record(
         f"installation {installation.id} ({installation.account}) deleted; "
         f"{_count(repos)} forgotten"
@@ -76,19 +71,17 @@ async def on_installation_deleted(
 
 @router.register("installation_repositories", action="added")
 @router.register("installation_repositories", action="removed")
-async def on_installation_repositories(
-    event: sansio.Event, *, session: AsyncSession, context: WebhookContext
-) -> None:
+async def on_installation_repositories(event: sansio.Event, context: WebhookContext) -> None:
     installation = _read_installation(event.data)
     if installation is None:
         context.ignore("no installation in the payload")
         return
-    await save_installation(session, installation, context.now, update_suspended=False)
+    await save_installation(context.session, installation, context.now, update_suspended=False)
     added = _repo_names(event.data.get("repositories_added"))
     removed = _repo_names(event.data.get("repositories_removed"))
-    await save_repositories(session, added, installation.id, context.now)
+    await save_repositories(context.session, added, installation.id, context.now)
     if removed:
-        await forget_repositories(session, removed, installation.id)
+        await forget_repositories(context.session, removed, installation.id)
     context.record(
         f"installation {installation.id}: {_count(added)} added, {_count(removed)} removed"
     )

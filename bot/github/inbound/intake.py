@@ -185,6 +185,7 @@ class DeliveryIntake:
             repositories = await project_repositories(session)
             contexts = [
                 WebhookContext(
+                    session=session,
                     now=now,
                     projects=self._projects,
                     delivery_id=p.delivery_id,
@@ -200,7 +201,7 @@ class DeliveryIntake:
                     continue
                 items_before = _outbox_items(session)
                 with log_context(delivery_id=pending.delivery_id):
-                    await self._dispatch(pending.event, session=session, context=context)
+                    await self._dispatch(pending.event, context=context)
                     fields[pending.delivery_id] = current_log_context()
                 if _outbox_items(session) != items_before:
                     touched_outbox.add(pending.delivery_id)

@@ -1,14 +1,14 @@
 """GitHub webhook events in: one module per event, each with its own router, combined here.
 
-A handler is `async def on_x(event: sansio.Event, *, session: AsyncSession, context:
-WebhookContext) -> None`. It runs inside the endpoint's one write transaction, next to the
-delivery's row: it changes the database and enqueues outbox items, and never calls GitHub (the
-answer must leave in milliseconds; the outbox worker makes the calls after the commit). It
-says what it did with `context.record("release candidate v1-rc1 created")` or
-`context.ignore("not a tag")`; the endpoint stores the outcome on the delivery row. (A
-handler that returns its outcome as a string, as docs/github-app.md first put it, is recorded
-the same way.) An exception rolls everything back, the delivery included, so GitHub sees a
-failed delivery that can be redelivered once the cause is fixed.
+A handler is `async def on_x(event: sansio.Event, context: WebhookContext) -> None`. It runs
+inside the endpoint's one write transaction (`context.session`), next to the delivery's row: it
+changes the database and enqueues outbox items, and never calls GitHub (the answer must leave
+in milliseconds; the outbox worker makes the calls after the commit). It says what it did with
+`context.record("release candidate v1-rc1 created")` or `context.ignore("not a tag")`; the
+endpoint stores the outcome on the delivery row. (A handler that returns its outcome as a
+string, as docs/github-app.md first put it, is recorded the same way.) An exception rolls
+everything back, the delivery included, so GitHub sees a failed delivery that can be
+redelivered once the cause is fixed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gidgethub import routing, sansio
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config.projects_file import ProjectsConfig
 from bot.github.inbound import (
@@ -41,7 +40,7 @@ ping_router = routing.Router()
 
 
 @ping_router.register("ping")
-async def on_ping(event: sansio.Event, *, session: AsyncSession, context: WebhookContext) -> None:
+async def on_ping(event: sansio.Event, context: WebhookContext) -> None:
     # GitHub sends it when the hook is created (and from the App settings page).
     hook_id = event.data.get("hook_id")
     log.info("delivery %s: ping from hook %s", context.delivery_id, hook_id)
@@ -70,9 +69,7 @@ HANDLED_EVENTS = frozenset(
 )
 
 
-async def dispatch(
-    event: sansio.Event, *, session: AsyncSession, context: WebhookContext
-) -> list[Handler]:
+async def dispatch(event: sansio.Event, *, context: WebhookContext) -> list[Handler]:
     """Run every handler routed to this event (in a fixed order); return the ones that ran.
 
     With none, the event is ignored. Afterwards `context.outcome()` is what to store.
@@ -84,7 +81,7 @@ async def dispatch(
     handlers: list[Handler] = sorted(_routed(event), key=lambda h: (h.__module__, h.__qualname__))
     context.about(project=_only_project_of_repository(event.data, context.projects))
     for handler in handlers:
-        returned = await handler(event, session=session, context=context)
+        returned = await handler(event, context)
         if isinstance(returned, str) and returned:
             context.record(returned)
     if handlers and not context.outcomes:

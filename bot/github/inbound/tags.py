@@ -47,9 +47,7 @@ TAG_REF_PREFIX = "refs/tags/"
 
 
 @router.register("push")
-async def on_tag_pushed(
-    event: sansio.Event, *, session: AsyncSession, context: WebhookContext
-) -> None:
+async def on_tag_pushed(event: sansio.Event, context: WebhookContext) -> None:
     data = event.data
     ref = data.get("ref")
     if not isinstance(ref, str) or not ref.startswith(TAG_REF_PREFIX):
@@ -65,7 +63,7 @@ async def on_tag_pushed(
     if data.get("created") is not True:
         context.ignore(f"tag {tag} moved, not created")
         return
-    found = await _target(session, context, data, tag)
+    found = await _target(context.session, context, data, tag)
     if found is None:
         return
     repo, target = found
@@ -74,16 +72,16 @@ async def on_tag_pushed(
     commit = normalize_commit_sha(commit_id) if isinstance(commit_id, str) else None
     if commit is None:
         # No commit named: find it through the Git refs API, as for a `create`.
-        await _resolve_later(session, context, repo, tag, target)
+        await _resolve_later(context.session, context, repo, tag, target)
         return
-    outcome = await make_candidate(session, context.mirror, target, tag, commit, context.now)
+    outcome = await make_candidate(
+        context.session, context.mirror, target, tag, commit, context.now
+    )
     context.record(outcome)
 
 
 @router.register("create")
-async def on_tag_created(
-    event: sansio.Event, *, session: AsyncSession, context: WebhookContext
-) -> None:
+async def on_tag_created(event: sansio.Event, context: WebhookContext) -> None:
     data = event.data
     if data.get("ref_type") != "tag":
         context.ignore("not a tag")
@@ -92,14 +90,14 @@ async def on_tag_created(
     if not isinstance(tag, str):
         context.ignore("no tag name in the payload")
         return
-    found = await _target(session, context, data, tag)
+    found = await _target(context.session, context, data, tag)
     if found is None:
         return
     repo, target = found
-    if await candidate_exists(session, target):
+    if await candidate_exists(context.session, target):
         context.record(f"release candidate {target.project} {target.version} exists")
         return
-    await _resolve_later(session, context, repo, tag, target)
+    await _resolve_later(context.session, context, repo, tag, target)
 
 
 async def _target(

@@ -59,9 +59,7 @@ def waiting_for(data: dict[str, Any]) -> str:
 
 @router.register("workflow_job", action=WAITING)
 @router.register("workflow_job", action=IN_PROGRESS)
-async def on_workflow_job(
-    event: sansio.Event, *, session: AsyncSession, context: WebhookContext
-) -> None:
+async def on_workflow_job(event: sansio.Event, context: WebhookContext) -> None:
     found = _run_id_and_repo(event.data)
     if found is None:
         context.ignore("no workflow job in the payload")
@@ -70,7 +68,7 @@ async def on_workflow_job(
     if not context.concerns_a_project(repo):
         context.ignore(f"no project on {repo}")
         return
-    deployment = await session.scalar(
+    deployment = await context.session.scalar(
         select(Deployment)
         .join(Environment, Environment.id == Deployment.environment_id)
         .join(Project, Project.id == Environment.project_id)
@@ -82,7 +80,7 @@ async def on_workflow_job(
         context.ignore(f"run {run_id} is no Tarmac deployment's")
         return
     context.about_deployment(deployment)
-    context.record(await _job_moved(session, deployment, event.data, context))
+    context.record(await _job_moved(context.session, deployment, event.data, context))
 
 
 async def _job_moved(

@@ -35,10 +35,11 @@ from gidgethub import routing, sansio
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.app.operations import Mirror, finish_build, record_run_status
+from bot.app.operations import finish_build, record_run_status
 from bot.domain.statuses import ACTIVE_STATUSES, BuildStatus, DeploymentKind
 from bot.github.run_marks import BUILD, DEPLOYMENT
 from bot.github.runs import COMPLETED, SUCCESS, WorkflowRun, deployment_status, read_run
+from bot.storage.lookup import recorded_on
 from bot.storage.models import Deployment, Environment, Project, ReleaseCandidate
 from bot.storage.outbox import build_dispatch_not_yet_attempted, deploy_dispatch_not_yet_attempted
 
@@ -55,9 +56,7 @@ RUNS_WORKFLOW = (DeploymentKind.DEPLOY, DeploymentKind.ROLLBACK)
 @router.register("workflow_run", action="requested")
 @router.register("workflow_run", action="in_progress")
 @router.register("workflow_run", action=COMPLETED)
-async def on_workflow_run(
-    event: sansio.Event, *, session: AsyncSession, context: WebhookContext
-) -> None:
+async def on_workflow_run(event: sansio.Event, context: WebhookContext) -> None:
     run = read_run(event.data)
     if run is None:
         context.ignore("no workflow run in the payload")
@@ -69,10 +68,12 @@ async def on_workflow_run(
         context.ignore(f"run {run.id} is not of a Tarmac workflow")
         return
     projects = list(
-        await session.scalars(select(Project).where(func.lower(Project.repo) == run.repo.lower()))
+        await context.session.scalars(
+            select(Project).where(func.lower(Project.repo) == run.repo.lower())
+        )
     )
     builds = [p.id for p in projects if run.runs(p.build_workflow)]
-    environments = await session.scalars(
+    environments = await context.session.scalars(
         select(Environment).where(Environment.project_id.in_([p.id for p in projects]))
     )
     deploys = [e.id for e in environments if run.runs(e.deploy_workflow)]
@@ -80,24 +81,23 @@ async def on_workflow_run(
         # Another replica's start-up synced other workflows since the batch read them.
         context.ignore(f"run {run.id} is not of a Tarmac workflow")
         return
-    mirror = context.mirror
-    candidate = await _build_by_run_id(session, run, builds)
+    candidate = await _build_by_run_id(context.session, run, builds)
     if candidate is not None:
-        context.record(await _build_moved(session, mirror, candidate, run, context))
+        context.record(await _build_moved(context.session, candidate, run, context))
         return
-    deployment = await deployment_by_run_id(session, run, deploys)
+    deployment = await deployment_by_run_id(context.session, run, deploys)
     if deployment is None:
-        deployment = await deployment_unrecorded(session, run, deploys)
+        deployment = await deployment_unrecorded(context.session, run, deploys)
     if deployment is None:
         # The outbox worker may have been recording this very run on the deployment: the
         # look-up by commit waited for its lock, then found the run no longer missing.
-        deployment = await deployment_by_run_id(session, run, deploys)
+        deployment = await deployment_by_run_id(context.session, run, deploys)
     if deployment is not None:
-        context.record(await _deployment_moved(session, mirror, deployment, run, context))
+        context.record(await _deployment_moved(context.session, deployment, run, context))
         return
-    candidate = await _build_unrecorded(session, run, builds)
+    candidate = await _build_unrecorded(context.session, run, builds)
     if candidate is not None:
-        context.record(await _build_moved(session, mirror, candidate, run, context))
+        context.record(await _build_moved(context.session, candidate, run, context))
         return
     context.ignore(f"run {run.id} is no Tarmac build or deployment")
 
@@ -108,13 +108,13 @@ async def on_workflow_run(
 async def _build_by_run_id(
     session: AsyncSession, run: WorkflowRun, projects: list[int]
 ) -> ReleaseCandidate | None:
-    if not projects:
-        return None
-    return await session.scalar(
-        select(ReleaseCandidate)
-        .where(ReleaseCandidate.build_run_id == run.id, ReleaseCandidate.project_id.in_(projects))
-        .limit(1)
-        .with_for_update(of=ReleaseCandidate)
+    return await recorded_on(
+        session,
+        ReleaseCandidate,
+        ReleaseCandidate.build_run_id,
+        ReleaseCandidate.project_id,
+        run.id,
+        projects,
     )
 
 
@@ -123,9 +123,7 @@ async def _build_unrecorded(
 ) -> ReleaseCandidate | None:
     """The build the run is, though its id was never recorded: by the version its title
     names, or by commit when the title names none."""
-    if not projects or (run.mark is not None and run.mark.kind != BUILD):
-        return None
-    if run.mark is None and run.head_sha is None:
+    if not projects or not run.may_be_unrecorded(BUILD):
         return None
     waiting = (
         select(ReleaseCandidate)
@@ -153,11 +151,7 @@ async def _build_unrecorded(
 
 
 async def _build_moved(
-    session: AsyncSession,
-    mirror: Mirror,
-    candidate: ReleaseCandidate,
-    run: WorkflowRun,
-    context: WebhookContext,
+    session: AsyncSession, candidate: ReleaseCandidate, run: WorkflowRun, context: WebhookContext
 ) -> str:
     name = f"release candidate {candidate.version}"
     if candidate.build_status != BuildStatus.BUILDING:
@@ -167,7 +161,12 @@ async def _build_moved(
         return f"{name}: build run {run.id} {run.action}"
     succeeded = run.conclusion == SUCCESS
     started = await finish_build(
-        session, mirror, candidate, succeeded=succeeded, run_url=run.html_url, now=context.now
+        session,
+        context.mirror,
+        candidate,
+        succeeded=succeeded,
+        run_url=run.html_url,
+        now=context.now,
     )
     if not succeeded:
         return f"{name}: build {run.conclusion or 'ended'}; failed"
@@ -182,13 +181,13 @@ async def _build_moved(
 async def deployment_by_run_id(
     session: AsyncSession, run: WorkflowRun, environments: list[int]
 ) -> Deployment | None:
-    if not environments:
-        return None
-    return await session.scalar(
-        select(Deployment)
-        .where(Deployment.workflow_run_id == run.id, Deployment.environment_id.in_(environments))
-        .limit(1)
-        .with_for_update(of=Deployment)
+    return await recorded_on(
+        session,
+        Deployment,
+        Deployment.workflow_run_id,
+        Deployment.environment_id,
+        run.id,
+        environments,
     )
 
 
@@ -197,9 +196,7 @@ async def deployment_unrecorded(
 ) -> Deployment | None:
     """The deployment the run is, though its id was never recorded: the one its title names,
     or by commit when the title names none."""
-    if not environments or (run.mark is not None and run.mark.kind != DEPLOYMENT):
-        return None
-    if run.mark is None and run.head_sha is None:
+    if not environments or not run.may_be_unrecorded(DEPLOYMENT):
         return None
     waiting = (
         select(Deployment)
@@ -228,16 +225,12 @@ async def deployment_unrecorded(
 
 
 async def _deployment_moved(
-    session: AsyncSession,
-    mirror: Mirror,
-    deployment: Deployment,
-    run: WorkflowRun,
-    context: WebhookContext,
+    session: AsyncSession, deployment: Deployment, run: WorkflowRun, context: WebhookContext
 ) -> str:
     context.about_deployment(deployment)
     status = deployment_status(run)
     changed = await record_run_status(
-        session, mirror, deployment, status, run_url=run.html_url, now=context.now
+        session, context.mirror, deployment, status, run_url=run.html_url, now=context.now
     )
     name = f"deployment {deployment.id}"
     if not changed:

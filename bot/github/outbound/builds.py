@@ -23,7 +23,7 @@ from bot.domain.statuses import BuildStatus
 from bot.domain.versions import normalize_commit_sha
 from bot.github import endpoints
 from bot.github.client import GitHubRefused
-from bot.github.outbound.effects import EffectContext, Recorder, effect, on_refusal
+from bot.github.outbound.effects import EffectContext, Recorder, effect, on_refusal, recording
 from bot.github.outbound.workflows import (
     candidate_inputs,
     dispatch_workflow,
@@ -105,15 +105,11 @@ async def dispatch_build_workflow(ctx: EffectContext, item: ClaimedItem) -> Reco
         )
         inputs = workflow_inputs(candidate_inputs(candidate), project.build_inputs, what)
         run = await dispatch_workflow(ctx, item, workflow, ref, inputs, what)
-
-    async def record(session: AsyncSession) -> None:
-        await session.execute(
-            update(ReleaseCandidate)
-            .where(ReleaseCandidate.id == candidate.id)
-            .values(build_run_id=run.run_id, build_run_url=run.run_url)
-        )
-
-    return record
+    return recording(
+        update(ReleaseCandidate)
+        .where(ReleaseCandidate.id == candidate.id)
+        .values(build_run_id=run.run_id, build_run_url=run.run_url)
+    )
 
 
 async def _told_apart(

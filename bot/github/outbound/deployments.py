@@ -21,6 +21,7 @@ from bot.github.outbound.effects import (
     effect,
     on_refusal,
     preload,
+    recording,
 )
 from bot.github.outbound.workflows import (
     candidate_inputs,
@@ -184,15 +185,11 @@ async def dispatch_deploy_workflow(ctx: EffectContext, item: ClaimedItem) -> Rec
         }
         inputs = workflow_inputs(own, environment.deploy_inputs, what)
         run = await dispatch_workflow(ctx, item, workflow, ref, inputs, what)
-
-    async def record(session: AsyncSession) -> None:
-        await session.execute(
-            update(Deployment)
-            .where(Deployment.id == deployment.id)
-            .values(workflow_run_id=run.run_id, workflow_run_url=run.run_url)
-        )
-
-    return record
+    return recording(
+        update(Deployment)
+        .where(Deployment.id == deployment.id)
+        .values(workflow_run_id=run.run_id, workflow_run_url=run.run_url)
+    )
 
 
 @on_refusal(Action.DISPATCH_DEPLOY_WORKFLOW)

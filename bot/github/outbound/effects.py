@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Executable
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.app.operations import Mirror
@@ -97,3 +98,13 @@ def preload(*actions: Action) -> Callable[[Preloader], Preloader]:
         return preloader
 
     return register
+
+
+def recording(statement: Executable) -> Recorder:
+    """The recorder that runs one statement in the worker's transaction (e.g. the run a
+    dispatch started, stored on its deployment or candidate)."""
+
+    async def record(session: AsyncSession) -> None:
+        await session.execute(statement)
+
+    return record
