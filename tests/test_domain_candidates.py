@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -14,6 +14,7 @@ from bot.domain.candidates import (
     MAX_BUILD_ERROR_LENGTH,
     BuildResult,
     build_result,
+    build_timed_out,
     ensure_deployable,
     ensure_same_commit,
     new_candidate,
@@ -103,3 +104,11 @@ def test_a_finished_build_is_ready_or_failed_with_why() -> None:
     )
     long = build_result(succeeded=False, error="x" * (MAX_BUILD_ERROR_LENGTH + 5))
     assert long.error == "x" * MAX_BUILD_ERROR_LENGTH
+
+
+def test_a_build_times_out_only_past_its_minutes() -> None:
+    made = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+    assert not build_timed_out(made, 30, made + timedelta(minutes=30))
+    assert build_timed_out(made, 30, made + timedelta(minutes=30, seconds=1))
+    assert not build_timed_out(made, 60, made + timedelta(minutes=45))

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
-
-from sqlalchemy import select
 
 from bot.app.operations import Mirror, expire_stuck, finish_build
 from bot.core.clock import Clock
 from bot.core.log_context import log_context
-from bot.domain.statuses import ACTIVE_STATUSES, BuildStatus
+from bot.domain.candidates import build_timed_out
+from bot.domain.statuses import BuildStatus
 from bot.storage.db import Database
-from bot.storage.models import Deployment, Environment, Project, ReleaseCandidate
+from bot.storage.environments import environments_deploying, locked_environment
+from bot.storage.releases import candidates_building, locked_candidate
 
 log = logging.getLogger(__name__)
 
@@ -26,26 +25,11 @@ BUILD_TIMED_OUT_MESSAGE = "Build timed out: no result after {minutes} minutes"
 async def sweep_stuck_deployments(db: Database, clock: Clock, mirror: Mirror) -> int:
     """One pass over the environments with active deployments; returns how many expired."""
     async with db.read() as session:
-        environment_ids = list(
-            await session.scalars(
-                select(Environment.id).where(
-                    select(Deployment.id)
-                    .where(
-                        Deployment.environment_id == Environment.id,
-                        Deployment.status.in_(ACTIVE_STATUSES),
-                    )
-                    .exists()
-                )
-            )
-        )
+        environment_ids = await environments_deploying(session)
     expired = 0
     for environment_id in environment_ids:
         async with db.write() as session:
-            environment = await session.scalar(
-                select(Environment)
-                .where(Environment.id == environment_id)
-                .with_for_update(of=Environment)
-            )
+            environment = await locked_environment(session, environment_id)
             if environment is None:
                 continue
             for deployment in await expire_stuck(session, mirror, environment, clock()):
@@ -71,35 +55,19 @@ async def sweep_stuck_builds(db: Database, clock: Clock, mirror: Mirror) -> int:
     failed, as a timed-out deployment stays `error`."""
     now = clock()
     async with db.read() as session:
-        building = (
-            await session.execute(
-                select(ReleaseCandidate.id, ReleaseCandidate.created_at)
-                .add_columns(Project.name, Project.build_timeout_minutes)
-                .join(Project, Project.id == ReleaseCandidate.project_id)
-                .where(ReleaseCandidate.build_status == BuildStatus.BUILDING)
-            )
-        ).all()
-    stuck = [
-        (candidate_id, project, minutes)
-        for candidate_id, created_at, project, minutes in building
-        if now - created_at > timedelta(minutes=minutes)
-    ]
+        building = await candidates_building(session)
+    stuck = [b for b in building if build_timed_out(b.created_at, b.timeout_minutes, now)]
     failed = 0
-    for candidate_id, project, minutes in stuck:
+    for build in stuck:
         async with db.write() as session:
-            # Locked as a workflow_run event locks it: one of the two finishes the build.
-            candidate = await session.scalar(
-                select(ReleaseCandidate)
-                .where(ReleaseCandidate.id == candidate_id)
-                .with_for_update(of=ReleaseCandidate)
-            )
+            candidate = await locked_candidate(session, build.candidate_id)
             if candidate is None or candidate.build_status != BuildStatus.BUILDING:
                 continue
-            message = BUILD_TIMED_OUT_MESSAGE.format(minutes=minutes)
+            message = BUILD_TIMED_OUT_MESSAGE.format(minutes=build.timeout_minutes)
             await finish_build(
                 session, mirror, candidate, succeeded=False, run_url=None, now=now, error=message
             )
-            with log_context(project=project, release_candidate=candidate.version):
+            with log_context(project=build.project, release_candidate=candidate.version):
                 log.warning("release candidate %s: %s", candidate.version, message)
             failed += 1
     return failed

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from bot.core import errors
@@ -97,3 +97,9 @@ def build_result(*, succeeded: bool, error: str | None) -> BuildResult:
     if succeeded:
         return BuildResult(BuildStatus.READY, None)
     return BuildResult(BuildStatus.FAILED, (error or BUILD_RUN_FAILED)[:MAX_BUILD_ERROR_LENGTH])
+
+
+def build_timed_out(created_at: datetime, timeout_minutes: int, now: datetime) -> bool:
+    """Whether a build still under way has had its time: `build.timeout_minutes` after its RC
+    was made."""
+    return now - created_at > timedelta(minutes=timeout_minutes)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.storage.models import Environment, Project
+from bot.domain.statuses import ACTIVE_STATUSES
+from bot.storage.models import Deployment, Environment, Project
 
 # Built once: it runs for every new RC, and building it costs more than running it.
 # `bot.domain.environments.takes_auto_deploy` is the rule; this finds its candidates (the freeze
@@ -35,3 +36,24 @@ async def auto_deploy_environments(session: AsyncSession, project_id: int) -> li
     """The project's environments that ask for auto-deploy and are neither removed nor paused,
     locked."""
     return list(await session.scalars(_AUTO_DEPLOY_ENVIRONMENTS, {"project_id": project_id}))
+
+
+async def environments_deploying(session: AsyncSession) -> list[int]:
+    """The ids of the environments with a deployment under way (the timeout sweeper's round)."""
+    under_way = (
+        select(Deployment.id)
+        .where(
+            Deployment.environment_id == Environment.id,
+            Deployment.status.in_(ACTIVE_STATUSES),
+        )
+        .exists()
+    )
+    return list(await session.scalars(select(Environment.id).where(under_way)))
+
+
+async def locked_environment(session: AsyncSession, environment_id: int) -> Environment | None:
+    """The environment, locked for a decision (as `find_environment(lock=True)`)."""
+    found: Environment | None = await session.scalar(
+        select(Environment).where(Environment.id == environment_id).with_for_update(of=Environment)
+    )
+    return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import bindparam, select
@@ -13,6 +14,7 @@ from sqlalchemy.orm import contains_eager
 from bot.core import errors
 from bot.core.pages import Page, PageRequest
 from bot.domain.candidates import NewCandidate
+from bot.domain.statuses import BuildStatus
 from bot.storage.lookup import inserted, one_or_not_found, page_of
 from bot.storage.models import Project, Release, ReleaseCandidate
 
@@ -117,3 +119,34 @@ async def candidates_of(
     for candidate in candidates:
         by_release[candidate.release_id].append(candidate)
     return by_release
+
+
+@dataclass(frozen=True)
+class Building:
+    """A candidate whose build is under way, with what its timeout needs."""
+
+    candidate_id: int
+    created_at: datetime
+    project: str
+    timeout_minutes: int
+
+
+async def candidates_building(session: AsyncSession) -> list[Building]:
+    rows = await session.execute(
+        select(ReleaseCandidate.id, ReleaseCandidate.created_at)
+        .add_columns(Project.name, Project.build_timeout_minutes)
+        .join(Project, Project.id == ReleaseCandidate.project_id)
+        .where(ReleaseCandidate.build_status == BuildStatus.BUILDING)
+    )
+    return [Building(*row) for row in rows]
+
+
+async def locked_candidate(session: AsyncSession, candidate_id: int) -> ReleaseCandidate | None:
+    """The candidate, locked as a workflow_run event locks it: one of the two finishes the
+    build."""
+    found: ReleaseCandidate | None = await session.scalar(
+        select(ReleaseCandidate)
+        .where(ReleaseCandidate.id == candidate_id)
+        .with_for_update(of=ReleaseCandidate)
+    )
+    return found
