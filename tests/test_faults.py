@@ -279,6 +279,9 @@ def creation_order(fake: FakeGitHub, deployment_id: int) -> list[str]:
     return [name for _, name in sorted(effects)]
 
 
+# Half a minute of outage: make soak's. make test keeps the short outage of
+# tests/test_github_deployments.py (statuses reach GitHub in order after it).
+@pytest.mark.soak
 @pytest.mark.parametrize("backend", ["postgresql"])  # the worker's logic, not storage
 async def test_calls_pending_through_a_github_outage_are_delivered_soon_after_in_order(
     tmp_path: Path, database_url: str, fake_github: FakeGitHub, github_private_key: str
