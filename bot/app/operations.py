@@ -54,7 +54,7 @@ from bot.storage import deployments as stored
 from bot.storage.environments import auto_deploy_environments
 from bot.storage.models import Deployment, Environment, Project, ReleaseCandidate
 from bot.storage.outbox import Action, deployment_key, enqueue, release_candidate_key
-from bot.storage.projects import find_environment, find_project
+from bot.storage.projects import find_project
 from bot.storage.releases import find_release_candidate
 
 AUTO_DEPLOY_ACTOR = "tarmac (auto-deploy)"
@@ -552,8 +552,8 @@ async def freeze(
 ) -> FreezeChange:
     """Freeze an environment, or change a freeze's reason or end: deploys are refused until
     it is unfrozen (or `until` passes), a rollback needs force. Nothing shows on GitHub."""
-    environment = await find_environment(session, project_name, environment_name, lock=True)
-    now = clock()
+    locked = await lock_environment(session, project_name, environment_name, clock)
+    environment, now = locked.environment, locked.now
     was_frozen = current_freeze(environment, now) is not None
     freeze_environment(environment, reason=reason, by=actor, until=until, now=now)
     return FreezeChange(environment, was_frozen, now)
@@ -563,8 +563,8 @@ async def unfreeze(
     session: AsyncSession, *, project_name: str, environment_name: str, clock: Clock
 ) -> FreezeChange:
     """End an environment's freeze (one whose `until` passed already is cleared too)."""
-    environment = await find_environment(session, project_name, environment_name, lock=True)
-    now = clock()
+    locked = await lock_environment(session, project_name, environment_name, clock)
+    environment, now = locked.environment, locked.now
     was_frozen = current_freeze(environment, now) is not None
     unfreeze_environment(environment)
     return FreezeChange(environment, was_frozen, now)

@@ -32,6 +32,18 @@ async def environments_of(session: AsyncSession, project: Project) -> list[Envir
     return list(found)
 
 
+async def environment_names(session: AsyncSession, project_name: str) -> list[str]:
+    """The names of the project's environments in the projects file now (removed ones left
+    out), in its order."""
+    found = await session.scalars(
+        select(Environment.name)
+        .join(Project, Project.id == Environment.project_id)
+        .where(Project.name == project_name, Environment.removed_at.is_(None))
+        .order_by(Environment.id)
+    )
+    return list(found)
+
+
 async def auto_deploy_environments(session: AsyncSession, project_id: int) -> list[Environment]:
     """The project's environments that ask for auto-deploy and are neither removed nor paused,
     locked."""

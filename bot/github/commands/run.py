@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TypedDict
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.app import operations
@@ -25,8 +24,8 @@ from bot.github.commands import replies
 from bot.github.commands.parse import CommandVerb
 from bot.github.commands.replies import DONE, REFUSED, RefusalFacts, reply
 from bot.github.commands.request import CommandRequest
-from bot.storage.models import Environment, Project
-from bot.storage.projects import find_environment
+from bot.storage.environments import environment_names
+from bot.storage.projects import find_environment, find_project
 
 
 async def run(
@@ -50,8 +49,8 @@ async def _perform(
 ) -> str:
     # The project was chosen from this repository's projects when the comment came in; it
     # must still be one of them (the projects file may have changed since).
-    project = await session.scalar(select(Project).where(Project.name == request.project))
-    if project is None or project.repo.lower() != repo.lower():
+    project = await find_project(session, request.project)
+    if project.repo.lower() != repo.lower():
         raise errors.not_found(errors.PROJECT_NOT_FOUND)
     perform = _PERFORMERS[CommandVerb(request.verb)]
     return await perform(session, mirror, request, clock)
@@ -140,19 +139,9 @@ async def _refusal_facts(
     """What the reply to `refused` tells beyond the command, read after the savepoint's
     rollback: the environments there are, or the freeze in the way."""
     if refused is RefusalCode.ENVIRONMENT_NOT_FOUND:
-        names = await _environment_names(session, request.project)
+        names = await environment_names(session, request.project)
         return RefusalFacts(repo, environment_names=names)
     if refused is RefusalCode.ENVIRONMENT_FROZEN:
         environment = await find_environment(session, request.project, request.environment)
         return RefusalFacts(repo, freeze=current_freeze(environment, now))
     return RefusalFacts(repo)
-
-
-async def _environment_names(session: AsyncSession, project_name: str) -> list[str]:
-    found = await session.scalars(
-        select(Environment.name)
-        .join(Project, Project.id == Environment.project_id)
-        .where(Project.name == project_name, Environment.removed_at.is_(None))
-        .order_by(Environment.id)
-    )
-    return list(found)

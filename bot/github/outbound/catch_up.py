@@ -36,6 +36,7 @@ from bot.github import endpoints
 from bot.github.client import GitHubClient, GitHubRefused
 from bot.github.runs import deployment_status, read_run
 from bot.storage.db import Database
+from bot.storage.environments import locked_environment
 from bot.storage.installations import installation_for_repo
 from bot.storage.models import Deployment, Environment, Project, WebhookDelivery
 
@@ -214,11 +215,7 @@ async def reconcile_silent_runs(
             continue
         status = deployment_status(run)
         async with db.write() as session:
-            environment = await session.scalar(
-                select(Environment)
-                .where(Environment.id == environment_id)
-                .with_for_update(of=Environment)
-            )
+            environment = await locked_environment(session, environment_id)
             deployment = await session.scalar(
                 select(Deployment)
                 .where(Deployment.id == deployment_id, Deployment.workflow_run_id == run_id)
