@@ -57,3 +57,10 @@ def test_every_outbox_action_has_its_handler() -> None:
     from bot.storage.outbox import Action
 
     assert set(load_all()) == set(Action)
+
+
+def test_an_id_from_a_payload_is_a_positive_integer_that_fits_a_bigint() -> None:
+    from bot.github.payloads import MAX_ID, github_id
+
+    assert [github_id(v) for v in (1, MAX_ID)] == [1, MAX_ID]
+    assert [github_id(v) for v in (0, -3, MAX_ID + 1, True, 1.0, "7", None)] == [None] * 7

@@ -11,6 +11,7 @@ from typing import Any
 from bot.config.projects_file import REPO_PATTERN
 from bot.domain.statuses import DeploymentStatus
 from bot.domain.versions import normalize_commit_sha
+from bot.github.payloads import github_id, text_fit_to_store
 from bot.github.run_marks import RunMark, run_mark
 
 COMPLETED = "completed"
@@ -18,8 +19,6 @@ SUCCESS = "success"
 MAX_URL_LENGTH = 2000
 MAX_CONCLUSION_LENGTH = 50
 MAX_TITLE_LENGTH = 1000
-# Ids are stored as BIGINT: a forged one past it would fail the transaction.
-MAX_ID = 2**63 - 1
 
 # A completed deploy run's conclusion -> the deployment's status; anything else is `error`.
 CONCLUSIONS = {
@@ -71,10 +70,10 @@ def read_run(data: dict[str, Any]) -> WorkflowRun | None:
     repository = data.get("repository")
     if not isinstance(workflow_run, dict) or not isinstance(repository, dict):
         return None
-    run_id = workflow_run.get("id")
+    run_id = github_id(workflow_run.get("id"))
     repo = repository.get("full_name")
     path = workflow_run.get("path")
-    if not isinstance(run_id, int) or isinstance(run_id, bool) or not 0 < run_id <= MAX_ID:
+    if run_id is None:
         return None
     if not isinstance(repo, str) or re.fullmatch(REPO_PATTERN, repo) is None:
         return None
@@ -96,13 +95,6 @@ def read_run(data: dict[str, Any]) -> WorkflowRun | None:
         conclusion=text_fit_to_store(conclusion, MAX_CONCLUSION_LENGTH),
         mark=run_mark(title) if title is not None else None,
     )
-
-
-def text_fit_to_store(value: Any, limit: int) -> str | None:
-    """A string fit to store and show (GitHub's are; a forged payload's may not be)."""
-    if not isinstance(value, str) or not 0 < len(value) <= limit or not value.isprintable():
-        return None
-    return value
 
 
 def _is_int(value: Any) -> bool:

@@ -28,8 +28,9 @@ from sqlalchemy import func, select
 from bot.config.projects_file import GITHUB_DEPLOYMENT_WORKFLOW, REPO_PATTERN
 from bot.domain.versions import normalize_commit_sha
 from bot.github.inbound.workflow_runs import deployment_by_run_id, deployment_unrecorded
+from bot.github.payloads import github_id, text_fit_to_store
 from bot.github.run_marks import run_mark
-from bot.github.runs import MAX_ID, MAX_TITLE_LENGTH, WorkflowRun, text_fit_to_store
+from bot.github.runs import MAX_TITLE_LENGTH, WorkflowRun
 from bot.storage.models import Deployment, Environment, Project
 
 if TYPE_CHECKING:
@@ -38,12 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 router = routing.Router()
-
-
-def _id(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID:
-        return value
-    return None
 
 
 def read_actions_deployment(data: dict[str, Any]) -> tuple[int, str, WorkflowRun] | None:
@@ -55,9 +50,9 @@ def read_actions_deployment(data: dict[str, Any]) -> tuple[int, str, WorkflowRun
     repo = repository.get("full_name") if isinstance(repository, dict) else None
     if not isinstance(repo, str) or re.fullmatch(REPO_PATTERN, repo) is None:
         return None
-    github_id, run_id = _id(deployment.get("id")), _id(workflow_run.get("id"))
+    made_id, run_id = github_id(deployment.get("id")), github_id(workflow_run.get("id"))
     environment = text_fit_to_store(deployment.get("environment"), 100)
-    if github_id is None or run_id is None or environment is None:
+    if made_id is None or run_id is None or environment is None:
         return None
     sha = deployment.get("sha")
     title = text_fit_to_store(workflow_run.get("display_title"), MAX_TITLE_LENGTH)
@@ -66,13 +61,13 @@ def read_actions_deployment(data: dict[str, Any]) -> tuple[int, str, WorkflowRun
         id=run_id,
         repo=repo,
         path="",
-        workflow_id=_id(workflow_run.get("workflow_id")),
+        workflow_id=github_id(workflow_run.get("workflow_id")),
         head_sha=normalize_commit_sha(sha) if isinstance(sha, str) else None,
         html_url=None,
         conclusion=None,
         mark=run_mark(title) if title is not None else None,
     )
-    return github_id, environment, run
+    return made_id, environment, run
 
 
 @router.register("deployment", action="created")

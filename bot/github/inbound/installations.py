@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from gidgethub import routing, sansio
 
+from bot.github.payloads import github_id
 from bot.storage.installations import (
     InstallationRecord,
     forget_installation,
@@ -32,8 +33,6 @@ SUSPEND = "suspend"
 UNSUSPEND = "unsuspend"
 MAX_ACCOUNT_LENGTH = 200
 MAX_REPO_LENGTH = 200
-# Ids are stored as BIGINT: a forged one past it would fail the transaction.
-MAX_ID = 2**63 - 1
 
 
 @router.register("installation", action="created")
@@ -91,12 +90,8 @@ def _read_installation(data: dict[str, Any]) -> InstallationRecord | None:
     installation = data.get("installation")
     if not isinstance(installation, dict):
         return None
-    installation_id = installation.get("id")
-    if (
-        not isinstance(installation_id, int)
-        or isinstance(installation_id, bool)
-        or not 0 < installation_id <= MAX_ID
-    ):
+    installation_id = github_id(installation.get("id"))
+    if installation_id is None:
         return None
     account = installation.get("account")
     # A user or an organisation has a login; an enterprise has a slug.

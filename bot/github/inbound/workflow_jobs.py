@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.app.operations import plan_status, record_run_status
 from bot.config.projects_file import REPO_PATTERN
 from bot.domain.statuses import DeploymentStatus, apply_status, is_final
-from bot.github.runs import MAX_ID, text_fit_to_store
+from bot.github.payloads import github_id, text_fit_to_store
 from bot.storage.models import Deployment, Environment, Project
 
 if TYPE_CHECKING:
@@ -37,8 +37,8 @@ def _run_id_and_repo(data: dict[str, Any]) -> tuple[int, str] | None:
     job, repository = data.get("workflow_job"), data.get("repository")
     if not isinstance(job, dict) or not isinstance(repository, dict):
         return None
-    run_id, repo = job.get("run_id"), repository.get("full_name")
-    if not isinstance(run_id, int) or isinstance(run_id, bool) or not 0 < run_id <= MAX_ID:
+    run_id, repo = github_id(job.get("run_id")), repository.get("full_name")
+    if run_id is None:
         return None
     if not isinstance(repo, str) or re.fullmatch(REPO_PATTERN, repo) is None:
         return None
