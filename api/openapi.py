@@ -13,6 +13,8 @@ from api import errors, idempotency, webhooks
 from api.content_encoding import UNSUPPORTED_CONTENT_ENCODING
 from api.requests import INVALID_JSON, NOT_AN_OBJECT
 from api.schemas import (
+    ChangeReportPending,
+    ChangeReportResponse,
     CreateDeploymentBody,
     CreateReleaseBody,
     DeploymentResponse,
@@ -61,6 +63,12 @@ ERROR_WHEN: dict[str, str] = {
     domain.RC_COMMIT_CONFLICT: "the candidate exists at another commit: a candidate never moves",
     domain.DEPLOYMENT_ALREADY_ENDED: "the deployment succeeded, failed or errored (a canceled "
     "one is answered unchanged)",
+    domain.CHANGES_NEED_ONE_BASE: "both `since` and `environment` given, or neither",
+    domain.NOTHING_RUNNING: "`environment` names one where no deployment has succeeded yet",
+    domain.CHANGES_NEED_GITHUB_APP: "no GitHub App is configured (nothing can read the "
+    "repository's history)",
+    domain.CHANGES_REFUSED: "GitHub refused the comparison (a commit it does not know, or a "
+    "permission the App lacks); said once, the next request asks GitHub again",
     errors.NOT_FOUND: "the id is not a number of at most 18 digits",
     errors.UNAUTHORIZED: "no token, or an unknown or revoked one",
     errors.FORBIDDEN: "the token is limited to other projects",
@@ -100,6 +108,8 @@ _MODELS: list[type[BaseModel]] = [
     ReleaseCandidateDetailResponse,
     ReleaseResponse,
     EnvironmentResponse,
+    ChangeReportResponse,
+    ChangeReportPending,
     WebhookResponse,
 ]
 
@@ -375,6 +385,55 @@ def _ready(database_writes: str, outbox_worker: str) -> dict[str, Any]:
 
 # Each example value above, with the response model it shows: tests/test_api_reference.py
 # validates every one, so an example cannot drift from its schema.
+CHANGES = """\
+The commits a candidate has that another has not, oldest first, and the merged pull requests \
+they belong to; from GitHub's compare API and the repository's pull requests \
+(docs/change-reports.md says which calls, and why). With the project's `paths:` only the \
+commits that touch them count, and only their pull requests. `since` compares from another \
+candidate; `environment` from the candidate running there now.
+
+A report between two commits never changes: the first request asks GitHub for it and waits \
+up to `TARMAC_CHANGE_REPORT_WAIT_SECONDS` (3 s); a report not in by then is answered `202` \
+with `Retry-After`, and every request after it is answered from the database. When the base \
+is not an ancestor of the head (history rewritten, or the head is the older candidate) the \
+report says `diverged` and lists nothing rather than a guess."""
+CHANGES_EXAMPLE: dict[str, Any] = {
+    "base": {"release_candidate_version": "v1.3.0-rc2", "commit": "1" * 40},
+    "head": {"release_candidate_version": "v1.4.0-rc1", "commit": SHA_RC1},
+    "ahead_by": 2,
+    "diverged": False,
+    "commits": [
+        {
+            "sha": "2" * 40,
+            "message": "Retry the payment webhook (#12)",
+            "author": "octocat",
+            "url": "https://github.com/acme/backend/commit/" + "2" * 40,
+        },
+        {
+            "sha": SHA_RC1,
+            "message": "Show the invoice total (#14)",
+            "author": "hubot",
+            "url": "https://github.com/acme/backend/commit/" + SHA_RC1,
+        },
+    ],
+    "pull_requests": [
+        {
+            "number": 12,
+            "title": "Retry the payment webhook",
+            "author": "octocat",
+            "url": "https://github.com/acme/backend/pull/12",
+            "merged_at": "2026-11-30T09:12:44Z",
+        },
+        {
+            "number": 14,
+            "title": "Show the invoice total",
+            "author": "hubot",
+            "url": "https://github.com/acme/backend/pull/14",
+            "merged_at": "2026-11-30T15:40:02Z",
+        },
+    ],
+}
+
 EXAMPLE_MODELS: list[tuple[type[BaseModel], dict[str, Any]]] = [
     (ReleaseCandidateResponse, RC1),
     (ReleaseCandidateResponse, RC2_BUILDING),
@@ -382,6 +441,7 @@ EXAMPLE_MODELS: list[tuple[type[BaseModel], dict[str, Any]]] = [
     *((DeploymentResponse, d) for d in (DEPLOY_PENDING, DEPLOY_SUCCEEDED, REPORTED, WAITING)),
     *((DeploymentResponse, d) for d in (CANCELED, ROLLBACK)),
     *((EnvironmentResponse, e) for e in (STAGING, PRODUCTION, FROZEN)),
+    (ChangeReportResponse, CHANGES_EXAMPLE),
 ]
 
 CREATE_RELEASE = """A release candidate of the project at a commit of its repository. The commit \
@@ -634,6 +694,68 @@ def build_openapi_document() -> dict[str, Any]:
                     **READ_COMMON,
                     "400": _error(domain.INVALID_RC_VERSION),
                     "404": _error(domain.PROJECT_NOT_FOUND, domain.RELEASE_NOT_FOUND),
+                },
+            },
+        },
+        "/api/releases/{project}/releases/{version}/changes": {
+            "parameters": [PROJECT, VERSION],
+            "get": {
+                "operationId": "getChanges",
+                "summary": "What a candidate ships: commits and pull requests since another",
+                "description": CHANGES,
+                "parameters": [
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "required": False,
+                        "description": "The candidate to compare from (a version of this "
+                        "project). Give this or `environment`.",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "environment",
+                        "in": "query",
+                        "required": False,
+                        "description": "Compare from what runs in this environment now.",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": _answer(
+                        _ref(ChangeReportResponse),
+                        "The change report.",
+                        since=_example(CHANGES_EXAMPLE),
+                    ),
+                    "202": {
+                        **_answer(
+                            _ref(ChangeReportPending),
+                            "Being fetched from GitHub; ask again after `Retry-After` seconds.",
+                            pending=_example(
+                                {
+                                    "status": "pending",
+                                    "message": "The change report is being fetched from "
+                                    "GitHub; ask again after Retry-After",
+                                    "base": CHANGES_EXAMPLE["base"],
+                                    "head": CHANGES_EXAMPLE["head"],
+                                }
+                            ),
+                        ),
+                        "headers": {
+                            "Retry-After": {
+                                "description": "Seconds to wait before asking again.",
+                                "schema": {"type": "integer"},
+                            }
+                        },
+                    },
+                    **READ_COMMON,
+                    "400": _error(domain.CHANGES_NEED_ONE_BASE, domain.INVALID_RC_VERSION),
+                    "404": _error(
+                        domain.PROJECT_NOT_FOUND,
+                        domain.RELEASE_NOT_FOUND,
+                        domain.ENVIRONMENT_NOT_FOUND,
+                        domain.NOTHING_RUNNING,
+                    ),
+                    "409": _error(domain.CHANGES_NEED_GITHUB_APP, domain.CHANGES_REFUSED),
                 },
             },
         },

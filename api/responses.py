@@ -10,16 +10,23 @@ from pydantic import BaseModel
 
 from api.keys import SETTINGS
 from api.schemas import (
+    ChangeReportPending,
+    ChangeReportResponse,
     DeploymentResponse,
     EnvironmentResponse,
     FreezeResponse,
     ReleaseCandidateDetailResponse,
     ReleaseCandidateResponse,
     ReleaseResponse,
+    ReportCommit,
+    ReportEnd,
+    ReportPullRequest,
 )
+from bot.app.changes import Between
 from bot.app.environments import EnvironmentState
 from bot.app.releases import CandidateWithDeployments, ReleaseWithCandidates
 from bot.core.pages import Page, PageRequest
+from bot.domain.changes import ChangeReport
 from bot.domain.statuses import BuildStatus, DeploymentKind, DeploymentStatus
 from bot.storage.models import Deployment, ReleaseCandidate
 
@@ -95,6 +102,43 @@ def environment_response(state: EnvironmentState) -> EnvironmentResponse:
         else None,
         active_deployment=deployment_response(active) if active else None,
     )
+
+
+def change_report_response(between: Between, report: ChangeReport) -> ChangeReportResponse:
+    return ChangeReportResponse(
+        base=_end(between.base),
+        head=_end(between.head),
+        ahead_by=report.ahead_by,
+        diverged=report.diverged,
+        commits=[
+            ReportCommit(sha=c.sha, message=c.message, author=c.author, url=c.url)
+            for c in report.commits
+        ],
+        pull_requests=[
+            ReportPullRequest(
+                number=pr.number,
+                title=pr.title,
+                author=pr.author,
+                url=pr.url,
+                merged_at=pr.merged_at,
+            )
+            for pr in report.pull_requests
+        ],
+    )
+
+
+CHANGES_RETRY_AFTER = 2  # seconds
+CHANGES_PENDING = "The change report is being fetched from GitHub; ask again after Retry-After"
+
+
+def change_report_pending(between: Between) -> ChangeReportPending:
+    return ChangeReportPending(
+        status="pending", message=CHANGES_PENDING, base=_end(between.base), head=_end(between.head)
+    )
+
+
+def _end(candidate: ReleaseCandidate) -> ReportEnd:
+    return ReportEnd(release_candidate_version=candidate.version, commit=candidate.commit_sha)
 
 
 def json_response(body: BaseModel | Sequence[BaseModel] | None, status: int = 200) -> web.Response:

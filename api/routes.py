@@ -19,8 +19,11 @@ from api.idempotency import changing, committed
 from api.keys import IDENTITY, OPENAPI_DOCUMENT, SERVICE
 from api.requests import read_body, read_page
 from api.responses import (
+    CHANGES_RETRY_AFTER,
     candidate_detail_response,
     candidate_response,
+    change_report_pending,
+    change_report_response,
     deployment_response,
     environment_response,
     json_response,
@@ -37,7 +40,7 @@ from api.schemas import (
     RollbackBody,
     UpdateDeploymentBody,
 )
-from bot.app import deployments, operations, releases
+from bot.app import changes, deployments, operations, releases
 from bot.app.environments import describe_environment, describe_environments
 from bot.app.operations import Mirror
 from bot.core.clock import Clock
@@ -117,6 +120,27 @@ async def get_release_candidate(request: web.Request) -> web.Response:
         )
         answer = candidate_detail_response(found)
     return json_response(answer)
+
+
+@routes.get(PROJECT + "/releases/{version}/changes")
+async def get_changes(request: web.Request) -> web.Response:
+    service = _service(request)
+    answer = await changes.change_report(
+        service.db,
+        service.mirror,
+        project_name=request.match_info["project"],
+        version=request.match_info["version"],
+        since=request.query.get("since"),
+        environment_name=request.query.get("environment"),
+        clock=service.clock,
+        wait=service.settings.change_report_wait_seconds,
+        wake=service.outbox_changed,
+    )
+    if answer.report is None:
+        response = json_response(change_report_pending(answer.between), status=202)
+        response.headers["Retry-After"] = str(CHANGES_RETRY_AFTER)
+        return response
+    return json_response(change_report_response(answer.between, answer.report))
 
 
 @routes.post(ENVIRONMENT + "/deployments")

@@ -162,6 +162,51 @@ class EnvironmentResponse(Response):
     active_deployment: DeploymentResponse | None
 
 
+class ReportEnd(Response):
+    release_candidate_version: str
+    commit: str
+
+
+class ReportCommit(Response):
+    sha: str
+    message: str = Field(description="The first line of the commit message.")
+    author: str | None = Field(description="GitHub login, or the git author's name.")
+    url: str
+
+
+class ReportPullRequest(Response):
+    number: int
+    title: str
+    author: str | None = Field(description="GitHub login.")
+    url: str
+    merged_at: datetime | None
+
+
+class ChangeReportResponse(Response):
+    base: ReportEnd
+    head: ReportEnd
+    ahead_by: int = Field(
+        description="Commits head has that base has not, before the project's `paths:` filter."
+    )
+    diverged: bool = Field(
+        description="Base is not an ancestor of head (history was rewritten, or head is the "
+        "older one): `commits` and `pull_requests` are then empty rather than a guess."
+    )
+    commits: list[ReportCommit] = Field(
+        description="Oldest first; with `paths:`, only those that touch them."
+    )
+    pull_requests: list[ReportPullRequest] = Field(
+        description="The merged pull requests the commits belong to, in the order merged."
+    )
+
+
+class ChangeReportPending(Response):
+    status: Literal["pending"]
+    message: str
+    base: ReportEnd
+    head: ReportEnd
+
+
 class WebhookResponse(Response):
     """The answer to a GitHub webhook delivery (GitHub shows it in the App's delivery log)."""
 

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from yarl import URL
 
+from tests.fake_history import FILES_PAGE, History
 from tests.github_material import webhook_event_names
 from tests.github_rest import github_rest
 
@@ -202,6 +203,7 @@ class FakeGitHub:
         self.hook_deliveries: list[dict[str, Any]] = []
         self.redelivered: list[int] = []
         self.default_branch = "main"
+        self.histories: dict[str, History] = {}  # repo (lower) -> its commits and PRs
         self._ids = itertools.count(1000)
         self.server_url = ""
 
@@ -217,6 +219,10 @@ class FakeGitHub:
             self.refs[(repo.lower(), f"tags/{tag}")] = {"type": "tag", "sha": tag_sha}
         else:
             self.refs[(repo.lower(), f"tags/{tag}")] = {"type": "commit", "sha": commit}
+
+    def history(self, repo: str) -> History:
+        """The repository's commits and pull requests (made on first use)."""
+        return self.histories.setdefault(repo.lower(), History(repo))
 
     # --- GitHub Actions running a job that declares `environment:` ---------------------
 
@@ -455,6 +461,14 @@ class FakeGitHub:
             ),
             "POST /repos/{owner}/{repo}/issues/comments/{comment_id}/reactions": self._repo_call(
                 self._reaction
+            ),
+            "GET /repos/{owner}/{repo}/compare/{basehead}": self._repo_call(self._compare),
+            # The description also has the path with its halves named; it matches first.
+            "GET /repos/{owner}/{repo}/compare/{base}...{head}": self._repo_call(self._compare),
+            "GET /repos/{owner}/{repo}/commits/{ref}": self._repo_call(self._get_commit),
+            "GET /repos/{owner}/{repo}/pulls": self._repo_call(self._list_pulls),
+            "GET /repos/{owner}/{repo}/commits/{commit_sha}/pulls": self._repo_call(
+                self._commit_pulls
             ),
             "POST /app-manifests/{code}/conversions": self._manifest_conversion,
         }
@@ -769,6 +783,81 @@ class FakeGitHub:
             return web.json_response({"id": 1, **reaction}, status=200)
         self.reactions.append(reaction)
         return web.json_response({"id": next(self._ids), **reaction}, status=201)
+
+    # --- history: compare, commits, pull requests ---------------------------------------
+
+    def _paged(
+        self, request: web.Request, items: list[Any], *, default: int = 30, most: int = 100
+    ) -> tuple[list[Any], dict[str, str]] | web.Response:
+        """`items` cut to the request's page, with GitHub's Link header for the next one."""
+        per_page_text = request.query.get("per_page", str(default))
+        page_text = request.query.get("page", "1")
+        if not per_page_text.isdigit() or not page_text.isdigit() or int(page_text) < 1:
+            return self._violation(f"GET {request.path}: bad per_page or page")
+        per_page, page = min(int(per_page_text), most), int(page_text)
+        shown = items[(page - 1) * per_page : page * per_page]
+        headers = {}
+        if page * per_page < len(items):
+            headers["Link"] = f'<{request.url.update_query(page=str(page + 1))}>; rel="next"'
+        return shown, headers
+
+    def _known_commit(self, repo: str, sha: str) -> bool:
+        history = self.histories.get(repo)
+        return history is not None and sha in history.commits
+
+    async def _compare(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        if "basehead" in params:
+            base, dots, head = params["basehead"].partition("...")
+        else:
+            base, dots, head = params["base"], "...", params["head"]
+        if not dots or not self._known_commit(repo, base) or not self._known_commit(repo, head):
+            return web.json_response({"message": "Not Found"}, status=404)
+        compared = self.histories[repo].compare(base, head)
+        if "per_page" not in request.query and "page" not in request.query:
+            # Without paging, GitHub lists the newest 250 commits only.
+            compared["commits"] = compared["commits"][-250:]
+            return web.json_response(compared)
+        paged = self._paged(request, compared["commits"], default=250, most=100)
+        if isinstance(paged, web.Response):
+            return paged
+        compared["commits"], headers = paged
+        return web.json_response(compared, headers=headers)
+
+    async def _get_commit(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        if not self._known_commit(repo, params["ref"]):
+            return web.json_response({"message": "No commit found for SHA"}, status=422)
+        history = self.histories[repo]
+        commit = history.commits[params["ref"]]
+        paged = self._paged(request, history.files_json(commit), default=FILES_PAGE, most=300)
+        if isinstance(paged, web.Response):
+            return paged
+        files, headers = paged
+        return web.json_response({**history.commit_json(commit), "files": files}, headers=headers)
+
+    async def _list_pulls(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        query = dict(request.query)
+        wanted = {"state": "closed", "sort": "updated", "direction": "desc"}
+        if any(query.get(key) != value for key, value in wanted.items()):
+            return self._violation(f"GET …/pulls: only {wanted} is played, not {query}")
+        history = self.histories.get(repo)
+        paged = self._paged(request, history.closed_by_update() if history else [])
+        if isinstance(paged, web.Response):
+            return paged
+        shown, headers = paged
+        return web.json_response(shown, headers=headers)
+
+    async def _commit_pulls(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        if not self._known_commit(repo, params["commit_sha"]):
+            return web.json_response({"message": "No commit found for SHA"}, status=422)
+        return web.json_response(self.histories[repo].pulls_of_commit(params["commit_sha"]))
 
     # --- the web half: registering an App from a manifest --------------------------------
     #

@@ -49,6 +49,13 @@ REST_PERMISSIONS: dict[tuple[str, str], tuple[str, str]] = {
     ): ("actions", "read"),
     ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}"): ("actions", "read"),
     ("POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/cancel"): ("actions", "write"),
+    ("GET", "/repos/{owner}/{repo}/compare/{basehead}{?per_page,page}"): ("contents", "read"),
+    ("GET", "/repos/{owner}/{repo}/commits/{ref}"): ("contents", "read"),
+    ("GET", "/repos/{owner}/{repo}/pulls{?state,sort,direction,per_page}"): (
+        "pull_requests",
+        "read",
+    ),
+    ("GET", "/repos/{owner}/{repo}/commits/{commit_sha}/pulls"): ("pull_requests", "read"),
     # Comments on a pull request's conversation are issue comments: `issues` (or
     # `pull_requests`) write covers both the reply and the reaction.
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments"): ("issues", "write"),

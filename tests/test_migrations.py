@@ -42,6 +42,7 @@ TABLES = {
     "webhook_deliveries",
     "outbox",
     "idempotency_keys",
+    "change_reports",
 }
 
 

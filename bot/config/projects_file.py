@@ -10,8 +10,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import pathspec
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -59,11 +61,23 @@ def _workflow_id_as_text(value: object) -> object:
     return value
 
 
+def _gitignore_glob(value: str) -> str:
+    """A `paths:` entry: one gitignore-style pattern that git would take."""
+    if not value.strip() or len(value) > 500 or "\n" in value or value.startswith("#"):
+        raise ValueError("must be one glob such as services/api/** (not empty, not a comment)")
+    try:
+        pathspec.PathSpec.from_lines("gitignore", [value])
+    except ValueError as exc:
+        raise ValueError(f"is not a valid glob: {exc}") from None
+    return value
+
+
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Workflow = Annotated[
     str, BeforeValidator(_workflow_id_as_text), StringConstraints(pattern=WORKFLOW_PATTERN)
 ]
 Minutes = Annotated[int, Field(ge=1, le=MAX_TIMEOUT_MINUTES)]
+Glob = Annotated[str, AfterValidator(_gitignore_glob)]
 WorkflowInputs = dict[Annotated[str, StringConstraints(min_length=1)], str | int | float | bool]
 
 
@@ -92,6 +106,9 @@ class ProjectConfig(_Strict):
     name: Name
     repo: Annotated[str, StringConstraints(pattern=REPO_PATTERN)]
     tag_prefix: Annotated[str, StringConstraints(max_length=100)] = ""
+    # A monorepo's project: the gitignore-style globs a commit must touch to be in its change
+    # reports (`services/api/**`); none, every commit of the repository counts.
+    paths: list[Glob] = Field(default_factory=list, max_length=100)
     build: BuildConfig | None = None
     environments: list[EnvironmentConfig] = Field(min_length=1)
 

@@ -87,6 +87,7 @@ def _apply_project(project: Project, wanted: ProjectConfig) -> bool:
     values = {
         "repo": wanted.repo,
         "tag_prefix": wanted.tag_prefix,
+        "paths": list(wanted.paths),
         "build_workflow": wanted.build.workflow if wanted.build else None,
         "build_inputs": dict(wanted.build.inputs) if wanted.build else {},
         "build_timeout_minutes": (

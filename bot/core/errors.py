@@ -41,6 +41,18 @@ class RefusalCode(StrEnum):
         "deployment can be canceled"
     )
     NOTHING_TO_CANCEL = "No deployment of the environment is under way"
+    CHANGES_NEED_ONE_BASE = (
+        "Give exactly one of 'since' (a release candidate version) or 'environment'"
+    )
+    NOTHING_RUNNING = "Nothing is running in the environment"
+    CHANGES_REFUSED = (
+        "GitHub could not compare the two candidates' commits (are both pushed to the "
+        "repository, and may the GitHub App read its contents and pull requests?)"
+    )
+    CHANGES_NEED_GITHUB_APP = (
+        "Change reports need the GitHub App, which reads the commits and pull requests "
+        "between the candidates from GitHub"
+    )
 
 
 # The codes by their module-level names, as the rules raise them (`errors.not_found(errors.X)`).
@@ -63,6 +75,10 @@ FREEZE_UNTIL_IN_PAST = RefusalCode.FREEZE_UNTIL_IN_PAST
 DEPLOYMENT_NOT_FOUND = RefusalCode.DEPLOYMENT_NOT_FOUND
 DEPLOYMENT_ALREADY_ENDED = RefusalCode.DEPLOYMENT_ALREADY_ENDED
 NOTHING_TO_CANCEL = RefusalCode.NOTHING_TO_CANCEL
+CHANGES_NEED_ONE_BASE = RefusalCode.CHANGES_NEED_ONE_BASE
+NOTHING_RUNNING = RefusalCode.NOTHING_RUNNING
+CHANGES_REFUSED = RefusalCode.CHANGES_REFUSED
+CHANGES_NEED_GITHUB_APP = RefusalCode.CHANGES_NEED_GITHUB_APP
 
 
 class DomainError(Exception):

@@ -121,6 +121,21 @@ CREATE_COMMENT_REACTION = _endpoint(
     "POST", "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions", _write("issues")
 )
 
+# What ships (bot/github/outbound/change_reports.py): the commits between two candidates, the
+# files a commit changed (a project's `paths:`), and the pull requests they were merged in.
+COMPARE_COMMITS = _endpoint(
+    "GET", "/repos/{owner}/{repo}/compare/{basehead}{?per_page,page}", _read("contents")
+)
+GET_COMMIT = _endpoint("GET", "/repos/{owner}/{repo}/commits/{ref}", _read("contents"))
+LIST_PULL_REQUESTS = _endpoint(
+    "GET",
+    "/repos/{owner}/{repo}/pulls{?state,sort,direction,per_page}",
+    _read("pull_requests"),
+)
+LIST_COMMIT_PULL_REQUESTS = _endpoint(
+    "GET", "/repos/{owner}/{repo}/commits/{commit_sha}/pulls", _read("pull_requests")
+)
+
 
 def owner_and_name(repo: str) -> dict[str, str]:
     """ "owner/name" as GitHub's URL templates name its halves."""
@@ -184,6 +199,68 @@ async def get_tag_ref(client: GitHubCaller, installation_id: int, repo: str, *, 
 async def get_tag(client: GitHubCaller, installation_id: int, repo: str, *, tag_sha: str) -> Any:
     """An annotated tag object; its `object` is what it points at."""
     return await _call(client, GET_TAG, installation_id, repo, tag_sha=tag_sha)
+
+
+# --- history: commits and pull requests ---------------------------------------------------
+
+
+async def compare_commits(
+    client: GitHubCaller,
+    installation_id: int,
+    repo: str,
+    *,
+    base: str,
+    head: str,
+    per_page: int,
+    url: str | None,
+) -> Page:
+    """A page of the comparison `base...head`: its status, ahead_by, behind_by and a page of
+    the commits head has and base has not, oldest first; `url` the next page's, if one."""
+    if url is not None:
+        return await client.page(url, installation_id=installation_id)
+    url_vars = {**owner_and_name(repo), "basehead": f"{base}...{head}", "per_page": per_page}
+    return await client.page(
+        COMPARE_COMMITS.template, installation_id=installation_id, url_vars=url_vars
+    )
+
+
+async def get_commit(
+    client: GitHubCaller, installation_id: int, repo: str, *, sha: str, url: str | None
+) -> Page:
+    """One commit with a page of the files it changed (300 a page, up to 3000); `url` the
+    next page's, if one."""
+    if url is not None:
+        return await client.page(url, installation_id=installation_id)
+    url_vars = {**owner_and_name(repo), "ref": sha}
+    return await client.page(
+        GET_COMMIT.template, installation_id=installation_id, url_vars=url_vars
+    )
+
+
+async def list_closed_pull_requests(
+    client: GitHubCaller, installation_id: int, repo: str, *, per_page: int, url: str | None
+) -> Page:
+    """A page of the repository's closed pull requests, most recently updated first."""
+    if url is not None:
+        return await client.page(url, installation_id=installation_id)
+    url_vars = {
+        **owner_and_name(repo),
+        "state": "closed",
+        "sort": "updated",
+        "direction": "desc",
+        "per_page": per_page,
+    }
+    return await client.page(
+        LIST_PULL_REQUESTS.template, installation_id=installation_id, url_vars=url_vars
+    )
+
+
+async def list_commit_pull_requests(
+    client: GitHubCaller, installation_id: int, repo: str, *, sha: str
+) -> Any:
+    """The pull requests a commit belongs to; for a commit on the default branch, the merged
+    one that brought it there."""
+    return await _call(client, LIST_COMMIT_PULL_REQUESTS, installation_id, repo, commit_sha=sha)
 
 
 # --- deployments --------------------------------------------------------------------------

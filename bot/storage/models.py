@@ -73,6 +73,9 @@ class Project(Base):
     build_timeout_minutes: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
     # Set when the project left the projects file: it keeps its history, takes nothing new.
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # `paths:` in the projects file: the globs a commit must touch to count in a change report
+    # (a monorepo's project); empty, every commit counts.
+    paths: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
     environments: Mapped[list[Environment]] = relationship(
         back_populates="project", order_by="Environment.id", lazy="raise"
@@ -312,3 +315,32 @@ class IdempotencyKey(Base):
     status: Mapped[int] = mapped_column(Integer)
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ChangeReport(Base):
+    """The commits and pull requests from one commit to another, under one set of `paths:`.
+    Two commits' report never changes: computed once (bot/github/outbound/change_reports.py),
+    served from here ever after."""
+
+    __tablename__ = "change_reports"
+    __table_args__ = (UniqueConstraint("repo", "base_commit", "head_commit", "paths_digest"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    repo: Mapped[str] = mapped_column(String(200))  # lower case
+    base_commit: Mapped[str] = mapped_column(String(40))
+    head_commit: Mapped[str] = mapped_column(String(40))
+    # SHA-256 of the sorted globs (bot/domain/changes.py `PathFilter.key`); the globs beside it.
+    paths_digest: Mapped[str] = mapped_column(String(64))
+    paths: Mapped[list[str]] = mapped_column(JSON, default=list)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # None while it is being fetched.
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ahead_by: Mapped[int] = mapped_column(Integer, default=0)
+    behind_by: Mapped[int] = mapped_column(Integer, default=0)
+    diverged: Mapped[bool] = mapped_column(Boolean, default=False)
+    commits: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    pull_requests: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    github_calls: Mapped[int] = mapped_column(Integer, default=0)  # what computing it took
+    # Set (with completed_at) when GitHub refused to compare: said once, then the row is
+    # removed so that the next request asks again.
+    error: Mapped[str | None] = mapped_column(Text)

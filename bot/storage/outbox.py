@@ -49,6 +49,7 @@ class Action(StrEnum):
     ADD_REACTION = "add_reaction"
     RUN_COMMAND = "run_command"
     POST_COMMENT = "post_comment"
+    FETCH_CHANGE_REPORT = "fetch_change_report"
 
 
 def known_action(name: str) -> Action | None:
@@ -73,6 +74,10 @@ def release_candidate_key(release_candidate_id: int) -> str:
 
 def comment_key(comment_id: int) -> str:
     return f"comment:{comment_id}"
+
+
+def change_report_key(report_id: int) -> str:
+    return f"change_report:{report_id}"
 
 
 def tag_key(repo: str, tag: str) -> str:

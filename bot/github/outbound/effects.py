@@ -43,6 +43,8 @@ class EffectContext:
     # How long a dispatch whose answer was lost waits for its run to show up (through a
     # workflow_run event) before it is sent again.
     lost_dispatch_grace: float = 120.0
+    # How long a handler may take before the worker gives up on it (its lease is longer).
+    time_budget: float = 12.0
     # What the action's preloader read for this item, if it has one (see `preload`).
     preloaded: object | None = None
     # Warnings the worker's process has given already (said once, not on every item).

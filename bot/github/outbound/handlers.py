@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from bot.github.outbound import builds, comments, deployments
+from bot.github.outbound import builds, change_reports, comments, deployments
 from bot.github.outbound.effects import HANDLERS, Handler
 from bot.storage.outbox import Action
 
-EFFECT_MODULES = (builds, comments, deployments)
+EFFECT_MODULES = (builds, change_reports, comments, deployments)
 
 
 def load_all() -> dict[Action, Handler]:

@@ -201,6 +201,7 @@ class OutboxWorker:
                 mirror=self._mirror,
                 installation_id=installation_id,
                 lost_dispatch_grace=self._lease.total_seconds() * LOST_DISPATCH_GRACE_LEASES,
+                time_budget=self._delivery_timeout,
                 preloaded=preloaded,
                 warned=self._warned,
             )

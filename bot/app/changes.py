@@ -1,0 +1,204 @@
+"""What a candidate ships: its change report since another candidate, or since what runs in an
+environment.
+
+A report between two commits never changes: the first request asks for it (a row, and the
+fetch through the outbox, bot/github/outbound/change_reports.py), and every later one reads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.app.operations import Mirror
+from bot.core import errors
+from bot.core.clock import Clock
+from bot.domain.candidates import ensure_rc_version
+from bot.domain.changes import ChangeReport, PathFilter
+from bot.storage import change_reports as stored
+from bot.storage.db import Database
+from bot.storage.deployments import running_release_candidate
+from bot.storage.models import ChangeReport as StoredReport
+from bot.storage.models import Project, ReleaseCandidate
+from bot.storage.outbox import Action, change_report_key, enqueue
+from bot.storage.projects import find_environment, find_project
+from bot.storage.releases import find_release_candidate
+
+POLL_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class Between:
+    """The two candidates a report is about, and the project's paths."""
+
+    repo: str
+    base: ReleaseCandidate
+    head: ReleaseCandidate
+    paths: PathFilter
+
+
+@dataclass(frozen=True)
+class Answer:
+    between: Between
+    report: ChangeReport | None  # None: being fetched
+
+
+def ensure_one_base(since: str | None, environment: str | None) -> None:
+    """A report is since a candidate or since what runs in an environment: one of them."""
+    if (since is None) == (environment is None):
+        raise errors.invalid(errors.CHANGES_NEED_ONE_BASE)
+
+
+def paths_of(project: Project) -> PathFilter:
+    return PathFilter(tuple(project.paths or ()))
+
+
+async def between(
+    session: AsyncSession,
+    *,
+    project_name: str,
+    version: str,
+    since: str | None,
+    environment_name: str | None,
+) -> Between:
+    """The candidates a report request names, checked in the order the API documents."""
+    ensure_one_base(since, environment_name)
+    project = await find_project(session, project_name)
+    ensure_rc_version(version)
+    head = await find_release_candidate(session, project, version)
+    if since is not None:
+        ensure_rc_version(since)
+        base = await find_release_candidate(session, project, since)
+    else:
+        assert environment_name is not None
+        environment = await find_environment(session, project_name, environment_name)
+        running = await running_release_candidate(session, environment)
+        if running is None:
+            raise errors.not_found(errors.NOTHING_RUNNING)
+        base = running
+    return Between(project.repo, base, head, paths_of(project))
+
+
+def identical(between: Between) -> ChangeReport | None:
+    """The report of a candidate against one at the same commit: nothing, without asking."""
+    if between.base.commit_sha.lower() != between.head.commit_sha.lower():
+        return None
+    commit = between.head.commit_sha.lower()
+    return ChangeReport(commit, commit, ahead_by=0, behind_by=0, diverged=False)
+
+
+async def stored_report(session: AsyncSession, between: Between) -> StoredReport | None:
+    return await stored.find_report(
+        session,
+        between.repo,
+        between.base.commit_sha.lower(),
+        between.head.commit_sha.lower(),
+        between.paths,
+    )
+
+
+def finished(found: StoredReport | None) -> ChangeReport | None:
+    """The stored report once complete; refused by GitHub raises (said once, see `forget`)."""
+    if found is None or found.completed_at is None:
+        return None
+    if found.error is not None:
+        raise errors.conflict(errors.CHANGES_REFUSED)
+    return stored.report_of(found)
+
+
+async def ask_for(session: AsyncSession, mirror: Mirror, between: Between, now: datetime) -> None:
+    """Ask for the report: the row that says it is wanted, and its fetch, enqueued by
+    whichever request asked first. Without the GitHub App nothing can fetch it."""
+    if not mirror.enabled:
+        raise errors.conflict(errors.CHANGES_NEED_GITHUB_APP)
+    base, head = between.base.commit_sha.lower(), between.head.commit_sha.lower()
+    if not await stored.ask_for_report(session, between.repo, base, head, between.paths, now):
+        return
+    row = await stored.find_report(session, between.repo, base, head, between.paths)
+    assert row is not None
+    await enqueue(
+        session,
+        action=Action.FETCH_CHANGE_REPORT,
+        ordering_key=change_report_key(row.id),
+        repo=between.repo,
+        payload={"report_id": row.id, "base": base, "head": head, "paths": list(row.paths)},
+        now=now,
+    )
+
+
+async def change_report(
+    db: Database,
+    mirror: Mirror,
+    *,
+    project_name: str,
+    version: str,
+    since: str | None,
+    environment_name: str | None,
+    clock: Clock,
+    wait: float,
+    wake: Callable[[], None] | None = None,
+) -> Answer:
+    """The report, from the database when it was made before; otherwise asked for and waited
+    on up to `wait` seconds (the answer's report is None if it is not in by then). `wake`
+    tells the outbox worker that there is work."""
+    async with db.read() as session:
+        found = await between(
+            session,
+            project_name=project_name,
+            version=version,
+            since=since,
+            environment_name=environment_name,
+        )
+    try:
+        return Answer(found, await _report(db, mirror, found, clock, wait, wake))
+    except errors.DomainError as exc:
+        if exc.code is errors.CHANGES_REFUSED:
+            await _forget(db, found)
+        raise
+
+
+async def _report(
+    db: Database,
+    mirror: Mirror,
+    found: Between,
+    clock: Clock,
+    wait: float,
+    wake: Callable[[], None] | None,
+) -> ChangeReport | None:
+    same = identical(found)
+    if same is not None:
+        return same
+    async with db.read() as session:
+        ready = finished(await stored_report(session, found))
+    if ready is not None:
+        return ready
+    async with db.write() as session:
+        row = await stored_report(session, found)
+        ready = finished(row)
+        if ready is None and row is None:
+            await ask_for(session, mirror, found, clock())
+    if ready is not None:
+        return ready
+    if wake is not None:
+        wake()
+    loop = asyncio.get_running_loop()
+    until = loop.time() + wait
+    while loop.time() < until:
+        await asyncio.sleep(POLL_SECONDS)
+        async with db.read() as session:
+            ready = finished(await stored_report(session, found))
+        if ready is not None:
+            return ready
+    return None
+
+
+async def _forget(db: Database, found: Between) -> None:
+    """A refused report, once said, is forgotten: the next request asks GitHub again."""
+    async with db.write() as session:
+        row = await stored_report(session, found)
+        if row is not None and row.error is not None:
+            await stored.forget_report(session, row.id)
