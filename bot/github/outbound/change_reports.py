@@ -219,23 +219,43 @@ class ReportFetch:
         return await self.call(endpoint, **kwargs)
 
 
-def fetch_for(ctx: EffectContext, item: ClaimedItem) -> ReportFetch:
-    payload = item.payload
+def report_fetch(
+    ctx: EffectContext,
+    repo: str,
+    base: str,
+    head: str,
+    paths: PathFilter,
+    progress: dict[str, Any] | None = None,
+) -> ReportFetch:
+    """A fetch through the item's installation, within this attempt's share of its time."""
 
     async def call(endpoint: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
-        return await endpoint(ctx.client, ctx.installation_id, item.repo, **kwargs)
+        return await endpoint(ctx.client, ctx.installation_id, repo, **kwargs)
 
     budget = ctx.time_budget * BUDGET_SHARE
     return ReportFetch(
         call=call,
-        repo=item.repo,
-        base=str(payload["base"]),
-        head=str(payload["head"]),
-        paths=PathFilter(tuple(payload.get("paths") or ())),
+        repo=repo,
+        base=base,
+        head=head,
+        paths=paths,
         deadline=asyncio.get_running_loop().time() + budget,
-        progress=dict(payload.get("progress") or {}),
-        calls=int(payload.get("calls") or 0),
+        progress=dict(progress or {}),
     )
+
+
+def fetch_for(ctx: EffectContext, item: ClaimedItem) -> ReportFetch:
+    payload = item.payload
+    fetch = report_fetch(
+        ctx,
+        item.repo,
+        str(payload["base"]),
+        str(payload["head"]),
+        PathFilter(tuple(payload.get("paths") or ())),
+        payload.get("progress"),
+    )
+    fetch.calls = int(payload.get("calls") or 0)
+    return fetch
 
 
 @effect(Action.FETCH_CHANGE_REPORT)
