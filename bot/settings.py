@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     github_app_file: Path = DEFAULT_GITHUB_APP_FILE
     # A worker that dies mid-delivery holds its items this long before another takes them.
     outbox_lease_seconds: float = Field(default=15.0, ge=1.0, le=3600.0)
+    # Calls that create content on GitHub (comments, note edits, releases) go one at a time,
+    # this long apart (GitHub's advice: at least a second; bot/github/outbound/pacing.py).
+    github_content_interval_seconds: float = Field(default=1.0, ge=0.0, le=60.0)
     # `tarmac serve` waits this long for an unreachable database, then exits (code 3).
     database_start_timeout: float = Field(default=60.0, ge=0.0, le=3600.0)
     # PostgreSQL: a statement that gets no answer this long fails (503), so a database that

@@ -42,6 +42,8 @@ TABLES = {
     "webhook_deliveries",
     "outbox",
     "idempotency_keys",
+    "pr_notes",
+    "pr_note_environments",
 }
 
 

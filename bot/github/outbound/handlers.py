@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from bot.github.outbound import builds, comments, deployments
+from bot.github.outbound import builds, comments, deployments, pull_requests, releases
 from bot.github.outbound.effects import HANDLERS, Handler
 from bot.storage.outbox import Action
 
-EFFECT_MODULES = (builds, comments, deployments)
+EFFECT_MODULES = (builds, comments, deployments, pull_requests, releases)
 
 
 def load_all() -> dict[Action, Handler]:
