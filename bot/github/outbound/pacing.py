@@ -96,5 +96,5 @@ class ContentPacer:
         """When each of `count` items put back now may expect its turn, in seconds from now:
         one interval apart after the current wait, so they come back one by one instead of
         all together."""
-        first = max(self.wait(), self.limits.interval)
+        first = self.wait()  # a call under way: one interval
         return [first + index * self.limits.interval for index in range(count)]
