@@ -27,6 +27,7 @@ from bot.github.app_auth import GitHubAppSettings
 from bot.github.client import GitHubClient
 from bot.github.outbound.catch_up import run_catch_up
 from bot.github.outbound.handlers import load_all
+from bot.github.outbound.pacing import ContentPacer, Limits
 from bot.github.outbound.worker import OutboxWorker
 from bot.settings import Settings
 from bot.storage.db import Database, head_revision
@@ -184,5 +185,6 @@ async def open_service(settings: Settings, *, clock: Clock = utc_now) -> Service
             load_all(),
             mirror=service.mirror,
             lease=timedelta(seconds=settings.outbox_lease_seconds),
+            pacer=ContentPacer(Limits(interval=settings.github_content_interval_seconds)),
         )
     return service

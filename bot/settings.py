@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # A change report not yet fetched is waited on this long within its request, then
     # answered 202 with Retry-After (docs/change-reports.md).
     change_report_wait_seconds: float = Field(default=3.0, ge=0.0, le=30.0)
+    # Calls that create content on GitHub (comments, note edits, releases) go one at a time,
+    # this long apart (GitHub's advice: at least a second; bot/github/outbound/pacing.py).
+    github_content_interval_seconds: float = Field(default=1.0, ge=0.0, le=60.0)
     # `tarmac serve` waits this long for an unreachable database, then exits (code 3).
     database_start_timeout: float = Field(default=60.0, ge=0.0, le=3600.0)
     # PostgreSQL: a statement that gets no answer this long fails (503), so a database that

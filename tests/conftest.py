@@ -564,6 +564,9 @@ def github_app_settings(
             "github_private_key": SecretStr(github_private_key),
             "github_webhook_secret": SecretStr(WEBHOOK_SECRET),
             "github_api_url": fake_github.server_url,
+            # Content calls unpaced (still one at a time): the clock tests move is not the
+            # one pacing counts in. tests/test_pull_request_notes.py paces them.
+            "github_content_interval_seconds": 0.0,
         }
     )
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import jwt
 import yaml
@@ -49,6 +50,8 @@ SAMPLE_WORKFLOWS = Path(__file__).resolve().parent.parent / "docs" / "workflows"
 
 RATE_LIMIT = 5000  # an installation's hourly budget
 ACTIONS_LOGIN = "github-actions[bot]"
+APP_SLUG = "tarmac"
+_APP_AUTHOR = {"login": f"{APP_SLUG}[bot]", "type": "Bot"}
 # A finished job's conclusion -> the state Actions gives the job's GitHub Deployment.
 ACTIONS_STATES = {"success": "success", "failure": "failure", "timed_out": "failure"}
 
@@ -199,6 +202,7 @@ class FakeGitHub:
         self._deferred: list[tuple[datetime, Callable[[], Awaitable[Any]]]] = []
         self.permissions: dict[tuple[str, str], tuple[str, str]] = {}  # (repo, user) -> perm
         self.comments: list[dict[str, Any]] = []
+        self.releases: list[dict[str, Any]] = []
         self.reactions: list[dict[str, Any]] = []
         self.hook_deliveries: list[dict[str, Any]] = []
         self.redelivered: list[int] = []
@@ -337,10 +341,13 @@ class FakeGitHub:
                     request.transport.close()
                     return web.Response(status=502)
                 return self._fault_answer(fault)
-        route = self.rest.route(path)
+        # Routed on the path as sent: an escaped '/' (a tag in releases/tags/{tag}) stays
+        # inside its segment; each parameter is then unescaped.
+        route = self.rest.route(request.raw_path.split("?", 1)[0])
         if route is None:
             return self._violation(f"{method} {path}: not in GitHub's REST description")
-        template, params = route
+        template, raw_params = route
+        params = {name: unquote(value) for name, value in raw_params.items()}
         operation = self.rest.operation(method, template)
         if operation is None:
             return self._violation(f"{method} {template}: no such operation")
@@ -469,6 +476,17 @@ class FakeGitHub:
             "GET /repos/{owner}/{repo}/pulls": self._repo_call(self._list_pulls),
             "GET /repos/{owner}/{repo}/commits/{commit_sha}/pulls": self._repo_call(
                 self._commit_pulls
+            ),
+            "GET /repos/{owner}/{repo}/issues/{issue_number}/comments": self._repo_call(
+                self._list_comments
+            ),
+            "PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}": self._repo_call(
+                self._edit_comment
+            ),
+            "GET /repos/{owner}/{repo}/releases/tags/{tag}": self._repo_call(self._release_by_tag),
+            "POST /repos/{owner}/{repo}/releases": self._repo_call(self._create_release),
+            "PATCH /repos/{owner}/{repo}/releases/{release_id}": self._repo_call(
+                self._edit_release
             ),
             "POST /app-manifests/{code}/conversions": self._manifest_conversion,
         }
@@ -762,14 +780,110 @@ class FakeGitHub:
     async def _comment(
         self, request: web.Request, params: dict[str, str], body: Any, repo: str
     ) -> Any:
+        at = _timestamp(self.clock())
         comment = {
             "id": next(self._ids),
             "repo": repo,
             "issue_number": int(params["issue_number"]),
             "body": body["body"],
+            # Made with an installation's token: the App's bot user, and the App named.
+            "user": {"login": f"{APP_SLUG}[bot]", "type": "Bot"},
+            "performed_via_github_app": {"id": self.app_id, "slug": APP_SLUG},
+            "created_at": at,
+            "updated_at": at,
         }
         self.comments.append(comment)
         return web.json_response(comment, status=201)
+
+    def comment(self, comment_id: int) -> dict[str, Any] | None:
+        return next((c for c in self.comments if c["id"] == comment_id), None)
+
+    def delete_comment(self, comment_id: int) -> None:
+        """Someone deletes a comment on GitHub."""
+        self.comments = [c for c in self.comments if c["id"] != comment_id]
+
+    async def _list_comments(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        """GET …/issues/{issue_number}/comments: oldest first, those updated at or after
+        `since`, `per_page` a page (30 unless asked), with a Link to the next page."""
+        query = request.query
+        since = _parse_timestamp(query["since"]) if "since" in query else None
+        per_page, page = int(query.get("per_page", "30")), int(query.get("page", "1"))
+        found = [
+            c
+            for c in self.comments
+            if c["repo"] == repo
+            and c["issue_number"] == int(params["issue_number"])
+            and (since is None or _parse_timestamp(c["updated_at"]) >= since)
+        ]
+        shown = found[(page - 1) * per_page : page * per_page]
+        headers = {}
+        if page * per_page < len(found):
+            headers["Link"] = f'<{request.url.update_query(page=str(page + 1))}>; rel="next"'
+        return web.json_response(shown, headers=headers)
+
+    async def _edit_comment(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        comment = self.comment(int(params["comment_id"]))
+        if comment is None or comment["repo"] != repo:
+            return web.json_response({"message": "Not Found"}, status=404)
+        comment.update(body=body["body"], updated_at=_timestamp(self.clock()))
+        return web.json_response(comment)
+
+    # --- releases ----------------------------------------------------------------------
+
+    def add_release(self, repo: str, tag: str, body: str, *, by_a_person: bool = True) -> None:
+        """A release someone made on GitHub."""
+        author = {"login": "octocat", "type": "User"} if by_a_person else _APP_AUTHOR
+        self.releases.append(
+            {"id": next(self._ids), "repo": repo.lower(), "tag_name": tag, "name": tag,
+             "body": body, "draft": False, "author": author}
+        )  # fmt: skip
+
+    def releases_of(self, repo: str) -> list[dict[str, Any]]:
+        return [r for r in self.releases if r["repo"] == repo.lower()]
+
+    async def _release_by_tag(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        """Published releases only, as GitHub serves this endpoint."""
+        for release in self.releases_of(repo):
+            if release["tag_name"] == params["tag"] and not release["draft"]:
+                return web.json_response(release)
+        return web.json_response({"message": "Not Found"}, status=404)
+
+    async def _create_release(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        if any(r["tag_name"] == body["tag_name"] for r in self.releases_of(repo)):
+            error = {"resource": "Release", "code": "already_exists", "field": "tag_name"}
+            return web.json_response(
+                {"message": "Validation Failed", "errors": [error]}, status=422
+            )
+        if (repo, f"tags/{body['tag_name']}") not in self.refs:
+            return self._violation(f"POST …/releases: tag {body['tag_name']!r} does not exist")
+        release = {
+            "id": next(self._ids),
+            "repo": repo,
+            "tag_name": body["tag_name"],
+            "name": body.get("name"),
+            "body": body.get("body"),
+            "draft": bool(body.get("draft", False)),
+            "author": _APP_AUTHOR,
+        }
+        self.releases.append(release)
+        return web.json_response(release, status=201)
+
+    async def _edit_release(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        found = [r for r in self.releases_of(repo) if r["id"] == int(params["release_id"])]
+        if not found:
+            return web.json_response({"message": "Not Found"}, status=404)
+        found[0].update({key: body[key] for key in ("name", "body") if key in body})
+        return web.json_response(found[0])
 
     async def _reaction(
         self, request: web.Request, params: dict[str, str], body: Any, repo: str
@@ -1071,6 +1185,14 @@ class FakeGitHub:
     def _web_violation(self, message: str) -> web.Response:
         self.violations.append(message)
         return web.Response(status=422, text=message)
+
+
+def _timestamp(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def expiry_in(seconds: float) -> datetime:

@@ -60,6 +60,14 @@ REST_PERMISSIONS: dict[tuple[str, str], tuple[str, str]] = {
     # `pull_requests`) write covers both the reply and the reaction.
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments"): ("issues", "write"),
     ("POST", "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions"): ("issues", "write"),
+    ("GET", "/repos/{owner}/{repo}/issues/{issue_number}/comments{?since,per_page}"): (
+        "issues",
+        "read",
+    ),
+    ("PATCH", "/repos/{owner}/{repo}/issues/comments/{comment_id}"): ("issues", "write"),
+    ("GET", "/repos/{owner}/{repo}/releases/tags/{tag}"): ("contents", "read"),
+    ("POST", "/repos/{owner}/{repo}/releases"): ("contents", "write"),
+    ("PATCH", "/repos/{owner}/{repo}/releases/{release_id}"): ("contents", "write"),
 }
 
 # What each subscribed event needs (GitHub's "Webhook events and payloads", per event).

@@ -43,6 +43,8 @@ TABLES = {
     "outbox",
     "idempotency_keys",
     "change_reports",
+    "pr_notes",
+    "pr_note_environments",
 }
 
 

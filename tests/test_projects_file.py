@@ -3,6 +3,7 @@ file, the project, the key and what is wrong, and all of a file's mistakes at on
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,9 @@ from bot.config.projects_file import (
     load_projects_file,
     parse_projects,
 )
+from bot.config.projects_sync import sync_projects
+from bot.storage.db import Database
+from bot.storage.projects import find_project
 from tests.conftest import PROJECTS_YAML
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -433,3 +437,16 @@ def test_duplicate_names_are_reported_with_the_other_problems(tmp_path: Path) ->
             f"{path}: project 'Backend': name: used by another project",
         ]
     )
+
+
+async def test_the_note_and_release_switches_default_on_and_sync(db: Database) -> None:
+    raw = yaml.safe_load(PROJECTS_YAML)
+    assert parse_projects(raw, Path("tarmac.yml")).projects[0].pull_request_comments is True
+    raw["projects"][0].update(pull_request_comments=False, github_releases=False)
+
+    async with db.write() as session:
+        await sync_projects(session, parse_projects(raw, Path("tarmac.yml")), datetime.now(UTC))
+    async with db.read() as session:
+        backend = await find_project(session, "Backend")
+
+    assert (backend.pull_request_comments, backend.github_releases) == (False, False)

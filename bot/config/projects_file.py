@@ -111,6 +111,12 @@ class ProjectConfig(_Strict):
     paths: list[Glob] = Field(default_factory=list, max_length=100)
     build: BuildConfig | None = None
     environments: list[EnvironmentConfig] = Field(min_length=1)
+    # Tarmac's one comment on each pull request that reaches an environment, edited as it
+    # moves on (README "Pull request notes").
+    pull_request_comments: bool = True
+    # The GitHub Release of a tag whose candidate first succeeds in production, with the
+    # change report as its notes (README "GitHub Releases").
+    github_releases: bool = True
 
 
 class ProjectsConfig(_Strict):

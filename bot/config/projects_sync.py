@@ -93,6 +93,8 @@ def _apply_project(project: Project, wanted: ProjectConfig) -> bool:
         "build_timeout_minutes": (
             wanted.build.timeout_minutes if wanted.build else DEFAULT_BUILD_TIMEOUT_MINUTES
         ),
+        "pull_request_comments": wanted.pull_request_comments,
+        "github_releases": wanted.github_releases,
         "removed_at": None,
     }
     return _assign(project, values)

@@ -1,6 +1,6 @@
 """What ships: the commits between two candidates and the pull requests they belong to.
 
-Pure rules over plain values; bot/github/compare.py reads them from GitHub's JSON and
+Pure rules over plain values; bot/github/history.py reads them from GitHub's JSON and
 bot/github/outbound/change_reports.py fetches them.
 """
 

@@ -113,6 +113,11 @@ class GitHubClient:
     def api_url(self) -> str:
         return self._app.api_url
 
+    @property
+    def app_id(self) -> int:
+        """The App's id: GitHub names it on what the App posts (`performed_via_github_app`)."""
+        return self._app.app_id
+
     async def call(
         self,
         method: str,

@@ -120,6 +120,20 @@ CREATE_ISSUE_COMMENT = _endpoint(
 CREATE_COMMENT_REACTION = _endpoint(
     "POST", "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions", _write("issues")
 )
+LIST_ISSUE_COMMENTS = _endpoint(
+    "GET", "/repos/{owner}/{repo}/issues/{issue_number}/comments{?since,per_page}", _read("issues")
+)
+UPDATE_ISSUE_COMMENT = _endpoint(
+    "PATCH", "/repos/{owner}/{repo}/issues/comments/{comment_id}", _write("issues")
+)
+# Releases are repository contents: reading one needs `contents` read, making one write.
+GET_RELEASE_BY_TAG = _endpoint(
+    "GET", "/repos/{owner}/{repo}/releases/tags/{tag}", _read("contents")
+)
+CREATE_RELEASE = _endpoint("POST", "/repos/{owner}/{repo}/releases", _write("contents"))
+UPDATE_RELEASE = _endpoint(
+    "PATCH", "/repos/{owner}/{repo}/releases/{release_id}", _write("contents")
+)
 
 # What ships (bot/github/outbound/change_reports.py): the commits between two candidates, the
 # files a commit changed (a project's `paths:`), and the pull requests they were merged in.
@@ -394,6 +408,73 @@ async def create_comment_reaction(
         repo,
         data={"content": content},
         comment_id=comment_id,
+    )
+
+
+async def list_issue_comments(
+    client: GitHubCaller,
+    installation_id: int,
+    repo: str,
+    *,
+    issue_number: int,
+    since: str,
+    per_page: int,
+    url: str | None,
+) -> Page:
+    """A page of the pull request's conversation comments updated at or after `since` (ISO
+    8601), oldest first; `url` the next page's, if one."""
+    if url is not None:
+        return await client.page(url, installation_id=installation_id)
+    url_vars = {
+        **owner_and_name(repo),
+        "issue_number": issue_number,
+        "since": since,
+        "per_page": per_page,
+    }
+    return await client.page(
+        LIST_ISSUE_COMMENTS.template, installation_id=installation_id, url_vars=url_vars
+    )
+
+
+async def update_issue_comment(
+    client: GitHubCaller, installation_id: int, repo: str, *, comment_id: int, body: str
+) -> Any:
+    """Edit a comment (GitHubRefused 404: someone deleted it)."""
+    return await _call(
+        client,
+        UPDATE_ISSUE_COMMENT,
+        installation_id,
+        repo,
+        data={"body": body},
+        comment_id=comment_id,
+    )
+
+
+# --- releases -----------------------------------------------------------------------------
+
+
+async def get_release_by_tag(
+    client: GitHubCaller, installation_id: int, repo: str, *, tag: str
+) -> Any:
+    """The published release of `tag` (GitHubRefused 404: none). The tag is one path segment:
+    a '/' in it is sent escaped, as GitHub's own clients send it."""
+    return await _call(client, GET_RELEASE_BY_TAG, installation_id, repo, tag=tag)
+
+
+async def create_release(
+    client: GitHubCaller, installation_id: int, repo: str, *, tag: str, name: str, body: str
+) -> Any:
+    """A release of an existing tag (so no `target_commitish`)."""
+    data = {"tag_name": tag, "name": name, "body": body}
+    return await _call(client, CREATE_RELEASE, installation_id, repo, data=data)
+
+
+async def update_release(
+    client: GitHubCaller, installation_id: int, repo: str, *, release_id: int, name: str, body: str
+) -> Any:
+    data = {"name": name, "body": body}
+    return await _call(
+        client, UPDATE_RELEASE, installation_id, repo, data=data, release_id=release_id
     )
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -71,6 +72,12 @@ class Project(Base):
     build_inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # A build that has not finished this long after its RC was made fails.
     build_timeout_minutes: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
+    # Switches from the projects file: Tarmac's note on each pull request that ships, and the
+    # GitHub Release of a tag that first succeeds in production.
+    pull_request_comments: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=true()
+    )
+    github_releases: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # Set when the project left the projects file: it keeps its history, takes nothing new.
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # `paths:` in the projects file: the globs a commit must touch to count in a change report
@@ -292,6 +299,40 @@ class OutboxItem(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PullRequestNote(Base):
+    """Tarmac's one comment on a pull request (`repo` in lower case), saying where it runs."""
+
+    __tablename__ = "pr_notes"
+    __table_args__ = (UniqueConstraint("repo", "number"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    repo: Mapped[str] = mapped_column(String(200))
+    number: Mapped[int] = mapped_column(BigInteger)
+    # GitHub's id of the comment, once its creation was recorded.
+    comment_id: Mapped[int | None] = mapped_column(BigInteger)
+    # What the comment says on GitHub as far as Tarmac knows: an update that renders the same
+    # makes no call.
+    posted_body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PullRequestNoteEnvironment(Base):
+    """Where a noted pull request stands in one environment: in since `at` with `version`, or
+    out again after a rollback to `version` (bot/domain/pull_request_notes.py)."""
+
+    __tablename__ = "pr_note_environments"
+    __table_args__ = (UniqueConstraint("note_id", "environment_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    note_id: Mapped[int] = mapped_column(ForeignKey("pr_notes.id"))
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"))
+    release_candidate_id: Mapped[int] = mapped_column(ForeignKey("release_candidates.id"))
+    version: Mapped[str] = mapped_column(String(220))
+    presence: Mapped[str] = mapped_column(String(10))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class IdempotencyKey(Base):

@@ -9,6 +9,7 @@ is delivered twice at once.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -34,6 +35,7 @@ OUTAGE_MAX_BACKOFF = timedelta(seconds=10)
 # checked on GitHub no sooner than this: a request still on its way has landed by then, so the
 # check sees it instead of repeating it.
 UNCERTAIN_SETTLE = timedelta(seconds=10)
+MAX_KEY = 100  # the ordering_key column's length
 
 
 class Action(StrEnum):
@@ -50,6 +52,8 @@ class Action(StrEnum):
     RUN_COMMAND = "run_command"
     POST_COMMENT = "post_comment"
     FETCH_CHANGE_REPORT = "fetch_change_report"
+    UPDATE_PULL_REQUEST_NOTE = "update_pull_request_note"
+    PUBLISH_RELEASE = "publish_release"
 
 
 def known_action(name: str) -> Action | None:
@@ -78,6 +82,16 @@ def comment_key(comment_id: int) -> str:
 
 def change_report_key(report_id: int) -> str:
     return f"change_report:{report_id}"
+
+
+def pull_request_key(repo: str, number: int) -> str:
+    """Everything about one pull request's note, in order."""
+    key = f"pr:{repo.lower()}:{number}"
+    if len(key) <= MAX_KEY:
+        return key
+    # A long repository name: a digest of it, so the number (what tells notes apart) stays.
+    digest = hashlib.sha256(repo.lower().encode()).hexdigest()[:32]
+    return f"pr:{digest}:{number}"
 
 
 def tag_key(repo: str, tag: str) -> str:
@@ -271,6 +285,22 @@ async def mark_check_again(
         update(OutboxItem)
         .where(OutboxItem.id == item_id)
         .values(next_attempt_at=due, last_error=reason[:2000], uncertain=True, payload=payload)
+    )
+
+
+async def mark_not_yet(session: AsyncSession, item: ClaimedItem, *, due: datetime) -> None:
+    """An item claimed whose turn has not come (bot/github/outbound/pacing.py): back as it was
+    before the claim (the attempt not counted, uncertain and last error as they were), due at
+    `due`. Nothing was sent, so nothing is learnt or lost."""
+    await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id == item.id)
+        .values(
+            next_attempt_at=due,
+            attempts=item.attempts - 1,
+            uncertain=item.uncertain,
+            last_error=item.previous_error,
+        )
     )
 
 

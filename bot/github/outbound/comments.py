@@ -104,7 +104,7 @@ async def add_reaction(ctx: EffectContext, item: ClaimedItem) -> Recorder | None
     return None
 
 
-@effect(Action.POST_COMMENT)
+@effect(Action.POST_COMMENT, paced=True)
 async def post_comment(ctx: EffectContext, item: ClaimedItem) -> Recorder | None:
     if item.uncertain:
         # An earlier attempt may have posted it and GitHub offers no way to tell (a comment has

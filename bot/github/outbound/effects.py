@@ -73,13 +73,18 @@ Preloader = Callable[[AsyncSession, Sequence[ClaimedItem]], Awaitable[dict[int, 
 HANDLERS: dict[Action, Handler] = {}
 ON_REFUSAL: dict[Action, RefusalHandler] = {}
 PRELOADERS: dict[Action, Preloader] = {}
+# The actions whose calls create content on GitHub: delivered one at a time, paced
+# (bot/github/outbound/pacing.py).
+PACED: set[Action] = set()
 
 
-def effect(action: Action) -> Callable[[Handler], Handler]:
+def effect(action: Action, *, paced: bool = False) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         if action in HANDLERS:
             raise ValueError(f"two handlers for outbox action {action!r}")
         HANDLERS[action] = handler
+        if paced:
+            PACED.add(action)
         return handler
 
     return register

@@ -3,11 +3,18 @@
 
 from __future__ import annotations
 
-from bot.github.outbound import builds, change_reports, comments, deployments
+from bot.github.outbound import (
+    builds,
+    change_reports,
+    comments,
+    deployments,
+    pull_requests,
+    releases,
+)
 from bot.github.outbound.effects import HANDLERS, Handler
 from bot.storage.outbox import Action
 
-EFFECT_MODULES = (builds, change_reports, comments, deployments)
+EFFECT_MODULES = (builds, change_reports, comments, deployments, pull_requests, releases)
 
 
 def load_all() -> dict[Action, Handler]:

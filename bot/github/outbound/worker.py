@@ -27,12 +27,14 @@ from bot.github import endpoints
 from bot.github.client import GitHubClient, GitHubRefused, GitHubUnavailable
 from bot.github.outbound.effects import (
     ON_REFUSAL,
+    PACED,
     PRELOADERS,
     CheckAgain,
     EffectContext,
     Handler,
     Recorder,
 )
+from bot.github.outbound.pacing import ContentPacer
 from bot.storage.db import Database
 from bot.storage.installations import installation_for_repo, remember_repository
 from bot.storage.models import Deployment
@@ -47,6 +49,7 @@ from bot.storage.outbox import (
     mark_all_delivered,
     mark_check_again,
     mark_failed,
+    mark_not_yet,
     mark_retry,
 )
 
@@ -75,6 +78,7 @@ class WorkerStats:
     delivered: int = 0
     retried: int = 0
     failed: int = 0
+    put_back: int = 0  # paced items whose turn had not come (not attempts)
 
 
 class OutboxWorker:
@@ -89,6 +93,7 @@ class OutboxWorker:
         batch_size: int = BATCH_SIZE,
         idle_poll: float = IDLE_POLL_SECONDS,
         lease: timedelta = DEFAULT_LEASE,
+        pacer: ContentPacer | None = None,
     ) -> None:
         self._db = db
         self._client = client
@@ -98,6 +103,7 @@ class OutboxWorker:
         self._batch_size = batch_size
         self._idle_poll = idle_poll
         self._lease = lease
+        self._pacer = pacer if pacer is not None else ContentPacer()
         # Give up on a delivery while its lease still holds, so no other worker takes the
         # item while this one may still be talking to GitHub about it.
         self._delivery_timeout = lease.total_seconds() * 0.8
@@ -145,12 +151,42 @@ class OutboxWorker:
             items = await claim_due(session, self._clock(), self._batch_size, self._lease)
         if not items:
             return 0
+        items, paced = await self._take_turns(items)
         preloaded = await self._preload(items)
         outcomes = await asyncio.gather(
-            *(self._deliver(item, preloaded.get(item.id)) for item in items)
+            *(self._deliver(item, preloaded.get(item.id)) for item in items if item is not paced),
+            *([self._deliver_paced(paced, preloaded.get(paced.id))] if paced else []),
         )
         await self._record_delivered([o for o in outcomes if o is not None])
         return len(items)
+
+    async def _take_turns(
+        self, items: list[ClaimedItem]
+    ) -> tuple[list[ClaimedItem], ClaimedItem | None]:
+        """The round's items to deliver now, and the one content-creating item among them
+        that has this process's turn (bot/github/outbound/pacing.py); the other
+        content-creating items are put back, each due when its turn may come."""
+        paced = [item for item in items if known_action(item.action) in PACED]
+        if not paced:
+            return items, None
+        turn = paced[0] if self._pacer.start() else None
+        later = [item for item in paced if item is not turn]
+        if later:
+            now = self._clock()
+            waits = self._pacer.schedule(len(later))
+            async with self._db.write() as session:
+                for item, wait in zip(later, waits, strict=True):
+                    await mark_not_yet(session, item, due=now + timedelta(seconds=wait))
+            self.stats.put_back += len(later)
+        return [item for item in items if item not in later], turn
+
+    async def _deliver_paced(
+        self, item: ClaimedItem, preloaded: object | None
+    ) -> _Delivered | None:
+        try:
+            return await self._deliver(item, preloaded)
+        finally:
+            self._pacer.finish()
 
     async def drain(self, max_rounds: int = 1000) -> None:
         """Deliver until nothing is due (for tests and the command line)."""
