@@ -53,7 +53,13 @@ from bot.domain.statuses import cancel as cancel_deployment
 from bot.storage import deployments as stored
 from bot.storage.environments import auto_deploy_environments
 from bot.storage.models import Deployment, Environment, Project, ReleaseCandidate
-from bot.storage.outbox import Action, deployment_key, enqueue, release_candidate_key
+from bot.storage.outbox import (
+    Action,
+    deployment_key,
+    enqueue,
+    release_candidate_key,
+    shipped_key,
+)
 from bot.storage.projects import find_project
 from bot.storage.releases import find_release_candidate
 
@@ -155,6 +161,7 @@ async def plan_status(
 ) -> None:
     """The GitHub deployment status for the deployment's status now; none for a GitHub
     Deployment that Actions made, whose statuses Actions alone posts."""
+    await plan_shipped(session, mirror, deployment, now)
     if not mirror.enabled or deployment.github_deployment_by_actions:
         return
     state = GITHUB_STATES.get(DeploymentStatus(deployment.status))
@@ -169,6 +176,24 @@ async def plan_status(
             "description": status_description(deployment),
             "environment_url": deployment.environment.url,
         },
+        now=now,
+    )
+
+
+async def plan_shipped(
+    session: AsyncSession, mirror: Mirror, deployment: Deployment, now: datetime
+) -> None:
+    """A deployment succeeded: the pull requests it moved are told, and a first production
+    success publishes its GitHub Release (bot/github/outbound/shipped.py decides what of it
+    the project's switches want). In order per environment."""
+    if not mirror.enabled or deployment.status != DeploymentStatus.SUCCESS:
+        return
+    await enqueue(
+        session,
+        action=Action.ANNOUNCE_SHIPPED,
+        ordering_key=shipped_key(deployment.environment_id),
+        repo=deployment.environment.project.repo,
+        deployment_id=deployment.id,
         now=now,
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import pathspec
@@ -172,3 +173,20 @@ def oldest_listing_needed(commits: Sequence[RangeCommit]) -> datetime | None:
     merged into the range was updated no earlier than the range's oldest commit."""
     times = [c.committed_at for c in commits if c.committed_at is not None]
     return min(times) if times else None
+
+
+class Direction(StrEnum):
+    """What a deployment did to an environment's pull requests, from the report between what
+    ran there before (base) and the deployed candidate (head)."""
+
+    CAME_IN = "came_in"  # head is ahead: the report's PRs are now in the environment
+    WENT_OUT = "went_out"  # head is behind (a rollback): the reverse report's PRs left it
+    UNKNOWN = "unknown"  # both moved on (history rewritten): nothing is said
+
+
+def shipped_direction(report: ChangeReport) -> Direction:
+    if not report.diverged:
+        return Direction.CAME_IN
+    if report.ahead_by == 0:
+        return Direction.WENT_OUT
+    return Direction.UNKNOWN

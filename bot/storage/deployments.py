@@ -198,3 +198,21 @@ async def stuck_deployments(
         )
     )
     return list(found)
+
+
+async def succeeded_in_production_before(session: AsyncSession, deployment: Deployment) -> bool:
+    """Whether the deployment's candidate succeeded in one of its project's production
+    environments before this deployment (a GitHub Release is made on the first)."""
+    found = await session.scalar(
+        select(Deployment.id)
+        .join(Environment, Environment.id == Deployment.environment_id)
+        .where(
+            Deployment.release_candidate_id == deployment.release_candidate_id,
+            Deployment.id != deployment.id,
+            Deployment.status == DeploymentStatus.SUCCESS,
+            Environment.project_id == deployment.environment.project_id,
+            Environment.production.is_(True),
+        )
+        .limit(1)
+    )
+    return found is not None

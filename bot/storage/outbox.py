@@ -54,6 +54,7 @@ class Action(StrEnum):
     FETCH_CHANGE_REPORT = "fetch_change_report"
     UPDATE_PULL_REQUEST_NOTE = "update_pull_request_note"
     PUBLISH_RELEASE = "publish_release"
+    ANNOUNCE_SHIPPED = "announce_shipped"
 
 
 def known_action(name: str) -> Action | None:
@@ -92,6 +93,10 @@ def pull_request_key(repo: str, number: int) -> str:
     # A long repository name: a digest of it, so the number (what tells notes apart) stays.
     digest = hashlib.sha256(repo.lower().encode()).hexdigest()[:32]
     return f"pr:{digest}:{number}"
+
+
+def shipped_key(environment_id: int) -> str:
+    return f"shipped:{environment_id}"
 
 
 def tag_key(repo: str, tag: str) -> str:

@@ -10,11 +10,20 @@ from bot.github.outbound import (
     deployments,
     pull_requests,
     releases,
+    shipped,
 )
 from bot.github.outbound.effects import HANDLERS, Handler
 from bot.storage.outbox import Action
 
-EFFECT_MODULES = (builds, change_reports, comments, deployments, pull_requests, releases)
+EFFECT_MODULES = (
+    builds,
+    change_reports,
+    comments,
+    deployments,
+    pull_requests,
+    releases,
+    shipped,
+)
 
 
 def load_all() -> dict[Action, Handler]:

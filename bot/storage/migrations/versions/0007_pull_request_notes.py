@@ -1,10 +1,10 @@
-"""Pull-request notes and GitHub Releases: their tables and switches (0006, 2026-12-02)."""
+"""Pull-request notes and GitHub Releases: their tables and switches (0007, 2026-12-01)."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision: str | None = "0005"
+revision = "0007"
+down_revision: str | None = "0006"
 
 
 def upgrade() -> None:
