@@ -34,7 +34,7 @@ import re
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,6 +51,7 @@ from bench.common import (
     percentile,
     print_table,
     private_key_pem,
+    query_int,
     tarmac_server,
 )
 from bench.history import PROJECT, REPO, HistorySeeder, projects_yaml
@@ -212,7 +213,7 @@ async def fetch_one(fake: FakeGitHub, client: GitHubClient, shape: str, size: in
 
 
 @contextlib.asynccontextmanager
-async def fake_github_and_client() -> Any:
+async def fake_github_and_client() -> AsyncIterator[tuple[FakeGitHub, GitHubClient]]:
     """The fake GitHub on loopback, and a real GitHubClient with the App's RSA key."""
     private_key = private_key_pem()
     key = serialization.load_pem_private_key(private_key.encode(), password=None)
@@ -416,6 +417,9 @@ async def stored_report_on(backend: str, size: int = DEPLOYMENTS) -> list[Row]:
             await base_db.dispose()
             await db.dispose()
         print(f"  {backend}: {size:,} deployments seeded in {seeded:.0f} s", flush=True)
+        counted = await query_int(url, "SELECT count(*) FROM deployments")
+        if counted != size:
+            raise RuntimeError(f"{counted:,} deployments in the database, not {size:,}")
         with tempfile.TemporaryDirectory(prefix="tarmac-changes-") as scratch:
             config = Path(scratch) / "tarmac.yml"
             config.write_text(projects_yaml())
