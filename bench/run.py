@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from bench.common import RESULTS_PATH, Row, print_table, write_results
 
-SECTIONS = ("bench.intake", "bench.history", "bench.drain", "bench.hostile")
+SECTIONS = ("bench.intake", "bench.history", "bench.drain", "bench.hostile", "bench.changes")
 
 
 def _section(module_name: str) -> Callable[[], Awaitable[list[Row]]] | None:

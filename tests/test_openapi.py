@@ -152,6 +152,8 @@ async def test_a_tour_of_every_operation_is_described_by_the_document(
         ),
         ("GET", env + "/deployments", None),
         ("GET", "/api/releases/Backend/releases/v1.1.0-rc1", None),
+        # A candidate against itself: a report GitHub is not needed for (no App here).
+        ("GET", "/api/releases/Backend/releases/v1.1.0-rc1/changes?since=v1.1.0-rc1", None),
         ("PUT", env + "/freeze", {"reason": "tour", "until": "2999-01-01T00:00:00Z"}),
         ("GET", "/api/releases/Backend/environments", None),
         ("POST", env + "/rollback", {"force": True}),
@@ -168,7 +170,7 @@ async def test_a_tour_of_every_operation_is_described_by_the_document(
     for method, path, body in calls:
         reply = await api.request(method, path, json_body=body)
         assert 200 <= reply.status < 300, (method, path, reply.body)
-        template = conformance.template_for(path)
+        template = conformance.template_for(path.split("?")[0])
         assert template is not None
         visited.add((template, method))
 
