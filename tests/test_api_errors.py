@@ -34,6 +34,7 @@ OPERATIONS: list[tuple[str, str, Any]] = [
     ),
     ("GET", "/api/releases/Backend/releases", None),
     ("GET", "/api/releases/Backend/releases/v1.0.0-rc1", None),
+    ("GET", "/api/releases/Backend/releases/v1.0.0-rc1/changes", None),
     (
         "POST",
         "/api/releases/Backend/environments/staging/deployments",

@@ -297,6 +297,10 @@ AS_STATED = frozenset(
         RefusalCode.NO_BUILD_WORKFLOW,
         RefusalCode.BUILD_NEEDS_GITHUB_APP,
         RefusalCode.FREEZE_UNTIL_IN_PAST,
+        RefusalCode.CHANGES_NEED_ONE_BASE,
+        RefusalCode.NOTHING_RUNNING,
+        RefusalCode.CHANGES_NEED_GITHUB_APP,
+        RefusalCode.CHANGES_REFUSED,
     }
 )
 
