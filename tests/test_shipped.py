@@ -65,8 +65,8 @@ async def test_a_release_tells_its_pull_requests_and_publishes_its_notes(
     await succeed(github_api, outbox, "staging", "v1-rc2")
     for number in (search, billing):
         [note] = notes_on(fake_github, number)
-        assert "staging" in note["body"] and "v1-rc2" in note["body"]
-        assert "production" not in note["body"] or "v1-rc1" not in note["body"]
+        assert "- staging ✅ `v1-rc2` since" in note["body"]
+        assert "production" not in note["body"]
     assert len(fake_github.comments) == 2  # the docs-only PR is outside the project's paths
     first_bodies = {n: notes_on(fake_github, n)[0]["body"] for n in (search, billing)}
 
@@ -74,12 +74,14 @@ async def test_a_release_tells_its_pull_requests_and_publishes_its_notes(
     for number in (search, billing):
         [note] = notes_on(fake_github, number)  # edited, never a second comment
         assert note["body"] != first_bodies[number]
-        assert "production" in note["body"] and "staging" in note["body"]
+        assert "- staging ✅ `v1-rc2` since" in note["body"]
+        assert "- production ✅ `v1-rc2` since" in note["body"]
     assert len(fake_github.calls_to("POST", r"/issues/\d+/comments$")) == 2
     assert len(fake_github.calls_to("PATCH", r"/issues/comments/\d+$")) == 2
 
     [release] = [r for r in fake_github.releases_of("acme/backend") if r["tag_name"] == "v1-rc2"]
-    assert f"#{search}" in release["body"] and f"#{billing}" in release["body"]
+    assert f"#{search}" in release["body"]
+    assert f"#{billing}" in release["body"]
     assert "Docs only" not in release["body"]
 
     rolled = await github_api.rollback("production")
@@ -87,7 +89,7 @@ async def test_a_release_tells_its_pull_requests_and_publishes_its_notes(
     await succeed(github_api, outbox, "production", "v1-rc1")
     for number in (search, billing):
         [note] = notes_on(fake_github, number)
-        assert "rolled back" in note["body"].lower()
+        assert "- production ↩️ rolled back to `v1-rc1` at" in note["body"]
     assert len(fake_github.calls_to("POST", r"/issues/\d+/comments$")) == 2
     # Each report was fetched once: the rollback's reverse report was stored by production's.
     assert len(fake_github.calls_to("GET", "/compare/")) == 2
