@@ -92,6 +92,7 @@ def _apply_project(project: Project, wanted: ProjectConfig) -> bool:
         "build_timeout_minutes": (
             wanted.build.timeout_minutes if wanted.build else DEFAULT_BUILD_TIMEOUT_MINUTES
         ),
+        "notifications": [receiver.stored() for receiver in wanted.notifications],
         "removed_at": None,
     }
     return _assign(project, values)
@@ -106,6 +107,7 @@ def _apply_environment(env: Environment, wanted: EnvironmentConfig) -> bool:
         "auto_deploy": wanted.auto_deploy,
         "timeout_minutes": wanted.timeout_minutes,
         "github_deployment": wanted.github_deployment,
+        "notifications": [receiver.stored() for receiver in wanted.notifications],
         "removed_at": None,
     }
     return _assign(env, values)

@@ -73,6 +73,11 @@ class Project(Base):
     build_timeout_minutes: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
     # Set when the project left the projects file: it keeps its history, takes nothing new.
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The receivers told about the project's events (NotificationConfig.stored: names of
+    # environment variables, never secrets).
+    notifications: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, default=list, server_default="[]"
+    )
 
     environments: Mapped[list[Environment]] = relationship(
         back_populates="project", order_by="Environment.id", lazy="raise"
@@ -104,6 +109,10 @@ class Environment(Base):
     # Deployments.
     github_deployment: Mapped[str] = mapped_column(
         String(20), default="tarmac", server_default="tarmac"
+    )
+    # Receivers told about this environment's events besides the project's.
+    notifications: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, default=list, server_default="[]"
     )
 
     project: Mapped[Project] = relationship(
