@@ -18,14 +18,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.clock import Clock
+from bot.core.errors import DomainError
 from bot.domain import notifications as events
 from bot.domain.environments import auto_deploy_frozen_out
-from bot.domain.freeze import FreezeFacts
+from bot.domain.freeze import FreezeFacts, current_freeze
 from bot.domain.statuses import BuildStatus
-from bot.domain.freeze import current_freeze
 from bot.storage.models import Deployment, Environment, Project, ReleaseCandidate
 from bot.storage.outbox import Action, enqueue, receiver_key
 from bot.storage.projects import find_environment
+from bot.storage.releases import find_release_candidate
 
 # How long an error message may be in a message (the rest is in Tarmac's API).
 MAX_ERROR = 500
@@ -254,5 +255,19 @@ async def deploy_refused_for_freeze(
     now = clock()
     if current_freeze(environment, now) is None:
         return
-    candidate = {"version": version} if version is not None else None
-    await _refused(session, environment, candidate, actor, now)
+    await _refused(
+        session, environment, await _asked_for(session, environment, version), actor, now
+    )
+
+
+async def _asked_for(
+    session: AsyncSession, environment: Environment, version: str | None
+) -> dict[str, Any] | None:
+    """The candidate a refused deploy asked for, as far as it exists."""
+    if version is None:
+        return None
+    try:
+        candidate = await find_release_candidate(session, environment.project, version)
+    except DomainError:
+        return {"version": version}
+    return candidate_facts(candidate)

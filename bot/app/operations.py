@@ -503,7 +503,9 @@ async def auto_deploy(
     """Deploy a ready RC to every environment of its project that takes it
     (`auto_deploy_targets`)."""
     environments = await auto_deploy_environments(session, candidate.project_id)
-    await notifications.auto_deploy_refused(session, environments, candidate, AUTO_DEPLOY_ACTOR, now)
+    await notifications.auto_deploy_refused(
+        session, environments, candidate, AUTO_DEPLOY_ACTOR, now
+    )
     started = []
     for environment in auto_deploy_targets(environments, now):
         new = await record_deployment(

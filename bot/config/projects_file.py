@@ -172,7 +172,10 @@ def missing_secrets(config: ProjectsConfig, is_set: Callable[[str], bool]) -> li
     for project in config.projects:
         receivers = [(f"project '{project.name}': notifications", project.notifications)]
         receivers += [
-            (f"project '{project.name}': environment '{env.name}': notifications", env.notifications)
+            (
+                f"project '{project.name}': environment '{env.name}': notifications",
+                env.notifications,
+            )
             for env in project.environments
         ]
         for where, entries in receivers:

@@ -56,9 +56,7 @@ def hears(events: Sequence[str] | None, event: str) -> bool:
     return events is None or event in events
 
 
-def receivers_of(
-    receivers: Iterable[dict[str, object]], event: str
-) -> list[dict[str, object]]:
+def receivers_of(receivers: Iterable[dict[str, object]], event: str) -> list[dict[str, object]]:
     """The receivers (as the projects file stored them) that hear of `event`, in file order."""
     found = []
     for receiver in receivers:

@@ -55,7 +55,7 @@ def slack_body(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def pull_request_count(message: dict[str, Any]) -> str | None:
-    """"7 pull requests", when the change report told which (None when it is not known)."""
+    """ "7 pull requests", when the change report told which (None when it is not known)."""
     pulls = message.get("pull_requests")
     if not isinstance(pulls, list):
         return None
