@@ -19,6 +19,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from api.keys import SERVICE
+from api.schemas import NotificationBody
 from bot.config.projects_file import ProjectsFileError, load_projects_file
 from bot.github.outbound.worker import OutboxWorker
 from bot.notify.messages import slack_body
@@ -163,6 +164,8 @@ def check_signatures(receivers: Receivers) -> None:
         assert not verify(
             HOOK_SECRET, header=signature, timestamp=timestamp, body=body, now=time.time() + 3600
         )
+        # The body is what the OpenAPI document's `webhooks` says, key for key.
+        NotificationBody.model_validate_json(body)
         message = json.loads(body)
         assert headers["X-Tarmac-Event"] == message["event"]
         assert headers["X-Tarmac-Delivery"] == message["id"]
