@@ -112,12 +112,17 @@ def notifying_yaml(receivers: Receivers, base: str = PROJECTS_YAML) -> str:
     return text.replace("        timeout_minutes: 30\n", production, 1)
 
 
-@pytest.fixture
-async def receivers(aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch) -> Receivers:
+async def start_receivers(aiohttp_server: Any) -> Receivers:
     found = Receivers()
     # The receiver is not Tarmac: its access log (the URL, secret and all) is not kept.
     server = await aiohttp_server(found.app(), access_log=None)
     found.base = str(server.make_url("")).rstrip("/")
+    return found
+
+
+@pytest.fixture
+async def receivers(aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch) -> Receivers:
+    found = await start_receivers(aiohttp_server)
     monkeypatch.setenv(SLACK_VARIABLE, found.slack_url)
     monkeypatch.setenv(HOOK_VARIABLE, HOOK_SECRET)
     return found
