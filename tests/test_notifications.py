@@ -5,6 +5,7 @@ nor the other receiver; secrets stay out of logs and of the outbox."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -22,14 +23,16 @@ from api.keys import SERVICE
 from api.schemas import NotificationBody
 from bot.config.projects_file import ProjectsFileError, load_projects_file
 from bot.github.outbound.worker import OutboxWorker
+from bot.notify.delivery import receiver_answer
 from bot.notify.messages import slack_body
 from bot.notify.signing import verify
 from bot.storage.db import Database
 from bot.storage.models import OutboxItem
-from bot.storage.outbox import Action
+from bot.storage.outbox import Action, RefusedForGood, RetryLater
 from tests.conftest import PROJECTS_YAML, SHA_A, Api, TestClock, Webhooks
 from tests.fake_github import FakeGitHub
 from tests.leak_check import register_secret
+from tests.processes import eventually
 from tests.test_github_tags import accepted
 from tests.test_github_workflow_runs import run_event, tagged_rc
 
@@ -47,6 +50,9 @@ class Receivers:
     slack: list[dict[str, Any]] = field(default_factory=list)
     hooks: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     failing: dict[str, int] = field(default_factory=dict)
+    # A receiver that takes the request and answers only once its event is set.
+    hanging: dict[str, asyncio.Event] = field(default_factory=dict)
+    waiting: set[str] = field(default_factory=set)
     refused: dict[str, int] = field(default_factory=dict)  # how many each answered failing
     base: str = ""
 
@@ -76,6 +82,10 @@ class Receivers:
         return web.Response(text="ok")
 
     async def _hook(self, request: web.Request) -> web.Response:
+        hang = self.hanging.get("hook")
+        if hang is not None:
+            self.waiting.add("hook")
+            await hang.wait()
         failed = self._answer("hook")
         if failed is not None:
             return failed
@@ -490,3 +500,48 @@ def test_a_receivers_variable_that_is_not_set_is_named_at_start(
         f"{SLACK_VARIABLE} is not set"
     ]
     assert load_projects_file(path)  # the file itself is fine
+
+
+async def test_a_receiver_that_hangs_holds_up_neither_github_nor_slack(
+    github_api: Api, outbox: OutboxWorker, fake_github: FakeGitHub, receivers: Receivers
+) -> None:
+    receivers.hanging["hook"] = asyncio.Event()
+    assert (await github_api.create_rc("v1-rc1")).status == 201
+    assert (await github_api.deploy("production", "v1-rc1")).status == 201
+
+    async def rounds() -> None:
+        while True:
+            await outbox.deliver_due()
+            await asyncio.sleep(0.01)
+
+    delivering = asyncio.create_task(rounds())
+    try:
+        # While the webhook holds its request open: the GitHub Deployment, the deploy
+        # workflow's dispatch and its first status go out, and Slack has its message.
+        await eventually(lambda: "hook" in receivers.waiting, "the webhook to take the request", 5)
+        await eventually(lambda: len(fake_github.runs) == 1, "the deploy dispatch", 5)
+        await eventually(
+            lambda: bool(fake_github.deployments.get("acme/backend")), "the GitHub Deployment", 5
+        )
+        await eventually(lambda: len(receivers.slack) == 1, "Slack's message", 5)
+        assert receivers.hooks == []
+    finally:
+        delivering.cancel()
+        receivers.hanging["hook"].set()
+    await outbox.drain()
+    assert receivers.hook_events() == ["deployment.started"]
+
+
+def test_what_a_receivers_answer_means() -> None:
+    assert receiver_answer("audit", 200, None) is None
+    assert receiver_answer("audit", 204, None) is None
+    for status in (500, 502, 503, 408):
+        retry = receiver_answer("audit", status, None)
+        assert isinstance(retry, RetryLater)
+    limited = receiver_answer("audit", 429, "30")
+    assert type(limited).__name__ == "RetryLater"
+    assert limited.retry_after == 30.0
+    for status in (301, 400, 401, 403, 404, 410, 422):
+        refused = receiver_answer("audit", status, None)
+        assert isinstance(refused, RefusedForGood)
+        assert str(refused) == f"receiver 'audit' answered {status}"
