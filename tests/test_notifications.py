@@ -33,6 +33,7 @@ from tests.conftest import PROJECTS_YAML, SHA_A, Api, TestClock, Webhooks
 from tests.fake_github import FakeGitHub
 from tests.leak_check import register_secret
 from tests.processes import eventually
+from tests.test_github_comments import send_comment
 from tests.test_github_tags import accepted
 from tests.test_github_workflow_runs import run_event, tagged_rc
 
@@ -545,3 +546,30 @@ def test_what_a_receivers_answer_means() -> None:
         refused = receiver_answer("audit", status, None)
         assert isinstance(refused, RefusedForGood)
         assert str(refused) == f"receiver 'audit' answered {status}"
+
+
+async def test_pr_commands_tell_freezes_and_a_deploy_refused_for_one(
+    github_api: Api,
+    webhook: Webhooks,
+    outbox: OutboxWorker,
+    fake_github: FakeGitHub,
+    receivers: Receivers,
+) -> None:
+    fake_github.grant("acme/backend", "octocat", "write")
+    assert (await github_api.create_rc("v1-rc1")).status == 201
+
+    await send_comment(webhook, outbox, "/freeze production release week")
+    await send_comment(webhook, outbox, "/deploy v1-rc1 to production")
+    await send_comment(webhook, outbox, "/unfreeze production")
+
+    assert receivers.hook_events() == [
+        "environment.frozen",
+        "deployment.refused",
+        "environment.unfrozen",
+    ]
+    told = [json.loads(body) for _, body in receivers.hooks]
+    assert [m["actor"] for m in told] == ["github:octocat"] * 3
+    assert told[1]["freeze"]["reason"] == "release week"
+    assert told[1]["release_candidate"]["version"] == "v1-rc1"
+    assert "Freeze reason: release week" in json.dumps(receivers.slack[1])
+    check_signatures(receivers)

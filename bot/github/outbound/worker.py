@@ -113,6 +113,7 @@ class OutboxWorker:
             None if client is not None else {str(action) for action in self._local_handlers}
         )
         self._local_tasks: set[asyncio.Task[None]] = set()
+        self._local_finished = 0  # notifications ended so far (see `drain`)
         self._mirror = mirror
         self._batch_size = batch_size
         self._idle_poll = idle_poll
@@ -143,6 +144,9 @@ class OutboxWorker:
 
     async def run(self) -> None:
         while not self._stopping:
+            # Cleared before the round, not after: a wake-up during it (a notification that
+            # finished, whose receiver's next item is now due) starts the next round at once.
+            self._wake.clear()
             try:
                 delivered = await self.deliver_due()
             except (OSError, SQLAlchemyError) as exc:
@@ -154,7 +158,6 @@ class OutboxWorker:
                 delivered = 0
             if delivered or self._stopping:
                 continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._idle_poll)
         # The notifications under way finish (each within its delivery timeout) or, should
@@ -186,10 +189,14 @@ class OutboxWorker:
         """Deliver until nothing is due and no notification is under way (for tests and the
         command line)."""
         for _ in range(max_rounds):
+            finished = self._local_finished
             if await self.deliver_due() == 0:
-                if not self._local_tasks:
+                if self._local_tasks:
+                    await self._local_done()
+                elif self._local_finished == finished:
                     return
-                await self._local_done()
+                # Else a notification finished during the claim, which may have skipped its
+                # receiver's next item (PostgreSQL: its row was locked by the recording): again.
 
     async def _local_done(self) -> None:
         if self._local_tasks:
@@ -213,6 +220,7 @@ class OutboxWorker:
             # The outcome is not recorded: the item is taken again when its lease ends.
             log.error("outbox item %d: outcome not recorded: %s", item.id, type(exc).__name__)
         finally:
+            self._local_finished += 1
             self.wake()  # the receiver's next item may go now
 
     async def _run_local(self, item: ClaimedItem, handler: LocalHandler) -> None:
