@@ -573,3 +573,28 @@ async def test_pr_commands_tell_freezes_and_a_deploy_refused_for_one(
     assert told[1]["release_candidate"]["version"] == "v1-rc1"
     assert "Freeze reason: release week" in json.dumps(receivers.slack[1])
     check_signatures(receivers)
+
+
+async def test_auto_deploy_skipping_a_frozen_environment_is_a_refusal(
+    github_api: Api,
+    webhook: Webhooks,
+    outbox: OutboxWorker,
+    fake_github: FakeGitHub,
+    receivers: Receivers,
+) -> None:
+    freeze = "/api/releases/Backend/environments/staging/freeze"
+    assert (await github_api.put(freeze, {"reason": "demo day"})).status == 200
+    build = await tagged_rc(webhook, outbox, fake_github, "v1-rc1", SHA_A)
+    await accepted(webhook, "workflow_run", run_event("completed", build, "success"))
+    await outbox.drain()
+
+    assert receivers.hook_events() == [
+        "environment.frozen",
+        "candidate.built",
+        "deployment.refused",
+    ]
+    refused = json.loads(receivers.hooks[2][1])
+    assert (refused["environment"], refused["actor"]) == ("staging", "tarmac (auto-deploy)")
+    assert refused["freeze"]["reason"] == "demo day"
+    assert refused["release_candidate"]["version"] == "v1-rc1"
+    assert fake_github.deployments == {}
