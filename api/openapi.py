@@ -22,6 +22,7 @@ from api.schemas import (
     ErrorResponse,
     FreezeBody,
     HealthResponse,
+    NotificationBody,
     ReadyResponse,
     ReleaseCandidateDetailResponse,
     ReleaseCandidateResponse,
@@ -33,6 +34,7 @@ from api.schemas import (
 from bot import package_version
 from bot.core import errors as domain
 from bot.core.pages import DEFAULT_PER_PAGE, MAX_PER_PAGE
+from bot.notify import delivery as notify
 
 MISSING_FIELD = "Missing field '…'"
 INVALID_FIELD = "Invalid field '…': …"
@@ -111,6 +113,7 @@ _MODELS: list[type[BaseModel]] = [
     ChangeReportResponse,
     ChangeReportPending,
     WebhookResponse,
+    NotificationBody,
 ]
 
 
@@ -1121,7 +1124,100 @@ def build_openapi_document() -> dict[str, Any]:
             "schemas": schemas,
         },
         "paths": paths,
+        "webhooks": {"notification": _notification_webhook()},
     }
+
+
+NOTIFICATION = f"""What Tarmac POSTs to each generic webhook receiver of the projects file \
+(`notifications:` entries with `webhook:`), once per transition it hears of (`events:`, all by \
+default). See README.md, Notifications.
+
+**Verifying.** `{notify.SIGNATURE_HEADER}` is `sha256=` and the hex HMAC-SHA256, keyed with the \
+receiver's secret, of `<{notify.TIMESTAMP_HEADER}>.<raw body>` (the timestamp, a dot, the body's \
+bytes as received). Compare it in constant time; refuse a `{notify.TIMESTAMP_HEADER}` (Unix \
+seconds, the time of this attempt) more than 5 minutes from your clock, so a captured delivery \
+cannot be replayed later; and drop a `{notify.DELIVERY_HEADER}` you have seen (a retry after a \
+lost answer, or a repeat after a crash), so each message counts once.
+
+**Answering.** Any 2xx: delivered. 5xx, 408, 429 (with `Retry-After` in seconds), a timeout \
+(10 s) or a refused connection: sent again later, with backoff up to a minute, the receiver's \
+later messages waiting behind it in order. Any other answer (a redirect included: none is \
+followed) refuses that message for good."""
+
+
+def _header(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+def _notification_webhook() -> dict[str, Any]:
+    return {
+        "post": {
+            "operationId": "notification",
+            "summary": "A notification of one transition",
+            "description": NOTIFICATION,
+            "security": [],
+            "parameters": [
+                _header(notify.EVENT_HEADER, "The body's `event`."),
+                _header(notify.DELIVERY_HEADER, "The body's `id`: the same on every retry."),
+                _header(notify.TIMESTAMP_HEADER, "Unix seconds when this attempt was signed."),
+                _header(
+                    notify.SIGNATURE_HEADER,
+                    "`sha256=<hex HMAC-SHA256>` of `<timestamp>.<body>`, keyed with the secret.",
+                ),
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": _ref(NotificationBody),
+                        "examples": {"succeeded": _example(NOTIFICATION_EXAMPLE)},
+                    }
+                },
+            },
+            "responses": {
+                "200": {"description": "Delivered (any 2xx)."},
+                "500": {"description": "Sent again later (any 5xx, 408 or 429)."},
+            },
+        }
+    }
+
+
+NOTIFICATION_EXAMPLE = {
+    "id": "5b0e8f0c-0c2d-4a51-9d0e-2f3c8d1e6a77",
+    "event": "deployment.succeeded",
+    "timestamp": "2026-12-01T10:04:12+00:00",
+    "project": "Backend",
+    "environment": "production",
+    "actor": "ana@example.com",
+    "deployment": {
+        "id": 42,
+        "kind": "deploy",
+        "status": "success",
+        "actor": "ana@example.com",
+        "error_message": None,
+        "workflow_run_url": "https://github.com/acme/backend/actions/runs/7001",
+        "environment_url": "https://example.com",
+        "started_at": "2026-12-01T10:00:03+00:00",
+        "ended_at": "2026-12-01T10:04:12+00:00",
+    },
+    "release_candidate": {
+        "version": "v1.4.0-rc2",
+        "repo": "acme/backend",
+        "commit": "0123456789abcdef0123456789abcdef01234567",
+        "tag": "v1.4.0-rc2",
+        "build_status": "ready",
+        "build_run_url": "https://github.com/acme/backend/actions/runs/6990",
+        "build_error": None,
+    },
+    "freeze": None,
+    "pull_requests": [{"number": 812, "title": "Faster checkout", "url": None}],
+}
 
 
 def _describe_idempotency(paths: dict[str, Any]) -> None:

@@ -41,10 +41,36 @@ def render(document: dict[str, Any]) -> str:
             ],
         ),
         *(_operation(path, method, op) for path, method, op in operations),
+        *_webhooks(document),
         "## Schemas",
         *(_schema(name, schema) for name, schema in document["components"]["schemas"].items()),
     ]
     return "\n\n".join(parts) + "\n"
+
+
+def _webhooks(document: dict[str, Any]) -> list[str]:
+    """What Tarmac sends (the document's `webhooks`): each as an operation whose path is the
+    receiver's URL."""
+    found = document.get("webhooks", {})
+    if not found:
+        return []
+    parts = ["## Webhooks Tarmac sends"]
+    for item in found.values():
+        operation = {**item["post"]}
+        parts.append(
+            "\n\n".join(
+                [
+                    f"### {operation['summary']}",
+                    f"`POST` to the receiver's URL (`{operation['operationId']}`)",
+                    operation["description"],
+                    "**Headers**",
+                    _parameters(operation["parameters"]),
+                    *_request_body(operation["requestBody"]),
+                    *_responses(operation["responses"]),
+                ]
+            )
+        )
+    return parts
 
 
 def _operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:

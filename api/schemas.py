@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from bot.config.projects_file import NotificationEvent
 from bot.domain.statuses import BuildStatus, DeploymentKind, DeploymentStatus
 
 MAX_TEXT = 2000
@@ -213,3 +214,68 @@ class WebhookResponse(Response):
     status: Literal["pong", "accepted", "ignored", "duplicate"]
     # What the handlers did, as stored on the delivery row; absent for `pong`.
     outcome: str | None = Field(default=None, exclude_if=lambda outcome: outcome is None)
+
+
+# --- what Tarmac sends a generic webhook receiver (the document's `webhooks`) ------------------
+
+
+class Notified(BaseModel):
+    # Exactly these keys: tests/test_notifications.py reads every body it gets through these.
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NotifiedDeployment(Notified):
+    id: int
+    kind: DeploymentKind
+    status: DeploymentStatus = Field(description="At the transition.")
+    actor: str | None
+    error_message: str | None = Field(description="Why it failed, when it did (clipped).")
+    workflow_run_url: str | None = Field(description="Its deploy run, once known.")
+    environment_url: str | None
+    started_at: AwareDatetime
+    ended_at: AwareDatetime | None
+
+
+class NotifiedReleaseCandidate(Notified):
+    version: str
+    repo: str | None = None
+    commit: str | None = None
+    tag: str | None = None
+    build_status: BuildStatus | None = None
+    build_run_url: str | None = None
+    build_error: str | None = None
+
+
+class NotifiedFreeze(Notified):
+    reason: str | None
+    by: str | None
+    since: AwareDatetime
+    until: AwareDatetime | None
+
+
+class NotifiedPullRequest(Notified):
+    number: int
+    title: str | None = None
+    url: str | None = None
+
+
+class NotificationBody(Notified):
+    """The JSON body of every generic webhook delivery: one transition, as it was then."""
+
+    id: str = Field(
+        description="The delivery id, the same on every retry (also `X-Tarmac-Delivery`): a "
+        "receiver that drops ids it has seen counts each message once."
+    )
+    event: NotificationEvent
+    timestamp: AwareDatetime = Field(description="When the transition happened.")
+    project: str
+    environment: str | None = Field(description="Null for a candidate's build.")
+    actor: str | None = Field(description="Who caused it, when known.")
+    deployment: NotifiedDeployment | None
+    release_candidate: NotifiedReleaseCandidate | None
+    freeze: NotifiedFreeze | None = Field(
+        description="The freeze in effect: set for environment.frozen and deployment.refused."
+    )
+    pull_requests: list[NotifiedPullRequest] | None = Field(
+        description="The pull requests the deployment brings, when known."
+    )

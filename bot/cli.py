@@ -152,7 +152,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = settings.model_copy(update=overrides)
     try:
-        load_projects_file(settings.config)
+        load_projects_file(settings.config, is_set=settings.environment_has)
     except ProjectsFileError as exc:
         _print_problems(exc)
         return 2
@@ -214,7 +214,7 @@ def _backup(args: argparse.Namespace, settings: Settings) -> int:
 def _check_config(args: argparse.Namespace, settings: Settings) -> int:
     path: Path = args.path or settings.config
     try:
-        config = load_projects_file(path)
+        config = load_projects_file(path, is_set=settings.environment_has)
     except ProjectsFileError as exc:
         _print_problems(exc)
         return 1

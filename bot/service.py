@@ -29,9 +29,11 @@ from bot.github.outbound.catch_up import run_catch_up
 from bot.github.outbound.handlers import load_all
 from bot.github.outbound.pacing import ContentPacer, Limits
 from bot.github.outbound.worker import OutboxWorker
+from bot.notify.delivery import Notifier
 from bot.settings import Settings
 from bot.storage.db import Database, head_revision
 from bot.storage.idempotency import run_expired_key_purge
+from bot.storage.outbox import Action
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,14 @@ class Service:
         """Changes are mirrored to GitHub when a GitHub App is configured."""
         return Mirror(enabled=self.github_app is not None)
 
+    @property
+    def _notifies(self) -> bool:
+        """Whether the projects file names any notification receiver."""
+        return any(
+            project.notifications or any(env.notifications for env in project.environments)
+            for project in self.projects.projects
+        )
+
     def outbox_changed(self) -> None:
         """A committed change wrote outbox items: have the worker look now."""
         if self.outbox_worker is not None:
@@ -72,8 +82,8 @@ class Service:
 
     async def readiness(self) -> dict[str, str]:
         """Each check by name, "ok" or what is wrong: the database answers, its schema is the
-        newest migration, writes are not failing, and (with a GitHub App) the outbox worker is
-        running."""
+        newest migration, writes are not failing, and the outbox worker is running when it has
+        something to deliver (a GitHub App, or notification receivers)."""
         checks: dict[str, str] = {}
         try:
             revision = await asyncio.wait_for(self.db.current_revision(), READY_TIMEOUT_SECONDS)
@@ -84,7 +94,7 @@ class Service:
             head = self.schema_head
             checks["migrations"] = "ok" if revision == head else f"at {revision}, not {head}"
             checks["database_writes"] = await self._write_check()
-        if self.outbox_worker is not None:
+        if self.outbox_worker is not None and (self.github is not None or self._notifies):
             running = self._worker_task is not None and not self._worker_task.done()
             checks["outbox_worker"] = "ok" if running else "not running"
         return checks
@@ -146,12 +156,14 @@ class Service:
 
 
 async def open_service(settings: Settings, *, clock: Clock = utc_now) -> Service:
-    """Read the projects file, migrate the database and bring its projects in line; with a
-    GitHub App configured, set up the GitHub client and the outbox worker.
+    """Read the projects file, migrate the database and bring its projects in line; set up the
+    outbox worker (notifications) and, with a GitHub App configured, the GitHub client it
+    also delivers to.
 
-    Raises ProjectsFileError or GitHubAppMisconfigured before touching the database.
+    Raises ProjectsFileError (a receiver's variable not set is one) or GitHubAppMisconfigured
+    before touching the database.
     """
-    projects = load_projects_file(settings.config)
+    projects = load_projects_file(settings.config, is_set=settings.environment_has)
     github_app = settings.github_app()
     db = Database.from_url(
         settings.database_url, statement_timeout=settings.database_statement_timeout
@@ -173,18 +185,22 @@ async def open_service(settings: Settings, *, clock: Clock = utc_now) -> Service
     service = Service(
         settings=settings, projects=projects, db=db, clock=clock, github_app=github_app
     )
+    # One client session for the process: GitHub's calls and the notifications.
+    service._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     if github_app is not None:
-        service._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         service.github = GitHubClient(
             service._http, github_app, clock=clock, metrics=service.metrics
         )
-        service.outbox_worker = OutboxWorker(
-            db,
-            service.github,
-            clock,
-            load_all(),
-            mirror=service.mirror,
-            lease=timedelta(seconds=settings.outbox_lease_seconds),
-            pacer=ContentPacer(Limits(interval=settings.github_content_interval_seconds)),
-        )
+    notifier = Notifier(service._http, settings.secret_from_environment)
+    # Without a GitHub App the worker still runs, for the notifications alone.
+    service.outbox_worker = OutboxWorker(
+        db,
+        service.github,
+        clock,
+        load_all(),
+        mirror=service.mirror,
+        local_handlers={Action.NOTIFY: notifier.deliver},
+        lease=timedelta(seconds=settings.outbox_lease_seconds),
+        pacer=ContentPacer(Limits(interval=settings.github_content_interval_seconds)),
+    )
     return service

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -70,6 +71,17 @@ class Settings(BaseSettings):
     # What `github_app()` found (credentials, None, or the misconfiguration), once per object.
     _github_app: GitHubAppSettings | GitHubAppMisconfigured | None = PrivateAttr(default=None)
     _github_app_read: bool = PrivateAttr(default=False)
+
+    @staticmethod
+    def secret_from_environment(name: str) -> str | None:
+        """A notification receiver's secret, by the variable the projects file names: read at
+        each delivery (a rotated secret needs a restart only for its check at start), never
+        stored or logged."""
+        return os.environ.get(name) or None
+
+    @staticmethod
+    def environment_has(name: str) -> bool:
+        return bool(os.environ.get(name))
 
     def github_app(self) -> GitHubAppSettings | None:
         """The GitHub App credentials, or None when none are set (the REST API still works).

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.app import releases
+from bot.app import notifications, releases
 from bot.app.deployments import ReportedStatus, lock_environment, record_deployment
 from bot.config.projects_file import GITHUB_DEPLOYMENT_WORKFLOW
 from bot.core import errors
@@ -143,13 +143,12 @@ async def plan_new_deployment(
         and environment.deploy_workflow is not None
         and environment.github_deployment == GITHUB_DEPLOYMENT_WORKFLOW
     )
-    if not mirror.enabled:
-        return
-    if not deployment.github_deployment_by_actions:
+    await notifications.deployment_recorded(session, deployment, now)
+    if mirror.enabled and not deployment.github_deployment_by_actions:
         await enqueue_for_deployment(
             session, action=Action.CREATE_GITHUB_DEPLOYMENT, deployment=deployment, now=now
         )
-    if runs_workflow and environment.deploy_workflow is not None:
+    if mirror.enabled and runs_workflow and environment.deploy_workflow is not None:
         await enqueue_for_deployment(
             session, action=Action.DISPATCH_DEPLOY_WORKFLOW, deployment=deployment, now=now
         )
@@ -160,7 +159,10 @@ async def plan_status(
     session: AsyncSession, mirror: Mirror, deployment: Deployment, now: datetime
 ) -> None:
     """The GitHub deployment status for the deployment's status now; none for a GitHub
-    Deployment that Actions made, whose statuses Actions alone posts."""
+    Deployment that Actions made, whose statuses Actions alone posts. Called at every status
+    change, with or without a GitHub App: the notifications of an end, and what a success
+    shipped, are planned here too."""
+    await notifications.deployment_status_changed(session, deployment, now)
     await plan_shipped(session, mirror, deployment, now)
     if not mirror.enabled or deployment.github_deployment_by_actions:
         return
@@ -203,12 +205,11 @@ async def plan_canceled(
 ) -> None:
     """Deployments just canceled (by a rollback, a newer deployment or a person): their runs
     canceled on GitHub, their GitHub deployments shown inactive."""
-    if not mirror.enabled:
-        return
     for deployment in canceled:
-        await enqueue_for_deployment(
-            session, action=Action.CANCEL_WORKFLOW_RUN, deployment=deployment, now=now
-        )
+        if mirror.enabled:
+            await enqueue_for_deployment(
+                session, action=Action.CANCEL_WORKFLOW_RUN, deployment=deployment, now=now
+            )
         await plan_status(session, mirror, deployment, now)
 
 
@@ -516,6 +517,8 @@ async def finish_build(
     candidate.build_status = result.status
     if result.status != BuildStatus.READY:
         candidate.build_error = result.error
+    await notifications.build_finished(session, candidate, now)
+    if result.status != BuildStatus.READY:
         return []
     return await auto_deploy(session, mirror, candidate, now)
 
@@ -526,6 +529,9 @@ async def auto_deploy(
     """Deploy a ready RC to every environment of its project that takes it
     (`auto_deploy_targets`)."""
     environments = await auto_deploy_environments(session, candidate.project_id)
+    await notifications.auto_deploy_refused(
+        session, environments, candidate, AUTO_DEPLOY_ACTOR, now
+    )
     started = []
     for environment in auto_deploy_targets(environments, now):
         new = await record_deployment(
@@ -581,15 +587,26 @@ async def freeze(
     environment, now = locked.environment, locked.now
     was_frozen = current_freeze(environment, now) is not None
     freeze_environment(environment, reason=reason, by=actor, until=until, now=now)
+    await notifications.freeze_changed(
+        session, environment, was_frozen=was_frozen, actor=actor, now=now
+    )
     return FreezeChange(environment, was_frozen, now)
 
 
 async def unfreeze(
-    session: AsyncSession, *, project_name: str, environment_name: str, clock: Clock
+    session: AsyncSession,
+    *,
+    project_name: str,
+    environment_name: str,
+    clock: Clock,
+    actor: str | None = None,
 ) -> FreezeChange:
     """End an environment's freeze (one whose `until` passed already is cleared too)."""
     locked = await lock_environment(session, project_name, environment_name, clock)
     environment, now = locked.environment, locked.now
     was_frozen = current_freeze(environment, now) is not None
     unfreeze_environment(environment)
+    await notifications.freeze_changed(
+        session, environment, was_frozen=was_frozen, actor=actor, now=now
+    )
     return FreezeChange(environment, was_frozen, now)

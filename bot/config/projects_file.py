@@ -6,9 +6,9 @@ project, the key and what is wrong, all of them at once, so a typo never reaches
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import pathspec
 import yaml
@@ -34,6 +34,9 @@ MAX_TIMEOUT_MINUTES = 7 * 24 * 60
 REPO_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$"
 WORKFLOW_PATTERN = r"^[^/\s]+\.ya?ml$|^[0-9]+$"
 URL_PATTERN = r"^https?://\S+$"
+# The name of an environment variable that holds a receiver's secret (never the secret itself).
+ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
 
 # What Tarmac sends every workflow it dispatches (bot/github/outbound/): names starting with
 # `tarmac_` are Tarmac's, and GitHub takes at most this many inputs in one dispatch.
@@ -85,6 +88,61 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+EnvVar = Annotated[str, StringConstraints(pattern=ENV_VAR_PATTERN)]
+NotificationEvent = Literal[
+    "deployment.started",
+    "deployment.succeeded",
+    "deployment.failed",
+    "deployment.canceled",
+    "deployment.refused",
+    "rollback.started",
+    "environment.frozen",
+    "environment.unfrozen",
+    "candidate.built",
+    "candidate.build_failed",
+]
+# What a receiver may be told about (bot/app/notifications.py); every one when `events` is left
+# out.
+NOTIFICATION_EVENTS: tuple[str, ...] = get_args(NotificationEvent)
+
+
+class SlackConfig(_Strict):
+    """A Slack incoming webhook: its URL is its secret, so the file names the variable."""
+
+    url_env: EnvVar
+
+
+class WebhookConfig(_Strict):
+    """A generic outgoing webhook: its URL in the file, its signing secret in a variable."""
+
+    url: Annotated[str, StringConstraints(pattern=URL_PATTERN)]
+    secret_env: EnvVar
+
+
+class NotificationConfig(_Strict):
+    name: Name
+    slack: SlackConfig | None = None
+    webhook: WebhookConfig | None = None
+    events: list[NotificationEvent] | None = Field(default=None, min_length=1)
+
+    @property
+    def secret_variables(self) -> list[str]:
+        """The environment variables this receiver needs at delivery."""
+        if self.slack is not None:
+            return [self.slack.url_env]
+        return [self.webhook.secret_env] if self.webhook is not None else []
+
+    def stored(self) -> dict[str, Any]:
+        """What the database keeps of the receiver (bot/app/notifications.py reads it): names
+        of variables, never their values."""
+        kept: dict[str, Any] = {"name": self.name, "events": self.events}
+        if self.slack is not None:
+            kept.update(kind="slack", url_env=self.slack.url_env)
+        elif self.webhook is not None:
+            kept.update(kind="webhook", url=self.webhook.url, secret_env=self.webhook.secret_env)
+        return kept
+
+
 class BuildConfig(_Strict):
     workflow: Workflow
     inputs: WorkflowInputs = Field(default_factory=dict)
@@ -100,6 +158,8 @@ class EnvironmentConfig(_Strict):
     auto_deploy: bool = False
     timeout_minutes: Minutes = DEFAULT_DEPLOY_TIMEOUT_MINUTES
     github_deployment: Literal["tarmac", "workflow"] = "tarmac"
+    # Told about this environment's events, besides the project's receivers.
+    notifications: list[NotificationConfig] = Field(default_factory=list)
 
 
 class ProjectConfig(_Strict):
@@ -117,6 +177,7 @@ class ProjectConfig(_Strict):
     # The GitHub Release of a tag whose candidate first succeeds in production, with the
     # change report as its notes (README "GitHub Releases").
     github_releases: bool = True
+    notifications: list[NotificationConfig] = Field(default_factory=list)
 
 
 class ProjectsConfig(_Strict):
@@ -124,6 +185,30 @@ class ProjectsConfig(_Strict):
 
     def project(self, name: str) -> ProjectConfig | None:
         return next((p for p in self.projects if p.name == name), None)
+
+
+def missing_secrets(config: ProjectsConfig, is_set: Callable[[str], bool]) -> list[str]:
+    """One problem per receiver whose environment variable is not set (`is_set` says), naming
+    the variable and never a value: checked at start, so a typo shows before the first event
+    instead of as a retried delivery."""
+    problems = []
+    for project in config.projects:
+        receivers = [(f"project '{project.name}': notifications", project.notifications)]
+        receivers += [
+            (
+                f"project '{project.name}': environment '{env.name}': notifications",
+                env.notifications,
+            )
+            for env in project.environments
+        ]
+        for where, entries in receivers:
+            for receiver in entries:
+                problems += [
+                    f"{where}: '{receiver.name}': environment variable {variable} is not set"
+                    for variable in receiver.secret_variables
+                    if not is_set(variable)
+                ]
+    return problems
 
 
 class ProjectsFileError(Exception):
@@ -140,6 +225,7 @@ _FRIENDLY_PATTERNS = {
     NAME_PATTERN: "must be 1-100 characters without '/', spaces or control characters",
     WORKFLOW_PATTERN: "must be a workflow file name such as deploy.yml, or a workflow id",
     URL_PATTERN: "must be an http:// or https:// URL",
+    ENV_VAR_PATTERN: "must be the name of an environment variable, e.g. SLACK_DEPLOYS_URL",
 }
 
 
@@ -166,8 +252,11 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_projects_file(path: Path) -> ProjectsConfig:
-    """Read and validate the projects file, or raise ProjectsFileError listing every problem."""
+def load_projects_file(
+    path: Path, *, is_set: Callable[[str], bool] | None = None
+) -> ProjectsConfig:
+    """Read and validate the projects file, or raise ProjectsFileError listing every problem;
+    with `is_set`, a receiver's environment variable that is not set is one (`missing_secrets`)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -188,7 +277,12 @@ def load_projects_file(path: Path) -> ProjectsConfig:
     finally:
         loader.dispose()
     repeated = [f"{path}: {problem}" for _, problem in sorted(loader.repeated_keys)]
-    return parse_projects(raw, path, repeated)
+    config = parse_projects(raw, path, repeated)
+    if is_set is not None:
+        missing = [f"{path}: {problem}" for problem in missing_secrets(config, is_set)]
+        if missing:
+            raise ProjectsFileError(path, missing)
+    return config
 
 
 def parse_projects(raw: Any, path: Path, problems: Sequence[str] = ()) -> ProjectsConfig:
@@ -281,6 +375,7 @@ def _problems_across_keys(raw: Any) -> Iterator[str]:
         if isinstance(build, dict):
             yield from _input_problems(f"{label}: build.inputs", build, BUILD_INPUTS_TARMAC_SENDS)
         environments = project.get("environments")
+        yield from _notification_problems(label, project, environments)
         if not isinstance(environments, list):
             continue
         env_names: set[str] = set()
@@ -303,6 +398,36 @@ def _problems_across_keys(raw: Any) -> Iterator[str]:
                     f"{where}.github_deployment: 'workflow' needs a deploy_workflow (its job's "
                     "`environment:` makes the GitHub deployment)"
                 )
+
+
+def _notification_problems(label: str, project: dict[Any, Any], environments: Any) -> Iterator[str]:
+    """Each receiver is exactly one of slack or webhook, and its name is the project's alone:
+    a receiver's messages are ordered by project and name (bot/app/notifications.py)."""
+    lists = [("notifications", project.get("notifications"))]
+    if isinstance(environments, list):
+        lists += [
+            (f"environments[{i}].notifications", env.get("notifications"))
+            for i, env in enumerate(environments)
+            if isinstance(env, dict)
+        ]
+    names: set[str] = set()
+    for where, entries in lists:
+        if not isinstance(entries, list):
+            continue
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                continue
+            kinds = [kind for kind in ("slack", "webhook") if kind in entry]
+            if len(kinds) != 1:
+                yield f"{label}: {where}[{index}]: needs exactly one of slack or webhook"
+            name = entry.get("name")
+            if isinstance(name, str):
+                if name in names:
+                    yield (
+                        f"{label}: {where}[{index}].name: '{name}' is used by another receiver "
+                        "of this project"
+                    )
+                names.add(name)
 
 
 def _input_problems(where: str, entry: dict[Any, Any], own: Sequence[str]) -> Iterator[str]:

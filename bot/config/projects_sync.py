@@ -95,6 +95,7 @@ def _apply_project(project: Project, wanted: ProjectConfig) -> bool:
         ),
         "pull_request_comments": wanted.pull_request_comments,
         "github_releases": wanted.github_releases,
+        "notifications": [receiver.stored() for receiver in wanted.notifications],
         "removed_at": None,
     }
     return _assign(project, values)
@@ -109,6 +110,7 @@ def _apply_environment(env: Environment, wanted: EnvironmentConfig) -> bool:
         "auto_deploy": wanted.auto_deploy,
         "timeout_minutes": wanted.timeout_minutes,
         "github_deployment": wanted.github_deployment,
+        "notifications": [receiver.stored() for receiver in wanted.notifications],
         "removed_at": None,
     }
     return _assign(env, values)

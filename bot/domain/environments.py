@@ -35,12 +35,25 @@ def ensure_accepts_deployments(environment: Removable) -> None:
 def takes_auto_deploy(environment: AutoDeployFacts, now: datetime) -> bool:
     """Whether a ready RC is deployed to `environment` on its own: when it asks for it, unless
     it is removed, paused by a rollback since, or frozen."""
+    return _wants_auto_deploy(environment) and current_freeze(environment, now) is None
+
+
+def _wants_auto_deploy(environment: AutoDeployFacts) -> bool:
     return (
         environment.auto_deploy
         and environment.removed_at is None
         and environment.auto_deploy_paused_at is None
-        and current_freeze(environment, now) is None
     )
+
+
+def auto_deploy_frozen_out(environments: Iterable[E], now: datetime) -> list[E]:
+    """The environments a ready RC would go to on its own but for their freeze: a deploy
+    refused for a freeze (notifications tell of it)."""
+    return [
+        environment
+        for environment in environments
+        if _wants_auto_deploy(environment) and current_freeze(environment, now) is not None
+    ]
 
 
 def auto_deploy_targets(environments: Iterable[E], now: datetime) -> list[E]:

@@ -83,6 +83,11 @@ class Project(Base):
     # `paths:` in the projects file: the globs a commit must touch to count in a change report
     # (a monorepo's project); empty, every commit counts.
     paths: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    # The receivers told about the project's events (NotificationConfig.stored: names of
+    # environment variables, never secrets).
+    notifications: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, default=list, server_default="[]"
+    )
 
     environments: Mapped[list[Environment]] = relationship(
         back_populates="project", order_by="Environment.id", lazy="raise"
@@ -114,6 +119,10 @@ class Environment(Base):
     # Deployments.
     github_deployment: Mapped[str] = mapped_column(
         String(20), default="tarmac", server_default="tarmac"
+    )
+    # Receivers told about this environment's events besides the project's.
+    notifications: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, default=list, server_default="[]"
     )
 
     project: Mapped[Project] = relationship(

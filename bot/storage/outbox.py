@@ -10,6 +10,7 @@ is delivered twice at once.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -36,6 +37,10 @@ OUTAGE_MAX_BACKOFF = timedelta(seconds=10)
 # check sees it instead of repeating it.
 UNCERTAIN_SETTLE = timedelta(seconds=10)
 MAX_KEY = 100  # the ordering_key column's length
+# A notification receiver that fails (5xx, timeouts, refused connections) is tried again no
+# later than this: one back from an outage gets its backlog within a minute, and one down for
+# a day costs a request a minute, not one every 10 s as GitHub's outages do.
+RECEIVER_MAX_BACKOFF = timedelta(minutes=1)
 
 
 class Action(StrEnum):
@@ -55,6 +60,8 @@ class Action(StrEnum):
     UPDATE_PULL_REQUEST_NOTE = "update_pull_request_note"
     PUBLISH_RELEASE = "publish_release"
     ANNOUNCE_SHIPPED = "announce_shipped"
+    # A message to a notification receiver (bot/notify/); it calls no GitHub.
+    NOTIFY = "notify"
 
 
 def known_action(name: str) -> Action | None:
@@ -101,6 +108,36 @@ def shipped_key(environment_id: int) -> str:
 
 def tag_key(repo: str, tag: str) -> str:
     return f"tag:{repo.lower()}:{tag}"[:100]
+
+
+def receiver_key(project: str, receiver: str) -> str:
+    """One receiver's messages, in order: a failing receiver holds up only its own queue (one
+    item in flight at a time, so a crash repeats at most one of its messages)."""
+    return f"notify:{project}:{receiver}"
+
+
+class RetryLater(Exception):
+    """What a `LocalHandler` raises when its receiver failed and may not next time (5xx,
+    timeout, refused connection, 429): tried again with backoff, not before `retry_after`
+    seconds."""
+
+    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class RefusedForGood(Exception):
+    """What a `LocalHandler` raises when its receiver refused the item and would again."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# The handler of an action that calls no GitHub (a notification): it delivers the item or
+# raises RetryLater or RefusedForGood, and the worker records which.
+LocalHandler = Callable[["ClaimedItem"], Awaitable[None]]
 
 
 async def enqueue(
@@ -155,9 +192,15 @@ class ClaimedItem:
 
 
 async def claim_due(
-    session: AsyncSession, now: datetime, limit: int, lease: timedelta = DEFAULT_LEASE
+    session: AsyncSession,
+    now: datetime,
+    limit: int,
+    lease: timedelta = DEFAULT_LEASE,
+    *,
+    actions: Collection[str] | None = None,
 ) -> list[ClaimedItem]:
-    """Take up to `limit` due items, each the oldest pending one of its ordering key.
+    """Take up to `limit` due items, each the oldest pending one of its ordering key; only
+    those of `actions` when given (without a GitHub App, the notifications alone).
 
     Claiming counts the attempt and sets a lease (next_attempt_at = now + lease), committed by
     the caller before any GitHub call: an item found later with a counted attempt whose outcome
@@ -173,6 +216,7 @@ async def claim_due(
         .where(earlier.state == OutboxState.PENDING)
         .group_by(earlier.ordering_key)
     )
+    only = [OutboxItem.action.in_(sorted(actions))] if actions is not None else []
     due = (
         select(
             OutboxItem.id,
@@ -192,6 +236,7 @@ async def claim_due(
             OutboxItem.state == OutboxState.PENDING,
             OutboxItem.next_attempt_at <= now,
             OutboxItem.id.in_(heads),
+            *only,
         )
         .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
         .limit(limit)

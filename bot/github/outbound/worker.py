@@ -5,6 +5,12 @@ that counts the attempt, delivers them in parallel, and records the outcomes tog
 what each call implies: the round's carried-out items in one transaction (a savepoint each),
 a retry or a refusal on its own. A crash between the call and the record leaves the item
 claimed with no outcome: the next attempt knows it is uncertain.
+
+Items of actions that call no GitHub (notifications, `local_handlers`) need no installation and
+are not part of a round's wait: each runs in a task of its own and records its own outcome, so
+a receiver that hangs until its timeout holds up neither the GitHub calls nor other receivers
+(its later items wait behind it: one ordering key per receiver). Without a GitHub App the
+worker claims those items alone.
 """
 
 from __future__ import annotations
@@ -42,12 +48,17 @@ from bot.storage.outbox import (
     DEFAULT_LEASE,
     MAX_BACKOFF,
     OUTAGE_MAX_BACKOFF,
+    RECEIVER_MAX_BACKOFF,
     Action,
     ClaimedItem,
+    LocalHandler,
+    RefusedForGood,
+    RetryLater,
     claim_due,
     known_action,
     mark_all_delivered,
     mark_check_again,
+    mark_delivered,
     mark_failed,
     mark_not_yet,
     mark_retry,
@@ -60,6 +71,7 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 100
 IDLE_POLL_SECONDS = 0.5
 NOT_INSTALLED = "the GitHub App is not installed on this repository"
+NO_GITHUB_APP = "no GitHub App is configured"
 # A lost dispatch whose run cannot be looked for (bot/github/outbound/workflows.py) waits this
 # many leases (a minute by default) for its run's workflow_run event before it is sent again.
 LOST_DISPATCH_GRACE_LEASES = 4
@@ -85,20 +97,28 @@ class OutboxWorker:
     def __init__(
         self,
         db: Database,
-        client: GitHubClient,
+        client: GitHubClient | None,
         clock: Clock,
         handlers: dict[Action, Handler],
         *,
         mirror: Mirror,
+        local_handlers: Mapping[Action, LocalHandler] | None = None,
         batch_size: int = BATCH_SIZE,
         idle_poll: float = IDLE_POLL_SECONDS,
         lease: timedelta = DEFAULT_LEASE,
         pacer: ContentPacer | None = None,
     ) -> None:
         self._db = db
+        # None without a GitHub App: then only `local_handlers`' actions are claimed.
         self._client = client
         self._clock = clock
         self._handlers = handlers
+        self._local_handlers = dict(local_handlers or {})
+        self._claimed_actions = (
+            None if client is not None else {str(action) for action in self._local_handlers}
+        )
+        self._local_tasks: set[asyncio.Task[None]] = set()
+        self._local_finished = 0  # notifications ended so far (see `drain`)
         self._mirror = mirror
         self._batch_size = batch_size
         self._idle_poll = idle_poll
@@ -130,6 +150,9 @@ class OutboxWorker:
 
     async def run(self) -> None:
         while not self._stopping:
+            # Cleared before the round, not after: a wake-up during it (a notification that
+            # finished, whose receiver's next item is now due) starts the next round at once.
+            self._wake.clear()
             try:
                 delivered = await self.deliver_due()
             except (OSError, SQLAlchemyError) as exc:
@@ -141,20 +164,34 @@ class OutboxWorker:
                 delivered = 0
             if delivered or self._stopping:
                 continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._idle_poll)
+        # The notifications under way finish (each within its delivery timeout) or, should
+        # the service stop waiting first, are taken again once their lease ends.
+        await self._local_done()
 
     async def deliver_due(self) -> int:
-        """One round: claim what is due and deliver it; returns how many items were handled."""
+        """One round: claim what is due and deliver it; returns how many items were handled
+        (notifications are started, not awaited)."""
         async with self._db.write() as session:
-            items = await claim_due(session, self._clock(), self._batch_size, self._lease)
+            items = await claim_due(
+                session,
+                self._clock(),
+                self._batch_size,
+                self._lease,
+                actions=self._claimed_actions,
+            )
         if not items:
             return 0
-        items, paced = await self._take_turns(items)
-        preloaded = await self._preload(items)
+        github_items = [item for item in items if not self._start_local(item)]
+        github_items, paced = await self._take_turns(github_items)
+        preloaded = await self._preload(github_items)
         outcomes = await asyncio.gather(
-            *(self._deliver(item, preloaded.get(item.id)) for item in items if item is not paced),
+            *(
+                self._deliver(item, preloaded.get(item.id))
+                for item in github_items
+                if item is not paced
+            ),
             *([self._deliver_paced(paced, preloaded.get(paced.id))] if paced else []),
         )
         await self._record_delivered([o for o in outcomes if o is not None])
@@ -189,10 +226,77 @@ class OutboxWorker:
             self._pacer.finish()
 
     async def drain(self, max_rounds: int = 1000) -> None:
-        """Deliver until nothing is due (for tests and the command line)."""
+        """Deliver until nothing is due and no notification is under way (for tests and the
+        command line)."""
         for _ in range(max_rounds):
+            finished = self._local_finished
             if await self.deliver_due() == 0:
-                return
+                if self._local_tasks:
+                    await self._local_done()
+                elif self._local_finished == finished:
+                    return
+                # Else a notification finished during the claim, which may have skipped its
+                # receiver's next item (PostgreSQL: its row was locked by the recording): again.
+
+    async def _local_done(self) -> None:
+        if self._local_tasks:
+            await asyncio.gather(*self._local_tasks, return_exceptions=True)
+
+    def _start_local(self, item: ClaimedItem) -> bool:
+        """Start the item in a task of its own when its action calls no GitHub."""
+        action = known_action(item.action)
+        handler = self._local_handlers.get(action) if action is not None else None
+        if handler is None:
+            return False
+        task = asyncio.create_task(self._deliver_local(item, handler), name=f"outbox-{item.id}")
+        self._local_tasks.add(task)
+        task.add_done_callback(self._local_tasks.discard)
+        return True
+
+    async def _deliver_local(self, item: ClaimedItem, handler: LocalHandler) -> None:
+        try:
+            await self._run_local(item, handler)
+        except (OSError, SQLAlchemyError) as exc:
+            # The outcome is not recorded: the item is taken again when its lease ends.
+            log.error("outbox item %d: outcome not recorded: %s", item.id, type(exc).__name__)
+        finally:
+            self._local_finished += 1
+            self.wake()  # the receiver's next item may go now
+
+    async def _run_local(self, item: ClaimedItem, handler: LocalHandler) -> None:
+        try:
+            await asyncio.wait_for(handler(item), self._delivery_timeout)
+        except TimeoutError:
+            await self._retry_local(item, RetryLater("delivery timed out"))
+        except RetryLater as exc:
+            await self._retry_local(item, exc)
+        except RefusedForGood as exc:
+            await self._fail(item, exc.reason)
+        except Exception as exc:
+            log.exception("outbox item %d (%s) failed", item.id, item.action)
+            await self._retry_local(item, RetryLater(f"internal error: {type(exc).__name__}"))
+        else:
+            async with self._db.write() as session:
+                await mark_delivered(session, item.id, self._clock())
+            self.stats.delivered += 1
+
+    async def _retry_local(self, item: ClaimedItem, exc: RetryLater) -> None:
+        now = self._clock()
+        not_before = (
+            now + timedelta(seconds=exc.retry_after) if exc.retry_after is not None else None
+        )
+        async with self._db.write() as session:
+            due = await mark_retry(
+                session,
+                item.id,
+                error=exc.reason,
+                attempts=item.attempts,
+                now=now,
+                not_before=not_before,
+                max_backoff=RECEIVER_MAX_BACKOFF,
+            )
+        self.stats.retried += 1
+        _say_when(logging.WARNING, item, exc.reason, "next attempt", due)
 
     async def _preload(self, items: list[ClaimedItem]) -> dict[int, object]:
         """What the round's handlers would read one by one, read by action in one session:
@@ -227,6 +331,8 @@ class OutboxWorker:
             await self._fail_unknown(item)
             return None
         try:
+            if self._client is None:  # never claimed without a GitHub App (`actions`)
+                raise GitHubUnavailable(NO_GITHUB_APP)
             installation_id = await self._installation(item.repo)
             if installation_id is None:
                 raise GitHubRefused(404, NOT_INSTALLED)
@@ -301,6 +407,7 @@ class OutboxWorker:
             known = await installation_for_repo(session, repo)
         if known is not None:
             return known
+        assert self._client is not None  # only GitHub items look for an installation
         try:
             found = await endpoints.get_repository_installation(self._client, repo)
         except GitHubRefused as exc:
