@@ -598,3 +598,31 @@ async def test_auto_deploy_skipping_a_frozen_environment_is_a_refusal(
     assert refused["freeze"]["reason"] == "demo day"
     assert refused["release_candidate"]["version"] == "v1-rc1"
     assert fake_github.deployments == {}
+
+
+async def test_a_deploy_whose_change_report_is_known_says_how_many_pull_requests_it_ships(
+    github_api: Api, outbox: OutboxWorker, fake_github: FakeGitHub, receivers: Receivers
+) -> None:
+    history = fake_github.history("acme/backend")
+    assert (await github_api.create_rc("v1-rc1", history.tip or "")).status == 201
+    assert (await github_api.report("staging", "v1-rc1", "success")).status in (200, 201)
+    numbers = [history.merge_pull_request(f"Change {n}", [[f"src/{n}.py"]]) for n in range(3)]
+    assert (await github_api.create_rc("v1-rc2", history.tip or "")).status == 201
+    service = github_api.client.app[SERVICE]
+    # The request does not wait for the fetch here: the test delivers the outbox itself.
+    service.settings = service.settings.model_copy(update={"change_report_wait_seconds": 0})
+    asked = "/api/releases/Backend/releases/v1-rc2/changes"
+    assert (await github_api.get(asked, params={"environment": "staging"})).status == 202
+    await outbox.drain()
+
+    assert (await github_api.deploy("staging", "v1-rc2")).status == 201
+    await outbox.drain()
+
+    [started] = [
+        json.loads(body)
+        for _, body in receivers.hooks
+        if json.loads(body)["event"] == "deployment.started"
+        and json.loads(body)["release_candidate"]["version"] == "v1-rc2"
+    ]
+    assert [pr["number"] for pr in started["pull_requests"]] == numbers
+    assert any("3 pull requests" in json.dumps(message) for message in receivers.slack)

@@ -20,9 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.core.clock import Clock
 from bot.core.errors import DomainError
 from bot.domain import notifications as events
+from bot.domain.changes import PathFilter
 from bot.domain.environments import auto_deploy_frozen_out
 from bot.domain.freeze import FreezeFacts, current_freeze
 from bot.domain.statuses import BuildStatus
+from bot.storage.change_reports import find_report, report_of
 from bot.storage.models import Deployment, Environment, Project, ReleaseCandidate
 from bot.storage.outbox import Action, enqueue, receiver_key
 from bot.storage.projects import find_environment
@@ -139,6 +141,8 @@ async def _about_deployment(
     session: AsyncSession, event: str, deployment: Deployment, now: datetime
 ) -> None:
     environment = deployment.environment
+    if not (environment.project.notifications or environment.notifications):
+        return
     await plan_notification(
         session,
         event,
@@ -149,8 +153,34 @@ async def _about_deployment(
             "actor": deployment.actor,
             "deployment": deployment_facts(deployment),
             "release_candidate": candidate_facts(deployment.release_candidate),
+            "pull_requests": await _pull_requests_shipped(session, deployment),
         },
     )
+
+
+async def _pull_requests_shipped(
+    session: AsyncSession, deployment: Deployment
+) -> list[dict[str, Any]] | None:
+    """The pull requests the deployment brings, from the change report between what ran
+    there before and its candidate, when that report is stored (asked for by the API, or made
+    by an earlier environment's success); None when it is not known."""
+    before = deployment.from_release_candidate
+    if before is None:
+        return None
+    project = deployment.environment.project
+    row = await find_report(
+        session,
+        project.repo,
+        before.commit_sha.lower(),
+        deployment.release_candidate.commit_sha.lower(),
+        PathFilter(tuple(project.paths or ())),
+    )
+    if row is None or row.completed_at is None or row.error is not None or row.diverged:
+        return None
+    return [
+        {"number": pr.number, "title": pr.title, "url": pr.url}
+        for pr in report_of(row).pull_requests
+    ]
 
 
 async def deployment_recorded(session: AsyncSession, deployment: Deployment, now: datetime) -> None:
