@@ -82,7 +82,7 @@ test: lint typecheck pytest
 # connections against a 1 024 open-file limit), then the PostgreSQL half of the tests make test
 # runs on SQLite only. make test + make soak = every test on both databases. .ci/run runs both.
 soak: $(STAMP) $(GITHUB_MATERIAL)
-	$(BIN)/pytest -q -m soak tests/test_faults.py tests/test_http_hardening.py tests/test_notification_faults.py $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m soak tests/test_faults.py tests/test_http_hardening.py tests/test_notification_faults.py tests/test_shipped_faults.py $(PYTEST_ARGS)
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist worksteal --databases=rest $(PYTEST_ARGS)
 
 # Benchmarks (needs wrk and the local PostgreSQL): a table on stdout, the same figures in bench/results.json.
