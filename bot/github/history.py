@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.domain.changes import Commit, MergedPullRequest, PullRequest, RangeCommit
+from bot.github.payloads import github_time
 
 MAX_MESSAGE = 500  # a commit's first line, as stored and shown
 MAX_TITLE = 500
@@ -25,7 +26,7 @@ def read_range_commit(found: dict[str, Any]) -> RangeCommit:
             url=str(found.get("html_url") or ""),
         ),
         parents=tuple(str(p["sha"]) for p in found.get("parents") or ()),
-        committed_at=_time((detail.get("committer") or {}).get("date")),
+        committed_at=github_time((detail.get("committer") or {}).get("date")),
     )
 
 
@@ -35,7 +36,7 @@ def read_pull_request(found: dict[str, Any]) -> PullRequest:
         title=str(found.get("title") or "")[:MAX_TITLE],
         author=(found.get("user") or {}).get("login"),
         url=str(found.get("html_url") or ""),
-        merged_at=_time(found.get("merged_at")),
+        merged_at=github_time(found.get("merged_at")),
     )
 
 
@@ -47,7 +48,7 @@ def read_merged(found: dict[str, Any]) -> MergedPullRequest | None:
 
 
 def updated_at(found: dict[str, Any]) -> datetime | None:
-    return _time(found.get("updated_at"))
+    return github_time(found.get("updated_at"))
 
 
 def changed_files(found: dict[str, Any]) -> list[str]:
@@ -59,12 +60,3 @@ def changed_files(found: dict[str, Any]) -> list[str]:
         if entry.get("previous_filename"):
             names.append(str(entry["previous_filename"]))
     return names
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None

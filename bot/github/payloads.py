@@ -4,6 +4,7 @@ transaction or reach a page unchecked."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 # Ids are stored as BIGINT: a forged one past it would fail the transaction.
@@ -22,3 +23,13 @@ def text_fit_to_store(value: Any, limit: int) -> str | None:
     if not isinstance(value, str) or not 0 < len(value) <= limit or not value.isprintable():
         return None
     return value
+
+
+def github_time(value: Any) -> datetime | None:
+    """A time as GitHub writes them (ISO 8601, `Z` for UTC); None for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None

@@ -34,6 +34,7 @@ from bot.core.clock import Clock
 from bot.domain.statuses import ACTIVE_STATUSES
 from bot.github import endpoints
 from bot.github.client import GitHubClient, GitHubRefused
+from bot.github.payloads import github_time
 from bot.github.runs import deployment_status, read_run
 from bot.storage.db import Database
 from bot.storage.environments import locked_environment
@@ -78,13 +79,7 @@ def _succeeded(status_code: Any) -> bool:
 
 
 def _delivered_at(delivery: dict[str, Any]) -> datetime | None:
-    value = delivery.get("delivered_at")
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+    return github_time(delivery.get("delivered_at"))
 
 
 async def _recent_deliveries(client: GitHubClient, since: datetime) -> list[dict[str, Any]]:

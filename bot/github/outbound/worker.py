@@ -281,22 +281,9 @@ class OutboxWorker:
             self.stats.delivered += 1
 
     async def _retry_local(self, item: ClaimedItem, exc: RetryLater) -> None:
-        now = self._clock()
-        not_before = (
-            now + timedelta(seconds=exc.retry_after) if exc.retry_after is not None else None
+        await self._try_later(
+            item, exc.reason, exc.retry_after, uncertain=False, max_backoff=RECEIVER_MAX_BACKOFF
         )
-        async with self._db.write() as session:
-            due = await mark_retry(
-                session,
-                item.id,
-                error=exc.reason,
-                attempts=item.attempts,
-                now=now,
-                not_before=not_before,
-                max_backoff=RECEIVER_MAX_BACKOFF,
-            )
-        self.stats.retried += 1
-        _say_when(logging.WARNING, item, exc.reason, "next attempt", due)
 
     async def _preload(self, items: list[ClaimedItem]) -> dict[int, object]:
         """What the round's handlers would read one by one, read by action in one session:
@@ -427,26 +414,38 @@ class OutboxWorker:
         max_backoff: timedelta = OUTAGE_MAX_BACKOFF,
     ) -> None:
         """Try the item again later: soon while GitHub is unreachable (`max_backoff`), not
-        before a rate limit's time."""
-        now = self._clock()
-        not_before = (
-            now + timedelta(seconds=exc.retry_after) if exc.retry_after is not None else None
+        before a rate limit's time. Once an attempt may have landed, the item stays uncertain:
+        a later attempt that surely did not (a rate limit, a refused connection) says nothing
+        of it."""
+        uncertain = exc.ambiguous or item.uncertain
+        await self._try_later(
+            item, exc.reason, exc.retry_after, uncertain=uncertain, max_backoff=max_backoff
         )
+
+    async def _try_later(
+        self,
+        item: ClaimedItem,
+        reason: str,
+        retry_after: float | None,
+        *,
+        uncertain: bool,
+        max_backoff: timedelta,
+    ) -> None:
+        now = self._clock()
+        not_before = now + timedelta(seconds=retry_after) if retry_after is not None else None
         async with self._db.write() as session:
             due = await mark_retry(
                 session,
                 item.id,
-                error=exc.reason,
+                error=reason,
                 attempts=item.attempts,
                 now=now,
                 not_before=not_before,
-                # Once an attempt may have landed, the item stays uncertain: a later attempt
-                # that surely did not (a rate limit, a refused connection) says nothing of it.
-                uncertain=exc.ambiguous or item.uncertain,
+                uncertain=uncertain,
                 max_backoff=max_backoff,
             )
         self.stats.retried += 1
-        _say_when(logging.WARNING, item, exc.reason, "next attempt", due)
+        _say_when(logging.WARNING, item, reason, "next attempt", due)
 
     async def _check_again(self, item: ClaimedItem, exc: CheckAgain) -> None:
         due = self._clock() + timedelta(seconds=exc.after)
