@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import signal
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -27,7 +31,7 @@ from bot.storage.db import Database
 from bot.storage.models import Deployment, OutboxItem, ReleaseCandidate
 from tests.conftest import sign_webhook
 from tests.fake_github import FakeGitHub, Run
-from tests.processes import eventually
+from tests.processes import eventually, start_server, stop_server
 from tests.test_github_workflow_runs import run_event
 
 PROJECT = "Svc"
@@ -377,3 +381,52 @@ async def stored(database_url: str) -> tuple[set[str], dict[int, str]]:
     finally:
         await db.dispose()
     return versions, {row[0]: str(row[1]) for row in rows}
+
+
+def workload_deadline(deployments: int) -> float:
+    """Seconds the clients get for a workload: generous, for a machine shared with others."""
+    return 300 + 1.5 * deployments
+
+
+async def run_killed_under_load(
+    clients: Clients,
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    port: int,
+    lanes: int,
+    deployments: int,
+    kills: int,
+    chance: random.Random,
+    settled: Callable[[], Awaitable[None]],
+) -> int:
+    """The workload against one `tarmac serve` on `port`, SIGKILLed `kills` times and started
+    again; `settled` runs once the workload is done, the server still up. Returns the kills
+    survived.
+
+    The moments are drawn over the workload's progress (each kill once a random share of the
+    deployments is reported, then after a random pause), not over the clock: however fast the
+    server restarts and drains, every kill lands while the workload runs."""
+    server = await start_server(env, cwd, port)
+    survived = 0
+    work = asyncio.create_task(run_workload(clients, lanes, deployments))
+    try:
+        marks = sorted(chance.sample(range(deployments // 20, deployments * 9 // 10), kills))
+        for mark in marks:
+            await eventually(
+                lambda mark=mark: len(clients.tally.reported) >= mark or work.done(),
+                f"{mark} deployments reported",
+                workload_deadline(deployments),
+            )
+            await asyncio.sleep(chance.uniform(0.0, 0.3))
+            assert not work.done(), f"the workload ended after {survived} kills"
+            os.kill(server.pid, signal.SIGKILL)
+            await asyncio.to_thread(server.wait, 10)
+            survived += 1
+            server = await start_server(env, cwd, port)
+        await asyncio.wait_for(work, workload_deadline(deployments))
+        await settled()
+    finally:
+        work.cancel()
+        await stop_server(server)
+    return survived

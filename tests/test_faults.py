@@ -34,8 +34,10 @@ from tests.fault_workload import (
     effects_at,
     outbox_settled,
     projects_yaml,
+    run_killed_under_load,
     run_workload,
     stored,
+    workload_deadline,
 )
 from tests.figures import record_figure
 from tests.processes import TcpProxy, app_env, call, eventually, start_server, stop_server
@@ -53,11 +55,6 @@ pytestmark = pytest.mark.both_databases
 
 # A delivery whose process was killed is taken again after this lease.
 LEASE_SECONDS = "3"
-
-
-def workload_deadline(deployments: int) -> float:
-    """Seconds the clients get for a workload: generous, for a machine shared with others."""
-    return 300 + 1.5 * deployments
 
 
 def server_env(
@@ -158,30 +155,19 @@ async def survive_kills(
     token = new_token(env, tmp_path)
     port = free_port()
     started = time.monotonic()
-    server = await start_server(env, tmp_path, port)
-    survived = 0
     async with aiohttp.ClientSession() as http:
         clients = Clients(http, [f"http://127.0.0.1:{port}"], token, fake_github)
-        work = asyncio.create_task(run_workload(clients, lanes, deployments))
-        try:
-            marks = sorted(chance.sample(range(deployments // 20, deployments * 9 // 10), kills))
-            for mark in marks:
-                await eventually(
-                    lambda mark=mark: len(clients.tally.reported) >= mark or work.done(),
-                    f"{mark} deployments reported",
-                    workload_deadline(deployments),
-                )
-                await asyncio.sleep(chance.uniform(0.0, 0.3))
-                assert not work.done(), f"the workload ended after {survived} kills"
-                os.kill(server.pid, signal.SIGKILL)
-                await asyncio.to_thread(server.wait, 10)
-                survived += 1
-                server = await start_server(env, tmp_path, port)
-            await asyncio.wait_for(work, workload_deadline(deployments))
-            await check_exactly_once(fake_github, clients, database_url, "faults: kills")
-        finally:
-            work.cancel()
-            await stop_server(server)
+        survived = await run_killed_under_load(
+            clients,
+            env=env,
+            cwd=tmp_path,
+            port=port,
+            lanes=lanes,
+            deployments=deployments,
+            kills=kills,
+            chance=chance,
+            settled=lambda: check_exactly_once(fake_github, clients, database_url, "faults: kills"),
+        )
     record_figure("faults: kills", "kills survived", survived)
     record_figure("faults: kills", "seed", seed)
     record_figure("faults: kills", "run time (s)", time.monotonic() - started)

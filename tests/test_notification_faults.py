@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,11 +18,17 @@ import aiohttp
 import pytest
 
 from tests.fake_github import FakeGitHub
-from tests.fault_workload import Clients, outbox_settled, projects_yaml, run_workload, stored
+from tests.fault_workload import (
+    Clients,
+    outbox_settled,
+    projects_yaml,
+    run_killed_under_load,
+    stored,
+)
 from tests.figures import record_figure
 from tests.processes import app_env, call, eventually, start_server, stop_server
 from tests.test_cli import created_token, free_port, run_tarmac, tarmac_env
-from tests.test_faults import LEASE_SECONDS, workload_deadline
+from tests.test_faults import LEASE_SECONDS
 from tests.test_notifications import (
     HOOK_SECRET,
     HOOK_VARIABLE,
@@ -117,30 +121,19 @@ async def test_five_kills_under_load_lose_no_transition_and_repeat_at_most_one_p
     seed = random.randrange(2**32)
     chance = random.Random(seed)
     started = time.monotonic()
-    server = await start_server(env, tmp_path, port)
-    survived = 0
     async with aiohttp.ClientSession() as http:
         clients = Clients(http, [f"http://127.0.0.1:{port}"], token, fake_github)
-        work = asyncio.create_task(run_workload(clients, LANES, DEPLOYMENTS))
-        try:
-            marks = sorted(chance.sample(range(DEPLOYMENTS // 20, DEPLOYMENTS * 9 // 10), KILLS))
-            for mark in marks:
-                await eventually(
-                    lambda mark=mark: len(clients.tally.reported) >= mark or work.done(),
-                    f"{mark} deployments reported",
-                    workload_deadline(DEPLOYMENTS),
-                )
-                await asyncio.sleep(chance.uniform(0.0, 0.3))
-                assert not work.done(), f"the workload ended after {survived} kills"
-                os.kill(server.pid, signal.SIGKILL)
-                await asyncio.to_thread(server.wait, 10)
-                survived += 1
-                server = await start_server(env, tmp_path, port)
-            await asyncio.wait_for(work, workload_deadline(DEPLOYMENTS))
-            await outbox_settled(fake_github, database_url, deadline=120)
-        finally:
-            work.cancel()
-            await stop_server(server)
+        survived = await run_killed_under_load(
+            clients,
+            env=env,
+            cwd=tmp_path,
+            port=port,
+            lanes=LANES,
+            deployments=DEPLOYMENTS,
+            kills=KILLS,
+            chance=chance,
+            settled=lambda: outbox_settled(fake_github, database_url, deadline=120),
+        )
     assert survived == KILLS
 
     _, deployments = await stored(database_url)
