@@ -30,7 +30,7 @@ from api.graphql.pagination import DEFAULT_FIRST, MAX_FIRST
 MAX_DEPTH = 10
 MAX_TOKENS = 2_000
 MAX_ALIASES = 30
-MAX_COST = 25_000
+MAX_COST = 100_000
 CONNECTION_COST = 20
 # Connections (they take `first`) and plain lists, with what they hold at most by default.
 CONNECTIONS = {"projects": DEFAULT_FIRST, "deployments": DEFAULT_FIRST, "releases": DEFAULT_FIRST}

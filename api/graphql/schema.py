@@ -3,7 +3,10 @@ against before it runs."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -43,7 +46,13 @@ class Query:
         return ProjectNode(row=found) if found is not None else None
 
 
-schema = strawberry.Schema(
+class TarmacSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        """Nothing: a refusal is an answer, not a failure, and what is one (an unexpected
+        exception, a database outage) was logged where it was worded (api/graphql/errors.py)."""
+
+
+schema = TarmacSchema(
     query=Query,
     mutation=Mutation,
     extensions=[
