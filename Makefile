@@ -90,9 +90,11 @@ bench: $(STAMP) $(GITHUB_MATERIAL)
 	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 	$(BIN)/python -m bench.run
 
-# docs/api.md, rendered from the OpenAPI document (tests/test_api_reference.py checks it).
+# docs/api.md, rendered from the OpenAPI document (tests/test_api_reference.py checks it), and
+# docs/graphql.graphql, the GraphQL schema's SDL (tests/test_graphql.py checks it).
 docs: $(STAMP)
 	$(BIN)/python -m api.reference
+	$(BIN)/python -m api.graphql.sdl
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache tests/github/node_modules

@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from api.auth import auth_middleware
+from api.auth import GRAPHQL_PATH, auth_middleware
 from api.content_encoding import identity_encoding_middleware
 from api.errors import error_middleware
+from api.graphql.view import graphql_view
 from api.idempotency import idempotency_middleware
 from api.keys import GITHUB_APP, OPENAPI_DOCUMENT, SERVICE, SETTINGS
 from api.log_context import log_context_middleware
@@ -48,6 +49,9 @@ def create_app(
     app.add_routes(routes)
     app.add_routes(webhook_routes)
     app.add_routes(metrics_routes)
+    graphql = graphql_view()
+    app.router.add_route("GET", GRAPHQL_PATH, graphql)
+    app.router.add_route("POST", GRAPHQL_PATH, graphql)
 
     async def service_context(app: web.Application) -> AsyncIterator[None]:
         service = await open_service(settings, clock=clock)

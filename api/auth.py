@@ -1,5 +1,6 @@
 """Bearer tokens on every `/api/releases` call: 401 without a valid one, 403 for a project
-outside the token's scope."""
+outside the token's scope. `/api/graphql` takes the same tokens (401 without one); there the
+scope is applied inside the graph, where a project outside it is not found."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from api.keys import IDENTITY, SERVICE
 from bot.storage import tokens
 
 PROTECTED_PREFIX = "/api/releases/"
+GRAPHQL_PATH = "/api/graphql"
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith(PROTECTED_PREFIX) or request.match_info.http_exception:
+    graphql = request.path == GRAPHQL_PATH
+    protected = graphql or request.path.startswith(PROTECTED_PREFIX)
+    if not protected or request.match_info.http_exception:
         return await handler(request)
     presented = _bearer_token(request)
     if presented is None:
@@ -24,7 +28,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         identity = await tokens.identify(session, presented)
     if identity is None:
         raise ApiError(401, UNAUTHORIZED)
-    if not identity.may_use(request.match_info["project"]):
+    if not graphql and not identity.may_use(request.match_info["project"]):
         raise ApiError(403, FORBIDDEN)
     now = service.clock()
     if tokens.needs_last_used_update(identity, now):

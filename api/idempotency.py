@@ -112,6 +112,10 @@ class Change:
     def answer(self, body: BaseModel, status: int = 200) -> None:
         self._answer = json_response(body, status=status)
 
+    def answer_json(self, text: str, status: int = 200) -> None:
+        """An answer already encoded (a GraphQL response)."""
+        self._answer = web.Response(text=text, status=status, content_type="application/json")
+
     @property
     def response(self) -> web.Response:
         if self._answer is None:

@@ -23,7 +23,11 @@ HEADER = f"""# Tarmac API reference
 
 <!-- Generated from the OpenAPI document (api/openapi.py, served at /api/openapi.json) by
 `make docs` ({REGENERATE}). Edit api/openapi.py, not this file:
-tests/test_api_reference.py fails when the two differ. -->"""
+tests/test_api_reference.py fails when the two differ. -->
+
+GraphQL, for composite queries, is at `POST /api/graphql` with the same bearer tokens: its
+schema is [graphql.graphql](graphql.graphql), and the README's "GraphQL" section says how it
+answers."""
 
 
 def render(document: dict[str, Any]) -> str:

@@ -202,3 +202,23 @@ async def _forget(db: Database, found: Between) -> None:
         row = await stored_report(session, found)
         if row is not None and row.error is not None:
             await stored.forget_report(session, row.id)
+
+
+def report_key(found: Between) -> tuple[str, str, str, str]:
+    """What a stored report is found by: (repo, base commit, head commit, paths digest)."""
+    return (
+        found.repo.lower(),
+        found.base.commit_sha.lower(),
+        found.head.commit_sha.lower(),
+        stored.paths_digest(found.paths),
+    )
+
+
+async def ask_for_reports(
+    db: Database, mirror: Mirror, wanted: list[Between], now: datetime
+) -> None:
+    """Ask for several reports in one write transaction, waiting for none: a query over many
+    candidates (GraphQL's `changes`) answers those not in yet as pending."""
+    async with db.write() as session:
+        for found in wanted:
+            await ask_for(session, mirror, found, now)

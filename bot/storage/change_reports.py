@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.changes import ChangeReport as Report
@@ -126,3 +127,28 @@ def _pull_request_of(row: dict[str, Any]) -> PullRequest:
 async def forget_report(session: AsyncSession, report_id: int) -> None:
     """A refused report, once said, is forgotten: the next request asks GitHub again."""
     await session.execute(delete(ChangeReport).where(ChangeReport.id == report_id))
+
+
+async def find_reports(
+    session: AsyncSession, keys: Sequence[tuple[str, str, str, str]]
+) -> list[ChangeReport]:
+    """The stored reports of these (repo, base, head, paths digest): one statement for all,
+    through the unique index."""
+    if not keys:
+        return []
+    found = await session.scalars(
+        select(ChangeReport).where(
+            or_(
+                *(
+                    and_(
+                        ChangeReport.repo == repo.lower(),
+                        ChangeReport.base_commit == base,
+                        ChangeReport.head_commit == head,
+                        ChangeReport.paths_digest == digest,
+                    )
+                    for repo, base, head, digest in keys
+                )
+            )
+        )
+    )
+    return list(found)

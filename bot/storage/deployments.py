@@ -7,11 +7,13 @@ SQLite keeps no statistics, so some queries are shaped for its planner; the note
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from bot.core import errors
 from bot.core.pages import Page, PageRequest
@@ -216,3 +218,77 @@ async def succeeded_in_production_before(session: AsyncSession, deployment: Depl
         .limit(1)
     )
     return found is not None
+
+
+# --- batched reads for the GraphQL face (api/graphql/): one statement per kind of object ---
+
+
+async def running_deployments(
+    session: AsyncSession, environment_ids: Sequence[int]
+) -> list[Deployment]:
+    """The newest success of each of these environments (what runs there), in one statement:
+    per environment one seek of the (environment, status, id) index, however long the
+    history."""
+    newest = aliased(Deployment)
+    newest_success = (
+        select(newest.id)
+        .where(
+            newest.environment_id == Environment.id,
+            newest.status == DeploymentStatus.SUCCESS,
+        )
+        .order_by(newest.id.desc())
+        .limit(1)
+        .correlate(Environment)
+        .scalar_subquery()
+    )
+    ids = select(newest_success).where(Environment.id.in_(environment_ids))
+    return list(await session.scalars(select(Deployment).where(Deployment.id.in_(ids))))
+
+
+async def active_deployments_of(
+    session: AsyncSession, environment_ids: Sequence[int]
+) -> list[Deployment]:
+    """The deployments under way in these environments (few), in any order."""
+    found = await session.scalars(
+        select(Deployment).where(
+            Deployment.environment_id.in_(environment_ids),
+            Deployment.status.in_(ACTIVE_STATUSES),
+        )
+    )
+    return list(found)
+
+
+@dataclass(frozen=True)
+class DeploymentFilter:
+    """Which deployments a history list shows: any of `statuses` and of `kinds` (empty: all),
+    started in [started_after, started_before)."""
+
+    environment_ids: tuple[int, ...] = ()
+    release_candidate_id: int | None = None
+    statuses: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    started_after: datetime | None = None
+    started_before: datetime | None = None
+
+
+async def deployment_slice(
+    session: AsyncSession, shown: DeploymentFilter, before_id: int | None, limit: int
+) -> list[Deployment]:
+    """Deployments that `shown` lets through, newest first, older than `before_id` (a keyset
+    cursor: a page never shifts when new deployments arrive), at most `limit`."""
+    where: list[Any] = []
+    if shown.environment_ids:
+        where.append(Deployment.environment_id.in_(shown.environment_ids))
+    if shown.release_candidate_id is not None:
+        where.append(Deployment.release_candidate_id == shown.release_candidate_id)
+    if shown.statuses:
+        where.append(Deployment.status.in_(shown.statuses))
+    if shown.kinds:
+        where.append(Deployment.kind.in_(shown.kinds))
+    if shown.started_after is not None:
+        where.append(Deployment.deploy_start_at >= shown.started_after)
+    if shown.started_before is not None:
+        where.append(Deployment.deploy_start_at < shown.started_before)
+    if before_id is not None:
+        where.append(Deployment.id < before_id)
+    return list(await session.scalars(_newest_first(*where).limit(limit)))

@@ -69,3 +69,16 @@ async def locked_environment(session: AsyncSession, environment_id: int) -> Envi
         select(Environment).where(Environment.id == environment_id).with_for_update(of=Environment)
     )
     return found
+
+
+async def environments_of_projects(
+    session: AsyncSession, project_ids: list[int]
+) -> list[Environment]:
+    """Every environment of these projects (removed ones included), in the projects file's
+    order: one statement for any number of projects."""
+    found = await session.scalars(
+        select(Environment)
+        .where(Environment.project_id.in_(project_ids))
+        .order_by(Environment.project_id, Environment.id)
+    )
+    return list(found)

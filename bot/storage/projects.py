@@ -79,3 +79,31 @@ async def find_environment(
         errors.ENVIRONMENT_NOT_FOUND,
         {"project_id": project.id, "name": environment_name},
     )
+
+
+# --- batched reads for the GraphQL face (api/graphql/): one statement per kind of object ---
+
+
+async def project_page(
+    session: AsyncSession, scope: frozenset[str], after: str | None, limit: int
+) -> list[Project]:
+    """Projects by name, after the name `after` (keyset), at most `limit`; only those named in
+    `scope` when it is not empty (a token's projects)."""
+    query = select(Project).order_by(Project.name).limit(limit)
+    if scope:
+        query = query.where(Project.name.in_(sorted(scope)))
+    if after is not None:
+        query = query.where(Project.name > after)
+    return list(await session.scalars(query))
+
+
+async def projects_named(session: AsyncSession, names: list[str]) -> list[Project]:
+    """The projects of these names (an unknown name is simply not among them)."""
+    valid = [name for name in names if is_valid_name(name)]
+    if not valid:
+        return []
+    return list(await session.scalars(select(Project).where(Project.name.in_(valid))))
+
+
+async def projects_by_id(session: AsyncSession, ids: list[int]) -> list[Project]:
+    return list(await session.scalars(select(Project).where(Project.id.in_(ids))))

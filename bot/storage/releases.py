@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import contains_eager
 
@@ -150,3 +150,48 @@ async def locked_candidate(session: AsyncSession, candidate_id: int) -> ReleaseC
         .with_for_update(of=ReleaseCandidate)
     )
     return found
+
+
+# --- batched reads for the GraphQL face (api/graphql/): one statement per kind of object ---
+
+
+async def release_slice(
+    session: AsyncSession, project_id: int, before_id: int | None, limit: int
+) -> list[Release]:
+    """Releases of the project, newest first, older than `before_id` (keyset), at most
+    `limit`."""
+    query = select(Release).where(Release.project_id == project_id)
+    if before_id is not None:
+        query = query.where(Release.id < before_id)
+    return list(await session.scalars(query.order_by(Release.id.desc()).limit(limit)))
+
+
+async def candidates_of_releases(
+    session: AsyncSession, release_ids: Sequence[int]
+) -> list[ReleaseCandidate]:
+    """The RCs of these releases, highest RC number first."""
+    found = await session.scalars(
+        select(ReleaseCandidate)
+        .where(ReleaseCandidate.release_id.in_(release_ids))
+        .order_by(ReleaseCandidate.number.desc(), ReleaseCandidate.id.desc())
+    )
+    return list(found)
+
+
+async def candidates_named(
+    session: AsyncSession, keys: Sequence[tuple[int, str]]
+) -> list[ReleaseCandidate]:
+    """The RCs named by (project id, version): one statement for all of them."""
+    if not keys:
+        return []
+    found = await session.scalars(
+        select(ReleaseCandidate).where(
+            or_(
+                *(
+                    and_(ReleaseCandidate.project_id == project_id, ReleaseCandidate.version == v)
+                    for project_id, v in keys
+                )
+            )
+        )
+    )
+    return list(found)

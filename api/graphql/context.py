@@ -1,0 +1,160 @@
+"""What every resolver of one GraphQL request shares: who asks, the one database session the
+request reads (and, for a mutation, writes) through, and the DataLoaders that batch its reads.
+
+Each loader turns the loads of one tick into one statement (`IN (...)`), so a query over 50
+projects x 6 environments costs the same few statements as one over a single project. The
+session is used by one statement at a time (`lock`): loaders of different kinds dispatch in the
+same tick, and an AsyncSession refuses concurrent use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.dataloader import DataLoader
+
+from bot.app.changes import Between, ask_for_reports, report_key
+from bot.service import Service
+from bot.storage import change_reports, deployments, environments, projects, releases
+from bot.storage.models import ChangeReport, Deployment, Environment, Project, ReleaseCandidate
+from bot.storage.tokens import TokenIdentity
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+ReportKey = tuple[str, str, str, str]
+
+
+@dataclass
+class GraphContext:
+    service: Service
+    identity: TokenIdentity
+    now: datetime  # read once: every freeze in one answer is judged at the same moment
+    session: AsyncSession | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # A mutation request is one transaction: after a refusal the rest are not run, and
+    # deploys refused for a freeze are told to the receivers once it has rolled back.
+    failed: BaseException | None = None
+    frozen_refusals: list[tuple[str, str, str | None]] = field(default_factory=list)
+    statements: int = 0
+    loaders: Loaders = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.loaders = Loaders(self)
+
+    async def read(self, query: Callable[[AsyncSession], Awaitable[V]]) -> V:
+        """Run one storage query on the request's session, one at a time."""
+        assert self.session is not None, "the view opens the session before executing"
+        async with self.lock:
+            return await query(self.session)
+
+    def in_scope(self, project_name: str) -> bool:
+        return self.identity.may_use(project_name)
+
+
+def _by(items: Sequence[V], key: Callable[[V], Any]) -> dict[Any, V]:
+    return {key(item): item for item in items}
+
+
+def _grouped(items: Sequence[V], key: Callable[[V], Any]) -> dict[Any, list[V]]:
+    groups: dict[Any, list[V]] = defaultdict(list)
+    for item in items:
+        groups[key(item)].append(item)
+    return groups
+
+
+class Loaders:
+    """The request's DataLoaders, one per kind of object."""
+
+    def __init__(self, context: GraphContext) -> None:
+        self._context = context
+        self.project_by_name = self._loader(self._projects_by_name)
+        self.project_by_id = self._loader(self._projects_by_id)
+        self.environments_of = self._loader(self._environments_of)
+        self.running = self._loader(self._running)
+        self.active = self._loader(self._active)
+        self.candidate = self._loader(self._candidates)
+        self.candidates_of_release = self._loader(self._candidates_of_release)
+        self.report = self._loader(self._reports)
+        self.ask = DataLoader(self._ask, cache_key_fn=_between_key)
+
+    def _loader(self, load: Callable[[list[K]], Awaitable[Sequence[V]]]) -> DataLoader[K, V]:
+        return DataLoader(load)
+
+    async def _projects_by_name(self, names: list[str]) -> list[Project | None]:
+        context = self._context
+        visible = [name for name in names if context.in_scope(name)]
+        found = _by(await context.read(lambda s: projects.projects_named(s, visible)), _name)
+        return [found.get(name) for name in names]
+
+    async def _projects_by_id(self, ids: list[int]) -> list[Project | None]:
+        found = _by(await self._context.read(lambda s: projects.projects_by_id(s, ids)), _id)
+        return [found.get(i) for i in ids]
+
+    async def _environments_of(self, project_ids: list[int]) -> list[list[Environment]]:
+        found = await self._context.read(
+            lambda s: environments.environments_of_projects(s, project_ids)
+        )
+        grouped = _grouped(found, lambda e: e.project_id)
+        return [grouped.get(i, []) for i in project_ids]
+
+    async def _running(self, environment_ids: list[int]) -> list[Deployment | None]:
+        found = await self._context.read(
+            lambda s: deployments.running_deployments(s, environment_ids)
+        )
+        by_environment = _by(found, lambda d: d.environment_id)
+        return [by_environment.get(i) for i in environment_ids]
+
+    async def _active(self, environment_ids: list[int]) -> list[Deployment | None]:
+        found = await self._context.read(
+            lambda s: deployments.active_deployments_of(s, environment_ids)
+        )
+        grouped = _grouped(found, lambda d: d.environment_id)
+        # The newest deployment still under way, as the REST answer's active_deployment.
+        return [max(grouped[i], key=_id) if grouped.get(i) else None for i in environment_ids]
+
+    async def _candidates(self, keys: list[tuple[int, str]]) -> list[ReleaseCandidate | None]:
+        found = _by(
+            await self._context.read(lambda s: releases.candidates_named(s, keys)),
+            lambda c: (c.project_id, c.version),
+        )
+        return [found.get(key) for key in keys]
+
+    async def _candidates_of_release(self, ids: list[int]) -> list[list[ReleaseCandidate]]:
+        found = await self._context.read(lambda s: releases.candidates_of_releases(s, ids))
+        grouped = _grouped(found, lambda c: c.release_id)
+        return [grouped.get(i, []) for i in ids]
+
+    async def _reports(self, keys: list[ReportKey]) -> list[ChangeReport | None]:
+        found = _by(
+            await self._context.read(lambda s: change_reports.find_reports(s, keys)),
+            lambda r: (r.repo, r.base_commit, r.head_commit, r.paths_digest),
+        )
+        return [found.get(key) for key in keys]
+
+    async def _ask(self, wanted: list[Between]) -> list[None]:
+        """The reports not stored yet, asked for in one transaction of their own (the
+        request's session may be a read), and the outbox worker woken."""
+        service = self._context.service
+        await ask_for_reports(service.db, service.mirror, wanted, service.clock())
+        service.outbox_changed()
+        return [None] * len(wanted)
+
+
+def _between_key(found: Between) -> Hashable:
+    return report_key(found)
+
+
+def _name(project: Project) -> str:
+    return project.name
+
+
+def _id(row: Any) -> int:
+    identifier: int = row.id
+    return identifier
