@@ -40,7 +40,7 @@ DEFAULT_INTERVAL_SECONDS = 2.0
 DEFAULT_CHANGES_TIMEOUT_SECONDS = 60.0
 CHANGES_PAUSE_SECONDS = 2.0  # without a Retry-After
 NO_URL = "error: no server to talk to: set TARMAC_URL or pass --url"
-MISSING_TOKEN = "error: no API token: set TARMAC_TOKEN or pass --token (tarmac token create)"
+NO_CREDENTIAL = "error: no API token: set TARMAC_TOKEN or pass --token (tarmac token create)"
 BAD_URL = "error: the server's URL must start with http:// or https://"
 
 JsonObject = dict[str, Any]
@@ -216,7 +216,7 @@ def run(args: argparse.Namespace, *, url: str | None, token: str | None) -> int:
     the flags override."""
     url = args.url or url
     token = args.token or token
-    problem = NO_URL if not url else MISSING_TOKEN if not token else None
+    problem = NO_URL if not url else NO_CREDENTIAL if not token else None
     if problem is None and not str(url).startswith(("http://", "https://")):
         problem = BAD_URL
     if problem is not None or url is None or token is None:
