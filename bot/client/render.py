@@ -88,8 +88,11 @@ def _status(deployment: JsonObject) -> str:
 
 
 def failure_message(deployment: JsonObject) -> str:
-    reason = deployment.get("error_message") or "no reason given"
-    return f"deployment {deployment['id']} ended {deployment['status']}: {reason}"
+    """Why a deployment failed: its `error_message`, or only its status when it has none (a
+    run that concluded `failure` says no more than that)."""
+    reason = deployment.get("error_message")
+    ended = f"deployment {deployment['id']} ended {deployment['status']}"
+    return f"{ended}: {reason}" if reason else ended
 
 
 def freeze_line(environment: JsonObject) -> str:
