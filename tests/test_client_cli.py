@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shlex
 import time
 import uuid
 from asyncio.subprocess import Process
@@ -17,11 +18,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from aiohttp import web
 from jsonschema import Draft202012Validator
 from sqlalchemy import func, select
 
 from api.openapi import build_openapi_document
+from bot import cli
+from bot.client import commands as client_commands
 from bot.github.outbound.worker import OutboxWorker
 from bot.settings import Settings
 from bot.storage.db import Database
@@ -714,3 +718,22 @@ def test_the_schema_is_valid_json_schema() -> None:
         "changes",
     ):
         assert definition in SCHEMA["$defs"]
+
+
+# --- the sample workflow ----------------------------------------------------------------------
+
+
+def test_the_sample_workflows_tarmac_commands_are_ones_the_client_takes() -> None:
+    workflow = yaml.safe_load((REPO_ROOT / "docs" / "workflows" / "promote.yml").read_text())
+    scripts = [step["run"] for step in workflow["jobs"]["promote"]["steps"] if "run" in step]
+    commands = [
+        shlex.split(re.sub(r"\$\{\{[^}]*\}\}", "x", command.split("||")[0]))
+        for script in scripts
+        for command in [script.replace("\\\n", " ")]
+        if command.lstrip().startswith("tarmac ")
+    ]
+    assert [c[1] for c in commands] == ["changes", "deploy", "status"]
+    for command in commands:
+        args = cli._parser().parse_args(command[1:])
+        assert client_commands.is_client_command(args)
+    assert set(workflow["jobs"]["promote"]["env"]) >= {"TARMAC_URL", "TARMAC_TOKEN"}
