@@ -17,10 +17,11 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import package_version
+from bot.client import commands as client
 from bot.config.projects_file import ProjectsFileError, load_projects_file
 from bot.core.clock import utc_now
 from bot.domain.names import is_valid_name
-from bot.settings import GitHubAppMisconfigured, Settings, configure_logging
+from bot.settings import ClientSettings, GitHubAppMisconfigured, Settings, configure_logging
 from bot.storage import tokens
 from bot.storage.backup import BackupRefused, backup_database
 from bot.storage.database_wait import EXIT_DATABASE_UNREACHABLE, wait_for_database
@@ -52,6 +53,11 @@ def _out(line: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if client.is_client_command(args):
+        # A laptop's or a CI step's command: it needs a server and a token, not their settings.
+        found = ClientSettings()
+        token = found.token.get_secret_value() if found.token else None
+        return client.run(args, url=found.url, token=token)
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -145,6 +151,8 @@ def _parser() -> argparse.ArgumentParser:
         "--port", type=int, default=0, help="port of the local page (default: a free one)"
     )
     register.set_defaults(handler=_github_register)
+
+    client.register(commands)
     return parser
 
 

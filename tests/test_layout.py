@@ -46,6 +46,7 @@ def test_the_packages_were_found() -> None:
     assert {
         "bot",
         "bot.cli",
+        "bot.client.commands",
         "bot.storage.db",
         "bot.settings",
         "bot.storage.migrations.env",
@@ -75,10 +76,16 @@ LAYERS: dict[str, set[str]] = {
     "bot.github": {"bot.core", "bot.domain", "bot.storage", "bot.config", "bot.app"},
     # Beside github/, not beneath it: neither imports the other (bot/service.py joins them).
     "bot.notify": {"bot.core", "bot.domain", "bot.storage"},
+    # The client talks to a server over HTTP only: the rules' names and statuses, never the
+    # server's database, use cases or GitHub (docs/cli.md).
+    "bot.client": {"bot.core", "bot.domain"},
 }
 TOP_LEVEL = {"bot", "bot.cli", "bot.service", "bot.settings", "bot.__main__"}
 # Libraries a layer may not import at all: the decisions are plain Python.
-FORBIDDEN_LIBRARIES = {"bot.domain": {"sqlalchemy", "aiohttp", "gidgethub", "pydantic", "yaml"}}
+FORBIDDEN_LIBRARIES = {
+    "bot.domain": {"sqlalchemy", "aiohttp", "gidgethub", "pydantic", "yaml"},
+    "bot.client": {"sqlalchemy", "alembic", "aiosqlite", "asyncpg", "gidgethub", "yaml"},
+}
 
 
 def _layer_of(module: str) -> str | None:
@@ -122,13 +129,26 @@ def test_the_layer_check_sees_crossings(tmp_path: Path) -> None:
     query.write_text("from bot.github.client import GitHubClient\nfrom bot.domain import x\n")
     use_case = tmp_path / "use_case.py"
     use_case.write_text("from bot.service import Service\nfrom bot.storage import db\n")
+    command = tmp_path / "command.py"
+    command.write_text(
+        "from bot.app import operations\nfrom bot.settings import Settings\nimport sqlalchemy\n"
+        "from bot.domain.statuses import FINAL_STATUSES\n"
+    )
     assert _crossings(
-        {"bot.domain.rule": rule, "bot.storage.query": query, "bot.app.use_case": use_case}
+        {
+            "bot.domain.rule": rule,
+            "bot.storage.query": query,
+            "bot.app.use_case": use_case,
+            "bot.client.command": command,
+        }
     ) == {
         "bot.domain.rule -> sqlalchemy",
         "bot.domain.rule -> bot.storage.models",
         "bot.storage.query -> bot.github.client",
         "bot.app.use_case -> bot.service",
+        "bot.client.command -> bot.app",
+        "bot.client.command -> bot.settings",
+        "bot.client.command -> sqlalchemy",
     }
 
 
