@@ -19,7 +19,6 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from aiohttp import web
 from jsonschema import Draft202012Validator
 from sqlalchemy import func, select
 
@@ -51,7 +50,6 @@ COPIED_FROM_OPENAPI = [
     "ReportPullRequest",
 ]
 FAST = ["--interval", "0.1"]
-STAND_IN_TOKEN = "tarmac_stand-in-token-for-the-graphql-test"
 
 
 @pytest.fixture
@@ -542,145 +540,41 @@ async def test_the_same_idempotency_key_twice_deploys_once(github_api: Api, clie
 
 # --- status of every project, through GraphQL -----------------------------------------------
 
-# The query agreed with the GraphQL endpoint built beside this client (issue 17, part 1).
-AGREED_STATUS_QUERY = """
-query Status {
-  projects(first: 100) {
-    nodes {
-      name
-      environments {
-        name
-        production
-        frozen
-        freeze { reason by until }
-        runningCandidate { version }
-        runningSince
-        activeDeployment { id status kind releaseCandidate { version } }
-      }
-    }
-    pageInfo { hasNextPage endCursor }
-  }
-}
-"""
 
-
-def _words(query: str) -> list[str]:
-    return re.findall(r"[\w$]+|[^\s\w]", query)
-
-
-def _project(name: str, environments: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"name": name, "environments": environments}
-
-
-GRAPHQL_PAGES = [
-    {
-        "nodes": [
-            _project(
-                "Backend",
-                [
-                    {
-                        "name": "production",
-                        "production": True,
-                        "frozen": True,
-                        "freeze": {"reason": "Black Friday", "by": "ci@example.com", "until": None},
-                        "runningCandidate": {"version": "v1.3.0-rc2"},
-                        "runningSince": "2026-11-28T21:09:11.720332Z",
-                        "activeDeployment": {
-                            "id": 7,
-                            "status": "IN_PROGRESS",
-                            "kind": "ROLLBACK",
-                            "releaseCandidate": {"version": "v1.2.0-rc1"},
-                        },
-                    }
-                ],
-            )
-        ],
-        "pageInfo": {"hasNextPage": True, "endCursor": "YXJyYXljb25uZWN0aW9uOjA="},
-    },
-    {
-        "nodes": [
-            _project(
-                "Frontend",
-                [
-                    {
-                        "name": "production",
-                        "production": True,
-                        "frozen": False,
-                        "freeze": None,
-                        "runningCandidate": None,
-                        "runningSince": None,
-                        "activeDeployment": None,
-                    }
-                ],
-            )
-        ],
-        "pageInfo": {"hasNextPage": False, "endCursor": "YXJyYXljb25uZWN0aW9uOjE="},
-    },
-]
-
-
-@pytest.fixture
-async def graphql_stand_in(aiohttp_server: Any) -> tuple[str, list[Any]]:
-    """STAND-IN for `POST /api/graphql`, which is built elsewhere at the same time: it answers
-    the agreed query as the agreed schema says, page by page. Replace it with the real server
-    once both are merged."""
-    asked: list[Any] = []
-
-    async def graphql(request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != "Bearer " + STAND_IN_TOKEN:
-            return web.json_response({"error": "Unauthorized"}, status=401)
-        body = await request.json()
-        asked.append(body)
-        cursor = (body.get("variables") or {}).get("cursor")
-        expected = AGREED_STATUS_QUERY
-        if cursor is not None:
-            expected = expected.replace("query Status {", "query Status($cursor: String!) {")
-            expected = expected.replace("(first: 100)", "(first: 100, after: $cursor)")
-        if _words(body["query"]) != _words(expected):
-            return web.json_response({"errors": [{"message": "not the agreed query"}]})
-        page = 0 if cursor is None else 1
-        assert cursor in (None, GRAPHQL_PAGES[0]["pageInfo"]["endCursor"])
-        return web.json_response({"data": {"projects": GRAPHQL_PAGES[page]}})
-
-    app = web.Application()
-    app.router.add_post("/api/graphql", graphql)
-    server = await aiohttp_server(app)
-    return str(server.make_url("")).rstrip("/"), asked
-
-
-async def test_status_of_every_project_asks_graphql_page_by_page(
-    graphql_stand_in: tuple[str, list[Any]], tmp_path: Path
+async def test_status_of_every_project_is_one_graphql_query_and_says_what_rest_says(
+    github_api: Api, client: Client, db: Database, tmp_path: Path
 ) -> None:
-    url, asked = graphql_stand_in
-    client = Client(url, STAND_IN_TOKEN, tmp_path)
+    await shipped(github_api, "staging", ("v1.0.0-rc1", SHA_A))
+    assert (await github_api.create_rc("v1.0.0-rc2", SHA_B)).status == 201
+    assert (await github_api.deploy("staging", "v1.0.0-rc2")).status == 201  # under way
+    frozen = await github_api.put(
+        "/api/releases/Backend/environments/production/freeze", {"reason": "Black Friday"}
+    )
+    assert frozen.status == 200, frozen.body
 
-    as_json, human = await asyncio.gather(client("status", "--json"), client("status"))
+    everything, one = await asyncio.gather(
+        client("status", "--json"), client("status", "Backend", "--json")
+    )
 
-    assert as_json.code == 0, as_json.stderr
-    report = valid(as_json.json(), "status")
+    assert everything.code == 0, everything.stderr
+    report = valid(everything.json(), "status")
     assert [p["name"] for p in report["projects"]] == ["Backend", "Frontend"]
-    backend = report["projects"][0]["environments"][0]
-    assert backend["active_deployment"] == {
-        "id": 7,
-        "status": "in_progress",
-        "kind": "rollback",
-        "release_candidate_version": "v1.2.0-rc1",
-    }
-    assert backend["running_since"] == "2026-11-28T21:09:11.720332Z"
-    assert len(asked) == 4  # two pages, twice
-    assert human.stdout.splitlines()[1].split() == [
-        "Backend", "production", "(production)", "v1.3.0-rc2", "2026-11-28T21:09:11Z",
-        "#7", "v1.2.0-rc1", "in_progress", "(rollback)", "yes:", "Black", "Friday",
-    ]  # fmt: skip
+    [backend] = valid(one.json(), "status")["projects"]
+    # Through GraphQL (every project) and through REST (one project), the same answer.
+    assert _ids_as_text(report["projects"][0]) == _ids_as_text(backend)
+
+    scoped = await make_token(db, "fe-ci", ["Frontend"], "fe@example.com")
+    theirs = await Client(client.url, scoped, tmp_path)("status", "--json")
+    assert [p["name"] for p in valid(theirs.json(), "status")["projects"]] == ["Frontend"]
 
 
-async def test_status_of_every_project_on_a_server_without_graphql_says_to_name_one(
-    github_api: Api, client: Client
-) -> None:
-    ran = await client("status")
-
-    assert ran.code == 1
-    assert "tarmac status PROJECT" in ran.stderr
+def _ids_as_text(project: dict[str, Any]) -> dict[str, Any]:
+    """A deployment id as GraphQL writes it (ID, a string) and as REST does (a number)."""
+    for environment in project["environments"]:
+        active = environment.get("active_deployment")
+        if active is not None:
+            active["id"] = str(active["id"])
+    return project
 
 
 # --- the schema ------------------------------------------------------------------------------

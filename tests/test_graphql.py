@@ -182,10 +182,11 @@ async def test_the_status_query_answers_every_environment(api: Api, clock: TestC
     assert production["freeze"] == {
         "reason": "release week",
         "by": "ci@example.com",
-        "until": until.isoformat(),
+        "until": until.isoformat().replace("+00:00", "Z"),
     }
     assert production["runningCandidate"] == {"version": "v1.0.0-rc1"}
-    assert production["runningSince"] == shipped_at.isoformat()
+    # Times as REST writes them: UTC, ending in Z.
+    assert production["runningSince"] == shipped_at.isoformat().replace("+00:00", "Z")
     assert production["activeDeployment"] is None
 
 

@@ -3,6 +3,7 @@ against before it runs."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import strawberry
@@ -52,7 +53,28 @@ class TarmacSchema(strawberry.Schema):
         exception, a database outage) was logged where it was worded (api/graphql/errors.py)."""
 
 
+def _utc_text(value: datetime) -> str:
+    """A time as the REST API writes it: ISO 8601 in UTC, ending in `Z`."""
+    return value.astimezone(UTC).isoformat().removesuffix("+00:00") + "Z"
+
+
+def _utc_time(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError("a time needs its offset (Z for UTC)")
+    return parsed.astimezone(UTC)
+
+
+UtcDateTime = strawberry.scalar(
+    datetime,
+    name="DateTime",
+    description="ISO 8601 in UTC, ending in `Z`, as the REST API writes times.",
+    serialize=_utc_text,
+    parse_value=_utc_time,
+)
+
 schema = TarmacSchema(
+    scalar_overrides={datetime: UtcDateTime},
     query=Query,
     mutation=Mutation,
     extensions=[
