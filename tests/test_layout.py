@@ -80,7 +80,7 @@ LAYERS: dict[str, set[str]] = {
     # server's database, use cases or GitHub (docs/cli.md).
     "bot.client": {"bot.core", "bot.domain"},
 }
-TOP_LEVEL = {"bot", "bot.cli", "bot.service", "bot.settings", "bot.__main__"}
+TOP_LEVEL = {"bot", "bot.cli", "bot.server_commands", "bot.service", "bot.settings", "bot.__main__"}
 # Libraries a layer may not import at all: the decisions are plain Python.
 FORBIDDEN_LIBRARIES = {
     "bot.domain": {"sqlalchemy", "aiohttp", "gidgethub", "pydantic", "yaml"},

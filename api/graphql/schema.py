@@ -14,6 +14,7 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     QueryDepthLimiter,
 )
+from strawberry.schema.config import StrawberryConfig
 
 from api.graphql.errors import RestWording
 from api.graphql.limits import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS, CostLimit
@@ -66,7 +67,6 @@ def _utc_time(value: str) -> datetime:
 
 
 UtcDateTime = strawberry.scalar(
-    datetime,
     name="DateTime",
     description="ISO 8601 in UTC, ending in `Z`, as the REST API writes times.",
     serialize=_utc_text,
@@ -74,7 +74,7 @@ UtcDateTime = strawberry.scalar(
 )
 
 schema = TarmacSchema(
-    scalar_overrides={datetime: UtcDateTime},
+    config=StrawberryConfig(scalar_map={datetime: UtcDateTime}),
     query=Query,
     mutation=Mutation,
     extensions=[
