@@ -3,13 +3,13 @@ tests/test_graphql.py fails when it differs from the live schema)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from strawberry.printer import print_schema
 
 from api.graphql.schema import schema
+from api.reference import REFERENCE
 
-SDL_PATH = Path(__file__).resolve().parents[2] / "docs" / "graphql.graphql"
+# Beside docs/api.md.
+SDL_PATH = REFERENCE.parent / "graphql.graphql"
 
 
 def sdl() -> str:
