@@ -15,6 +15,18 @@ from api.dashboard.sessions import load_secret
 from api.keys import SERVICE
 
 
+def is_dashboard_resource(canonical: str) -> bool:
+    """Whether a route is the dashboard's (HTML for people, not in the OpenAPI document)."""
+    if canonical.startswith(pages.STATIC_PREFIX):
+        return True
+    tables = (pages.routes, actions.routes)
+    return any(
+        isinstance(route, web.RouteDef) and route.path == canonical
+        for table in tables
+        for route in table
+    )
+
+
 def add_dashboard(app: web.Application) -> None:
     pages.setup_templates(app)
     app.add_routes(pages.routes)
