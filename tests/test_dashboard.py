@@ -16,7 +16,9 @@ from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from api.keys import SERVICE
+from bot.github.outbound.worker import OutboxWorker
 from tests.conftest import SHA_A, SHA_B, SHA_C, Api, make_token
+from tests.fake_github import FakeGitHub
 from tests.test_github_register import CHROMIUM, chromium_installed
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -152,3 +154,42 @@ async def test_release_manager_signs_in_deploys_watches_rolls_back_freezes_and_s
     await expect(page).to_have_url(base + "/sign-in")
     await page.goto(base + "/")
     await expect(page).to_have_url(base + "/sign-in")
+
+
+async def test_a_pending_change_report_fills_in_live(
+    github_client: TestClient[Any, Any],
+    github_api: Api,
+    outbox: OutboxWorker,
+    fake_github: FakeGitHub,
+    browser: Browser,
+) -> None:
+    history = fake_github.history("acme/backend")
+    await github_api.ship("production", "v1-rc1", history.tip or "")
+    history.merge_pull_request("Faster search", [["search.py"]])
+    created = await github_api.create_rc("v1-rc2", history.tip or "")
+    assert created.status == 201, created.body
+    token = await make_token(github_client.app[SERVICE].db, "rm", actor="rm@example.com")
+    base = str(github_client.make_url("/")).rstrip("/")
+    page = await browser.new_page()
+    await page.goto(base + "/sign-in")
+    await page.locator("#token").fill(token)
+    await page.locator("#sign-in").click()
+
+    await page.goto(base + "/projects/Backend/candidates/v1-rc2")
+    production = page.locator('section[data-environment="production"]')
+    await expect(production.locator(".pending")).to_have_text(
+        "The change report is being fetched from GitHub"
+    )
+    await expect(page.locator('section[data-environment="staging"]')).to_contain_text(
+        "Nothing is running in the environment"
+    )
+    await expect(page.locator("#live-state")).to_have_text("live")
+    await accessible(page, Axe())
+
+    await outbox.drain()  # the worker fetches the report from GitHub
+
+    await expect(production.locator(".ships")).to_contain_text(
+        "Deploying this here ships 1 pull request", timeout=LIVE_WITHIN_MS
+    )
+    await expect(production).to_contain_text("Faster search")
+    assert await page.evaluate("performance.getEntriesByType('navigation').length") == 1
