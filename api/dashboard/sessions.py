@@ -115,6 +115,8 @@ async def sign_in(request: web.Request, presented: str) -> web.StreamResponse | 
         identity = await tokens.identify(session, presented)
         if identity is None:
             return None
+        # Expired sessions go when someone signs in: the table holds about a day of them.
+        await dashboard_sessions.purge_expired_sessions(session, service.clock())
         session_id = await dashboard_sessions.start_session(
             session, token_id=identity.token_id, actor=identity.actor, now=service.clock()
         )
