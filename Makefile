@@ -63,6 +63,9 @@ run: $(STAMP)
 	@echo "    $(DEMO_URL)/api/releases/Backend/releases/v1.0.0-rc1"
 	@echo "  curl -s -H \"Authorization: Bearer \$$(cat $(DEMO_TOKEN))\" $(DEMO_URL)/api/releases/Backend/environments"
 	@echo
+	@echo "Dashboard: $(DEMO_URL)/ - sign in with the demo token (cat $(DEMO_TOKEN)), or with"
+	@echo "  any token from '$(TARMAC) token create NAME [--project P]'; its project scope applies."
+	@echo
 	TARMAC_PUBLIC_URL=$(DEMO_PUBLIC_URL) $(TARMAC) serve --port $(PORT)
 
 lint: $(STAMP)

@@ -8,6 +8,8 @@ from aiohttp import web
 
 from api.auth import GRAPHQL_PATH, auth_middleware
 from api.content_encoding import identity_encoding_middleware
+from api.dashboard.security import security_headers_middleware
+from api.dashboard.setup import add_dashboard
 from api.errors import error_middleware
 from api.graphql.view import graphql_view
 from api.idempotency import idempotency_middleware
@@ -36,6 +38,7 @@ def create_app(
         middlewares=[
             log_context_middleware,
             request_metrics_middleware,
+            security_headers_middleware,
             error_middleware,
             auth_middleware,
             identity_encoding_middleware,
@@ -63,4 +66,5 @@ def create_app(
 
     app.cleanup_ctx.append(service_context)
     app.cleanup_ctx.append(delivery_intake_context)
+    add_dashboard(app)
     return app

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # after it opened, or after the first byte of its next request, is closed: a client that
     # never finishes its headers cannot hold a file descriptor.
     header_timeout: float = Field(default=10.0, gt=0.0, le=300.0)
+    # Signs the dashboard's session cookies. Unset, Tarmac generates one the first time it is
+    # needed and keeps it in the database (every replica and restart reads the same one).
+    session_secret: SecretStr | None = None
 
     # What `github_app()` found (credentials, None, or the misconfiguration), once per object.
     _github_app: GitHubAppSettings | GitHubAppMisconfigured | None = PrivateAttr(default=None)

@@ -45,6 +45,8 @@ TABLES = {
     "change_reports",
     "pr_notes",
     "pr_note_environments",
+    "dashboard_sessions",
+    "dashboard_secrets",
 }
 
 

@@ -12,6 +12,7 @@ from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
 from api.app import create_app
 from api.auth import GRAPHQL_PATH
+from api.dashboard.setup import is_dashboard_resource
 from bot.settings import Settings
 from tests.conftest import SHA_A, SHA_B, Api
 from tests.openapi_conformance import OpenApiConformance
@@ -63,6 +64,8 @@ def test_every_route_of_the_app_is_documented_and_nothing_else(
         for resource in app.router.resources()
         for route in resource
         if route.method != "HEAD"  # aiohttp's automatic companion of every GET
+        # The dashboard's pages are for people (tests/test_dashboard.py), not the API.
+        and not is_dashboard_resource(resource.canonical)
     }
     # GraphQL is described by its own schema, docs/graphql.graphql (tests/test_graphql.py).
     graphql = {(GRAPHQL_PATH, "GET"), (GRAPHQL_PATH, "POST")}

@@ -195,6 +195,8 @@ class Deployment(Base):
         Index("ix_deployments_release_candidate_id_id", "release_candidate_id", "id"),
         # A workflow_run event finds its deployment by run id.
         Index("ix_deployments_workflow_run_id", "workflow_run_id"),
+        # The dashboard's change mark: the newest change to any deployment, in one seek.
+        Index("ix_deployments_updated_at", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -394,3 +396,36 @@ class ChangeReport(Base):
     # Set (with completed_at) when GitHub refused to compare: said once, then the row is
     # removed so that the next request asks again.
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class DashboardSession(Base):
+    """A person signed in to the dashboard (bot/storage/dashboard_sessions.py). The cookie holds
+    the session's random id, signed; only its SHA-256 is stored, so a copy of the database
+    signs no one in."""
+
+    __tablename__ = "dashboard_sessions"
+    __table_args__ = (Index("ix_dashboard_sessions_expires_at", "expires_at"),)
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The API token signed in with: its scope is read at every request, so revoking the token
+    # ends its sessions. (GitHub sign-in will fill `actor` and leave this None.)
+    token_id: Mapped[int | None] = mapped_column(Id)
+    actor: Mapped[str] = mapped_column(String(320))
+    # Every form of the session carries it (CSRF).
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    # One message for the next page (a refusal, what an action did), shown once.
+    notice: Mapped[str | None] = mapped_column(Text)
+    notice_is_error: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DashboardSecret(Base):
+    """Secrets Tarmac makes for itself, once, by name: the dashboard's cookie signing key
+    when TARMAC_SESSION_SECRET is not set."""
+
+    __tablename__ = "dashboard_secrets"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

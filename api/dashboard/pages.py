@@ -1,0 +1,210 @@
+"""The dashboard's pages: read through bot/app/dashboard.py, rendered by Jinja2 (autoescaped).
+
+Every page knows the change mark it was rendered at (`data-mark`), which its event stream
+starts from, and whether each action is allowed (a button shows only when it is).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from api.dashboard import actions
+from api.dashboard.keys import FEED
+from api.dashboard.live import stream
+from api.dashboard.security import HEADERS
+from api.dashboard.sessions import (
+    BAD_TOKEN,
+    CSRF_FIELD,
+    check_csrf,
+    check_sign_in_nonce,
+    new_sign_in_nonce,
+    require_session,
+    sign_in,
+    sign_out,
+    signed_in,
+    take_notice,
+)
+from api.keys import SERVICE
+from bot.app import dashboard
+from bot.core.errors import DomainError
+from bot.core.pages import DEFAULT_PER_PAGE, PageRequest
+from bot.domain.access import Act
+from bot.storage.dashboard_sessions import SignedIn
+from bot.storage.models import Deployment
+
+HERE = Path(__file__).parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+STATIC_PREFIX = "/dashboard/static"
+MAX_PAGE = 100_000
+
+routes = web.RouteTableDef()
+
+
+def setup_templates(app: web.Application) -> None:
+    environment = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    environment.filters["when"] = _when
+    environment.filters["duration"] = _duration
+    environment.globals.update(
+        environment_path=actions.environment_path,
+        candidate_path=actions.candidate_path,
+        static=STATIC_PREFIX,
+        Act=Act,
+    )
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment is not None else ""
+
+
+def _duration(deployment: Deployment) -> str:
+    if deployment.deploy_end_at is None:
+        return ""
+    seconds = int((deployment.deploy_end_at - deployment.deploy_start_at).total_seconds())
+    minutes, seconds = divmod(seconds, 60)
+    return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def _github_web(request: web.Request) -> str:
+    api = request.app[SERVICE].settings.github_api_url.rstrip("/")
+    if api == "https://api.github.com":
+        return "https://github.com"
+    return api.removesuffix("/api/v3")
+
+
+async def _render(
+    request: web.Request, template: str, signed: SignedIn, status: int = 200, **context: Any
+) -> web.Response:
+    mark = await request.app[FEED].fresh()
+    notice = await take_notice(request, signed)
+    return aiohttp_jinja2.render_template(
+        template,
+        request,
+        {
+            "identity": signed.identity,
+            "csrf": signed.csrf_token,
+            "csrf_field": CSRF_FIELD,
+            "new_key": lambda: secrets.token_urlsafe(18),
+            "mark": mark,
+            "notice": notice,
+            "github_web": _github_web(request),
+            **context,
+        },
+        status=status,
+    )
+
+
+async def _not_found(request: web.Request, signed: SignedIn, message: str) -> web.Response:
+    return await _render(request, "not_found.html", signed, status=404, message=message)
+
+
+@routes.get("/")
+async def overview_page(request: web.Request) -> web.Response:
+    signed = await require_session(request)
+    service = request.app[SERVICE]
+    async with service.db.read() as session:
+        shown = await dashboard.overview(session, signed.identity, service.clock())
+    return await _render(request, "overview.html", signed, overview=shown)
+
+
+def _page(request: web.Request) -> PageRequest:
+    raw = request.query.get("page", "1")
+    number = int(raw) if raw.isdigit() and 0 < len(raw) < 7 else 1
+    return PageRequest(page=max(1, min(number, MAX_PAGE)), per_page=DEFAULT_PER_PAGE)
+
+
+@routes.get("/projects/{project}/environments/{environment}")
+async def environment_page(request: web.Request) -> web.Response:
+    signed = await require_session(request)
+    project = request.match_info["project"]
+    if not signed.identity.may_view(project):
+        return await _not_found(request, signed, "Release project not found")
+    service = request.app[SERVICE]
+    page = _page(request)
+    try:
+        async with service.db.read() as session:
+            view = await dashboard.environment_view(
+                session, project, request.match_info["environment"], page, service.clock()
+            )
+    except DomainError as refused:
+        return await _not_found(request, signed, refused.message)
+    return await _render(
+        request, "environment.html", signed, project=project, view=view, page=page.page
+    )
+
+
+@routes.get("/projects/{project}/candidates/{version}")
+async def candidate_page(request: web.Request) -> web.Response:
+    signed = await require_session(request)
+    project = request.match_info["project"]
+    if not signed.identity.may_view(project):
+        return await _not_found(request, signed, "Release project not found")
+    service = request.app[SERVICE]
+    try:
+        view = await dashboard.candidate_view(
+            service.db,
+            service.mirror,
+            project_name=project,
+            version=request.match_info["version"],
+            clock=service.clock,
+            wake=service.outbox_changed,
+        )
+    except DomainError as refused:
+        return await _not_found(request, signed, refused.message)
+    return await _render(request, "candidate.html", signed, project=project, view=view)
+
+
+@routes.get("/sign-in")
+async def sign_in_page(request: web.Request) -> web.StreamResponse:
+    if await signed_in(request) is not None:
+        raise web.HTTPSeeOther("/")
+    return _sign_in_form(request, error=None)
+
+
+def _sign_in_form(request: web.Request, error: str | None, status: int = 200) -> web.Response:
+    response = web.Response(status=status, content_type="text/html")
+    nonce = new_sign_in_nonce(request, response)
+    rendered = aiohttp_jinja2.render_string(
+        "sign_in.html",
+        request,
+        {"nonce": nonce, "csrf_field": CSRF_FIELD, "error": error, "static": STATIC_PREFIX},
+    )
+    response.text = rendered
+    return response
+
+
+@routes.post("/sign-in")
+async def sign_in_submit(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    check_sign_in_nonce(request, form)
+    presented = form.get("token")
+    response = await sign_in(request, presented if isinstance(presented, str) else "")
+    if response is None:
+        return _sign_in_form(request, BAD_TOKEN, status=401)
+    raise response  # type: ignore[misc]  # an HTTPSeeOther carrying the cookie
+
+
+@routes.post("/sign-out")
+async def sign_out_submit(request: web.Request) -> web.StreamResponse:
+    signed = await require_session(request)
+    form = await request.post()
+    check_csrf(signed, form)
+    raise await sign_out(request, signed)  # type: ignore[misc]
+
+
+@routes.get("/dashboard/events")
+async def events(request: web.Request) -> web.StreamResponse:
+    await require_session(request)
+    return await stream(request, request.app[FEED], HEADERS)

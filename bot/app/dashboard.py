@@ -1,0 +1,215 @@
+"""What the dashboard shows: read-only use cases over batched queries (bot/storage/dashboard.py).
+
+The rollback preview decides with the very functions `operations.roll_back` uses
+(`ensure_may_roll_back`, `target_search`, `rollback_target`, `ensure_target`), reading only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.app import changes
+from bot.app.operations import Mirror
+from bot.core import errors
+from bot.core.clock import Clock
+from bot.core.errors import DomainError
+from bot.core.pages import Page, PageRequest
+from bot.domain.access import Identity
+from bot.domain.changes import ChangeReport
+from bot.domain.freeze import Freeze, current_freeze
+from bot.domain.rollback import ensure_may_roll_back, ensure_target, target_search
+from bot.storage import dashboard as reads
+from bot.storage import deployments as stored
+from bot.storage.db import Database
+from bot.storage.models import Deployment, Environment, Project, ReleaseCandidate
+from bot.storage.projects import find_environment, find_project
+from bot.storage.releases import find_release_candidate
+
+NEWEST_CANDIDATES = 10
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One environment at a glance."""
+
+    environment: Environment
+    running: Deployment | None  # its newest success: the RC and since when
+    active: Deployment | None
+    freeze: Freeze | None
+    last_failure: Deployment | None
+
+
+@dataclass(frozen=True)
+class ProjectRow:
+    project: Project
+    cells: list[Cell]
+
+
+@dataclass(frozen=True)
+class CandidateRow:
+    candidate: ReleaseCandidate
+    project: Project
+    running_in: list[str]  # environment names
+
+
+@dataclass(frozen=True)
+class Overview:
+    rows: list[ProjectRow]
+    candidates: list[CandidateRow]
+
+
+async def _cells(
+    session: AsyncSession, environments: list[Environment], now: datetime
+) -> dict[int, Cell]:
+    ids = [e.id for e in environments]
+    running = await reads.running_deployments(session, ids)
+    active = await reads.active_deployments(session, ids)
+    failed = await reads.last_failures(session, ids)
+    return {
+        e.id: Cell(e, running.get(e.id), active.get(e.id), current_freeze(e, now), failed.get(e.id))
+        for e in environments
+    }
+
+
+async def overview(session: AsyncSession, identity: Identity, now: datetime) -> Overview:
+    """Every project the identity may view, by its environments, and the newest candidates
+    with where each runs: six queries, whatever the number of projects."""
+    listed = await reads.projects_with_environments(session, identity.scope)
+    listed = [(p, envs) for p, envs in listed if identity.may_view(p.name)]
+    every_environment = [e for _, envs in listed for e in envs]
+    cells = await _cells(session, every_environment, now)
+    rows = [ProjectRow(p, [cells[e.id] for e in envs]) for p, envs in listed]
+    by_id = {p.id: p for p, _ in listed}
+    newest = await reads.newest_candidates(session, list(by_id), NEWEST_CANDIDATES)
+    return Overview(rows, [_candidate_row(c, by_id[c.project_id], cells) for c in newest])
+
+
+def _candidate_row(
+    candidate: ReleaseCandidate, project: Project, cells: dict[int, Cell]
+) -> CandidateRow:
+    running_in = [
+        cell.environment.name
+        for cell in cells.values()
+        if cell.running is not None and cell.running.release_candidate_id == candidate.id
+    ]
+    return CandidateRow(candidate, project, running_in)
+
+
+@dataclass(frozen=True)
+class RollbackPreview:
+    """What a rollback would do now: its target, or the refusal it would meet."""
+
+    target: ReleaseCandidate | None
+    refusal: str | None
+    needs_force: bool  # the environment is frozen: only a forced rollback goes through
+
+
+async def rollback_preview(
+    session: AsyncSession, environment: Environment, now: datetime
+) -> RollbackPreview:
+    newest = await stored.newest_deployment(session, environment)
+    frozen = current_freeze(environment, now) is not None
+    try:
+        newest = ensure_may_roll_back(environment, newest, now, force=True)
+        found = await stored.rollback_target(session, environment, target_search(newest))
+        target = ensure_target(found)
+    except DomainError as refused:
+        return RollbackPreview(None, str(refused.code), frozen)
+    return RollbackPreview(target.release_candidate, None, frozen)
+
+
+@dataclass(frozen=True)
+class EnvironmentView:
+    cell: Cell
+    history: Page[Deployment]
+    rollback: RollbackPreview
+
+
+async def environment_view(
+    session: AsyncSession,
+    project_name: str,
+    environment_name: str,
+    page: PageRequest,
+    now: datetime,
+) -> EnvironmentView:
+    environment = await find_environment(session, project_name, environment_name)
+    cells = await _cells(session, [environment], now)
+    history = await stored.deployment_page(session, environment, page)
+    preview = await rollback_preview(session, environment, now)
+    return EnvironmentView(cells[environment.id], history, preview)
+
+
+@dataclass(frozen=True)
+class Shipping:
+    """What deploying the candidate to one environment would ship."""
+
+    cell: Cell
+    report: ChangeReport | None
+    # Why there is no report: nothing runs there, it is being fetched, GitHub refused, …
+    note: str | None
+    pending: bool = False
+
+
+@dataclass(frozen=True)
+class CandidateView:
+    candidate: ReleaseCandidate
+    project: Project
+    shipping: list[Shipping]
+
+
+async def candidate_view(
+    db: Database,
+    mirror: Mirror,
+    *,
+    project_name: str,
+    version: str,
+    clock: Clock,
+    wake: Callable[[], None] | None = None,
+) -> CandidateView:
+    """The candidate, where it runs, and per environment its change report since what runs
+    there: from the database, or asked for (without waiting: a pending report fills in live)."""
+    async with db.read() as session:
+        project = await find_project(session, project_name)
+        candidate = await find_release_candidate(session, project, version)
+        listed = await reads.projects_with_environments(session, frozenset({project_name}))
+        environments = listed[0][1] if listed else []
+        cells = await _cells(session, environments, clock())
+    shipping = [
+        await _shipping(db, mirror, cells[e.id], project_name, version, clock, wake)
+        for e in environments
+    ]
+    return CandidateView(candidate, project, shipping)
+
+
+async def _shipping(
+    db: Database,
+    mirror: Mirror,
+    cell: Cell,
+    project_name: str,
+    version: str,
+    clock: Clock,
+    wake: Callable[[], None] | None,
+) -> Shipping:
+    if cell.running is None:
+        return Shipping(cell, None, str(errors.NOTHING_RUNNING))
+    try:
+        answer = await changes.change_report(
+            db,
+            mirror,
+            project_name=project_name,
+            version=version,
+            since=None,
+            environment_name=cell.environment.name,
+            clock=clock,
+            wait=0.0,
+            wake=wake,
+        )
+    except DomainError as refused:
+        return Shipping(cell, None, str(refused.code))
+    if answer.report is None:
+        return Shipping(cell, None, "The change report is being fetched from GitHub", True)
+    return Shipping(cell, answer.report, None)
