@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
-from bot.app.changes import Between, ask_for_reports, report_key
+from bot.app.changes import Between, ask_for_reports, forget_refused, report_key
 from bot.service import Service
 from bot.storage import change_reports, deployments, environments, projects, releases
 from bot.storage.models import ChangeReport, Deployment, Environment, Project, ReleaseCandidate
@@ -83,6 +83,7 @@ class Loaders:
         self.candidates_of_release = self._loader(self._candidates_of_release)
         self.report = self._loader(self._reports)
         self.ask = DataLoader(self._ask, cache_key_fn=_between_key)
+        self.forget = DataLoader(self._forget, cache_key_fn=_between_key)
 
     def _loader(self, load: Callable[[list[K]], Awaitable[Sequence[V]]]) -> DataLoader[K, V]:
         return DataLoader(load)
@@ -145,6 +146,12 @@ class Loaders:
         await ask_for_reports(service.db, service.mirror, wanted, service.clock())
         service.outbox_changed()
         return [None] * len(wanted)
+
+    async def _forget(self, refused: list[Between]) -> list[None]:
+        """The reports GitHub refused, said once in this answer, forgotten in one transaction
+        of their own, as REST forgets one: the next request asks GitHub again."""
+        await forget_refused(self._context.service.db, refused)
+        return [None] * len(refused)
 
 
 def _between_key(found: Between) -> Hashable:

@@ -126,7 +126,12 @@ async def change_report(
     report = identical(between)
     if report is None:
         row = await loaders.report.load(report_key(between))
-        report = finished(row)
+        try:
+            report = finished(row)
+        except errors.DomainError as refused:
+            if refused.code is errors.CHANGES_REFUSED:
+                await loaders.forget.load(between)
+            raise
         if report is None and row is None:
             if not context.service.mirror.enabled:
                 raise errors.conflict(errors.CHANGES_NEED_GITHUB_APP)

@@ -8,7 +8,7 @@ fetch through the outbox, bot/github/outbound/change_reports.py), and every late
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -102,7 +102,8 @@ async def stored_report(session: AsyncSession, between: Between) -> StoredReport
 
 
 def finished(found: StoredReport | None) -> ChangeReport | None:
-    """The stored report once complete; refused by GitHub raises (said once, see `forget`)."""
+    """The stored report once complete; refused by GitHub raises (said once, see
+    `forget_refused`)."""
     if found is None or found.completed_at is None:
         return None
     if found.error is not None:
@@ -157,7 +158,7 @@ async def change_report(
         return Answer(found, await _report(db, mirror, found, clock, wait, wake))
     except errors.DomainError as exc:
         if exc.code is errors.CHANGES_REFUSED:
-            await _forget(db, found)
+            await forget_refused(db, [found])
         raise
 
 
@@ -196,12 +197,15 @@ async def _report(
     return None
 
 
-async def _forget(db: Database, found: Between) -> None:
-    """A refused report, once said, is forgotten: the next request asks GitHub again."""
+async def forget_refused(db: Database, refused: Sequence[Between]) -> None:
+    """Reports GitHub refused, once said, are forgotten (in one transaction of their own): the
+    next request asks GitHub again. REST's `change_report` and GraphQL's `changes` both call
+    this after answering CHANGES_REFUSED."""
     async with db.write() as session:
-        row = await stored_report(session, found)
-        if row is not None and row.error is not None:
-            await stored.forget_report(session, row.id)
+        for found in refused:
+            row = await stored_report(session, found)
+            if row is not None and row.error is not None:
+                await stored.forget_report(session, row.id)
 
 
 def report_key(found: Between) -> tuple[str, str, str, str]:
