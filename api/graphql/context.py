@@ -22,6 +22,7 @@ from strawberry.dataloader import DataLoader
 from bot.app.changes import Between, ask_for_reports, forget_refused, report_key
 from bot.service import Service
 from bot.storage import change_reports, deployments, environments, projects, releases
+from bot.storage.change_reports import ReportSummary
 from bot.storage.models import ChangeReport, Deployment, Environment, Project, ReleaseCandidate
 from bot.storage.tokens import TokenIdentity
 
@@ -82,6 +83,8 @@ class Loaders:
         self.candidate = self._loader(self._candidates)
         self.candidates_of_release = self._loader(self._candidates_of_release)
         self.report = self._loader(self._reports)
+        # The lists of a report, read only when a query asks for them.
+        self.report_lists = self._loader(self._reports_by_id)
         self.ask = DataLoader(self._ask, cache_key_fn=_between_key)
         self.forget = DataLoader(self._forget, cache_key_fn=_between_key)
 
@@ -132,12 +135,16 @@ class Loaders:
         grouped = _grouped(found, lambda c: c.release_id)
         return [grouped.get(i, []) for i in ids]
 
-    async def _reports(self, keys: list[ReportKey]) -> list[ChangeReport | None]:
+    async def _reports(self, keys: list[ReportKey]) -> list[ReportSummary | None]:
         found = _by(
-            await self._context.read(lambda s: change_reports.find_reports(s, keys)),
+            await self._context.read(lambda s: change_reports.find_report_summaries(s, keys)),
             lambda r: (r.repo, r.base_commit, r.head_commit, r.paths_digest),
         )
         return [found.get(key) for key in keys]
+
+    async def _reports_by_id(self, ids: list[int]) -> list[ChangeReport | None]:
+        found = _by(await self._context.read(lambda s: change_reports.reports_by_id(s, ids)), _id)
+        return [found.get(i) for i in ids]
 
     async def _ask(self, wanted: list[Between]) -> list[None]:
         """The reports not stored yet, asked for in one transaction of their own (the

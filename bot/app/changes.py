@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -101,14 +102,29 @@ async def stored_report(session: AsyncSession, between: Between) -> StoredReport
     )
 
 
-def finished(found: StoredReport | None) -> ChangeReport | None:
-    """The stored report once complete; refused by GitHub raises (said once, see
-    `forget_refused`)."""
+class StoredState(Protocol):
+    """Where a stored report stands: a row, or its summary (bot/storage/change_reports.py)."""
+
+    @property
+    def completed_at(self) -> datetime | None: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+
+def complete(found: StoredState | None) -> bool:
+    """Whether the stored report is in; refused by GitHub raises CHANGES_REFUSED (said once,
+    see `forget_refused`)."""
     if found is None or found.completed_at is None:
-        return None
+        return False
     if found.error is not None:
         raise errors.conflict(errors.CHANGES_REFUSED)
-    return stored.report_of(found)
+    return True
+
+
+def finished(found: StoredReport | None) -> ChangeReport | None:
+    """The stored report once complete (`complete`)."""
+    return stored.report_of(found) if found is not None and complete(found) else None
 
 
 async def ask_for(session: AsyncSession, mirror: Mirror, between: Between, now: datetime) -> None:
