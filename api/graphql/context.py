@@ -23,6 +23,7 @@ from bot.app.changes import Between, ask_for_reports, forget_refused, report_key
 from bot.service import Service
 from bot.storage import change_reports, deployments, environments, projects, releases
 from bot.storage.change_reports import ReportSummary
+from bot.storage.deployments import Running
 from bot.storage.models import ChangeReport, Deployment, Environment, Project, ReleaseCandidate
 from bot.storage.tokens import TokenIdentity
 
@@ -79,6 +80,8 @@ class Loaders:
         self.project_by_id = self._loader(self._projects_by_id)
         self.environments_of = self._loader(self._environments_of)
         self.running = self._loader(self._running)
+        self.running_candidate = self._loader(self._running_candidates)
+        self.environment_named = self._loader(self._environments_named)
         self.active = self._loader(self._active)
         self.candidate = self._loader(self._candidates)
         self.candidates_of_release = self._loader(self._candidates_of_release)
@@ -107,6 +110,20 @@ class Loaders:
         )
         grouped = _grouped(found, lambda e: e.project_id)
         return [grouped.get(i, []) for i in project_ids]
+
+    async def _environments_named(self, keys: list[tuple[int, str]]) -> list[Environment | None]:
+        found = _by(
+            await self._context.read(lambda s: environments.environments_named(s, keys)),
+            lambda e: (e.project_id, e.name),
+        )
+        return [found.get(key) for key in keys]
+
+    async def _running_candidates(self, environment_ids: list[int]) -> list[Running | None]:
+        found = await self._context.read(
+            lambda s: deployments.running_candidates(s, environment_ids)
+        )
+        by_environment = _by(found, lambda r: r.environment_id)
+        return [by_environment.get(i) for i in environment_ids]
 
     async def _running(self, environment_ids: list[int]) -> list[Deployment | None]:
         found = await self._context.read(

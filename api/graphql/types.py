@@ -153,10 +153,10 @@ async def change_report(
         found = await _environment_named(info, project, environment)
         if found is None:
             raise errors.not_found(errors.ENVIRONMENT_NOT_FOUND)
-        running = await loaders.running.load(found.id)
+        running = await loaders.running_candidate.load(found.id)
         if running is None:
             raise errors.not_found(errors.NOTHING_RUNNING)
-        base = running.release_candidate
+        base = running.candidate
     between = Between(project.repo, base, head, paths_of(project))
     ends = {"base": _end(base), "head": _end(head)}
     if identical(between) is not None:
@@ -455,15 +455,13 @@ class EnvironmentNode:
 
     @strawberry.field(description="What runs: the candidate of its newest successful deployment.")
     async def running_candidate(self, info: Context) -> CandidateNode | None:
-        running = await _ctx(info).loaders.running.load(self.row.id)
-        return CandidateNode(row=running.release_candidate) if running is not None else None
+        running = await _ctx(info).loaders.running_candidate.load(self.row.id)
+        return CandidateNode(row=running.candidate) if running is not None else None
 
     @strawberry.field(description="Since when it runs: when its deployment succeeded.")
     async def running_since(self, info: Context) -> datetime | None:
-        running = await _ctx(info).loaders.running.load(self.row.id)
-        if running is None:
-            return None
-        return running.deploy_end_at or running.updated_at
+        running = await _ctx(info).loaders.running_candidate.load(self.row.id)
+        return running.since if running is not None else None
 
     @strawberry.field(description="The newest deployment still under way.")
     async def active_deployment(self, info: Context) -> DeploymentNode | None:
@@ -490,8 +488,7 @@ class EnvironmentNode:
 
 
 async def _environment_named(info: Context, project: Project, name: str) -> Environment | None:
-    found = await _ctx(info).loaders.environments_of.load(project.id)
-    return next((e for e in found if e.name == name), None)
+    return await _ctx(info).loaders.environment_named.load((project.id, name))
 
 
 @strawberry.type(name="Project", description="A project of the projects file.")
