@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from bot.storage import json_columns, sqlite_inline
+from bot.storage import sqlite_inline
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +73,7 @@ def create_engine(
             "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
             "async_creator_fn": sqlite_inline.connect,
         }
-        engine = create_async_engine(
-            url, connect_args=connect_args, json_deserializer=json_columns.loads
-        )
+        engine = create_async_engine(url, connect_args=connect_args)
         _configure_sqlite(engine)
         return engine
     asyncpg_args: dict[str, Any] = {"timeout": CONNECT_TIMEOUT_SECONDS}
@@ -86,12 +84,7 @@ def create_engine(
         asyncpg_args["ssl"] = sslmode
         url = url.difference_update_query(["sslmode"])
     return create_async_engine(
-        url,
-        pool_size=10,
-        max_overflow=10,
-        pool_pre_ping=True,
-        connect_args=asyncpg_args,
-        json_deserializer=json_columns.loads,
+        url, pool_size=10, max_overflow=10, pool_pre_ping=True, connect_args=asyncpg_args
     )
 
 
