@@ -49,6 +49,7 @@ from aiohttp.http_exceptions import (
 
 from api.app import create_app
 from api.errors import INTERNAL_ERROR, error_response, status_message
+from api.heap import freeze_startup_heap
 from api.schemas import ErrorResponse
 from bot.settings import Settings
 
@@ -115,6 +116,7 @@ async def _serve(settings: Settings) -> int:
     url = f"http://{settings.host}:{settings.port}"
     try:
         await runner.setup()
+        freeze_startup_heap()
         await ListenerSite(runner, listener, url).start()
         serving_log.info("serving on %s", url)
         await stopping.wait()

@@ -293,26 +293,33 @@ _SUBJECTS = [
 ]
 
 
-def realistic_report(base: str, head: str) -> ChangeReport:
-    """50 commits in 20 pull requests, with the text real ones have."""
+def realistic_report(
+    base: str,
+    head: str,
+    commits: int = REPORT_COMMITS,
+    pull_requests: int = REPORT_PULLS,
+    repo: str = REPO,
+) -> ChangeReport:
+    """`commits` commits (50) in `pull_requests` pull requests (20), with the text real ones
+    have."""
     merged = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
     pulls = tuple(
         PullRequest(
             number=4100 + k,
             title=_SUBJECTS[k % len(_SUBJECTS)],
             author=f"developer-{k % 7}",
-            url=f"https://github.com/{REPO}/pull/{4100 + k}",
+            url=f"https://github.com/{repo}/pull/{4100 + k}",
             merged_at=merged + timedelta(minutes=37 * k),
         )
-        for k in range(REPORT_PULLS)
+        for k in range(pull_requests)
     )
-    commits = []
-    for k in range(REPORT_COMMITS):
+    listed = []
+    for k in range(commits):
         sha = f"{k + 1:08x}" + "c0ffee" * 5 + "ab"
-        pull = pulls[k * REPORT_PULLS // REPORT_COMMITS]
+        pull = pulls[k * pull_requests // commits]
         message = f"{_SUBJECTS[(k * 3) % len(_SUBJECTS)]} (#{pull.number})"
-        commits.append(Commit(sha, message, pull.author, f"https://github.com/{REPO}/commit/{sha}"))
-    return ChangeReport(base, head, REPORT_COMMITS, 0, False, tuple(commits), pulls)
+        listed.append(Commit(sha, message, pull.author, f"https://github.com/{repo}/commit/{sha}"))
+    return ChangeReport(base, head, commits, 0, False, tuple(listed), pulls)
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,12 @@ from api.graphql.schema import schema
 from api.graphql.sdl import SDL_PATH
 from api.keys import SERVICE
 from bot.domain.changes import ChangeReport, Commit, PathFilter, PullRequest
+from bot.github.outbound.worker import OutboxWorker
 from bot.settings import Settings
 from bot.storage import change_reports
 from bot.storage.db import Database
 from tests.conftest import SHA_A, SHA_B, Api, TestClock, make_token
+from tests.fake_github import FakeGitHub
 from tests.test_api_errors import snapshot
 
 GRAPHQL = "/api/graphql"
@@ -235,6 +237,40 @@ async def test_a_change_report_not_in_yet_needs_the_github_app(api: Api) -> None
         )
     ]
     assert answer["data"]["projects"]["nodes"][0]["staging"]["runningCandidate"]["changes"] is None
+
+
+CHANGES_SINCE = """
+query($version: String!, $since: String!) {
+  project(name: "Backend") {
+    releaseCandidate(version: $version) { changes(since: $since) { status } }
+  }
+}
+"""
+
+
+async def test_a_refused_comparison_is_said_once_then_asked_again_as_rest_does(
+    github_api: Api, outbox: OutboxWorker, fake_github: FakeGitHub
+) -> None:
+    await github_api.create_rc("v1.0.0-rc1", fake_github.history("acme/backend").tip or "")
+    await github_api.create_rc("v1.1.0-rc1", "e" * 40)  # a commit GitHub does not have
+    asked = {"version": "v1.1.0-rc1", "since": "v1.0.0-rc1"}
+
+    def status(answer: dict[str, Any]) -> Any:
+        found = answer["data"]["project"]["releaseCandidate"]["changes"]
+        return found and found["status"]
+
+    first = await gql(github_api, CHANGES_SINCE, asked)
+    await outbox.drain()
+    refused = await gql(github_api, CHANGES_SINCE, asked)
+    again = await gql(github_api, CHANGES_SINCE, asked)
+
+    assert "errors" not in first, first
+    assert status(first) == "PENDING"
+    assert [(code, status) for _, code, status in codes(refused)] == [("CHANGES_REFUSED", 409)]
+    assert codes(refused)[0][0].startswith("GitHub could not compare")
+    assert status(refused) is None
+    assert "errors" not in again, again
+    assert status(again) == "PENDING"
 
 
 # --- batched loading: a bounded number of statements -------------------------------------

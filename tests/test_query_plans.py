@@ -1,5 +1,6 @@
-"""The queries of a rollback find their rows through an index, on both backends, so their cost
-does not grow with the history (bench/history.py measures it; this fails CI first).
+"""The queries of a rollback, and GraphQL's report summaries, find their rows through an
+index, on both backends, so their cost does not grow with the history (bench/history.py and
+bench/graphql.py measure it; this fails CI first).
 
 SQLite is checked as Tarmac runs it: without statistics (Tarmac never runs ANALYZE there), when
 its planner picks between indexes by the shape of the query alone.
@@ -11,12 +12,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, insert, select, text
 
 from bot.app.operations import Mirror, roll_back
+from bot.domain.changes import PathFilter
 from bot.domain.statuses import ACTIVE_STATUSES, DeploymentStatus
+from bot.storage.change_reports import find_report_summaries, paths_digest
 from bot.storage.db import Database
-from bot.storage.models import Deployment
+from bot.storage.models import ChangeReport, Deployment
 from bot.storage.projects import find_environment
 from tests.test_migrations import _plan, _seed_history, _statements_of, _uses_index
 
@@ -110,3 +113,49 @@ async def test_the_check_sees_the_query_shapes_that_walk_the_history(db: Databas
     assert not _uses_index(plan, STATUS_INDEX, db.is_sqlite), plan
     plan = await _plan(db, *by_status)
     assert not _uses_index(plan, CANDIDATE_INDEX, db.is_sqlite), plan
+
+
+async def test_report_summaries_seek_the_unique_index(db: Database) -> None:
+    """GraphQL's report loader (IN per key column, api/graphql/context.py) finds 50 reports
+    among thousands through the unique index, not by reading the table."""
+    await db.migrate()
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "repo": f"acme/r{n % 40:02d}",
+            "base_commit": f"{n:040x}",
+            "head_commit": f"{n + 1:040x}",
+            "paths_digest": paths_digest(PathFilter()),
+            "paths": [],
+            "requested_at": now,
+        }
+        for n in range(3_000)
+    ]
+    async with db.write() as session:
+        await session.execute(insert(ChangeReport), rows)
+    if not db.is_sqlite:
+        async with db.engine.connect() as connection:
+            await connection.execute(text("ANALYZE change_reports"))
+            await connection.commit()
+    keys = [(r["repo"], r["base_commit"], r["head_commit"], r["paths_digest"]) for r in rows[::60]]
+    sent: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        sent.append((statement, parameters))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with db.read() as session:
+            found = await find_report_summaries(session, keys)
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+
+    assert sorted(s.base_commit for s in found) == sorted(k[1] for k in keys)
+    sql, parameters = next((s, p) for s, p in sent if "FROM change_reports" in s)
+    plan = await _plan(db, sql, parameters)
+    if db.is_sqlite:
+        assert "SEARCH change_reports USING INDEX sqlite_autoindex_change_reports_1" in plan, plan
+        assert "SCAN change_reports" not in plan, plan
+    else:
+        assert "Seq Scan on change_reports" not in plan, plan
+        assert "Index" in plan, plan

@@ -19,9 +19,11 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
-from bot.app.changes import Between, ask_for_reports, report_key
+from bot.app.changes import Between, ask_for_reports, forget_refused, report_key
 from bot.service import Service
 from bot.storage import change_reports, deployments, environments, projects, releases
+from bot.storage.change_reports import ReportSummary
+from bot.storage.deployments import Running
 from bot.storage.models import ChangeReport, Deployment, Environment, Project, ReleaseCandidate
 from bot.storage.tokens import TokenIdentity
 
@@ -78,11 +80,16 @@ class Loaders:
         self.project_by_id = self._loader(self._projects_by_id)
         self.environments_of = self._loader(self._environments_of)
         self.running = self._loader(self._running)
+        self.running_candidate = self._loader(self._running_candidates)
+        self.environment_named = self._loader(self._environments_named)
         self.active = self._loader(self._active)
         self.candidate = self._loader(self._candidates)
         self.candidates_of_release = self._loader(self._candidates_of_release)
         self.report = self._loader(self._reports)
+        # The lists of a report, read only when a query asks for them.
+        self.report_lists = self._loader(self._reports_by_id)
         self.ask = DataLoader(self._ask, cache_key_fn=_between_key)
+        self.forget = DataLoader(self._forget, cache_key_fn=_between_key)
 
     def _loader(self, load: Callable[[list[K]], Awaitable[Sequence[V]]]) -> DataLoader[K, V]:
         return DataLoader(load)
@@ -103,6 +110,20 @@ class Loaders:
         )
         grouped = _grouped(found, lambda e: e.project_id)
         return [grouped.get(i, []) for i in project_ids]
+
+    async def _environments_named(self, keys: list[tuple[int, str]]) -> list[Environment | None]:
+        found = _by(
+            await self._context.read(lambda s: environments.environments_named(s, keys)),
+            lambda e: (e.project_id, e.name),
+        )
+        return [found.get(key) for key in keys]
+
+    async def _running_candidates(self, environment_ids: list[int]) -> list[Running | None]:
+        found = await self._context.read(
+            lambda s: deployments.running_candidates(s, environment_ids)
+        )
+        by_environment = _by(found, lambda r: r.environment_id)
+        return [by_environment.get(i) for i in environment_ids]
 
     async def _running(self, environment_ids: list[int]) -> list[Deployment | None]:
         found = await self._context.read(
@@ -131,12 +152,16 @@ class Loaders:
         grouped = _grouped(found, lambda c: c.release_id)
         return [grouped.get(i, []) for i in ids]
 
-    async def _reports(self, keys: list[ReportKey]) -> list[ChangeReport | None]:
+    async def _reports(self, keys: list[ReportKey]) -> list[ReportSummary | None]:
         found = _by(
-            await self._context.read(lambda s: change_reports.find_reports(s, keys)),
+            await self._context.read(lambda s: change_reports.find_report_summaries(s, keys)),
             lambda r: (r.repo, r.base_commit, r.head_commit, r.paths_digest),
         )
         return [found.get(key) for key in keys]
+
+    async def _reports_by_id(self, ids: list[int]) -> list[ChangeReport | None]:
+        found = _by(await self._context.read(lambda s: change_reports.reports_by_id(s, ids)), _id)
+        return [found.get(i) for i in ids]
 
     async def _ask(self, wanted: list[Between]) -> list[None]:
         """The reports not stored yet, asked for in one transaction of their own (the
@@ -145,6 +170,12 @@ class Loaders:
         await ask_for_reports(service.db, service.mirror, wanted, service.clock())
         service.outbox_changed()
         return [None] * len(wanted)
+
+    async def _forget(self, refused: list[Between]) -> list[None]:
+        """The reports GitHub refused, said once in this answer, forgotten in one transaction
+        of their own, as REST forgets one: the next request asks GitHub again."""
+        await forget_refused(self._context.service.db, refused)
+        return [None] * len(refused)
 
 
 def _between_key(found: Between) -> Hashable:

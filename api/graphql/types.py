@@ -21,13 +21,15 @@ from api.graphql.pagination import (
     id_after,
     page_request,
 )
-from bot.app.changes import Between, ensure_one_base, finished, identical, paths_of, report_key
+from bot.app.changes import Between, complete, ensure_one_base, identical, paths_of, report_key
 from bot.core import errors
 from bot.domain.candidates import ensure_rc_version
+from bot.domain.changes import ChangeReport as DomainReport
 from bot.domain.freeze import current_freeze
 from bot.domain.statuses import BuildStatus, DeploymentKind, DeploymentStatus
 from bot.storage import deployments as stored_deployments
 from bot.storage import releases as stored_releases
+from bot.storage.change_reports import report_of
 from bot.storage.deployments import DeploymentFilter
 from bot.storage.models import Deployment, Environment, Project, Release, ReleaseCandidate
 
@@ -86,12 +88,45 @@ class ChangeReport:
     head: ReportEnd
     ahead_by: int | None
     diverged: bool | None
-    commits: list[Commit]
-    pull_requests: list[PullRequest]
+    # The stored row whose lists `commits` and `pullRequests` read (batched), when asked:
+    # None for a report not in yet, or of two candidates at one commit (nothing between).
+    stored_id: strawberry.Private[int | None]
+    count: strawberry.Private[int | None]
+
+    @strawberry.field
+    async def commits(self, info: Context) -> list[Commit]:
+        report = await self._lists(info)
+        if report is None:
+            return []
+        return [
+            Commit(sha=c.sha, message=c.message, author=c.author, url=c.url) for c in report.commits
+        ]
+
+    @strawberry.field
+    async def pull_requests(self, info: Context) -> list[PullRequest]:
+        report = await self._lists(info)
+        if report is None:
+            return []
+        return [
+            PullRequest(
+                number=pr.number,
+                title=pr.title,
+                author=pr.author,
+                url=pr.url,
+                merged_at=pr.merged_at,
+            )
+            for pr in report.pull_requests
+        ]
 
     @strawberry.field
     def pull_request_count(self) -> int | None:
-        return len(self.pull_requests) if self.status is ReportStatus.READY else None
+        return self.count
+
+    async def _lists(self, info: Context) -> DomainReport | None:
+        if self.stored_id is None:
+            return None
+        row = await _ctx(info).loaders.report_lists.load(self.stored_id)
+        return report_of(row) if row is not None else None
 
 
 def _end(candidate: ReleaseCandidate) -> ReportEnd:
@@ -118,48 +153,43 @@ async def change_report(
         found = await _environment_named(info, project, environment)
         if found is None:
             raise errors.not_found(errors.ENVIRONMENT_NOT_FOUND)
-        running = await loaders.running.load(found.id)
+        running = await loaders.running_candidate.load(found.id)
         if running is None:
             raise errors.not_found(errors.NOTHING_RUNNING)
-        base = running.release_candidate
+        base = running.candidate
     between = Between(project.repo, base, head, paths_of(project))
-    report = identical(between)
-    if report is None:
-        row = await loaders.report.load(report_key(between))
-        report = finished(row)
-        if report is None and row is None:
-            if not context.service.mirror.enabled:
-                raise errors.conflict(errors.CHANGES_NEED_GITHUB_APP)
-            await loaders.ask.load(between)
-    if report is None:
+    ends = {"base": _end(base), "head": _end(head)}
+    if identical(between) is not None:
         return ChangeReport(
-            status=ReportStatus.PENDING,
-            base=_end(base),
-            head=_end(head),
-            ahead_by=None,
-            diverged=None,
-            commits=[],
-            pull_requests=[],
+            status=ReportStatus.READY, **ends, ahead_by=0, diverged=False, stored_id=None, count=0
         )
+    summary = await loaders.report.load(report_key(between))
+    try:
+        ready = complete(summary)
+    except errors.DomainError as refused:
+        if refused.code is errors.CHANGES_REFUSED:
+            await loaders.forget.load(between)
+        raise
+    if summary is not None and ready:
+        return ChangeReport(
+            status=ReportStatus.READY,
+            **ends,
+            ahead_by=summary.ahead_by,
+            diverged=summary.diverged,
+            stored_id=summary.id,
+            count=summary.pull_request_count,
+        )
+    if summary is None:
+        if not context.service.mirror.enabled:
+            raise errors.conflict(errors.CHANGES_NEED_GITHUB_APP)
+        await loaders.ask.load(between)
     return ChangeReport(
-        status=ReportStatus.READY,
-        base=_end(base),
-        head=_end(head),
-        ahead_by=report.ahead_by,
-        diverged=report.diverged,
-        commits=[
-            Commit(sha=c.sha, message=c.message, author=c.author, url=c.url) for c in report.commits
-        ],
-        pull_requests=[
-            PullRequest(
-                number=pr.number,
-                title=pr.title,
-                author=pr.author,
-                url=pr.url,
-                merged_at=pr.merged_at,
-            )
-            for pr in report.pull_requests
-        ],
+        status=ReportStatus.PENDING,
+        **ends,
+        ahead_by=None,
+        diverged=None,
+        stored_id=None,
+        count=None,
     )
 
 
@@ -425,15 +455,13 @@ class EnvironmentNode:
 
     @strawberry.field(description="What runs: the candidate of its newest successful deployment.")
     async def running_candidate(self, info: Context) -> CandidateNode | None:
-        running = await _ctx(info).loaders.running.load(self.row.id)
-        return CandidateNode(row=running.release_candidate) if running is not None else None
+        running = await _ctx(info).loaders.running_candidate.load(self.row.id)
+        return CandidateNode(row=running.candidate) if running is not None else None
 
     @strawberry.field(description="Since when it runs: when its deployment succeeded.")
     async def running_since(self, info: Context) -> datetime | None:
-        running = await _ctx(info).loaders.running.load(self.row.id)
-        if running is None:
-            return None
-        return running.deploy_end_at or running.updated_at
+        running = await _ctx(info).loaders.running_candidate.load(self.row.id)
+        return running.since if running is not None else None
 
     @strawberry.field(description="The newest deployment still under way.")
     async def active_deployment(self, info: Context) -> DeploymentNode | None:
@@ -460,8 +488,7 @@ class EnvironmentNode:
 
 
 async def _environment_named(info: Context, project: Project, name: str) -> Environment | None:
-    found = await _ctx(info).loaders.environments_of.load(project.id)
-    return next((e for e in found if e.name == name), None)
+    return await _ctx(info).loaders.environment_named.load((project.id, name))
 
 
 @strawberry.type(name="Project", description="A project of the projects file.")

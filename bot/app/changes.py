@@ -8,9 +8,10 @@ fetch through the outbox, bot/github/outbound/change_reports.py), and every late
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -101,13 +102,29 @@ async def stored_report(session: AsyncSession, between: Between) -> StoredReport
     )
 
 
-def finished(found: StoredReport | None) -> ChangeReport | None:
-    """The stored report once complete; refused by GitHub raises (said once, see `forget`)."""
+class StoredState(Protocol):
+    """Where a stored report stands: a row, or its summary (bot/storage/change_reports.py)."""
+
+    @property
+    def completed_at(self) -> datetime | None: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+
+def complete(found: StoredState | None) -> bool:
+    """Whether the stored report is in; refused by GitHub raises CHANGES_REFUSED (said once,
+    see `forget_refused`)."""
     if found is None or found.completed_at is None:
-        return None
+        return False
     if found.error is not None:
         raise errors.conflict(errors.CHANGES_REFUSED)
-    return stored.report_of(found)
+    return True
+
+
+def finished(found: StoredReport | None) -> ChangeReport | None:
+    """The stored report once complete (`complete`)."""
+    return stored.report_of(found) if found is not None and complete(found) else None
 
 
 async def ask_for(session: AsyncSession, mirror: Mirror, between: Between, now: datetime) -> None:
@@ -157,7 +174,7 @@ async def change_report(
         return Answer(found, await _report(db, mirror, found, clock, wait, wake))
     except errors.DomainError as exc:
         if exc.code is errors.CHANGES_REFUSED:
-            await _forget(db, found)
+            await forget_refused(db, [found])
         raise
 
 
@@ -196,12 +213,15 @@ async def _report(
     return None
 
 
-async def _forget(db: Database, found: Between) -> None:
-    """A refused report, once said, is forgotten: the next request asks GitHub again."""
+async def forget_refused(db: Database, refused: Sequence[Between]) -> None:
+    """Reports GitHub refused, once said, are forgotten (in one transaction of their own): the
+    next request asks GitHub again. REST's `change_report` and GraphQL's `changes` both call
+    this after answering CHANGES_REFUSED."""
     async with db.write() as session:
-        row = await stored_report(session, found)
-        if row is not None and row.error is not None:
-            await stored.forget_report(session, row.id)
+        for found in refused:
+            row = await stored_report(session, found)
+            if row is not None and row.error is not None:
+                await stored.forget_report(session, row.id)
 
 
 def report_key(found: Between) -> tuple[str, str, str, str]:

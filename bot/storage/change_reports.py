@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.changes import ChangeReport as Report
@@ -129,26 +129,67 @@ async def forget_report(session: AsyncSession, report_id: int) -> None:
     await session.execute(delete(ChangeReport).where(ChangeReport.id == report_id))
 
 
-async def find_reports(
+@dataclass(frozen=True)
+class ReportSummary:
+    """A stored report without its lists: where it stands, and how many pull requests it
+    holds (counted by the database, the lists neither sent nor decoded)."""
+
+    id: int
+    repo: str
+    base_commit: str
+    head_commit: str
+    paths_digest: str
+    completed_at: datetime | None
+    error: str | None
+    ahead_by: int
+    diverged: bool
+    pull_request_count: int
+
+
+async def find_report_summaries(
     session: AsyncSession, keys: Sequence[tuple[str, str, str, str]]
-) -> list[ChangeReport]:
-    """The stored reports of these (repo, base, head, paths digest): one statement for all,
-    through the unique index."""
+) -> list[ReportSummary]:
+    """The summaries of the stored reports of these (repo, base, head, paths digest): one
+    statement for all, a seek of the unique index per repository and base. A query over 50
+    candidates that asks only whether their reports are in and how many pull requests each
+    ships reads no list.
+
+    `IN` per column, not 50 ORed (repo, base, head, digest): the statement is the same for any
+    number of keys (SQLAlchemy builds and caches it once; building the OR cost more than
+    running it), and still seeks the index. It may find a few reports of other pairs of the
+    same commits, dropped here."""
     if not keys:
         return []
-    found = await session.scalars(
-        select(ChangeReport).where(
-            or_(
-                *(
-                    and_(
-                        ChangeReport.repo == repo.lower(),
-                        ChangeReport.base_commit == base,
-                        ChangeReport.head_commit == head,
-                        ChangeReport.paths_digest == digest,
-                    )
-                    for repo, base, head, digest in keys
-                )
-            )
+    wanted = {(repo.lower(), base, head, digest) for repo, base, head, digest in keys}
+    found = await session.execute(
+        select(
+            ChangeReport.id,
+            ChangeReport.repo,
+            ChangeReport.base_commit,
+            ChangeReport.head_commit,
+            ChangeReport.paths_digest,
+            ChangeReport.completed_at,
+            ChangeReport.error,
+            ChangeReport.ahead_by,
+            ChangeReport.diverged,
+            func.coalesce(func.json_array_length(ChangeReport.pull_requests), 0),
+        ).where(
+            ChangeReport.repo.in_(sorted({key[0] for key in wanted})),
+            ChangeReport.base_commit.in_(sorted({key[1] for key in wanted})),
+            ChangeReport.head_commit.in_(sorted({key[2] for key in wanted})),
         )
     )
+    summaries = (ReportSummary(*row) for row in found.all())
+    return [
+        summary
+        for summary in summaries
+        if (summary.repo, summary.base_commit, summary.head_commit, summary.paths_digest) in wanted
+    ]
+
+
+async def reports_by_id(session: AsyncSession, ids: Sequence[int]) -> list[ChangeReport]:
+    """Stored reports, lists and all, by id: one statement."""
+    if not ids:
+        return []
+    found = await session.scalars(select(ChangeReport).where(ChangeReport.id.in_(ids)))
     return list(found)

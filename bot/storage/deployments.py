@@ -229,6 +229,13 @@ async def running_deployments(
     """The newest success of each of these environments (what runs there), in one statement:
     per environment one seek of the (environment, status, id) index, however long the
     history."""
+    ids = _newest_successes(environment_ids)
+    return list(await session.scalars(select(Deployment).where(Deployment.id.in_(ids))))
+
+
+def _newest_successes(environment_ids: Sequence[int]) -> Select[Any]:
+    """The id of each environment's newest success: one seek of the (environment, status,
+    id) index per environment."""
     newest = aliased(Deployment)
     newest_success = (
         select(newest.id)
@@ -241,8 +248,39 @@ async def running_deployments(
         .correlate(Environment)
         .scalar_subquery()
     )
-    ids = select(newest_success).where(Environment.id.in_(environment_ids))
-    return list(await session.scalars(select(Deployment).where(Deployment.id.in_(ids))))
+    return select(newest_success).where(Environment.id.in_(environment_ids))
+
+
+@dataclass(frozen=True)
+class Running:
+    """What runs in an environment and since when, without the rest of its deployment."""
+
+    environment_id: int
+    since: datetime
+    candidate: ReleaseCandidate
+
+
+async def running_candidates(
+    session: AsyncSession, environment_ids: Sequence[int]
+) -> list[Running]:
+    """`running_deployments` reduced to the candidate and the time: the same seek per
+    environment, and only the candidate (with its release) joined, where a whole deployment
+    joins both its candidates, their releases, its environment and that one's project."""
+    ids = _newest_successes(environment_ids)
+    found = await session.execute(
+        select(
+            Deployment.environment_id,
+            Deployment.deploy_end_at,
+            Deployment.updated_at,
+            ReleaseCandidate,
+        )
+        .join(ReleaseCandidate, ReleaseCandidate.id == Deployment.release_candidate_id)
+        .where(Deployment.id.in_(ids))
+    )
+    return [
+        Running(environment_id, ended or updated, candidate)
+        for environment_id, ended, updated, candidate in found.all()
+    ]
 
 
 async def active_deployments_of(
