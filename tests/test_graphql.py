@@ -4,6 +4,7 @@ docs/ kept in step with the schema."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -704,3 +705,24 @@ def test_the_sdl_in_docs_is_the_schema() -> None:
     assert SDL_PATH.read_text(encoding="utf-8") == sdl(), "run `make docs`"
     assert "type Query" in sdl()
     assert schema.as_str().strip() == sdl().strip()
+
+
+async def test_a_mutation_whose_answer_asks_for_a_change_report_does_not_wait_on_itself(
+    github_api: Api,
+) -> None:
+    await github_api.ship("production", "v1.0.0-rc1", SHA_A)
+    await github_api.create_rc("v1.1.0-rc1", SHA_B)
+
+    answer = await asyncio.wait_for(
+        gql(
+            github_api,
+            """mutation { deploy(project: "Backend", environment: "staging",
+              version: "v1.1.0-rc1") {
+              releaseCandidate { changes(environment: "production") { status } } } }""",
+        ),
+        timeout=20,
+    )
+
+    assert "errors" not in answer, answer
+    changes = answer["data"]["deploy"]["releaseCandidate"]["changes"]
+    assert changes == {"status": "PENDING"}

@@ -19,7 +19,14 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
-from bot.app.changes import Between, ask_for_reports, forget_refused, report_key
+from bot.app.changes import (
+    Between,
+    ask_for_reports,
+    ask_for_reports_in,
+    forget_refused,
+    forget_refused_in,
+    report_key,
+)
 from bot.service import Service
 from bot.storage import change_reports, deployments, environments, projects, releases
 from bot.storage.change_reports import ReportSummary
@@ -39,6 +46,8 @@ class GraphContext:
     identity: TokenIdentity
     now: datetime  # read once: every freeze in one answer is judged at the same moment
     session: AsyncSession | None = None
+    # The session is a mutation's write transaction: what the answer writes goes in it.
+    writing: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # A mutation request is one transaction: after a refusal the rest are not run, and
     # deploys refused for a freeze are told to the receivers once it has rolled back.
@@ -165,16 +174,25 @@ class Loaders:
 
     async def _ask(self, wanted: list[Between]) -> list[None]:
         """The reports not stored yet, asked for in one transaction of their own (the
-        request's session may be a read), and the outbox worker woken."""
-        service = self._context.service
-        await ask_for_reports(service.db, service.mirror, wanted, service.clock())
+        request's session may be a read) or in a mutation's, and the outbox worker woken."""
+        context = self._context
+        service = context.service
+        if context.writing:
+            now = service.clock()
+            await context.read(lambda s: ask_for_reports_in(s, service.mirror, wanted, now))
+        else:
+            await ask_for_reports(service.db, service.mirror, wanted, service.clock())
         service.outbox_changed()
         return [None] * len(wanted)
 
     async def _forget(self, refused: list[Between]) -> list[None]:
         """The reports GitHub refused, said once in this answer, forgotten in one transaction
         of their own, as REST forgets one: the next request asks GitHub again."""
-        await forget_refused(self._context.service.db, refused)
+        context = self._context
+        if context.writing:
+            await context.read(lambda s: forget_refused_in(s, refused))
+        else:
+            await forget_refused(context.service.db, refused)
         return [None] * len(refused)
 
 

@@ -84,6 +84,7 @@ class TarmacGraphQLView(GraphQLView[GraphContext, None]):
         try:
             async with changing(request) as change:
                 context.session = change.session
+                context.writing = True
                 result = await execute()
                 if result.errors:
                     raise _Refused(result)

@@ -218,10 +218,15 @@ async def forget_refused(db: Database, refused: Sequence[Between]) -> None:
     next request asks GitHub again. REST's `change_report` and GraphQL's `changes` both call
     this after answering CHANGES_REFUSED."""
     async with db.write() as session:
-        for found in refused:
-            row = await stored_report(session, found)
-            if row is not None and row.error is not None:
-                await stored.forget_report(session, row.id)
+        await forget_refused_in(session, refused)
+
+
+async def forget_refused_in(session: AsyncSession, refused: Sequence[Between]) -> None:
+    """`forget_refused` in the caller's write transaction (a GraphQL mutation's)."""
+    for found in refused:
+        row = await stored_report(session, found)
+        if row is not None and row.error is not None:
+            await stored.forget_report(session, row.id)
 
 
 def report_key(found: Between) -> tuple[str, str, str, str]:
@@ -240,5 +245,13 @@ async def ask_for_reports(
     """Ask for several reports in one write transaction, waiting for none: a query over many
     candidates (GraphQL's `changes`) answers those not in yet as pending."""
     async with db.write() as session:
-        for found in wanted:
-            await ask_for(session, mirror, found, now)
+        await ask_for_reports_in(session, mirror, wanted, now)
+
+
+async def ask_for_reports_in(
+    session: AsyncSession, mirror: Mirror, wanted: list[Between], now: datetime
+) -> None:
+    """`ask_for_reports` in the caller's write transaction (a GraphQL mutation's: a second
+    write transaction beside it would wait on it for ever on SQLite)."""
+    for found in wanted:
+        await ask_for(session, mirror, found, now)
