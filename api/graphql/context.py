@@ -140,10 +140,9 @@ class Loaders:
 
     async def _ask(self, wanted: list[Between]) -> list[None]:
         """The reports not stored yet, asked for in one transaction of their own (the
-        request's session may be a read), and the outbox worker woken."""
+        request's session may be a read); the commit wakes the outbox worker."""
         service = self._context.service
         await ask_for_reports(service.db, service.mirror, wanted, service.clock())
-        service.outbox_changed()
         return [None] * len(wanted)
 
 
