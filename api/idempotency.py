@@ -126,7 +126,8 @@ class Change:
 @asynccontextmanager
 async def changing(request: web.Request) -> AsyncIterator[Change]:
     """The write transaction of a handler: it commits the change together with the answer
-    for the request's Idempotency-Key (if it has one), then wakes the outbox worker."""
+    for the request's Idempotency-Key (if it has one); what it enqueues wakes the outbox
+    worker once committed (bot/storage/db.py)."""
     service = request.app[SERVICE]
     async with service.db.write() as session:
         change = Change(session)
@@ -144,7 +145,6 @@ async def changing(request: web.Request) -> AsyncIterator[Change]:
                 body=answer.text,
                 now=service.clock(),
             )
-    service.outbox_changed()
 
 
 async def committed(

@@ -98,7 +98,6 @@ async def _tell_refusal(request: web.Request, version: str | None) -> None:
     except (OSError, SQLAlchemyError, DomainError):
         log.exception("a refusal's notification was not planned")
         return
-    service.outbox_changed()
 
 
 def _in_environment(request: web.Request) -> EnvironmentChange:
@@ -165,7 +164,6 @@ async def get_changes(request: web.Request) -> web.Response:
         environment_name=request.query.get("environment"),
         clock=service.clock,
         wait=service.settings.change_report_wait_seconds,
-        wake=service.outbox_changed,
     )
     if answer.report is None:
         response = json_response(change_report_pending(answer.between), status=202)

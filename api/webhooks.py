@@ -122,8 +122,6 @@ async def _handle(request: web.Request, event: sansio.Event, may_hold_nul: bool)
         log.info("delivery %s (%s): seen before, nothing done", delivery_id, name)
         return json_response(WebhookResponse(status="duplicate", outcome=handled.previous_outcome))
     log.info("delivery %s (%s): %s", delivery_id, name, context.outcome())
-    if handled.touched_outbox:
-        service.outbox_changed()  # what the handlers enqueued goes now, not at the next poll
     status = "ignored" if context.ignored else "accepted"
     service.metrics.webhook_deliveries.labels(
         event=event_label(event.event, HANDLED_EVENTS), outcome=status

@@ -17,6 +17,7 @@ from bench.common import RESULTS_PATH, Row, print_table, write_results
 
 SECTIONS = (
     "bench.intake",
+    "bench.latency",
     "bench.history",
     "bench.drain",
     "bench.hostile",

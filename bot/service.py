@@ -34,6 +34,7 @@ from bot.settings import Settings
 from bot.storage.db import Database, head_revision
 from bot.storage.idempotency import run_expired_key_purge
 from bot.storage.outbox import Action
+from bot.storage.outbox_listener import OutboxListener
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class Service:
     schema_head: str | None = field(default_factory=head_revision)
     github: GitHubClient | None = None
     outbox_worker: OutboxWorker | None = None
+    # PostgreSQL: what wakes this worker when another replica commits outbox items.
+    outbox_listener: OutboxListener | None = None
     _http: aiohttp.ClientSession | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     _worker_task: asyncio.Task[None] | None = None
@@ -74,11 +77,6 @@ class Service:
             project.notifications or any(env.notifications for env in project.environments)
             for project in self.projects.projects
         )
-
-    def outbox_changed(self) -> None:
-        """A committed change wrote outbox items: have the worker look now."""
-        if self.outbox_worker is not None:
-            self.outbox_worker.wake()
 
     async def readiness(self) -> dict[str, str]:
         """Each check by name, "ok" or what is wrong: the database answers, its schema is the
@@ -127,15 +125,23 @@ class Service:
         )
         if self.outbox_worker is not None:
             self._worker_task = asyncio.create_task(self.outbox_worker.run(), name="outbox")
+            self._start_outbox_listener(self.outbox_worker)
         if self.github is not None:
             self._background.append(
                 asyncio.create_task(
-                    run_catch_up(
-                        self.db, self.github, self.clock, self.mirror, on_change=self.outbox_changed
-                    ),
+                    run_catch_up(self.db, self.github, self.clock, self.mirror),
                     name="catch-up",
                 )
             )
+
+    def _start_outbox_listener(self, worker: OutboxWorker) -> None:
+        url = self.db.database_url
+        if self.db.is_sqlite or url is None or not self.settings.outbox_wake:
+            return
+        self.outbox_listener = OutboxListener(url, self.db.origin, worker.wake)
+        self._background.append(
+            asyncio.create_task(self.outbox_listener.run(), name="outbox-listener")
+        )
 
     async def close(self) -> None:
         if self.outbox_worker is not None and self._worker_task is not None:
@@ -191,6 +197,8 @@ async def open_service(settings: Settings, *, clock: Clock = utc_now) -> Service
         service.github = GitHubClient(
             service._http, github_app, clock=clock, metrics=service.metrics
         )
+    if not settings.outbox_worker:
+        return service
     notifier = Notifier(service._http, settings.secret_from_environment)
     # Without a GitHub App the worker still runs, for the notifications alone.
     service.outbox_worker = OutboxWorker(
@@ -200,7 +208,11 @@ async def open_service(settings: Settings, *, clock: Clock = utc_now) -> Service
         load_all(),
         mirror=service.mirror,
         local_handlers={Action.NOTIFY: notifier.deliver},
+        idle_poll=settings.outbox_poll_seconds,
         lease=timedelta(seconds=settings.outbox_lease_seconds),
         pacer=ContentPacer(Limits(interval=settings.github_content_interval_seconds)),
     )
+    # Every write transaction that adds outbox items wakes the worker once it has committed.
+    db.wakes_outbox = settings.outbox_wake
+    db.on_outbox_committed(service.outbox_worker.wake)
     return service

@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     github_app_file: Path = DEFAULT_GITHUB_APP_FILE
     # A worker that dies mid-delivery holds its items this long before another takes them.
     outbox_lease_seconds: float = Field(default=15.0, ge=1.0, le=3600.0)
+    # The outbox worker looks for due items this often when nothing woke it: what was committed
+    # wakes it at once (on PostgreSQL in every replica); the poll finds retries coming due.
+    outbox_poll_seconds: float = Field(default=0.5, gt=0.0, le=3600.0)
+    # Off only to measure what the wake after commit saves (bench/latency.py); not for use.
+    outbox_wake: bool = True
+    # Off: this process delivers no outbox items (another replica's worker does, woken through
+    # PostgreSQL); it still takes requests and webhooks.
+    outbox_worker: bool = True
     # A change report not yet fetched is waited on this long within its request, then
     # answered 202 with Retry-After (docs/change-reports.md).
     change_report_wait_seconds: float = Field(default=3.0, ge=0.0, le=30.0)

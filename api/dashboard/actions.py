@@ -114,7 +114,6 @@ async def _tell_freeze_refusal(
     except (OSError, SQLAlchemyError, DomainError):
         log.exception("a refusal's notification was not planned")
         return
-    service.outbox_changed()
 
 
 async def act(request: web.Request, act: Act, run: Callable[[Form], Run]) -> web.StreamResponse:
@@ -159,7 +158,6 @@ async def act(request: web.Request, act: Act, run: Callable[[Form], Run]) -> web
             await _tell_freeze_refusal(request, form, identity.actor, form.fields.get("version"))
         await _notice(request, signed, text, error=True)
         raise web.HTTPSeeOther(back) from None
-    service.outbox_changed()
     raise web.HTTPSeeOther(back)
 
 

@@ -159,7 +159,6 @@ async def candidate_page(request: web.Request) -> web.Response:
             project_name=project,
             version=request.match_info["version"],
             clock=service.clock,
-            wake=service.outbox_changed,
         )
     except DomainError as refused:
         return await _not_found(request, signed, refused.message)

@@ -174,7 +174,8 @@ class Loaders:
 
     async def _ask(self, wanted: list[Between]) -> list[None]:
         """The reports not stored yet, asked for in one transaction of their own (the
-        request's session may be a read) or in a mutation's, and the outbox worker woken."""
+        request's session may be a read) or in a mutation's; the commit wakes the outbox
+        worker."""
         context = self._context
         service = context.service
         if context.writing:
@@ -182,7 +183,6 @@ class Loaders:
             await context.read(lambda s: ask_for_reports_in(s, service.mirror, wanted, now))
         else:
             await ask_for_reports(service.db, service.mirror, wanted, service.clock())
-        service.outbox_changed()
         return [None] * len(wanted)
 
     async def _forget(self, refused: list[Between]) -> list[None]:

@@ -117,7 +117,6 @@ async def _tell_frozen_refusals(request: web.Request, context: GraphContext) -> 
     except (OSError, SQLAlchemyError, DomainError):
         log.exception("a refusal's notification was not planned")
         return
-    service.outbox_changed()
 
 
 def graphql_view() -> TarmacGraphQLView:

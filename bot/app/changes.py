@@ -8,7 +8,7 @@ fetch through the outbox, bot/github/outbound/change_reports.py), and every late
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -157,11 +157,9 @@ async def change_report(
     environment_name: str | None,
     clock: Clock,
     wait: float,
-    wake: Callable[[], None] | None = None,
 ) -> Answer:
     """The report, from the database when it was made before; otherwise asked for and waited
-    on up to `wait` seconds (the answer's report is None if it is not in by then). `wake`
-    tells the outbox worker that there is work."""
+    on up to `wait` seconds (the answer's report is None if it is not in by then)."""
     async with db.read() as session:
         found = await between(
             session,
@@ -171,7 +169,7 @@ async def change_report(
             environment_name=environment_name,
         )
     try:
-        return Answer(found, await _report(db, mirror, found, clock, wait, wake))
+        return Answer(found, await _report(db, mirror, found, clock, wait))
     except errors.DomainError as exc:
         if exc.code is errors.CHANGES_REFUSED:
             await forget_refused(db, [found])
@@ -184,7 +182,6 @@ async def _report(
     found: Between,
     clock: Clock,
     wait: float,
-    wake: Callable[[], None] | None,
 ) -> ChangeReport | None:
     same = identical(found)
     if same is not None:
@@ -200,8 +197,6 @@ async def _report(
             await ask_for(session, mirror, found, clock())
     if ready is not None:
         return ready
-    if wake is not None:
-        wake()
     loop = asyncio.get_running_loop()
     until = loop.time() + wait
     while loop.time() < until:

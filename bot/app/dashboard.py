@@ -6,7 +6,6 @@ The rollback preview decides with the very functions `operations.roll_back` uses
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -168,7 +167,6 @@ async def candidate_view(
     project_name: str,
     version: str,
     clock: Clock,
-    wake: Callable[[], None] | None = None,
 ) -> CandidateView:
     """The candidate, where it runs, and per environment its change report since what runs
     there: from the database, or asked for (without waiting: a pending report fills in live)."""
@@ -179,8 +177,7 @@ async def candidate_view(
         environments = listed[0][1] if listed else []
         cells = await _cells(session, environments, clock())
     shipping = [
-        await _shipping(db, mirror, cells[e.id], project_name, version, clock, wake)
-        for e in environments
+        await _shipping(db, mirror, cells[e.id], project_name, version, clock) for e in environments
     ]
     return CandidateView(candidate, project, shipping)
 
@@ -192,7 +189,6 @@ async def _shipping(
     project_name: str,
     version: str,
     clock: Clock,
-    wake: Callable[[], None] | None,
 ) -> Shipping:
     if cell.running is None:
         return Shipping(cell, None, str(errors.NOTHING_RUNNING))
@@ -206,7 +202,6 @@ async def _shipping(
             environment_name=cell.environment.name,
             clock=clock,
             wait=0.0,
-            wake=wake,
         )
     except DomainError as refused:
         return Shipping(cell, None, str(refused.code))

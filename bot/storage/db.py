@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import secrets
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,19 @@ SQLITE_BROKEN_CONNECTION_ERRORS = frozenset({sqlite3.SQLITE_READONLY})
 # A write that changes nothing and still reaches the disk (the row is rewritten with its own
 # value): what readiness runs to learn whether writes work again.
 WRITE_PROBE = text("UPDATE alembic_version SET version_num = version_num")
+
+# Set in a write session's `info` by whatever adds an outbox item (`note_outbox_enqueued`):
+# once that transaction commits, the outbox workers are told (see `Database.write()`).
+OUTBOX_ENQUEUED = "tarmac_outbox_enqueued"
+# PostgreSQL: the channel a committed outbox item is announced on, to every replica's listener
+# (bot/storage/outbox_listener.py). The payload is the announcing process's `origin`.
+OUTBOX_CHANNEL = "tarmac_outbox"
+_ANNOUNCE = text(f"SELECT pg_notify('{OUTBOX_CHANNEL}', :origin)")
+
+
+def note_outbox_enqueued(session: AsyncSession) -> None:
+    """The session's transaction adds outbox items: wake the workers once it has committed."""
+    session.info[OUTBOX_ENQUEUED] = True
 
 
 def create_engine(
@@ -147,6 +161,12 @@ class Database:
 
     `write_failure` is why the newest write transaction failed on the database's side (see
     `failure_reason`), None once one commits: readiness reports it.
+
+    A write transaction that added outbox items wakes the outbox workers, only once it has
+    committed (a worker woken before would find nothing): this process's through the callbacks
+    of `on_outbox_committed`, called after the commit; on PostgreSQL the other replicas' through
+    a `pg_notify` sent inside the transaction, which PostgreSQL delivers at the commit (and
+    drops on a rollback). `origin` tells this process's notifications from the others'.
     """
 
     def __init__(self, engine: AsyncEngine, database_url: str | None = None) -> None:
@@ -159,6 +179,11 @@ class Database:
         )
         self._sqlite_writer = asyncio.Lock()
         self.write_failure: str | None = None
+        self.origin = secrets.token_hex(8)
+        self._outbox_wakers: list[Callable[[], None]] = []
+        # Off only to measure what the wake saves (bench/latency.py): then the workers find
+        # new items at their next poll, as before.
+        self.wakes_outbox = True
 
     @classmethod
     def from_url(
@@ -171,6 +196,20 @@ class Database:
         async with self._read_sessions() as session:
             yield session
 
+    @property
+    def database_url(self) -> str | None:
+        return self._database_url
+
+    def on_outbox_committed(self, wake: Callable[[], None]) -> None:
+        """Call `wake` after every write transaction of this process that added outbox items
+        has committed."""
+        self._outbox_wakers.append(wake)
+
+    def outbox_committed(self) -> None:
+        """Outbox items were committed (by this process, or another one announced them)."""
+        for wake in self._outbox_wakers:
+            wake()
+
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """One transaction that commits when the block ends and rolls back if it raises."""
@@ -181,12 +220,16 @@ class Database:
             else:
                 async with self._write_sessions() as session, session.begin():
                     yield session
+                    if session.info.get(OUTBOX_ENQUEUED) and self.wakes_outbox:
+                        await session.execute(_ANNOUNCE, {"origin": self.origin})
         except (DBAPIError, OSError) as exc:
             # What the API answers 503 for; a unique key taken is the caller's business.
             if not isinstance(exc, IntegrityError):
                 self.write_failure = failure_reason(exc)
             raise
         self.write_failure = None
+        if session.info.pop(OUTBOX_ENQUEUED, False) and self.wakes_outbox:
+            self.outbox_committed()
 
     async def probe_write(self) -> None:
         """One write that changes nothing, through `write()` (so its outcome is recorded as

@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, Exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from bot.storage.db import note_outbox_enqueued
 from bot.storage.models import Deployment, OutboxItem, ReleaseCandidate
 
 # How long a claimed item stays with its worker before another may take it (the worker died).
@@ -151,7 +152,8 @@ async def enqueue(
     deployment_id: int | None = None,
     release_candidate_id: int | None = None,
 ) -> OutboxItem:
-    """Add an item in the caller's transaction: it exists exactly when the change commits."""
+    """Add an item in the caller's transaction: it exists exactly when the change commits, and
+    the outbox workers are woken then (`Database.write()`)."""
     item = OutboxItem(
         ordering_key=ordering_key,
         action=str(action),
@@ -167,6 +169,7 @@ async def enqueue(
     )
     session.add(item)
     await session.flush()
+    note_outbox_enqueued(session)
     return item
 
 

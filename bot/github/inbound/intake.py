@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gidgethub import sansio
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.app.operations import Mirror
 from bot.config.projects_file import ProjectsConfig
@@ -38,7 +37,6 @@ from bot.github.inbound.context import WebhookContext
 from bot.github.inbound.router import dispatch
 from bot.storage import deliveries
 from bot.storage.db import Database
-from bot.storage.models import OutboxItem
 from bot.storage.projects import project_repositories
 
 log = logging.getLogger(__name__)
@@ -61,8 +59,6 @@ class Handled:
     context: WebhookContext
     previous_outcome: str | None = None  # a redelivery's recorded outcome
     log_fields: Mapping[str, str | int] = field(default_factory=dict)
-    # The handlers wrote outbox items (or read some): the outbox worker should look now.
-    touched_outbox: bool = False
 
 
 @dataclass
@@ -177,7 +173,6 @@ class DeliveryIntake:
         self.transactions += 1
         now = self._clock()
         fields: dict[str, Mapping[str, str | int]] = {}
-        touched_outbox: set[str] = set()
         async with self._db.write() as session:
             claims = [deliveries.Claim(p.delivery_id, p.event.event, p.action) for p in batch]
             claimed = await deliveries.claim_deliveries(session, claims, now)
@@ -199,12 +194,9 @@ class DeliveryIntake:
             for pending, context in zip(batch, contexts, strict=True):
                 if pending.delivery_id not in claimed:
                     continue
-                items_before = _outbox_items(session)
                 with log_context(delivery_id=pending.delivery_id):
                     await self._dispatch(pending.event, context=context)
                     fields[pending.delivery_id] = current_log_context()
-                if _outbox_items(session) != items_before:
-                    touched_outbox.add(pending.delivery_id)
                 outcomes[pending.delivery_id] = context.outcome()
             await deliveries.record_outcomes(session, outcomes)
             seen_before = [p.delivery_id for p in batch if p.delivery_id not in claimed]
@@ -215,15 +207,9 @@ class DeliveryIntake:
                 context=context,
                 previous_outcome=previous.get(p.delivery_id),
                 log_fields=fields.get(p.delivery_id, {}),
-                touched_outbox=p.delivery_id in touched_outbox,
             )
             for p, context in zip(batch, contexts, strict=True)
         ]
-
-
-def _outbox_items(session: AsyncSession) -> int:
-    """How many outbox items the session holds (enqueue() adds and flushes them)."""
-    return sum(isinstance(o, OutboxItem) for o in session.identity_map.values())
 
 
 def _settle(pending: _Pending, result: Handled | Exception) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -238,13 +237,12 @@ async def run_catch_up(
     clock: Clock,
     mirror: Mirror,
     *,
-    on_change: Callable[[], None] | None = None,
     interval: float = CATCH_UP_INTERVAL_SECONDS,
     quiet_for: timedelta = QUIET_FOR,
 ) -> None:
     """Both catch-ups at start and then every `interval` seconds; a failure is logged and
-    the next round tries again. `on_change` is called when deployments changed (the outbox
-    has new items)."""
+    the next round tries again. What it enqueues wakes the outbox worker as any commit's does
+    (bot/storage/db.py)."""
     deliveries = DeliveryCatchUp()
     while True:
         try:
@@ -255,9 +253,7 @@ async def run_catch_up(
         except Exception:
             log.exception("listing missed webhook deliveries failed; retrying in %.0f s", interval)
         try:
-            changed = await reconcile_silent_runs(db, client, clock, mirror, quiet_for=quiet_for)
-            if changed and on_change is not None:
-                on_change()
+            await reconcile_silent_runs(db, client, clock, mirror, quiet_for=quiet_for)
         except Exception:
             log.exception("reconciling silent runs failed; retrying in %.0f s", interval)
         await asyncio.sleep(interval)
