@@ -46,6 +46,8 @@ BODIES: dict[str, Any] = {
     "createDeployment": {"release_candidate_version": "v1-rc1"},
     "updateDeploymentStatus": {"release_candidate_version": "v1-rc1", "status": "success"},
 }
+# Names that climb a level: appended to a route without parameters they lead to its parent.
+DOT_SEGMENTS = {"..", "%2e%2e"}
 # The routes without path parameters, with a hostile name appended: no route, a 404.
 FIXED_PATHS = ["/api/github/webhooks", "/metrics", "/readyz", "/healthz", "/api/openapi.json"]
 
@@ -96,6 +98,8 @@ async def test_hostile_path_parameters_get_a_client_error_and_change_nothing(
         assert 400 <= reply.status < 500, (method, path[:200], reply.status, reply.body)
         assert set(reply.body) == {"error"}
     for path in FIXED_PATHS:
+        if name in DOT_SEGMENTS:
+            continue  # `/metrics/..` is `/`: the dashboard's overview, a page for people
         reply = await api.get(f"{path}/{name}", check=False)
         assert (reply.status, set(reply.body)) == (404, {"error"}), (path, reply.body)
 
