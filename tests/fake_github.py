@@ -1053,6 +1053,11 @@ class FakeGitHub:
         for key in ("redirect_url", "setup_url"):
             if key in manifest and not _is_web_url(manifest[key]):
                 problems.append(f"{key} must be a full URL")
+        callbacks = manifest.get("callback_urls", [])
+        if not isinstance(callbacks, list) or not all(_is_web_url(url) for url in callbacks):
+            problems.append("callback_urls must be a list of full URLs (at most 10)")
+        elif len(callbacks) > 10:
+            problems.append("callback_urls must be a list of full URLs (at most 10)")
         hook = manifest.get("hook_attributes")
         if hook is not None:
             if not isinstance(hook, dict) or not _is_web_url(hook.get("url")):
