@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     # What `github_app()` found (credentials, None, or the misconfiguration), once per object.
     _github_app: GitHubAppSettings | GitHubAppMisconfigured | None = PrivateAttr(default=None)
     _github_app_read: bool = PrivateAttr(default=False)
+    # The credentials file as that one reading found it (its OAuth client, for github_oauth).
+    _app_file: AppFile | None = PrivateAttr(default=None)
 
     @staticmethod
     def secret_from_environment(name: str) -> str | None:
@@ -119,6 +121,7 @@ class Settings(BaseSettings):
         with the file.
         """
         from_file = self._github_app_file()
+        self._app_file = from_file
         if from_file is None and not self._github_settings_complete():
             return None
         if self.github_private_key is not None and self.github_private_key_path is not None:
@@ -162,7 +165,7 @@ class Settings(BaseSettings):
         app = self.github_app()
         if app is None:
             return None
-        from_file = self._github_app_file()
+        from_file = self._app_file  # read with the App's credentials, once
         client_id = self.github_client_id or (from_file.client_id if from_file else None)
         secret = self.github_client_secret or (from_file.client_secret if from_file else None)
         if not client_id or secret is None or not secret.get_secret_value():

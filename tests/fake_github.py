@@ -1054,9 +1054,8 @@ class FakeGitHub:
             if key in manifest and not _is_web_url(manifest[key]):
                 problems.append(f"{key} must be a full URL")
         callbacks = manifest.get("callback_urls", [])
-        if not isinstance(callbacks, list) or not all(_is_web_url(url) for url in callbacks):
-            problems.append("callback_urls must be a list of full URLs (at most 10)")
-        elif len(callbacks) > 10:
+        listed = isinstance(callbacks, list) and len(callbacks) <= 10
+        if not listed or not all(_is_web_url(url) for url in callbacks):
             problems.append("callback_urls must be a list of full URLs (at most 10)")
         hook = manifest.get("hook_attributes")
         if hook is not None:
