@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot.core.log_context import LogFormat, log_handler
 from bot.github.app_auth import GitHubAppSettings
 from bot.github.app_file import AppFile, AppFileError, read_app_file
+from bot.github.oauth import OAuthClient, web_url_for
 from bot.storage.db import sslmode_problem
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///tarmac.db"
@@ -50,6 +51,13 @@ class Settings(BaseSettings):
     # The credentials `tarmac github register` wrote; each TARMAC_GITHUB_* setting above wins
     # over its value in the file.
     github_app_file: Path = DEFAULT_GITHUB_APP_FILE
+    # GitHub's web address (the dashboard's sign-in goes to its /login/oauth/...). Unset: from
+    # github_api_url (https://github.com beside api.github.com; GHES: the URL before /api/v3).
+    github_url: str | None = None
+    # The App's OAuth client, for the dashboard's "Sign in with GitHub"; each wins over its
+    # value in the credentials file.
+    github_client_id: str | None = None
+    github_client_secret: SecretStr | None = None
     # A worker that dies mid-delivery holds its items this long before another takes them.
     outbox_lease_seconds: float = Field(default=15.0, ge=1.0, le=3600.0)
     # The outbox worker looks for due items this often when nothing woke it: what was committed
@@ -82,6 +90,8 @@ class Settings(BaseSettings):
     # What `github_app()` found (credentials, None, or the misconfiguration), once per object.
     _github_app: GitHubAppSettings | GitHubAppMisconfigured | None = PrivateAttr(default=None)
     _github_app_read: bool = PrivateAttr(default=False)
+    # The credentials file as that one reading found it (its OAuth client, for github_oauth).
+    _app_file: AppFile | None = PrivateAttr(default=None)
 
     @staticmethod
     def secret_from_environment(name: str) -> str | None:
@@ -119,6 +129,7 @@ class Settings(BaseSettings):
         with the file.
         """
         from_file = self._github_app_file()
+        self._app_file = from_file
         if from_file is None and not self._github_settings_complete():
             return None
         if self.github_private_key is not None and self.github_private_key_path is not None:
@@ -154,6 +165,24 @@ class Settings(BaseSettings):
             webhook_secret=secret,
             api_url=api_url.rstrip("/"),
             previous_webhook_secret=(previous.get_secret_value() or None) if previous else None,
+        )
+
+    def github_oauth(self) -> OAuthClient | None:
+        """The App's OAuth client (dashboard sign-in), or None without a GitHub App or without
+        both its client id and secret (the settings, else the credentials file)."""
+        app = self.github_app()
+        if app is None:
+            return None
+        from_file = self._app_file  # read with the App's credentials, once
+        client_id = self.github_client_id or (from_file.client_id if from_file else None)
+        secret = self.github_client_secret or (from_file.client_secret if from_file else None)
+        if not client_id or secret is None or not secret.get_secret_value():
+            return None
+        return OAuthClient(
+            client_id=client_id,
+            client_secret=secret.get_secret_value(),
+            web_url=(self.github_url or web_url_for(app.api_url)).rstrip("/"),
+            api_url=app.api_url,
         )
 
     def _github_settings_complete(self) -> bool:

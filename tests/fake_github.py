@@ -21,7 +21,9 @@ Deployment Actions would make when its job starts (`start_job`), with Actions' s
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
+import hashlib
 import html
 import itertools
 import json
@@ -210,6 +212,7 @@ class FakeGitHub:
         self.histories: dict[str, History] = {}  # repo (lower) -> its commits and PRs
         self._ids = itertools.count(1000)
         self.server_url = ""
+        self.users: dict[str, int] = {}  # login -> id (the OAuth flow's people)
 
     # --- set-up by tests -------------------------------------------------------------
 
@@ -398,6 +401,8 @@ class FakeGitHub:
             return "jwt"
         if scheme.lower() in ("token", "bearer") and value in self.tokens:
             return f"installation:{self.tokens[value][0]}"
+        if scheme.lower() in ("token", "bearer") and value in self.oauth_flow.tokens:
+            return f"user:{self.oauth_flow.tokens[value]}"
         return "none"
 
     def _check_jwt(self, request: web.Request) -> web.Response | None:
@@ -489,6 +494,7 @@ class FakeGitHub:
                 self._edit_release
             ),
             "POST /app-manifests/{code}/conversions": self._manifest_conversion,
+            "GET /user": self._authenticated_user,
         }
 
     def _repo_call(
@@ -993,6 +999,8 @@ class FakeGitHub:
         app.router.add_post("/organizations/{org}/settings/apps/new", self._new_app_page)
         app.router.add_post("/settings/apps", self._create_app)
         app.router.add_post("/organizations/{org}/settings/apps", self._create_app)
+        app.router.add_get("/login/oauth/authorize", self._oauth_authorize)
+        app.router.add_post("/login/oauth/access_token", self._oauth_access_token)
         app.router.add_route("*", "/api/v3/{tail:.*}", self._enterprise_api)
         return app
 
@@ -1045,6 +1053,10 @@ class FakeGitHub:
         for key in ("redirect_url", "setup_url"):
             if key in manifest and not _is_web_url(manifest[key]):
                 problems.append(f"{key} must be a full URL")
+        callbacks = manifest.get("callback_urls", [])
+        listed = isinstance(callbacks, list) and len(callbacks) <= 10
+        if not listed or not all(_is_web_url(url) for url in callbacks):
+            problems.append("callback_urls must be a list of full URLs (at most 10)")
         hook = manifest.get("hook_attributes")
         if hook is not None:
             if not isinstance(hook, dict) or not _is_web_url(hook.get("url")):
@@ -1182,6 +1194,139 @@ class FakeGitHub:
         self.public_key_pem = public.decode("ascii")
         return web.json_response(app, status=201)
 
+    # --- GitHub's OAuth web flow for the App (user access tokens) -------------------------
+    # Not REST, so checked by hand, strictly: the client id and secret, the redirect_uri
+    # (one of the App's callback URLs, and the same at both steps), the state, PKCE (S256),
+    # a code used once and within its lifetime. The person "signed in to github.com" is
+    # `oauth_flow.user`; having authorized the App before, they are sent back at once.
+
+    @functools.cached_property
+    def oauth_flow(self) -> OAuthFlow:
+        return OAuthFlow()
+
+    def add_user(self, login: str) -> int:
+        """A GitHub user (their id), whom `oauth_flow.user` may name."""
+        return self.users.setdefault(login, 5_000_000 + len(self.users))
+
+    async def _oauth_authorize(self, request: web.Request) -> web.StreamResponse:
+        flow = self.oauth_flow
+        query = request.query
+        problems = []
+        if query.get("client_id") != flow.client_id:
+            problems.append("client_id is not the App's")
+        redirect = query.get("redirect_uri") or (flow.callback_urls or [""])[0]
+        if not any(_under_callback(redirect, url) for url in flow.callback_urls):
+            problems.append(f"redirect_uri {redirect!r} is not under a callback URL")
+        if not query.get("state"):
+            problems.append("no state (Tarmac always sends one)")
+        if not query.get("code_challenge") or query.get("code_challenge_method") != "S256":
+            problems.append("no PKCE code_challenge with code_challenge_method=S256")
+        if flow.user is None or flow.user not in self.users:
+            problems.append("no one is signed in to the fake's github.com")
+        if problems:
+            return self._web_violation("/login/oauth/authorize: " + "; ".join(problems))
+        assert flow.user is not None
+        back = {"state": query["state"]}
+        if flow.decline:
+            raise web.HTTPFound(str(URL(redirect).update_query(error="access_denied", **back)))
+        code = secrets.token_hex(10)
+        flow.codes[code] = OAuthCode(
+            login=flow.user,
+            redirect_uri=query.get("redirect_uri"),
+            challenge=query["code_challenge"],
+            expires=time.monotonic() + flow.code_lifetime,
+        )
+        flow.authorized.append(flow.user)
+        raise web.HTTPFound(str(URL(redirect).update_query(code=code, **back)))
+
+    async def _oauth_access_token(self, request: web.Request) -> web.StreamResponse:
+        flow = self.oauth_flow
+        if "application/json" not in request.headers.get("Accept", ""):
+            return self._web_violation("/login/oauth/access_token: no Accept: application/json")
+        form = await request.post()
+        fields = {key: str(value) for key, value in form.items()}
+        if set(fields) - OAUTH_TOKEN_FIELDS:
+            unknown = sorted(set(fields) - OAUTH_TOKEN_FIELDS)
+            return self._web_violation(f"/login/oauth/access_token: unknown fields {unknown}")
+        if (fields.get("client_id"), fields.get("client_secret")) != (
+            flow.client_id,
+            flow.client_secret,
+        ):
+            return _oauth_error("incorrect_client_credentials")
+        code = flow.codes.pop(fields.get("code", ""), None)
+        if code is None or code.expires < time.monotonic():
+            return _oauth_error("bad_verification_code")
+        if fields.get("redirect_uri") != code.redirect_uri:
+            return _oauth_error("redirect_uri_mismatch")
+        verifier = fields.get("code_verifier", "")
+        digest = hashlib.sha256(verifier.encode()).digest()
+        if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != code.challenge:
+            return _oauth_error("bad_verification_code")
+        token = "ghu_" + secrets.token_hex(18)
+        flow.tokens[token] = code.login
+        return web.json_response(
+            {
+                "access_token": token,
+                "expires_in": 28800,
+                "refresh_token": "ghr_" + secrets.token_hex(30),
+                "refresh_token_expires_in": 15897600,
+                "scope": "",
+                "token_type": "bearer",
+            }
+        )
+
+    async def _authenticated_user(
+        self, request: web.Request, params: dict[str, str], body: Any
+    ) -> web.StreamResponse:
+        _, _, value = request.headers.get("Authorization", "").partition(" ")
+        login = self.oauth_flow.tokens.get(value)
+        if login is None:
+            return web.json_response({"message": "Bad credentials"}, status=401)
+        user = self._public_user(login, self.users[login])
+        operation = self.rest.operation("GET", "/user")
+        assert operation is not None
+        problem = self.rest.response_problem(operation, 200, user)
+        if problem is not None:
+            return self._violation(f"the fake's own GET /user answer: {problem}")
+        return web.json_response(user)
+
+    def _public_user(self, login: str, user_id: int) -> dict[str, Any]:
+        api = self.server_url
+        return {
+            "login": login,
+            "id": user_id,
+            "user_view_type": "public",
+            "node_id": f"U_kgDO{user_id:08d}",
+            "avatar_url": f"https://avatars.githubusercontent.com/u/{user_id}",
+            "gravatar_id": "",
+            "url": f"{api}/users/{login}",
+            "html_url": f"https://github.com/{login}",
+            "followers_url": f"{api}/users/{login}/followers",
+            "following_url": f"{api}/users/{login}/following{{/other_user}}",
+            "gists_url": f"{api}/users/{login}/gists{{/gist_id}}",
+            "starred_url": f"{api}/users/{login}/starred{{/owner}}{{/repo}}",
+            "subscriptions_url": f"{api}/users/{login}/subscriptions",
+            "organizations_url": f"{api}/users/{login}/orgs",
+            "repos_url": f"{api}/users/{login}/repos",
+            "events_url": f"{api}/users/{login}/events{{/privacy}}",
+            "received_events_url": f"{api}/users/{login}/received_events",
+            "type": "User",
+            "site_admin": False,
+            "name": None,
+            "company": None,
+            "blog": "",
+            "location": None,
+            "email": None,
+            "hireable": None,
+            "bio": None,
+            "public_repos": 0,
+            "public_gists": 0,
+            "followers": 0,
+            "following": 0,
+            "created_at": "2020-01-01T00:00:00Z",
+            "updated_at": "2020-01-01T00:00:00Z",
+        }
+
     def _web_violation(self, message: str) -> web.Response:
         self.violations.append(message)
         return web.Response(status=422, text=message)
@@ -1260,3 +1405,49 @@ class ManifestFlow:
 
 def _is_web_url(value: Any) -> bool:
     return isinstance(value, str) and re.match(r"^https?://[^/\s?#]+", value) is not None
+
+
+# --- the OAuth web flow's state ---------------------------------------------------------
+
+OAUTH_TOKEN_FIELDS = frozenset(
+    {"client_id", "client_secret", "code", "redirect_uri", "code_verifier", "repository_id"}
+)
+
+
+def _oauth_error(code: str) -> web.Response:
+    """GitHub answers an unusable exchange with 200 and an error (not a 4xx)."""
+    return web.json_response(
+        {
+            "error": code,
+            "error_description": code.replace("_", " "),
+            "error_uri": "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors",
+        }
+    )
+
+
+def _under_callback(redirect: str, callback: str) -> bool:
+    """GitHub's rule: the same scheme, host and port as a callback URL, and a path under its."""
+    wanted, given = URL(callback), URL(redirect)
+    origin = (wanted.scheme, wanted.host, wanted.port)
+    return (given.scheme, given.host, given.port) == origin and given.path.startswith(wanted.path)
+
+
+@dataclass
+class OAuthCode:
+    login: str
+    redirect_uri: str | None
+    challenge: str
+    expires: float
+
+
+@dataclass
+class OAuthFlow:
+    client_id: str = "Iv23liFakeTarmacApp"
+    client_secret: str = field(default_factory=lambda: "fake-oauth-secret-" + secrets.token_hex(12))
+    callback_urls: list[str] = field(default_factory=list)
+    user: str | None = None  # who is signed in to the fake's github.com
+    decline: bool = False  # they press "Cancel" on the authorization page
+    code_lifetime: float = 600.0  # GitHub: ten minutes
+    codes: dict[str, OAuthCode] = field(default_factory=dict)
+    authorized: list[str] = field(default_factory=list)
+    tokens: dict[str, str] = field(default_factory=dict)  # user access token -> login

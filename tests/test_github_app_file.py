@@ -200,3 +200,55 @@ def test_the_file_never_shows_its_secrets(app_file: Path) -> None:
     assert FILE_SECRET not in shown
     assert CLIENT_SECRET not in shown
     assert "PRIVATE KEY" not in shown
+
+
+def test_the_oauth_client_comes_from_the_file_and_its_settings_win(
+    app_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dashboard's "Sign in with GitHub": the App's client id and secret from the file
+    (read once, with the rest), GitHub's web address beside the API's (GHES here)."""
+    settings = Settings(github_app_file=app_file)
+    assert settings.github_app() is not None
+    app_file.unlink()
+    oauth = settings.github_oauth()
+
+    assert oauth is not None
+    assert (oauth.client_id, oauth.client_secret) == ("Iv23li0123456789", CLIENT_SECRET)
+    assert oauth.web_url == "https://ghe.example.com"
+    assert CLIENT_SECRET not in repr(oauth)
+
+    other = register_secret("client-secret-from-the-environment-51c2")
+    monkeypatch.setenv("TARMAC_GITHUB_CLIENT_ID", "Iv23liFromEnvironment")
+    monkeypatch.setenv("TARMAC_GITHUB_CLIENT_SECRET", other)
+    monkeypatch.setenv("TARMAC_GITHUB_URL", "https://github.example.com/")
+    monkeypatch.setenv("TARMAC_GITHUB_APP_ID", "9")
+    monkeypatch.setenv(
+        "TARMAC_GITHUB_PRIVATE_KEY",
+        "-----BEGIN RSA PRIVATE KEY-----\nA\n-----END RSA PRIVATE KEY-----\n",
+    )
+    monkeypatch.setenv("TARMAC_GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    from_environment = Settings().github_oauth()
+    assert from_environment is not None
+    assert (from_environment.client_id, from_environment.client_secret) == (
+        "Iv23liFromEnvironment",
+        other,
+    )
+    assert from_environment.web_url == "https://github.example.com"
+
+
+def test_without_a_client_secret_there_is_no_sign_in_with_github(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no credentials file in the working directory
+    assert Settings().github_oauth() is None  # no App at all
+    # An App without its OAuth client: the sign-in page offers the token form only.
+    without_secret = Settings(
+        github_app_id=9,
+        github_private_key=SecretStr(
+            "-----BEGIN RSA PRIVATE KEY-----\nA\n-----END RSA PRIVATE KEY-----\n"
+        ),
+        github_webhook_secret=SecretStr(WEBHOOK_SECRET),
+        github_client_id="Iv23liNoSecret",
+    )
+    assert without_secret.github_app() is not None
+    assert without_secret.github_oauth() is None

@@ -205,6 +205,8 @@ async def test_register_then_serve_with_only_the_file(
         "url": PUBLIC_URL,
         "hook_attributes": {"url": f"{PUBLIC_URL}/api/github/webhooks", "active": True},
         "redirect_url": f"http://127.0.0.1:{port}/callback",
+        # The dashboard's sign-in with GitHub comes back to this Tarmac.
+        "callback_urls": [f"{PUBLIC_URL}/auth/github/callback"],
     }
     assert received.manifest["default_permissions"] == expected["default_permissions"]
     assert received.manifest["default_events"] == expected["default_events"]

@@ -28,7 +28,7 @@ from bot.app.operations import Mirror
 from bot.core import errors
 from bot.core.clock import Clock
 from bot.core.errors import DomainError
-from bot.domain.access import Act
+from bot.domain.access import Act, Identity
 from bot.domain.freeze import current_freeze
 from bot.storage import dashboard_sessions, idempotency
 from bot.storage.dashboard_sessions import SignedIn
@@ -38,6 +38,14 @@ log = logging.getLogger(__name__)
 
 KEY_FIELD = "idempotency_key"
 NOT_ALLOWED = "You may not do that in this project"
+# As a PR command's refusal says it: the permission the act needs on the repository.
+NEEDS_WRITE = (
+    "You may not do that in this project: it needs write permission on the project's repository"
+)
+NEEDS_FORCE_ROLE = (
+    "You may not do that in this project: forcing needs the maintain or admin role on the "
+    "project's repository"
+)
 KEY_REUSED = "This form was already sent for something else: reload the page and try again"
 BAD_FORM = "The form was incomplete: reload the page and try again"
 
@@ -123,10 +131,10 @@ async def act(request: web.Request, act: Act, run: Callable[[Form], Run]) -> web
     form = await _form(request, signed)
     back = _back(form)
     identity = signed.identity
-    if not identity.may(form.project, act) or (
-        form.fields.get("force") == "1" and not identity.may(form.project, Act.FORCE)
-    ):
-        raise web.HTTPForbidden(text=NOT_ALLOWED)
+    refusal = _refusal(identity, form.project, act, force=form.fields.get("force") == "1")
+    if refusal is not None:
+        # Answered, not raised: the API's error middleware would replace the text.
+        return web.Response(status=403, text=refusal)
     key = form.fields.get(KEY_FIELD, "")
     if not idempotency.is_valid_key(key):
         await _notice(request, signed, BAD_FORM, error=True)
@@ -159,6 +167,15 @@ async def act(request: web.Request, act: Act, run: Callable[[Form], Run]) -> web
         await _notice(request, signed, text, error=True)
         raise web.HTTPSeeOther(back) from None
     raise web.HTTPSeeOther(back)
+
+
+def _refusal(identity: Identity, project: str, act: Act, *, force: bool) -> str | None:
+    """Why `identity` may not do `act` (forced or not) in `project`, or None when it may."""
+    if not identity.may(project, act):
+        return NEEDS_WRITE if identity.via_github and identity.may_view(project) else NOT_ALLOWED
+    if force and not identity.may(project, Act.FORCE):
+        return NEEDS_FORCE_ROLE if identity.via_github else NOT_ALLOWED
+    return None
 
 
 async def _replayed(

@@ -5,8 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.dashboard.live import ChangeFeed
+from bot.github.access import RepositoryAccess
+from bot.github.oauth import OAuthClient
 from bot.storage.dashboard_sessions import SignedIn
 
 FEED = web.AppKey("dashboard_feed", ChangeFeed)
 SESSION_SECRET = web.AppKey("dashboard_session_secret", str)
 SIGNED_IN = web.RequestKey("dashboard_signed_in", SignedIn)
+# With the GitHub App's OAuth client configured: the sign-in with GitHub, and people's access.
+OAUTH = web.AppKey("dashboard_oauth_client", OAuthClient)
+GITHUB_ACCESS = web.AppKey("dashboard_github_access", RepositoryAccess)

@@ -16,7 +16,7 @@ import jinja2
 from aiohttp import web
 
 from api.dashboard import actions
-from api.dashboard.keys import FEED
+from api.dashboard.keys import FEED, OAUTH
 from api.dashboard.live import stream
 from api.dashboard.security import HEADERS
 from api.dashboard.sessions import (
@@ -36,6 +36,7 @@ from bot.app import dashboard
 from bot.core.errors import DomainError
 from bot.core.pages import DEFAULT_PER_PAGE, PageRequest
 from bot.domain.access import Act
+from bot.github.oauth import web_url_for
 from bot.storage.dashboard_sessions import SignedIn
 from bot.storage.models import Deployment
 
@@ -78,10 +79,8 @@ def _duration(deployment: Deployment) -> str:
 
 
 def _github_web(request: web.Request) -> str:
-    api = request.app[SERVICE].settings.github_api_url.rstrip("/")
-    if api == "https://api.github.com":
-        return "https://github.com"
-    return api.removesuffix("/api/v3")
+    settings = request.app[SERVICE].settings
+    return (settings.github_url or web_url_for(settings.github_api_url)).rstrip("/")
 
 
 async def _render(
@@ -169,16 +168,24 @@ async def candidate_page(request: web.Request) -> web.Response:
 async def sign_in_page(request: web.Request) -> web.StreamResponse:
     if await signed_in(request) is not None:
         raise web.HTTPSeeOther("/")
-    return _sign_in_form(request, error=None)
+    return sign_in_form(request, error=None)
 
 
-def _sign_in_form(request: web.Request, error: str | None, status: int = 200) -> web.Response:
+def sign_in_form(request: web.Request, error: str | None, status: int = 200) -> web.Response:
+    """The sign-in page: "Sign in with GitHub" when the App's OAuth client is configured, and
+    the API token form always (ledger mode, automation, a way in when GitHub is down)."""
     response = web.Response(status=status, content_type="text/html")
     nonce = new_sign_in_nonce(request, response)
     rendered = aiohttp_jinja2.render_string(
         "sign_in.html",
         request,
-        {"nonce": nonce, "csrf_field": CSRF_FIELD, "error": error, "static": STATIC_PREFIX},
+        {
+            "nonce": nonce,
+            "csrf_field": CSRF_FIELD,
+            "error": error,
+            "static": STATIC_PREFIX,
+            "with_github": OAUTH in request.app,
+        },
     )
     response.text = rendered
     return response
@@ -191,7 +198,7 @@ async def sign_in_submit(request: web.Request) -> web.StreamResponse:
     presented = form.get("token")
     response = await sign_in(request, presented if isinstance(presented, str) else "")
     if response is None:
-        return _sign_in_form(request, BAD_TOKEN, status=401)
+        return sign_in_form(request, BAD_TOKEN, status=401)
     raise response  # type: ignore[misc]  # an HTTPSeeOther carrying the cookie
 
 

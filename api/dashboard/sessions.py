@@ -14,14 +14,16 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
 
-from api.dashboard.keys import SESSION_SECRET, SIGNED_IN
+from api.dashboard.keys import GITHUB_ACCESS, SESSION_SECRET, SIGNED_IN
 from api.keys import SERVICE
 from bot.storage import dashboard_sessions, tokens
 from bot.storage.dashboard_sessions import SignedIn
+from bot.storage.projects import current_project_repositories
 
 COOKIE = "tarmac_session"
 SIGN_IN_COOKIE = "tarmac_sign_in"
@@ -68,9 +70,24 @@ async def signed_in(request: web.Request) -> SignedIn | None:
     service = request.app[SERVICE]
     async with service.db.read() as session:
         found = await dashboard_sessions.find_session(session, session_id, service.clock())
+        projects = await current_project_repositories(session) if found else []
+    if found is not None and found.github_user_id is not None:
+        found = await _with_github_grants(request, found, projects)
     if found is not None:
         request[SIGNED_IN] = found
     return found
+
+
+async def _with_github_grants(
+    request: web.Request, found: SignedIn, projects: list[tuple[str, str]]
+) -> SignedIn | None:
+    """A GitHub user's session with what they may see and do per project (from GitHub, cached
+    a minute); None when sign-in with GitHub is no longer configured."""
+    access = request.app.get(GITHUB_ACCESS)
+    if access is None or found.github_user_id is None:
+        return None
+    identity = await access.identity(found.identity.actor, found.github_user_id, projects)
+    return replace(found, identity=identity)
 
 
 async def require_session(request: web.Request) -> SignedIn:
@@ -120,6 +137,11 @@ async def sign_in(request: web.Request, presented: str) -> web.StreamResponse | 
         session_id = await dashboard_sessions.start_session(
             session, token_id=identity.token_id, actor=identity.actor, now=service.clock()
         )
+    return signed_in_redirect(request, session_id)
+
+
+def signed_in_redirect(request: web.Request, session_id: str) -> web.HTTPSeeOther:
+    """To the overview, with the new session's cookie."""
     response = web.HTTPSeeOther("/")
     lifetime = int(dashboard_sessions.SESSION_LIFETIME.total_seconds())
     response.set_cookie(
@@ -129,6 +151,11 @@ async def sign_in(request: web.Request, presented: str) -> web.StreamResponse | 
     )
     response.del_cookie(SIGN_IN_COOKIE, path="/")
     return response
+
+
+def cookie_options(request: web.Request, max_age: int) -> dict[str, Any]:
+    """A dashboard cookie's attributes: HttpOnly, SameSite=Lax, Secure behind https."""
+    return _cookie_options(request, max_age)
 
 
 async def sign_out(request: web.Request, signed: SignedIn) -> web.StreamResponse:

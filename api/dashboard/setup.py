@@ -8,18 +8,19 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from api.dashboard import actions, pages
-from api.dashboard.keys import FEED, SESSION_SECRET
+from api.dashboard import actions, github_sign_in, pages
+from api.dashboard.keys import FEED, GITHUB_ACCESS, OAUTH, SESSION_SECRET
 from api.dashboard.live import ChangeFeed, mark_reader
 from api.dashboard.sessions import load_secret
 from api.keys import SERVICE
+from bot.github.access import RepositoryAccess
 
 
 def is_dashboard_resource(canonical: str) -> bool:
     """Whether a route is the dashboard's (HTML for people, not in the OpenAPI document)."""
     if canonical.startswith(pages.STATIC_PREFIX):
         return True
-    tables = (pages.routes, actions.routes)
+    tables = (pages.routes, actions.routes, github_sign_in.routes)
     return any(
         isinstance(route, web.RouteDef) and route.path == canonical
         for table in tables
@@ -31,6 +32,7 @@ def add_dashboard(app: web.Application) -> None:
     pages.setup_templates(app)
     app.add_routes(pages.routes)
     app.add_routes(actions.routes)
+    app.add_routes(github_sign_in.routes)
     app.router.add_static(pages.STATIC_PREFIX, pages.STATIC, append_version=False)
     app.cleanup_ctx.append(_dashboard_context)
     app.on_shutdown.append(_close_streams)
@@ -46,6 +48,12 @@ async def _dashboard_context(app: web.Application) -> AsyncIterator[None]:
     listens)."""
     service = app[SERVICE]
     app[SESSION_SECRET] = await load_secret(app)
+    oauth = service.settings.github_oauth()
+    if oauth is not None and service.github is not None and service.outbox_worker is not None:
+        app[OAUTH] = oauth
+        app[GITHUB_ACCESS] = RepositoryAccess(
+            service.github, service.outbox_worker.installation_for
+        )
     feed = ChangeFeed(mark_reader(service.db, service.clock))
     app[FEED] = feed
     poller = asyncio.create_task(feed.run(), name="dashboard-change-feed")

@@ -1,8 +1,9 @@
 """Who is signed in to the dashboard and what they may do, project by project.
 
 An `Identity` is the same whatever signed the person in: an API token (its project scope, and
-within it every action) now; a GitHub user later (read to view; write to deploy, roll back,
-freeze, cancel; maintain or admin to force), whose permissions fill the same `grants`.
+within it every action), or a GitHub user (read to view; write to deploy, roll back, freeze,
+cancel; maintain or admin to force: bot/github/commands/permissions.dashboard_grants), whose
+permissions fill `grants` and whose scope is the projects they may view.
 """
 
 from __future__ import annotations
@@ -33,11 +34,14 @@ class Identity:
     """
 
     actor: str
-    # Whose idempotency keys a dashboard action's key is stored under (the API token's id).
+    # Whose idempotency keys a dashboard action's key is stored under: the API token's id, or
+    # minus the GitHub user's id (token ids are positive), so keys stay per person.
     key_owner: int
     scope: frozenset[str] | None
     default_grant: frozenset[Act] = EVERY_ACT
     grants: Mapping[str, frozenset[Act]] = field(default_factory=dict)
+    # Signed in with GitHub (grants from repository permissions), not with an API token.
+    via_github: bool = False
 
     def may_view(self, project: str) -> bool:
         return self.may(project, Act.VIEW)
@@ -58,3 +62,21 @@ def token_identity(
         scope=projects or None,
         default_grant=EVERY_ACT if everything else frozenset({Act.VIEW}),
     )
+
+
+def github_identity(login: str, user_id: int, grants: Mapping[str, frozenset[Act]]) -> Identity:
+    """A GitHub user's identity: the projects they may view, each with its own grants; the
+    actor recorded is their login."""
+    visible = {project: acts for project, acts in grants.items() if Act.VIEW in acts}
+    return Identity(
+        actor=login,
+        key_owner=github_key_owner(user_id),
+        scope=frozenset(visible),
+        default_grant=frozenset(),
+        grants=visible,
+        via_github=True,
+    )
+
+
+def github_key_owner(user_id: int) -> int:
+    return -user_id

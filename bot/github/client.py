@@ -131,6 +131,31 @@ class GitHubClient:
         answer = await self._call(method, url, installation_id, url_vars or {}, data)
         return answer.data
 
+    async def call_as_user(
+        self, method: str, url: str, *, token: str, url_vars: Mapping[str, Any] | None = None
+    ) -> Any:
+        """One call with a person's user access token (the dashboard's sign-in): sent once,
+        no retry (the person is waiting), a 4xx GitHubRefused and anything else
+        GitHubUnavailable."""
+        try:
+            answer = await self._send(method, url, url_vars or {}, b"", None, token)
+        except gidgethub.BadRequest as exc:
+            self._count(method, url, str(int(exc.status_code)))
+            raise GitHubRefused(int(exc.status_code), _message(exc)) from None
+        except gidgethub.HTTPException as exc:
+            self._count(method, url, str(int(exc.status_code)))
+            raise GitHubUnavailable(f"GitHub answered {int(exc.status_code)}") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self._count(method, url, "connection_error")
+            raise GitHubUnavailable(f"connection failed: {type(exc).__name__}") from None
+        self._count(method, url, "2xx")
+        return answer.data
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The process's one client session (the OAuth code exchange goes through it)."""
+        return self._http
+
     async def page(
         self, url: str, *, installation_id: int | None, url_vars: Mapping[str, Any] | None = None
     ) -> Page:

@@ -54,7 +54,8 @@ class Endpoint:
     method: str
     # As GitHub's REST description writes the path; `{?...}` adds query parameters.
     template: str
-    # None: called as the App itself (its JWT), which needs no installation permission.
+    # None: called as the App itself (its JWT), or with a person's user token: neither needs
+    # an installation permission.
     permission: Permission | None
 
 
@@ -76,6 +77,7 @@ def _write(name: str) -> Permission:
 
 
 AS_APP = None
+AS_USER = None
 
 CREATE_INSTALLATION_TOKEN = _endpoint(
     "POST", "/app/installations/{installation_id}/access_tokens", AS_APP
@@ -83,6 +85,9 @@ CREATE_INSTALLATION_TOKEN = _endpoint(
 GET_REPOSITORY_INSTALLATION = _endpoint("GET", "/repos/{owner}/{repo}/installation", AS_APP)
 LIST_DELIVERIES = _endpoint("GET", "/app/hook/deliveries{?per_page}", AS_APP)
 REDELIVER = _endpoint("POST", "/app/hook/deliveries/{delivery_id}/attempts", AS_APP)
+# With a person's user access token (the dashboard's sign-in): who they are. No App
+# permission: a user token reads its own user.
+GET_AUTHENTICATED_USER = _endpoint("GET", "/user", AS_USER)
 GET_REPOSITORY = _endpoint("GET", "/repos/{owner}/{repo}", _read("metadata"))
 GET_COLLABORATOR_PERMISSION = _endpoint(
     "GET", "/repos/{owner}/{repo}/collaborators/{username}/permission", _read("metadata")
@@ -182,6 +187,21 @@ async def list_deliveries(client: GitHubCaller, per_page: int, *, url: str | Non
 async def redeliver(client: GitHubCaller, delivery_id: int) -> Any:
     """Ask GitHub to send a delivery again."""
     return await _as_app(client, REDELIVER, {"delivery_id": delivery_id}, data={})
+
+
+# --- as a person (a user access token) ------------------------------------------------
+
+
+class UserCaller(Protocol):
+    async def call_as_user(
+        self, method: str, url: str, *, token: str, url_vars: Mapping[str, Any] | None = None
+    ) -> Any: ...
+
+
+async def get_authenticated_user(client: UserCaller, token: str) -> Any:
+    """The user the token belongs to: `{"login": ..., "id": ...}` among others."""
+    endpoint = GET_AUTHENTICATED_USER
+    return await client.call_as_user(endpoint.method, endpoint.template, token=token)
 
 
 # --- repositories and git -----------------------------------------------------------------

@@ -16,7 +16,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.domain.access import Identity, token_identity
+from bot.domain.access import Identity, github_identity, token_identity
 from bot.storage.models import ApiToken, DashboardSecret, DashboardSession
 
 SESSION_LIFETIME = timedelta(hours=12)
@@ -34,6 +34,9 @@ class SignedIn:
     notice: str | None
     notice_is_error: bool
     expires_at: datetime
+    # A GitHub sign-in: whose; its `identity` is filled from GitHub by the caller
+    # (bot/github/access.py), until then it may view nothing.
+    github_user_id: int | None = None
 
 
 def _hash(session_id: str) -> str:
@@ -74,13 +77,22 @@ async def session_secret(session: AsyncSession, now: datetime) -> str:
     return stored
 
 
-async def start_session(session: AsyncSession, *, token_id: int, actor: str, now: datetime) -> str:
-    """A new session for a token; its id (for the cookie), never stored."""
+async def start_session(
+    session: AsyncSession,
+    *,
+    actor: str,
+    now: datetime,
+    token_id: int | None = None,
+    github_user_id: int | None = None,
+) -> str:
+    """A new session for a token or a GitHub user; its id (for the cookie), never stored."""
+    assert (token_id is None) != (github_user_id is None)
     session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
     session.add(
         DashboardSession(
             id_hash=_hash(session_id),
             token_id=token_id,
+            github_user_id=github_user_id,
             actor=actor,
             csrf_token=secrets.token_urlsafe(32),
             created_at=now,
@@ -93,11 +105,12 @@ async def start_session(session: AsyncSession, *, token_id: int, actor: str, now
 
 async def find_session(session: AsyncSession, session_id: str, now: datetime) -> SignedIn | None:
     """The live session with this id, with its token's current scope; None when it expired or
-    its token was revoked."""
+    its token was revoked. A GitHub user's session comes with an identity that may view
+    nothing, for the caller to fill from GitHub."""
     row = (
         await session.execute(
             select(DashboardSession, ApiToken)
-            .join(ApiToken, ApiToken.id == DashboardSession.token_id)
+            .outerjoin(ApiToken, ApiToken.id == DashboardSession.token_id)
             .where(DashboardSession.id_hash == _hash(session_id))
         )
     ).one_or_none()
@@ -106,13 +119,20 @@ async def find_session(session: AsyncSession, session_id: str, now: datetime) ->
     signed_in, token = row
     if signed_in.expires_at <= now:
         return None
+    if signed_in.github_user_id is not None:
+        identity = github_identity(signed_in.actor, signed_in.github_user_id, {})
+    elif token is not None:
+        identity = token_identity(signed_in.actor, token.id, frozenset(token.projects))
+    else:  # its token was revoked
+        return None
     return SignedIn(
         id_hash=signed_in.id_hash,
-        identity=token_identity(signed_in.actor, token.id, frozenset(token.projects)),
+        identity=identity,
         csrf_token=signed_in.csrf_token,
         notice=signed_in.notice,
         notice_is_error=signed_in.notice_is_error,
         expires_at=signed_in.expires_at,
+        github_user_id=signed_in.github_user_id,
     )
 
 

@@ -408,8 +408,11 @@ class DashboardSession(Base):
 
     id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     # The API token signed in with: its scope is read at every request, so revoking the token
-    # ends its sessions. (GitHub sign-in will fill `actor` and leave this None.)
+    # ends its sessions. None for a GitHub sign-in, which fills `github_user_id`.
     token_id: Mapped[int | None] = mapped_column(Id)
+    # The GitHub user signed in with (their id; `actor` is their login). No user token is kept:
+    # their permissions are read with the installation's token.
+    github_user_id: Mapped[int | None] = mapped_column(BigInteger)
     actor: Mapped[str] = mapped_column(String(320))
     # Every form of the session carries it (CSRF).
     csrf_token: Mapped[str] = mapped_column(String(64))

@@ -50,6 +50,14 @@ async def project_repositories(session: AsyncSession) -> ProjectRepositories:
     return ProjectRepositories({repo: frozenset(w) for repo, w in workflows.items()})
 
 
+async def current_project_repositories(session: AsyncSession) -> list[tuple[str, str]]:
+    """(name, repository) of every project in the file now, in the file's order."""
+    rows = await session.execute(
+        select(Project.name, Project.repo).where(Project.removed_at.is_(None)).order_by(Project.id)
+    )
+    return [(name, repo) for name, repo in rows]
+
+
 async def find_project(session: AsyncSession, name: str) -> Project:
     # A name no projects file could declare (a NUL, a slash) is not asked of the database.
     if not is_valid_name(name):

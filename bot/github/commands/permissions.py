@@ -2,7 +2,8 @@
 
 GitHub reports `permission` as admin/write/read/none (maintain shows as write, triage as read)
 and `role_name` as the real role (FACTS §8). Every command needs write; `--force` needs the
-maintain or admin role.
+maintain or admin role. The dashboard's grants for a GitHub user follow the same rule
+(`dashboard_grants`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
+
+from bot.domain.access import Act
 
 WRITE_PERMISSIONS = frozenset({"admin", "write"})
 FORCE_ROLES = frozenset({"maintain", "admin"})
@@ -48,3 +51,22 @@ def may_run_command(access: Access, *, force: bool) -> Verdict:
     if force and access.permission != "admin" and access.role_name not in FORCE_ROLES:
         return Verdict.NEEDS_FORCE_ROLE
     return Verdict.ALLOWED
+
+
+VIEW_PERMISSIONS = frozenset({"read", "write", "admin"})
+ACTS_NEEDING_WRITE = frozenset({Act.DEPLOY, Act.ROLL_BACK, Act.FREEZE, Act.CANCEL})
+
+
+def dashboard_grants(access: Access) -> frozenset[Act]:
+    """What a person may do in a project on the dashboard, by their access to its repository,
+    under the PR commands' rule: read (or triage) to view; what `may_run_command` allows
+    without `--force` to deploy, roll back, freeze and cancel; what it allows with `--force`
+    to force (maintain or admin)."""
+    if access.permission not in VIEW_PERMISSIONS:
+        return frozenset()
+    grants = {Act.VIEW}
+    if may_run_command(access, force=False) is Verdict.ALLOWED:
+        grants |= ACTS_NEEDING_WRITE
+    if may_run_command(access, force=True) is Verdict.ALLOWED:
+        grants.add(Act.FORCE)
+    return frozenset(grants)

@@ -320,7 +320,7 @@ class OutboxWorker:
         try:
             if self._client is None:  # never claimed without a GitHub App (`actions`)
                 raise GitHubUnavailable(NO_GITHUB_APP)
-            installation_id = await self._installation(item.repo)
+            installation_id = await self.installation_for(item.repo)
             if installation_id is None:
                 raise GitHubRefused(404, NOT_INSTALLED)
             context = EffectContext(
@@ -375,7 +375,8 @@ class OutboxWorker:
             await mark_all_delivered(session, recorded, self._clock())
         self.stats.delivered += len(recorded)
 
-    async def _installation(self, repo: str) -> int | None:
+    async def installation_for(self, repo: str) -> int | None:
+        """The installation serving `repo` (cached), None when the App is not installed there."""
         cached = self._installations.get(repo.lower())
         if cached is not None:
             return cached
