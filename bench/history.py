@@ -129,10 +129,19 @@ def _release_plan() -> Iterator[tuple[int, int]]:
 
 @dataclass
 class HistorySeeder:
+    """One project's seeded history. `create` seeds the bench project of `projects_yaml`;
+    `create_all` one seeder per project of another projects file, deployed to in the order
+    of `cycle` (topped up together by `top_up_all`)."""
+
     db: Database
     project_id: int
     environment_ids: dict[str, int]
     start: datetime
+    project: str = PROJECT
+    repo: str = REPO
+    cycle: list[str] = field(default_factory=lambda: _CYCLE)
+    # A new RC every this many of the project's deployments.
+    deployments_per_rc: int = DEPLOYMENTS_PER_RC
     deployments: int = 0
     candidate_ids: list[int] = field(default_factory=list)
     candidate_versions: list[str] = field(default_factory=list)
@@ -142,40 +151,51 @@ class HistorySeeder:
     @classmethod
     async def create(cls, db: Database) -> HistorySeeder:
         """Migrate, and create the bench project and its environments (as `serve` would)."""
+        (seeder,) = await cls.create_all(db, projects_yaml(), _CYCLE)
+        return seeder
+
+    @classmethod
+    async def create_all(
+        cls,
+        db: Database,
+        projects_file: str,
+        cycle: list[str],
+        deployments_per_rc: int = DEPLOYMENTS_PER_RC,
+    ) -> list[HistorySeeder]:
+        """Migrate, create the file's projects and environments (as `serve` would), and one
+        seeder for each project, by name, each making a new RC every `deployments_per_rc`
+        deployments; every history ends just before now."""
         await db.migrate()
         now = datetime.now(UTC)
-        config = parse_projects(yaml.safe_load(projects_yaml()), Path("tarmac.yml"))
+        config = parse_projects(yaml.safe_load(projects_file), Path("tarmac.yml"))
         async with db.write() as session:
             await sync_projects(session, config, now)
-            project_id = await session.scalar(select(Project.id).where(Project.name == PROJECT))
-            rows = await session.execute(
-                select(Environment.name, Environment.id).where(Environment.project_id == project_id)
+            found = await session.execute(
+                select(Project.id, Project.name, Project.repo, Environment.name, Environment.id)
+                .join(Environment, Environment.project_id == Project.id)
+                .order_by(Project.name)
             )
-            environment_ids = dict(rows.all())
-        assert project_id is not None
+            rows = found.all()
         start = now.replace(microsecond=0) - timedelta(
             seconds=SECONDS_BETWEEN_DEPLOYMENTS * MAX_HISTORY
         )
-        return cls(db, project_id, environment_ids, start)
+        seeders: dict[int, HistorySeeder] = {}
+        for project_id, name, repo, environment, environment_id in rows:
+            seeder = seeders.setdefault(
+                project_id,
+                cls(db, project_id, {}, start, name, repo, cycle, deployments_per_rc),
+            )
+            seeder.environment_ids[environment] = environment_id
+        return list(seeders.values())
 
     async def top_up(self, total: int) -> None:
-        """Insert deployments until the history holds `total` seeded ones.
+        """Insert deployments until the history holds `total` seeded ones."""
+        await top_up_all([self], total)
 
-        The deployments table's indexes are dropped first and built again at the end: one
-        sort per index instead of a million random inserts into each."""
-        if self.deployments >= total:
-            return
-        await self._ensure_candidates(-(-total // DEPLOYMENTS_PER_RC))
-        async with self.db.write() as session:
-            connection = await session.connection()
-            indexes = list(Base.metadata.tables[Deployment.__tablename__].indexes)
-            for index in indexes:
-                await connection.run_sync(index.drop)
-            for first in range(self.deployments, total, BATCH):
-                await self._insert_deployments(connection, first, min(total, first + BATCH))
-            for index in indexes:
-                await connection.run_sync(index.create)
-        self.deployments = total
+    async def add_candidate(self) -> str:
+        """One more RC, which nothing deploys yet (the build that just came in); its version."""
+        await self._ensure_candidates(len(self.candidate_ids) + 1)
+        return self.candidate_versions[-1]
 
     async def analyze(self) -> None:
         """Fresh planner statistics, as PostgreSQL's autovacuum would gather after a bulk load
@@ -221,7 +241,7 @@ class HistorySeeder:
                         version,
                         n,
                         f"{id_:040x}",
-                        REPO,
+                        self.repo,
                         "ready",
                         now,
                     )
@@ -233,11 +253,11 @@ class HistorySeeder:
 
     def _deployment(self, i: int, epoch: int) -> tuple[Any, ...]:
         """Deployment `i` of the history, its times in seconds since `epoch`."""
-        rc = i // DEPLOYMENTS_PER_RC
+        rc = i // self.deployments_per_rc
         started = epoch + SECONDS_BETWEEN_DEPLOYMENTS * i
         kind = KIND_CYCLE[i % len(KIND_CYCLE)]
         return (
-            self.environment_ids[_CYCLE[i % len(_CYCLE)]],
+            self.environment_ids[self.cycle[i % len(self.cycle)]],
             self.candidate_ids[rc],
             self.candidate_ids[rc - 1] if rc > 0 else None,
             kind,
@@ -268,6 +288,35 @@ class HistorySeeder:
             for row in (self._deployment(i, 0) for i in range(first, last))
         ]
         await _copy(connection, Deployment.__tablename__, DEPLOYMENT_COLUMNS, records)
+
+
+async def top_up_all(seeders: list[HistorySeeder], total: int) -> None:
+    """Insert deployments until each seeder's history holds `total` seeded ones, the projects'
+    histories interleaved batch by batch.
+
+    The deployments table's indexes are dropped first and built again at the end: one sort per
+    index instead of a million random inserts into each."""
+    behind = [seeder for seeder in seeders if seeder.deployments < total]
+    if not behind:
+        return
+    for seeder in behind:
+        await seeder._ensure_candidates(-(-total // seeder.deployments_per_rc))
+    db = behind[0].db
+    async with db.write() as session:
+        connection = await session.connection()
+        indexes = list(Base.metadata.tables[Deployment.__tablename__].indexes)
+        for index in indexes:
+            await connection.run_sync(index.drop)
+        batch = max(1, BATCH // len(behind))
+        for first in range(min(s.deployments for s in behind), total, batch):
+            for seeder in behind:
+                begin, end = max(first, seeder.deployments), min(total, first + batch)
+                if begin < end:
+                    await seeder._insert_deployments(connection, begin, end)
+        for index in indexes:
+            await connection.run_sync(index.create)
+    for seeder in behind:
+        seeder.deployments = total
 
 
 def _commit(candidate_id: int) -> tuple[str, str, str]:
