@@ -15,7 +15,14 @@ from collections.abc import Awaitable, Callable
 
 from bench.common import RESULTS_PATH, Row, print_table, write_results
 
-SECTIONS = ("bench.intake", "bench.history", "bench.drain", "bench.hostile", "bench.changes")
+SECTIONS = (
+    "bench.intake",
+    "bench.history",
+    "bench.drain",
+    "bench.hostile",
+    "bench.changes",
+    "bench.dashboard",
+)
 
 
 def _section(module_name: str) -> Callable[[], Awaitable[list[Row]]] | None:
