@@ -140,6 +140,8 @@ class HistorySeeder:
     project: str = PROJECT
     repo: str = REPO
     cycle: list[str] = field(default_factory=lambda: _CYCLE)
+    # A new RC every this many of the project's deployments.
+    deployments_per_rc: int = DEPLOYMENTS_PER_RC
     deployments: int = 0
     candidate_ids: list[int] = field(default_factory=list)
     candidate_versions: list[str] = field(default_factory=list)
@@ -154,10 +156,15 @@ class HistorySeeder:
 
     @classmethod
     async def create_all(
-        cls, db: Database, projects_file: str, cycle: list[str]
+        cls,
+        db: Database,
+        projects_file: str,
+        cycle: list[str],
+        deployments_per_rc: int = DEPLOYMENTS_PER_RC,
     ) -> list[HistorySeeder]:
         """Migrate, create the file's projects and environments (as `serve` would), and one
-        seeder for each project, by name; every history ends just before now."""
+        seeder for each project, by name, each making a new RC every `deployments_per_rc`
+        deployments; every history ends just before now."""
         await db.migrate()
         now = datetime.now(UTC)
         config = parse_projects(yaml.safe_load(projects_file), Path("tarmac.yml"))
@@ -175,7 +182,8 @@ class HistorySeeder:
         seeders: dict[int, HistorySeeder] = {}
         for project_id, name, repo, environment, environment_id in rows:
             seeder = seeders.setdefault(
-                project_id, cls(db, project_id, {}, start, name, repo, cycle)
+                project_id,
+                cls(db, project_id, {}, start, name, repo, cycle, deployments_per_rc),
             )
             seeder.environment_ids[environment] = environment_id
         return list(seeders.values())
@@ -183,6 +191,11 @@ class HistorySeeder:
     async def top_up(self, total: int) -> None:
         """Insert deployments until the history holds `total` seeded ones."""
         await top_up_all([self], total)
+
+    async def add_candidate(self) -> str:
+        """One more RC, which nothing deploys yet (the build that just came in); its version."""
+        await self._ensure_candidates(len(self.candidate_ids) + 1)
+        return self.candidate_versions[-1]
 
     async def analyze(self) -> None:
         """Fresh planner statistics, as PostgreSQL's autovacuum would gather after a bulk load
@@ -240,7 +253,7 @@ class HistorySeeder:
 
     def _deployment(self, i: int, epoch: int) -> tuple[Any, ...]:
         """Deployment `i` of the history, its times in seconds since `epoch`."""
-        rc = i // DEPLOYMENTS_PER_RC
+        rc = i // self.deployments_per_rc
         started = epoch + SECONDS_BETWEEN_DEPLOYMENTS * i
         kind = KIND_CYCLE[i % len(KIND_CYCLE)]
         return (
@@ -287,7 +300,7 @@ async def top_up_all(seeders: list[HistorySeeder], total: int) -> None:
     if not behind:
         return
     for seeder in behind:
-        await seeder._ensure_candidates(-(-total // DEPLOYMENTS_PER_RC))
+        await seeder._ensure_candidates(-(-total // seeder.deployments_per_rc))
     db = behind[0].db
     async with db.write() as session:
         connection = await session.connection()

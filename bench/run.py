@@ -23,6 +23,7 @@ SECTIONS = (
     "bench.hostile",
     "bench.changes",
     "bench.graphql",
+    "bench.dashboard",
 )
 
 

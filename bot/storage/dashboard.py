@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload, raiseload
 
 from bot.domain.statuses import ACTIVE_STATUSES, BuildStatus, DeploymentStatus
 from bot.storage.models import (
@@ -56,27 +57,39 @@ async def projects_with_environments(
 async def _newest_per_environment(
     session: AsyncSession, environment_ids: Sequence[int], statuses: Sequence[str]
 ) -> dict[int, Deployment]:
-    """The newest deployment of each environment among `statuses`: one grouped MAX(id) over
-    the (environment, status, id) index, then the rows by id."""
+    """The newest deployment of each environment among `statuses`: per environment and
+    status one MAX(id), each a seek to the end of its (environment, status, id) range (a
+    GROUP BY over them would read every matching row: 100 ms at 1 000 000 deployments), all in
+    one statement; then the rows by id."""
     if not environment_ids:
         return {}
-    newest = (
+    newest = [
         select(func.max(Deployment.id))
-        .where(
-            Deployment.environment_id.in_(environment_ids),
-            Deployment.status.in_(statuses),
-        )
-        .group_by(Deployment.environment_id, Deployment.status)
-    )
-    ids = [i for i in await session.scalars(newest) if i is not None]
+        .where(Deployment.environment_id == Environment.id, Deployment.status == status)
+        .correlate(Environment)
+        .scalar_subquery()
+        for status in statuses
+    ]
+    found_ids = await session.execute(select(*newest).where(Environment.id.in_(environment_ids)))
+    ids = [max(found) for found in (_known(row) for row in found_ids) if found]
     if not ids:
         return {}
-    found: dict[int, Deployment] = {}
-    for deployment in await session.scalars(select(Deployment).where(Deployment.id.in_(ids))):
-        known = found.get(deployment.environment_id)
-        if known is None or known.id < deployment.id:
-            found[deployment.environment_id] = deployment
-    return found
+    found = await session.scalars(select(Deployment).where(Deployment.id.in_(ids)).options(*_CELL))
+    return {deployment.environment_id: deployment for deployment in found}
+
+
+# A cell shows its deployment's own columns and its candidate's version; the caller has the
+# environment. Loading the rest (the environment and project, the previous candidate, each
+# release) made seven objects a row: 4 200 for the overview at 50 x 6, 70 ms.
+_CELL = (
+    joinedload(Deployment.release_candidate).raiseload(ReleaseCandidate.release),
+    raiseload(Deployment.from_release_candidate),
+    raiseload(Deployment.environment),
+)
+
+
+def _known(ids: Sequence[int | None]) -> list[int]:
+    return [i for i in ids if i is not None]
 
 
 async def running_deployments(
@@ -145,8 +158,15 @@ class ChangeMark:
 async def change_mark(session: AsyncSession, now: datetime) -> ChangeMark:
     """The cheap "has anything changed" query, run once a second per process while someone
     watches: index seeks and the (small) environments table."""
+    # Two scalar subqueries, not MAX(id), MAX(updated_at) in one SELECT: SQLite seeks an
+    # index only for a lone MIN/MAX, and scanned the table for the pair (118 ms at 1 000 000).
     deployments = (
-        await session.execute(select(func.max(Deployment.id), func.max(Deployment.updated_at)))
+        await session.execute(
+            select(
+                select(func.max(Deployment.id)).scalar_subquery(),
+                select(func.max(Deployment.updated_at)).scalar_subquery(),
+            )
+        )
     ).one()
     candidates = (
         await session.execute(

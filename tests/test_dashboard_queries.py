@@ -1,0 +1,57 @@
+"""The overview's SQL does not grow with the projects shown: the same statements for a token
+that sees 5 projects as for one that sees all 50 (counted with `before_cursor_execute`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from api.app import create_app
+from api.keys import SERVICE
+from bot.settings import Settings
+from tests.conftest import TestClock, make_token
+from tests.test_dashboard_safety import sign_in
+from tests.test_graphql import counted_statements, many_projects_yaml, seed_history
+
+
+async def overview_statements(client: TestClient[Any, Any], token: str) -> tuple[list[str], str]:
+    """The statements one overview sends (after a first one), and the page."""
+    database = client.app[SERVICE].db
+    async with await sign_in(client, token) as browser:
+        async with browser.get("/") as answer:
+            assert answer.status == 200
+        with counted_statements(database) as statements:
+            async with browser.get("/") as answer:
+                page = await answer.text()
+                assert answer.status == 200
+    return [" ".join(s.split())[:100] for s in statements], page
+
+
+async def test_the_overview_of_50_projects_costs_the_statements_of_5(
+    aiohttp_client: Any, tmp_path: Path, database_url: str, clock: TestClock
+) -> None:
+    projects_file = tmp_path / "many.yml"
+    projects_file.write_text(many_projects_yaml(50))
+    settings = Settings(database_url=database_url, config=projects_file)
+    client: TestClient[Any, Any] = await aiohttp_client(
+        create_app(settings, clock=clock, background_work=False)
+    )
+    database = client.app[SERVICE].db
+    await seed_history(database, 50, clock)
+    five = [f"p{n:02d}" for n in range(5)]
+    every = await make_token(database, "every-project")
+    some = await make_token(database, "five-projects", five)
+
+    fifty_statements, fifty_page = await overview_statements(client, every)
+    five_statements, five_page = await overview_statements(client, some)
+
+    assert all(f'data-environment="p{n:02d}/production"' in fifty_page for n in range(50))
+    assert 'data-environment="p04/production"' in five_page
+    assert 'data-environment="p05/production"' not in five_page
+    assert "v2.0.0-rc1" in five_page  # the rows were read, not only the projects
+    assert len(fifty_statements) == len(five_statements), (fifty_statements, five_statements)
+    # The session; projects, environments; running, active and failed (ids, then rows); the
+    # newest candidates; the change mark's four.
+    assert len(fifty_statements) == 14, fifty_statements
