@@ -52,6 +52,7 @@ async def test_the_overview_of_50_projects_costs_the_statements_of_5(
     assert 'data-environment="p05/production"' not in five_page
     assert "v2.0.0-rc1" in five_page  # the rows were read, not only the projects
     assert len(fifty_statements) == len(five_statements), (fifty_statements, five_statements)
-    # The session; projects, environments; running, active and failed (ids, then rows); the
-    # newest candidates; the change mark's four.
-    assert len(fifty_statements) == 14, fifty_statements
+    # The session; the projects the identity may see (names and repositories); projects,
+    # environments; running, active and failed (ids, then rows); the newest candidates; the
+    # change mark's four.
+    assert len(fifty_statements) == 15, fifty_statements
