@@ -37,24 +37,23 @@ import aiohttp
 
 from bench.changes import _SUBJECTS, realistic_report
 from bench.common import Row, fresh_database, percentile, print_table, query_int, tarmac_server
-from bench.history import HistorySeeder, top_up_all
+from bench.history import (
+    WIDE_CYCLE,
+    WIDE_ENVIRONMENT_WEIGHTS,
+    WIDE_PROJECTS,
+    HistorySeeder,
+    top_up_all,
+    wide_projects_yaml,
+)
 from bot.domain.changes import PathFilter
 from bot.storage.change_reports import ask_for_report, store_report
 from bot.storage.dashboard import running_deployments
 from bot.storage.db import Database
 
 SECTION = "dashboard"
-PROJECTS = 50
-# Environment -> deployments out of every 40, in the order the projects file lists them.
-ENVIRONMENT_WEIGHTS = {"dev": 12, "qa": 10, "test": 8, "staging": 5, "canary": 3, "production": 2}
-CYCLE = [
-    name
-    for _, name in sorted(
-        (index / weight, name)
-        for name, weight in ENVIRONMENT_WEIGHTS.items()
-        for index in range(weight)
-    )
-]
+PROJECTS = WIDE_PROJECTS
+ENVIRONMENT_WEIGHTS = WIDE_ENVIRONMENT_WEIGHTS
+CYCLE = WIDE_CYCLE
 DEPLOYMENTS = 1_000_000
 CANDIDATES = 10_000
 BASELINE = 1_000
@@ -73,16 +72,6 @@ ENVIRONMENT_DEEP = f"environment, page {DEEP_PAGE}"
 CANDIDATE = "candidate (6 change reports)"
 EVENTS = "event stream: first event"
 PAGES = (OVERVIEW, ENVIRONMENT_FIRST, ENVIRONMENT_DEEP, CANDIDATE, EVENTS)
-
-
-def projects_yaml(count: int = PROJECTS) -> str:
-    lines = ["projects:"]
-    for number in range(count):
-        lines += [f"  - name: p{number:02d}", f"    repo: acme/p{number:02d}", "    environments:"]
-        for name in ENVIRONMENT_WEIGHTS:
-            production = ", production: true" if name == "production" else ""
-            lines.append(f"      - {{name: {name}{production}}}")
-    return "\n".join(lines) + "\n"
 
 
 async def store_reports(db: Database, seeder: HistorySeeder, version: str) -> int:
@@ -113,7 +102,9 @@ async def seeded(url: str, deployments: int, deployments_per_rc: int) -> Seeded:
     started = time.monotonic()
     db = Database.from_url(url)
     try:
-        seeders = await HistorySeeder.create_all(db, projects_yaml(), CYCLE, deployments_per_rc)
+        seeders = await HistorySeeder.create_all(
+            db, wide_projects_yaml(), CYCLE, deployments_per_rc
+        )
         await top_up_all(seeders, deployments // len(seeders))
         seeder = next(s for s in seeders if s.project == PROJECT)
         version = await seeder.add_candidate()
@@ -249,7 +240,7 @@ async def dashboard_on(backend: str, size: int = DEPLOYMENTS) -> list[Row]:
             raise RuntimeError(f"{counted:,} deployments and {candidates:,} candidates seeded")
         with tempfile.TemporaryDirectory(prefix="tarmac-dashboard-") as scratch:
             config = Path(scratch) / "tarmac.yml"
-            config.write_text(projects_yaml())
+            config.write_text(wide_projects_yaml())
             async with (
                 tarmac_server(url, config=config, github_app=False) as served,
                 tarmac_server(base_url, config=config, github_app=False) as baseline,

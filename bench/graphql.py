@@ -37,7 +37,14 @@ from api.app import create_app
 from api.keys import SERVICE
 from bench.changes import realistic_report
 from bench.common import Row, fresh_database, percentile, print_table, query_int, tarmac_server
-from bench.history import HistorySeeder, top_up_all
+from bench.history import (
+    WIDE_CYCLE,
+    WIDE_ENVIRONMENT_WEIGHTS,
+    WIDE_PROJECTS,
+    HistorySeeder,
+    top_up_all,
+    wide_projects_yaml,
+)
 from bot.domain.changes import PathFilter
 from bot.settings import Settings
 from bot.storage import tokens
@@ -48,17 +55,9 @@ from bot.storage.models import ReleaseCandidate
 from tests.test_graphql import COMPOSITE_QUERY, counted_statements
 
 SECTION = "graphql"
-PROJECTS = 50
-# Environment -> deployments out of every 40, in the order the projects file lists them.
-ENVIRONMENT_WEIGHTS = {"dev": 12, "qa": 10, "test": 8, "staging": 5, "canary": 3, "production": 2}
-CYCLE = [
-    name
-    for _, name in sorted(
-        (index / weight, name)
-        for name, weight in ENVIRONMENT_WEIGHTS.items()
-        for index in range(weight)
-    )
-]
+PROJECTS = WIDE_PROJECTS
+ENVIRONMENT_WEIGHTS = WIDE_ENVIRONMENT_WEIGHTS
+CYCLE = WIDE_CYCLE
 DEPLOYMENTS = 1_000_000
 BASELINE = 1_000
 BACKENDS = ("sqlite", "postgresql")
@@ -66,16 +65,6 @@ SAMPLES = 300
 WARM_UP = 20
 TARGET_P50_MS = 50.0
 GRAPHQL = "/api/graphql"
-
-
-def projects_yaml(count: int = PROJECTS) -> str:
-    lines = ["projects:"]
-    for number in range(count):
-        lines += [f"  - name: p{number:02d}", f"    repo: acme/p{number:02d}", "    environments:"]
-        for name in ENVIRONMENT_WEIGHTS:
-            production = ", production: true" if name == "production" else ""
-            lines.append(f"      - {{name: {name}{production}}}")
-    return "\n".join(lines) + "\n"
 
 
 def pull_requests_of(index: int) -> int:
@@ -133,7 +122,7 @@ async def seeded(url: str, deployments: int) -> tuple[dict[str, Expected], float
     started = time.monotonic()
     db = Database.from_url(url)
     try:
-        seeders = await HistorySeeder.create_all(db, projects_yaml(), CYCLE)
+        seeders = await HistorySeeder.create_all(db, wide_projects_yaml(), CYCLE)
         await top_up_all(seeders, deployments // len(seeders))
         await seeders[0].analyze()
         expected = await store_reports(db, seeders)
@@ -261,7 +250,7 @@ async def measure_on(backend: str, size: int = DEPLOYMENTS) -> Measured:
             raise RuntimeError(f"{counted:,} deployments in the database, not {size:,}")
         with tempfile.TemporaryDirectory(prefix="tarmac-graphql-") as scratch:
             config = Path(scratch) / "tarmac.yml"
-            config.write_text(projects_yaml())
+            config.write_text(wide_projects_yaml())
             statements = await statements_per_request(url, config, expected)
             statements_beside = await statements_per_request(base_url, config, base_expected)
             async with (

@@ -64,15 +64,46 @@ ENVIRONMENT_WEIGHTS = {
 }
 ENVIRONMENTS = list(ENVIRONMENT_WEIGHTS)
 PRODUCTION_LIKE = {"us-prod", "eu-prod", "production"}
-# Deployments in the order they happen within each run of 50 (spread, not clustered).
-_CYCLE = [
-    name
-    for _, name in sorted(
-        (index / weight, name)
-        for name, weight in ENVIRONMENT_WEIGHTS.items()
-        for index in range(weight)
-    )
-]
+
+
+def deployment_cycle(weights: dict[str, int]) -> list[str]:
+    """The environments in the order deployments happen within each run of sum(weights)
+    (spread, not clustered)."""
+    return [
+        name
+        for _, name in sorted(
+            (index / weight, name) for name, weight in weights.items() for index in range(weight)
+        )
+    ]
+
+
+_CYCLE = deployment_cycle(ENVIRONMENT_WEIGHTS)
+
+# The wide layout of the GraphQL and dashboard benchmarks: 50 projects of 6 environments.
+WIDE_PROJECTS = 50
+# Environment -> deployments out of every 40, in the order the projects file lists them.
+WIDE_ENVIRONMENT_WEIGHTS = {
+    "dev": 12,
+    "qa": 10,
+    "test": 8,
+    "staging": 5,
+    "canary": 3,
+    "production": 2,
+}
+WIDE_CYCLE = deployment_cycle(WIDE_ENVIRONMENT_WEIGHTS)
+
+
+def wide_projects_yaml(count: int = WIDE_PROJECTS) -> str:
+    """`count` projects p00, p01, ..., each with the wide layout's environments."""
+    lines = ["projects:"]
+    for number in range(count):
+        lines += [f"  - name: p{number:02d}", f"    repo: acme/p{number:02d}", "    environments:"]
+        for name in WIDE_ENVIRONMENT_WEIGHTS:
+            production = ", production: true" if name == "production" else ""
+            lines.append(f"      - {{name: {name}{production}}}")
+    return "\n".join(lines) + "\n"
+
+
 DEPLOYMENTS_PER_RC = 8
 # RCs per release, in turn: most releases ship after one to three candidates, some need five.
 RCS_PER_RELEASE = [1, 2, 3, 2, 5, 1, 3, 4, 2, 1]
