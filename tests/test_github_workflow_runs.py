@@ -4,17 +4,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text, update
 
 from bot.app.operations import Mirror
 from bot.app.timeouts import sweep_stuck_builds
 from bot.github.outbound.worker import OutboxWorker
 from bot.storage.db import Database
-from bot.storage.models import Deployment
+from bot.storage.models import Deployment, ReleaseCandidate
 from tests.conftest import (
     PROJECTS_YAML,
     SHA_A,
@@ -425,6 +426,52 @@ async def test_a_build_run_whose_dispatch_answer_was_lost_is_found_by_its_mark_a
     await outbox.drain()
     assert len(fake_github.calls_to("POST", r"/dispatches$")) == 1
     outcome = await accepted(webhook, "workflow_run", run_event("completed", build, "success"))
+    assert outcome == "release candidate v1-rc1 ready; auto-deployed to staging"
+
+
+async def _lock_waiters(db: Database) -> int:
+    async with db.read() as session:
+        count = await session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+        )
+        return int(count or 0)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_build_completed_while_its_dispatch_answer_is_being_recorded_is_finished(
+    webhook: Webhooks, outbox: OutboxWorker, fake_github: FakeGitHub, db: Database
+) -> None:
+    """The run's `completed` arrives while the worker's transaction recording the dispatch's
+    answer (the run id) holds the RC's row: the look-up for an unrecorded build waits for it,
+    then no longer finds the RC missing its run. It is the build by run id then, not nothing
+    (the latency bench lost an auto-deploy to this on PostgreSQL)."""
+    build = await tagged_rc(webhook, outbox, fake_github, "v1-rc1", SHA_A)
+    [candidate] = await candidates(db)
+    async with db.write() as session:  # dispatched, its answer not recorded yet
+        await session.execute(
+            update(ReleaseCandidate)
+            .where(ReleaseCandidate.id == candidate.id)
+            .values(build_run_id=None)
+        )
+
+    async with db.write() as recording:
+        await recording.execute(
+            update(ReleaseCandidate)
+            .where(ReleaseCandidate.id == candidate.id)
+            .values(build_run_id=build.id)
+        )
+        completed = asyncio.create_task(
+            accepted(webhook, "workflow_run", run_event("completed", build, "success"))
+        )
+        async with asyncio.timeout(10):
+            while await _lock_waiters(db) == 0:
+                assert not completed.done(), completed.result()
+                await asyncio.sleep(0.005)
+    outcome = await asyncio.wait_for(completed, 10)
+
     assert outcome == "release candidate v1-rc1 ready; auto-deployed to staging"
 
 

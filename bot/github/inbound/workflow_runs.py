@@ -16,7 +16,9 @@ anything else is read. Then, first match wins:
 4. a build the same way: of the projects' `building` RCs with no run yet, the one of the
    version the title names (`Tarmac build <version>`; by commit among several of that
    version), or, without a mark, the newest at `head_sha`.
-   The run id is stored on what 3 and 4 find, so the run's later events match by id. A run
+   The run id is stored on what 3 and 4 find, so the run's later events match by id. When 3
+   or 4 finds nothing, 2 or 1 is asked again: on PostgreSQL the worker may have been recording
+   the dispatch's answer (the run id) while the look-up waited for the row's lock. A run
    whose title names a deployment or a build is never taken for another one.
 
 A build ends with `completed`: `success` makes the RC ready (and auto-deploys it), anything else
@@ -96,6 +98,11 @@ async def on_workflow_run(event: sansio.Event, context: WebhookContext) -> None:
         context.record(await _deployment_moved(context.session, deployment, run, context))
         return
     candidate = await _build_unrecorded(context.session, run, builds)
+    if candidate is None:
+        # As for deployments: the worker may have been recording this very run on the build
+        # (the dispatch's answer); the look-up waited for its lock, then found the run no
+        # longer missing. PostgreSQL only: SQLite's writes never overlap.
+        candidate = await _build_by_run_id(context.session, run, builds)
     if candidate is not None:
         context.record(await _build_moved(context.session, candidate, run, context))
         return
