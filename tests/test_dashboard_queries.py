@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from api.app import create_app
+from api.dashboard.keys import OVERVIEW_CACHE
 from api.keys import SERVICE
 from bot.settings import Settings
 from tests.conftest import TestClock, make_token
@@ -16,12 +17,17 @@ from tests.test_dashboard_safety import sign_in
 from tests.test_graphql import counted_statements, many_projects_yaml, seed_history
 
 
-async def overview_statements(client: TestClient[Any, Any], token: str) -> tuple[list[str], str]:
-    """The statements one overview sends (after a first one), and the page."""
+async def overview_statements(
+    client: TestClient[Any, Any], token: str, *, cached: bool = False
+) -> tuple[list[str], str]:
+    """The statements one overview sends (after a first one), and the page: with its live
+    region rendered afresh, or (`cached`) from the cache."""
     database = client.app[SERVICE].db
     async with await sign_in(client, token) as browser:
         async with browser.get("/") as answer:
             assert answer.status == 200
+        if not cached:
+            client.app[OVERVIEW_CACHE].clear()
         with counted_statements(database) as statements:
             async with browser.get("/") as answer:
                 page = await answer.text()
@@ -56,3 +62,17 @@ async def test_the_overview_of_50_projects_costs_the_statements_of_5(
     # environments; running, active and failed (ids, then rows); the newest candidates; the
     # change mark's four.
     assert len(fifty_statements) == 15, fifty_statements
+
+    # Unchanged since: the region comes from the cache, with the session, the identity's
+    # projects and the change mark's four; the same page.
+    cached_statements, cached_page = await overview_statements(client, every, cached=True)
+    assert len(cached_statements) == 6, cached_statements
+    assert live_region(cached_page) == live_region(fifty_page)
+    # The five-project token at the same mark gets its own region, never the cached fifty.
+    _, five_cached = await overview_statements(client, some, cached=True)
+    assert live_region(five_cached) == live_region(five_page)
+    assert 'data-environment="p05/production"' not in five_cached
+
+
+def live_region(page: str) -> str:
+    return page.split('<div id="live" data-live>', 1)[1].split("</main>", 1)[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.dashboard.live import ChangeFeed
+from api.dashboard.overview_cache import OverviewCache
 from bot.github.access import RepositoryAccess
 from bot.github.oauth import OAuthClient
 from bot.storage.dashboard_sessions import SignedIn
@@ -15,3 +16,5 @@ SIGNED_IN = web.RequestKey("dashboard_signed_in", SignedIn)
 # With the GitHub App's OAuth client configured: the sign-in with GitHub, and people's access.
 OAUTH = web.AppKey("dashboard_oauth_client", OAuthClient)
 GITHUB_ACCESS = web.AppKey("dashboard_github_access", RepositoryAccess)
+# The overview's live region per change mark and view (api/dashboard/overview_cache.py).
+OVERVIEW_CACHE = web.AppKey("dashboard_overview_cache", OverviewCache)

@@ -14,9 +14,10 @@ from typing import Any
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from api.dashboard import actions
-from api.dashboard.keys import FEED, OAUTH
+from api.dashboard.keys import FEED, OAUTH, OVERVIEW_CACHE
 from api.dashboard.live import stream
 from api.dashboard.security import HEADERS
 from api.dashboard.sessions import (
@@ -45,6 +46,7 @@ TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 STATIC_PREFIX = "/dashboard/static"
 MAX_PAGE = 100_000
+REGION = "overview_region.html"
 
 routes = web.RouteTableDef()
 
@@ -84,9 +86,15 @@ def _github_web(request: web.Request) -> str:
 
 
 async def _render(
-    request: web.Request, template: str, signed: SignedIn, status: int = 200, **context: Any
+    request: web.Request,
+    template: str,
+    signed: SignedIn,
+    status: int = 200,
+    mark: str | None = None,
+    **context: Any,
 ) -> web.Response:
-    mark = await request.app[FEED].fresh()
+    if mark is None:
+        mark = await request.app[FEED].fresh()
     notice = await take_notice(request, signed)
     return aiohttp_jinja2.render_template(
         template,
@@ -111,11 +119,20 @@ async def _not_found(request: web.Request, signed: SignedIn, message: str) -> we
 
 @routes.get("/")
 async def overview_page(request: web.Request) -> web.Response:
+    """The live region from the cache when the mark has not moved since it was rendered for
+    this view of the projects; the mark is read before the data (never newer than it)."""
     signed = await require_session(request)
-    service = request.app[SERVICE]
-    async with service.db.read() as session:
-        shown = await dashboard.overview(session, signed.identity, service.clock())
-    return await _render(request, "overview.html", signed, overview=shown)
+    mark = await request.app[FEED].fresh()
+    cache = request.app[OVERVIEW_CACHE]
+    region = cache.get(mark, signed.identity)
+    if region is None:
+        service = request.app[SERVICE]
+        async with service.db.read() as session:
+            shown = await dashboard.overview(session, signed.identity, service.clock())
+        region = aiohttp_jinja2.get_env(request.app).get_template(REGION).render(overview=shown)
+        cache.put(mark, signed.identity, region)
+    # Markup: the region is the output of an autoescaped template, not text to escape again.
+    return await _render(request, "overview.html", signed, mark=mark, region=Markup(region))  # noqa: S704
 
 
 def _page(request: web.Request) -> PageRequest:
