@@ -97,11 +97,7 @@ async def _from_rest(http: TarmacHttp, project: str, environment: JsonObject) ->
             await _running_since(http, project, environment["name"], running) if running else None
         ),
         "frozen": environment["frozen"],
-        "freeze": (
-            None
-            if freeze is None
-            else {"reason": freeze["reason"], "by": freeze["by"], "until": freeze["until"]}
-        ),
+        "freeze": _freeze(freeze),
         "active_deployment": (
             None
             if active is None
@@ -130,6 +126,13 @@ async def _running_since(http: TarmacHttp, project: str, environment: str, versi
     return newest["deploy_end_at"] or newest["deploy_start_at"]
 
 
+def _freeze(freeze: JsonObject | None) -> JsonObject | None:
+    """A freeze as the status report shows it, from REST's or GraphQL's (the same fields)."""
+    if freeze is None:
+        return None
+    return {"reason": freeze["reason"], "by": freeze["by"], "until": freeze["until"]}
+
+
 def _project_from_graphql(node: JsonObject) -> JsonObject:
     return {
         "name": node["name"],
@@ -147,11 +150,7 @@ def _environment_from_graphql(environment: JsonObject) -> JsonObject:
         "running_release_candidate_version": running["version"] if running else None,
         "running_since": environment.get("runningSince"),
         "frozen": environment["frozen"],
-        "freeze": (
-            None
-            if freeze is None
-            else {"reason": freeze["reason"], "by": freeze["by"], "until": freeze["until"]}
-        ),
+        "freeze": _freeze(freeze),
         "active_deployment": (
             None
             if active is None
