@@ -47,6 +47,8 @@ TABLES = {
     "pr_note_environments",
     "dashboard_sessions",
     "dashboard_secrets",
+    "approvals",
+    "audit_events",
 }
 
 

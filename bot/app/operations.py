@@ -8,6 +8,7 @@ these functions, so no path can change a deployment without mirroring it on GitH
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,19 +16,27 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.app import notifications, releases
+from bot.app import audit, notifications, releases
+from bot.app import policy as release_policy
 from bot.app.deployments import ReportedStatus, lock_environment, record_deployment
 from bot.config.projects_file import GITHUB_DEPLOYMENT_WORKFLOW
 from bot.core import errors
 from bot.core.clock import Clock
+from bot.domain.approvals import (
+    ApprovalRule,
+    Approver,
+    approval_refusal,
+    counted_approvers,
+    waiting_text,
+)
 from bot.domain.candidates import build_result, ensure_deployable, ensure_rc_version
 from bot.domain.environments import auto_deploy_targets, ensure_accepts_deployments
 from bot.domain.freeze import (
     current_freeze,
-    ensure_not_frozen,
     freeze_environment,
     unfreeze_environment,
 )
+from bot.domain.policy import Ask, Door, candidate_rejection
 from bot.domain.rollback import (
     CANCELED_BY_ROLLBACK,
     ensure_may_roll_back,
@@ -51,6 +60,7 @@ from bot.domain.statuses import (
 )
 from bot.domain.statuses import cancel as cancel_deployment
 from bot.storage import deployments as stored
+from bot.storage import policy as stored_policy
 from bot.storage.environments import auto_deploy_environments
 from bot.storage.models import Deployment, Environment, Project, ReleaseCandidate
 from bot.storage.outbox import (
@@ -148,11 +158,29 @@ async def plan_new_deployment(
         await enqueue_for_deployment(
             session, action=Action.CREATE_GITHUB_DEPLOYMENT, deployment=deployment, now=now
         )
-    if mirror.enabled and runs_workflow and environment.deploy_workflow is not None:
+    if runs_workflow and not awaits_approval(deployment):
+        await plan_dispatch(session, mirror, deployment, now)
+    await plan_status(session, mirror, deployment, now)
+
+
+async def plan_dispatch(
+    session: AsyncSession, mirror: Mirror, deployment: Deployment, now: datetime
+) -> None:
+    """The environment's deploy workflow for a deploy or rollback: when it is made, or once
+    its last approval came."""
+    if mirror.enabled and deployment.environment.deploy_workflow is not None:
         await enqueue_for_deployment(
             session, action=Action.DISPATCH_DEPLOY_WORKFLOW, deployment=deployment, now=now
         )
-    await plan_status(session, mirror, deployment, now)
+
+
+def awaits_approval(deployment: Deployment) -> bool:
+    """Whether the deployment still waits for approvals before its workflow runs."""
+    return (
+        deployment.approvals_required > 0
+        and deployment.approved_at is None
+        and deployment.status == DeploymentStatus.PENDING
+    )
 
 
 async def plan_status(
@@ -255,20 +283,34 @@ async def deploy(
     version: str,
     actor: str | None,
     clock: Clock,
+    door: Door = Door.API,
+    force: bool = False,
+    reason: str | None = None,
 ) -> Deployment:
-    """Deploy RC `version` to the environment: a new `pending` deployment, which supersedes
-    the environment's older active ones; it also resumes auto-deploy paused by a rollback."""
+    """Deploy RC `version` to the environment, as the release policy allows
+    (bot/app/policy.py; `force` with a `reason` overrides what it may): a new `pending`
+    deployment, which supersedes the environment's older active ones and waits for the
+    approvals the environment needs; it also resumes auto-deploy paused by a rollback."""
     locked = await lock_environment(session, project_name, environment_name, clock)
     environment = locked.environment
     ensure_rc_version(version)
     ensure_accepts_deployments(environment)
     candidate = await find_release_candidate(session, environment.project, version)
     ensure_deployable(candidate)
-    ensure_not_frozen(environment, locked.now)
+    ask = Ask(actor=actor, door=door, force=force, reason=reason)
+    admitted = await release_policy.admit(session, environment, candidate, ask, locked.now)
     new = await record_deployment(session, environment, candidate, actor=actor, now=locked.now)
+    wait_for_approvals(new.deployment, admitted.decision.approvals_required)
     environment.auto_deploy_paused_at = None
     await plan_started(session, mirror, new.deployment, new.superseded)
+    await release_policy.record_admitted(session, admitted, new.deployment, locked.now)
     return new.deployment
+
+
+def wait_for_approvals(deployment: Deployment, required: int) -> None:
+    if required:
+        deployment.approvals_required = required
+        deployment.waiting_for = waiting_text(0, required)
 
 
 async def report_status(
@@ -334,14 +376,18 @@ async def roll_back(
     actor: str | None,
     force: bool,
     clock: Clock,
+    door: Door = Door.API,
+    reason: str | None = None,
 ) -> Rollback:
-    """The rollback rule (bot/domain/rollback.py), then: superseded runs canceled on GitHub,
-    their deployments shown inactive, auto-deploy paused for the environment, and the
-    rollback deployed."""
+    """The rollback rule (bot/domain/rollback.py) and the freezes of the release policy,
+    then: superseded runs canceled on GitHub, their deployments shown inactive, auto-deploy
+    paused for the environment, and the rollback deployed."""
     locked = await lock_environment(session, project_name, environment_name, clock)
     environment, now = locked.environment, locked.now
     newest = await stored.newest_deployment(session, environment)
-    newest = ensure_may_roll_back(environment, newest, now, force=force)
+    newest = ensure_may_roll_back(environment, newest, now, force=True)
+    ask = Ask(actor=actor, door=door, force=force, reason=reason)
+    admitted = await release_policy.admit(session, environment, None, ask, now)
     found = await stored.rollback_target(session, environment, target_search(newest))
     target = ensure_target(found)
     away = rolled_away_from(newest, target)
@@ -360,6 +406,7 @@ async def roll_back(
     )
     environment.auto_deploy_paused_at = now
     await plan_started(session, mirror, new.deployment, new.superseded)
+    await release_policy.record_admitted(session, admitted, new.deployment, now)
     return Rollback(new.deployment, list(new.superseded), newest.release_candidate)
 
 
@@ -532,12 +579,34 @@ async def auto_deploy(
     await notifications.auto_deploy_refused(
         session, environments, candidate, AUTO_DEPLOY_ACTOR, now
     )
+    ask = Ask(actor=AUTO_DEPLOY_ACTOR, door=Door.AUTO_DEPLOY)
     started = []
     for environment in auto_deploy_targets(environments, now):
+        try:
+            admitted = await release_policy.decide(session, environment, candidate, ask, now)
+        except errors.DomainError as refused:
+            # Nothing rolls back here: the refusal is recorded beside the candidate's change.
+            await audit.record(
+                session,
+                audit.deploy_entry(
+                    ask,
+                    environment,
+                    candidate,
+                    action=audit.Action.DEPLOY,
+                    decision=audit.Decision.REFUSED,
+                    reason=refused.message,
+                ),
+                now,
+            )
+            continue
         new = await record_deployment(
             session, environment, candidate, actor=AUTO_DEPLOY_ACTOR, now=now
         )
+        wait_for_approvals(new.deployment, admitted.approvals_required)
         await plan_started(session, mirror, new.deployment, new.superseded)
+        await release_policy.record_admitted(
+            session, release_policy.Admitted(admitted, ask, False), new.deployment, now
+        )
         started.append(new.deployment)
     return started
 
@@ -610,3 +679,189 @@ async def unfreeze(
         session, environment, was_frozen=was_frozen, actor=actor, now=now
     )
     return FreezeChange(environment, was_frozen, now)
+
+
+# --- approvals and bad candidates -------------------------------------------------------
+
+
+async def approve(
+    session: AsyncSession,
+    mirror: Mirror,
+    *,
+    project_name: str,
+    environment_name: str,
+    deployment_id: int,
+    approver: Approver,
+    door: Door,
+    clock: Clock,
+) -> Deployment:
+    """One person's approval of a deployment waiting for approvals (bot/domain/approvals.py);
+    the last one needed dispatches its workflow. The same person again changes nothing."""
+    locked = await lock_environment(session, project_name, environment_name, clock)
+    environment, now = locked.environment, locked.now
+    deployment = await stored.deployment_in(session, environment, deployment_id)
+    ask = Ask(actor=approver.actor, door=door)
+    entry = audit.deploy_entry(
+        ask,
+        environment,
+        deployment.release_candidate,
+        action=audit.Action.APPROVE,
+        decision=audit.Decision.REFUSED,
+        deployment=deployment,
+    )
+    given = await stored_policy.approvals_of(session, deployment.id)
+    counted = counted_approvers(given, now)
+    try:
+        if not awaits_approval(deployment):
+            raise errors.invalid(errors.NOT_WAITING_FOR_APPROVAL)
+        rejected = candidate_rejection(release_policy.candidate_facts(deployment.release_candidate))
+        if rejected is not None:
+            raise rejected
+        rule = _approval_rule(environment, deployment)
+        refused = approval_refusal(rule, approver, deployment.actor)
+        if refused is not None:
+            raise refused
+    except errors.DomainError as refusal:
+        why = dataclasses.replace(entry, reason=refusal.message)
+        raise audit.record_after_rollback(refusal, why, now) from None
+    if approver.actor in counted:
+        return deployment
+    stale = next((a for a in given if a.approver == approver.actor), None)
+    if stale is not None:  # given before and expired since: given again now
+        stale.created_at, stale.expires_at = now, now + rule.expire
+    else:
+        await stored_policy.add_approval(
+            session,
+            deployment.id,
+            approver=approver.actor,
+            door=door.value,
+            now=now,
+            expires_at=now + rule.expire,
+        )
+    count = len(counted) + 1
+    deployment.updated_at = now
+    await audit.record(session, dataclasses.replace(entry, decision=audit.Decision.APPROVED), now)
+    if count < deployment.approvals_required:
+        deployment.waiting_for = waiting_text(count, deployment.approvals_required)
+        return deployment
+    deployment.approved_at = now
+    deployment.waiting_for = None
+    await plan_dispatch(session, mirror, deployment, now)
+    return deployment
+
+
+def _approval_rule(environment: Environment, deployment: Deployment) -> ApprovalRule:
+    """The environment's rule now; the number the deployment was made to wait for stays."""
+    rule = release_policy.policy_of(environment).approvals
+    if rule is None:
+        return ApprovalRule(required=deployment.approvals_required)
+    return dataclasses.replace(rule, required=deployment.approvals_required)
+
+
+async def reject_deployment(
+    session: AsyncSession,
+    mirror: Mirror,
+    *,
+    project_name: str,
+    environment_name: str,
+    deployment_id: int,
+    actor: str | None,
+    reason: str,
+    door: Door,
+    clock: Clock,
+) -> Deployment:
+    """A deployment waiting for approvals is rejected: canceled, with who and why."""
+    locked = await lock_environment(session, project_name, environment_name, clock)
+    environment, now = locked.environment, locked.now
+    deployment = await stored.deployment_in(session, environment, deployment_id)
+    if not awaits_approval(deployment):
+        raise errors.invalid(errors.NOT_WAITING_FOR_APPROVAL)
+    by = f" by {actor}" if actor else ""
+    cancel_deployment(deployment, f"Rejected{by}: {reason}", now)
+    deployment.waiting_for = None
+    await session.flush()
+    await plan_canceled(session, mirror, [deployment], now)
+    await audit.record(
+        session,
+        audit.deploy_entry(
+            Ask(actor=actor, door=door),
+            environment,
+            deployment.release_candidate,
+            action=audit.Action.REJECT_DEPLOYMENT,
+            decision=audit.Decision.REJECTED,
+            deployment=deployment,
+            reason=reason,
+        ),
+        now,
+    )
+    return deployment
+
+
+async def mark_bad(
+    session: AsyncSession,
+    *,
+    project_name: str,
+    version: str,
+    actor: str | None,
+    reason: str,
+    door: Door,
+    clock: Clock,
+) -> ReleaseCandidate:
+    """Mark a candidate bad: refused for every deploy, never a rollback target, until
+    cleared. Marking it again changes the reason."""
+    ensure_rc_version(version)
+    project = await find_project(session, project_name)
+    candidate = await find_release_candidate(session, project, version, lock=True)
+    now = clock()
+    candidate.rejected_at = candidate.rejected_at or now
+    candidate.rejected_by, candidate.rejected_reason = actor, reason
+    await _audit_candidate(session, candidate, actor, door, audit.Decision.MARKED, reason, now)
+    return candidate
+
+
+async def clear_bad(
+    session: AsyncSession,
+    *,
+    project_name: str,
+    version: str,
+    actor: str | None,
+    door: Door,
+    clock: Clock,
+) -> ReleaseCandidate:
+    """Clear a candidate's bad mark; clearing one that has none changes nothing."""
+    ensure_rc_version(version)
+    project = await find_project(session, project_name)
+    candidate = await find_release_candidate(session, project, version, lock=True)
+    if candidate.rejected_at is None:
+        return candidate
+    now = clock()
+    candidate.rejected_at = candidate.rejected_by = candidate.rejected_reason = None
+    await _audit_candidate(session, candidate, actor, door, audit.Decision.CLEARED, None, now)
+    return candidate
+
+
+async def _audit_candidate(
+    session: AsyncSession,
+    candidate: ReleaseCandidate,
+    actor: str | None,
+    door: Door,
+    decision: audit.Decision,
+    reason: str | None,
+    now: datetime,
+) -> None:
+    await audit.record(
+        session,
+        audit.Entry(
+            action=audit.Action.MARK_BAD
+            if decision is audit.Decision.MARKED
+            else audit.Action.CLEAR_BAD,
+            decision=decision,
+            door=door,
+            actor=actor,
+            environment=None,
+            project_id=candidate.project_id,
+            candidate_id=candidate.id,
+            reason=reason,
+        ),
+        now,
+    )

@@ -22,6 +22,7 @@ from pydantic import (
     ValidationError,
 )
 
+from bot.config.policy import MAX_SOAK_MINUTES, ApprovalsConfig, FreezeWindowConfig
 from bot.domain.names import NAME_PATTERN
 
 # Re-exported: the command parser checks names as the projects file does.
@@ -160,6 +161,23 @@ class EnvironmentConfig(_Strict):
     github_deployment: Literal["tarmac", "workflow"] = "tarmac"
     # Told about this environment's events, besides the project's receivers.
     notifications: list[NotificationConfig] = Field(default_factory=list)
+    # The release policy (README "Release policy", bot/domain/policy.py).
+    requires: list[Name] = Field(default_factory=list, max_length=20)
+    soak_minutes: Annotated[int, Field(ge=0, le=MAX_SOAK_MINUTES)] = 0
+    freezes: list[FreezeWindowConfig] = Field(default_factory=list, max_length=50)
+    approvals: ApprovalsConfig | None = None
+
+    def policy(self) -> dict[str, Any]:
+        """What the database keeps of the policy (`EnvironmentPolicy.from_stored` reads it);
+        empty when the environment has none."""
+        if not (self.requires or self.freezes or self.approvals):
+            return {}
+        return {
+            "requires": list(self.requires),
+            "soak_minutes": self.soak_minutes,
+            "freezes": [window.stored() for window in self.freezes],
+            "approvals": self.approvals.stored() if self.approvals else None,
+        }
 
 
 class ProjectConfig(_Strict):
@@ -391,6 +409,7 @@ def _problems_across_keys(raw: Any) -> Iterator[str]:
                     )
                 env_names.add(env_name)
             yield from _input_problems(f"{where}.inputs", env, DEPLOY_INPUTS_TARMAC_SENDS)
+            yield from _order_problems(where, env, environments)
             if env.get("github_deployment") == GITHUB_DEPLOYMENT_WORKFLOW and not env.get(
                 "deploy_workflow"
             ):
@@ -398,6 +417,41 @@ def _problems_across_keys(raw: Any) -> Iterator[str]:
                     f"{where}.github_deployment: 'workflow' needs a deploy_workflow (its job's "
                     "`environment:` makes the GitHub deployment)"
                 )
+
+
+def _order_problems(where: str, env: dict[Any, Any], environments: list[Any]) -> Iterator[str]:
+    """`requires` names other environments of the project, and the order has no cycle."""
+    requires = env.get("requires")
+    if isinstance(env.get("soak_minutes"), int) and env["soak_minutes"] and not requires:
+        yield f"{where}.soak_minutes: soaking needs `requires` (the environments to soak in)"
+    if not isinstance(requires, list):
+        return
+    graph = {
+        e.get("name"): [r for r in (e.get("requires") or []) if isinstance(r, str)]
+        for e in environments
+        if isinstance(e, dict) and isinstance(e.get("requires") or [], list)
+    }
+    for required in requires:
+        if not isinstance(required, str):
+            continue
+        if required == env.get("name"):
+            yield f"{where}.requires: an environment cannot require itself"
+        elif required not in graph:
+            yield f"{where}.requires: '{required}' is not an environment of this project"
+        elif _reaches(graph, required, env.get("name")):
+            yield f"{where}.requires: '{required}' requires '{env.get('name')}' in turn (a cycle)"
+
+
+def _reaches(graph: dict[Any, list[str]], start: str, goal: object) -> bool:
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        if name == goal:
+            return True
+        if name not in seen:
+            seen.add(name)
+            todo.extend(graph.get(name, []))
+    return False
 
 
 def _notification_problems(label: str, project: dict[Any, Any], environments: Any) -> Iterator[str]:

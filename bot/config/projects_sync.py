@@ -111,6 +111,7 @@ def _apply_environment(env: Environment, wanted: EnvironmentConfig) -> bool:
         "timeout_minutes": wanted.timeout_minutes,
         "github_deployment": wanted.github_deployment,
         "notifications": [receiver.stored() for receiver in wanted.notifications],
+        "policy": wanted.policy(),
         "removed_at": None,
     }
     return _assign(env, values)

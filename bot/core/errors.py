@@ -4,7 +4,9 @@ comment picks its reply by the code."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from enum import Enum, StrEnum
+from typing import Any
 
 
 class Refusal(Enum):
@@ -53,6 +55,19 @@ class RefusalCode(StrEnum):
         "Change reports need the GitHub App, which reads the commits and pull requests "
         "between the candidates from GitHub"
     )
+    # The release policy (bot/domain/policy.py): the message users see says more (which
+    # environment, until when); the code's text is how it begins.
+    CANDIDATE_REJECTED = "Release candidate is marked bad"
+    FROZEN_BY_CALENDAR = "Environment is frozen until"
+    NOT_PROMOTED = "Release candidate must succeed in the environments this one requires"
+    STILL_SOAKING = (
+        "Release candidate has not soaked long enough in the environments this one requires"
+    )
+    FORCE_NEEDS_REASON = "A forced deploy needs a reason: say why in 'reason'"
+    SELF_APPROVAL = "You cannot approve a deployment you asked for"
+    NOT_AN_APPROVER = "You may not approve deployments to this environment"
+    NOT_WAITING_FOR_APPROVAL = "Deployment is not waiting for approval"
+    CANDIDATE_NOT_REJECTED = "Release candidate is not marked bad"
 
 
 # The codes by their module-level names, as the rules raise them (`errors.not_found(errors.X)`).
@@ -79,23 +94,38 @@ CHANGES_NEED_ONE_BASE = RefusalCode.CHANGES_NEED_ONE_BASE
 NOTHING_RUNNING = RefusalCode.NOTHING_RUNNING
 CHANGES_REFUSED = RefusalCode.CHANGES_REFUSED
 CHANGES_NEED_GITHUB_APP = RefusalCode.CHANGES_NEED_GITHUB_APP
+CANDIDATE_REJECTED = RefusalCode.CANDIDATE_REJECTED
+FROZEN_BY_CALENDAR = RefusalCode.FROZEN_BY_CALENDAR
+NOT_PROMOTED = RefusalCode.NOT_PROMOTED
+STILL_SOAKING = RefusalCode.STILL_SOAKING
+FORCE_NEEDS_REASON = RefusalCode.FORCE_NEEDS_REASON
+SELF_APPROVAL = RefusalCode.SELF_APPROVAL
+NOT_AN_APPROVER = RefusalCode.NOT_AN_APPROVER
+NOT_WAITING_FOR_APPROVAL = RefusalCode.NOT_WAITING_FOR_APPROVAL
+CANDIDATE_NOT_REJECTED = RefusalCode.CANDIDATE_NOT_REJECTED
+
+
+# Kept when a write transaction rolls back: what a refusal must still record (the audit of a
+# refused deploy), each run in a transaction of its own after the rollback (bot/storage/db.py).
+AfterRollback = Callable[[Any], Awaitable[None]]
 
 
 class DomainError(Exception):
-    def __init__(self, refusal: Refusal, code: RefusalCode) -> None:
-        super().__init__(code.value)
+    def __init__(self, refusal: Refusal, code: RefusalCode, message: str | None = None) -> None:
+        super().__init__(message or code.value)
         self.refusal = refusal
         self.code = code
-        self.message: str = code.value
+        self.message: str = message or code.value
+        self.after_rollback: list[AfterRollback] = []
 
 
-def not_found(code: RefusalCode) -> DomainError:
-    return DomainError(Refusal.NOT_FOUND, code)
+def not_found(code: RefusalCode, message: str | None = None) -> DomainError:
+    return DomainError(Refusal.NOT_FOUND, code, message)
 
 
-def invalid(code: RefusalCode) -> DomainError:
-    return DomainError(Refusal.INVALID, code)
+def invalid(code: RefusalCode, message: str | None = None) -> DomainError:
+    return DomainError(Refusal.INVALID, code, message)
 
 
-def conflict(code: RefusalCode) -> DomainError:
-    return DomainError(Refusal.CONFLICT, code)
+def conflict(code: RefusalCode, message: str | None = None) -> DomainError:
+    return DomainError(Refusal.CONFLICT, code, message)

@@ -5,7 +5,8 @@ The running version of an environment is the RC of its newest successful deploym
 1. An environment with no deployment has nothing to roll back from.
 2. A frozen environment is rolled back only with `force`, checked before anything changes.
 3. The target: when the newest deployment succeeded, the newest successfully deployed RC
-   that is neither the running one nor one an earlier rollback rolled away from (so rolling
+   that is neither the running one, nor one an earlier rollback rolled away from, nor one
+   marked bad (bot/domain/policy.py) (so rolling
    back twice goes back two versions, never forward again); otherwise (the newest deployment
    failed, errored, was canceled or is still under way) the running RC is deployed again —
    unless a rollback rolled away from it, as when a second rollback is asked for while the
@@ -23,7 +24,7 @@ history in memory, which the tests hold the query to.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeVar
@@ -133,10 +134,13 @@ def to_remember(deployments_of_candidate: Iterable[M]) -> list[M]:
     return [d for d in deployments_of_candidate if is_rollback_target(d)]
 
 
-def rollback_target(history: Sequence[D]) -> D | None:
+def rollback_target(history: Sequence[D], bad: Collection[int] = ()) -> D | None:
     """The whole of rule 3 over a history in memory (newest first): the deployment whose RC a
-    rollback deploys, or None when there is nothing to roll back to."""
+    rollback deploys, or None when there is nothing to roll back to. Candidates marked bad
+    (`bad`, their ids) are never gone back to."""
     if not history:
         return None
     search = target_search(history[0])
-    return next((d for d in history if search.matches(d)), None)
+    return next(
+        (d for d in history if search.matches(d) and d.release_candidate_id not in bad), None
+    )

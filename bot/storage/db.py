@@ -13,7 +13,7 @@ import functools
 import logging
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -227,9 +227,25 @@ class Database:
             if not isinstance(exc, IntegrityError):
                 self.write_failure = failure_reason(exc)
             raise
+        except Exception as exc:
+            await self._keep_after_rollback(getattr(exc, "after_rollback", ()))
+            raise
         self.write_failure = None
         if session.info.pop(OUTBOX_ENQUEUED, False) and self.wakes_outbox:
             self.outbox_committed()
+
+    async def _keep_after_rollback(
+        self, kept: Sequence[Callable[[AsyncSession], Awaitable[None]]]
+    ) -> None:
+        """What a refused change still records (errors.DomainError.after_rollback), in its
+        own transaction once the refused one rolled back; a failure to record it is logged
+        and leaves the refusal to be answered."""
+        for keep in kept:
+            try:
+                async with self.write() as session:
+                    await keep(session)
+            except (DBAPIError, OSError):
+                log.warning("could not record what a refused change keeps", exc_info=True)
 
     async def probe_write(self) -> None:
         """One write that changes nothing, through `write()` (so its outcome is recorded as

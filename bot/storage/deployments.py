@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -91,6 +91,18 @@ async def rollback_target(
         Deployment.status == DeploymentStatus.SUCCESS,
         Deployment.rolled_back_at.is_(None),
     )
+    # A candidate marked bad is never gone back to (bot/domain/policy.py). They are few, and
+    # usually none: looked up first (an index seek), the walk down the index stays as it is.
+    bad = list(
+        await session.scalars(
+            select(ReleaseCandidate.id).where(
+                ReleaseCandidate.project_id == environment.project_id,
+                ReleaseCandidate.rejected_at.is_not(None),
+            )
+        )
+    )
+    if bad:
+        query = query.where(Deployment.release_candidate_id.not_in(bad))
     if search.excluded_candidate_id is not None:
         query = query.where(Deployment.release_candidate_id != search.excluded_candidate_id)
     return await session.scalar(query.limit(1))
@@ -196,7 +208,9 @@ async def stuck_deployments(
         select(Deployment).where(
             Deployment.environment_id == environment.id,
             Deployment.status.in_(ACTIVE_STATUSES),
-            Deployment.deploy_start_at < started_before,
+            # One waiting for approvals is not stuck; its time runs from its last approval.
+            or_(Deployment.approvals_required == 0, Deployment.approved_at.is_not(None)),
+            func.coalesce(Deployment.approved_at, Deployment.deploy_start_at) < started_before,
         )
     )
     return list(found)

@@ -124,6 +124,9 @@ class Environment(Base):
     notifications: Mapped[list[dict[str, Any]]] = mapped_column(
         JSON, default=list, server_default="[]"
     )
+    # The release policy of the projects file (order and soak, calendar freezes, approvals),
+    # as bot/domain/policy.py `EnvironmentPolicy.stored` writes it.
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
 
     project: Mapped[Project] = relationship(
         back_populates="environments", lazy="joined", innerjoin=True
@@ -152,6 +155,8 @@ class ReleaseCandidate(Base):
         Index("ix_release_candidates_build_run_id", "build_run_id"),
         # The timeout sweep finds the builds under way (few) among every RC.
         Index("ix_release_candidates_build_status", "build_status"),
+        # The rollback rule skips a project's candidates marked bad (few) among every RC.
+        Index("ix_release_candidates_project_id_rejected_at", "project_id", "rejected_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -169,6 +174,10 @@ class ReleaseCandidate(Base):
     # The git tag that made this RC (None for RCs created through the API).
     tag: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Marked bad: refused for every deploy and never a rollback target until cleared.
+    rejected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    rejected_by: Mapped[str | None] = mapped_column(String(320))
+    rejected_reason: Mapped[str | None] = mapped_column(Text)
 
     # "unnested": under Deployment.from_release_candidate (an outer join) this renders as a
     # second LEFT JOIN, not a nested join that SQLite answers by scanning every RC.
@@ -223,8 +232,13 @@ class Deployment(Base):
     github_deployment_by_actions: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
     )
-    # What its run waits for before it deploys (a GitHub environment's protection rules).
+    # What its run waits for before it deploys (a GitHub environment's protection rules, or
+    # Tarmac's own approvals).
     waiting_for: Mapped[str | None] = mapped_column(Text)
+    # How many distinct approvals it needs before its workflow is dispatched (0: none), and
+    # when it got the last of them.
+    approvals_required: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     release_candidate: Mapped[ReleaseCandidate] = relationship(
         foreign_keys=[release_candidate_id], lazy="joined", innerjoin=True
@@ -432,3 +446,40 @@ class DashboardSecret(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Approval(Base):
+    """One person's approval of one deployment (bot/domain/approvals.py)."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (UniqueConstraint("deployment_id", "approver"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"))
+    approver: Mapped[str] = mapped_column(String(320))
+    door: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AuditEvent(Base):
+    """A decision of the release policy: what was allowed, refused, forced, approved or
+    overridden, by whom, when, why and through which door (bot/app/audit.py)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_project_id_id", "project_id", "id"),
+        Index("ix_audit_events_environment_id_id", "environment_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    environment_id: Mapped[int | None] = mapped_column(ForeignKey("environments.id"))
+    release_candidate_id: Mapped[int | None] = mapped_column(ForeignKey("release_candidates.id"))
+    deployment_id: Mapped[int | None] = mapped_column(ForeignKey("deployments.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    door: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str | None] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(30))
+    decision: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)

@@ -91,10 +91,13 @@ async def insert_candidate(
 
 
 async def find_release_candidate(
-    session: AsyncSession, project: Project, version: str
+    session: AsyncSession, project: Project, version: str, *, lock: bool = False
 ) -> ReleaseCandidate:
+    """The project's RC `version`; with `lock`, its row locked for a change (PostgreSQL)."""
     of_project = ReleaseCandidate.project_id == project.id
     query = select(ReleaseCandidate).where(of_project, ReleaseCandidate.version == version)
+    if lock:
+        query = query.with_for_update(of=ReleaseCandidate)
     return await one_or_not_found(session, query, errors.RELEASE_NOT_FOUND)
 
 
