@@ -13,6 +13,7 @@ from api import errors, idempotency, webhooks
 from api.content_encoding import UNSUPPORTED_CONTENT_ENCODING
 from api.requests import INVALID_JSON, NOT_AN_OBJECT
 from api.schemas import (
+    AuditEventResponse,
     ChangeReportPending,
     ChangeReportResponse,
     CreateDeploymentBody,
@@ -22,8 +23,10 @@ from api.schemas import (
     ErrorResponse,
     FreezeBody,
     HealthResponse,
+    MarkBadBody,
     NotificationBody,
     ReadyResponse,
+    RejectDeploymentBody,
     ReleaseCandidateDetailResponse,
     ReleaseCandidateResponse,
     ReleaseResponse,
@@ -71,6 +74,33 @@ ERROR_WHEN: dict[str, str] = {
     "repository's history)",
     domain.CHANGES_REFUSED: "GitHub refused the comparison (a commit it does not know, or a "
     "permission the App lacks); said once, the next request asks GitHub again",
+    # The release policy's refusals (docs/policy.md) begin with these words and go on to say
+    # which environment, until when, and what would allow it.
+    domain.CANDIDATE_REJECTED: "the candidate is marked bad, force or not; the message goes on "
+    "with who marked it and why: `Release candidate is marked bad by ana@example.com: corrupts "
+    "invoices; clear the mark to deploy it`",
+    domain.FROZEN_BY_CALENDAR: "a calendar window of the projects file is in effect, and no "
+    "`force` with a `reason`; the message goes on with when the freeze ends, in the window's "
+    "time zone, and which window: `Environment is frozen until Monday 2026-03-09 09:00 EDT "
+    "(America/New_York) by its calendar window 'weekend': No deploys over the weekend; deploy "
+    "with force and a reason to override it`",
+    domain.NOT_PROMOTED: "the candidate has not succeeded in an environment the policy "
+    "`requires`, or something else ended there since; the message names it and what runs "
+    "there: `v1.4.0-rc2 must succeed in staging before it goes to production (it runs "
+    "v1.4.0-rc1); deploy it to staging first`",
+    domain.STILL_SOAKING: "its success there ended less than `soak_minutes` ago; the message "
+    "says how long it soaked and when it may go: `v1.4.0-rc2 has soaked in staging for 12 of "
+    "the 60 minutes production requires: it may go to production from 2026-12-01 15:00:00 UTC "
+    "(48 minutes from now)`",
+    domain.FORCE_NEEDS_REASON: "`force` without a `reason` (a rollback of a manually frozen "
+    "environment alone needs none)",
+    domain.SELF_APPROVAL: "the token's actor is the one who asked for the deployment",
+    domain.NOT_AN_APPROVER: "the environment's `approvals.from` names teams or roles, which "
+    "an API token does not carry (approve on the pull request or in the dashboard); the "
+    "message goes on: `…: approvals here come from @acme/release-managers, maintain (signed "
+    "in with GitHub or on the pull request)`",
+    domain.NOT_WAITING_FOR_APPROVAL: "the deployment does not wait for approvals: its "
+    "environment needs none, the last one came already, or it ended",
     errors.NOT_FOUND: "the id is not a number of at most 18 digits",
     errors.UNAUTHORIZED: "no token, or an unknown or revoked one",
     errors.FORBIDDEN: "the token is limited to other projects",
@@ -102,6 +132,8 @@ _MODELS: list[type[BaseModel]] = [
     UpdateDeploymentBody,
     RollbackBody,
     FreezeBody,
+    RejectDeploymentBody,
+    MarkBadBody,
     ErrorResponse,
     HealthResponse,
     ReadyResponse,
@@ -112,6 +144,7 @@ _MODELS: list[type[BaseModel]] = [
     EnvironmentResponse,
     ChangeReportResponse,
     ChangeReportPending,
+    AuditEventResponse,
     WebhookResponse,
     NotificationBody,
 ]
@@ -282,6 +315,7 @@ RC1 = {
     "build_status": "ready",
     "build_error": None,
     "created_at": "2026-11-28T21:09:11.563098Z",
+    "rejected": None,
 }
 RC2_BUILDING = {
     **RC1,
@@ -294,6 +328,11 @@ RC2_FAILED = {
     **RC2_BUILDING,
     "build_status": "failed",
     "build_error": "Build timed out: no result after 60 minutes",
+}
+BAD_REASON = "corrupts invoices (INC-42)"
+RC1_BAD = {
+    **RC1,
+    "rejected": {"reason": BAD_REASON, "by": ACTOR, "at": "2026-11-29T08:15:00Z"},
 }
 
 
@@ -312,6 +351,8 @@ def _deployment(**fields: Any) -> dict[str, Any]:
         "error_message": None,
         "kind": "deploy",
         "waiting_for": None,
+        "approvals_required": 0,
+        "approvals": [],
         **fields,
     }
 
@@ -331,6 +372,43 @@ WAITING = _deployment(
     environment_name="production",
     waiting_for="approval of GitHub environment production (its protection rules)",
 )
+AWAITING_APPROVAL = _deployment(
+    id=6,
+    environment_name="production",
+    release_candidate_version="v1.4.0-rc2",
+    from_release_candidate_version="v1.4.0-rc1",
+    from_release_version="v1.4.0",
+    deploy_start_at="2026-11-29T09:00:00Z",
+    actor="ana@example.com",
+    waiting_for="approval (1 of 2)",
+    approvals_required=2,
+    approvals=[
+        {
+            "approver": ACTOR,
+            "at": "2026-11-29T09:05:00Z",
+            "expires_at": "2026-11-30T09:05:00Z",
+        }
+    ],
+)
+APPROVED = {
+    **AWAITING_APPROVAL,
+    "waiting_for": None,
+    "approvals": [
+        *AWAITING_APPROVAL["approvals"],
+        {
+            "approver": "bo@example.com",
+            "at": "2026-11-29T09:12:00Z",
+            "expires_at": "2026-11-30T09:12:00Z",
+        },
+    ],
+}
+REJECTED = {
+    **AWAITING_APPROVAL,
+    "status": "canceled",
+    "deploy_end_at": "2026-11-29T09:12:00Z",
+    "error_message": f"Rejected by {ACTOR}: the migration is not reviewed yet",
+    "waiting_for": None,
+}
 CANCELED = _deployment(
     status="canceled",
     deploy_end_at="2026-11-28T21:09:12.012345Z",
@@ -358,6 +436,9 @@ def _environment(**fields: Any) -> dict[str, Any]:
         "running_release_version": "v1.4.0",
         "frozen": False,
         "freeze": None,
+        "calendar_freeze": None,
+        "next_freeze": None,
+        "policy": {"requires": [], "soak_minutes": 0, "approvals_required": 0},
         "active_deployment": None,
         **fields,
     }
@@ -376,6 +457,60 @@ FROZEN = _environment(
         "until": "2026-12-01T08:00:00Z",
     },
 )
+# Production under the policy of docs/policy.md, on a Friday evening.
+CALENDAR_FROZEN = _environment(
+    frozen=True,
+    calendar_freeze={
+        "window": "weekend",
+        "reason": "No deploys over the weekend",
+        "until": "2026-12-07T14:00:00Z",
+    },
+    next_freeze={
+        "window": "holidays",
+        "reason": "End-of-year freeze",
+        "starts_at": "2026-12-23T17:00:00Z",
+        "ends_at": "2027-01-04T07:00:00Z",
+    },
+    policy={"requires": ["staging"], "soak_minutes": 60, "approvals_required": 2},
+)
+AUDIT_EVENTS = [
+    {
+        "id": 9,
+        "at": "2026-11-29T09:12:00Z",
+        "door": "api",
+        "actor": "bo@example.com",
+        "action": "approve",
+        "decision": "approved",
+        "environment_name": "production",
+        "release_candidate_version": "v1.4.0-rc2",
+        "deployment_id": 6,
+        "reason": None,
+    },
+    {
+        "id": 8,
+        "at": "2026-11-29T09:00:00Z",
+        "door": "pull_request",
+        "actor": "ana",
+        "action": "deploy",
+        "decision": "forced",
+        "environment_name": "production",
+        "release_candidate_version": "v1.4.0-rc2",
+        "deployment_id": 6,
+        "reason": "hotfix for INC-42 (overrode: Environment is frozen)",
+    },
+    {
+        "id": 7,
+        "at": "2026-11-29T08:15:00Z",
+        "door": "api",
+        "actor": ACTOR,
+        "action": "mark_bad",
+        "decision": "marked",
+        "environment_name": None,
+        "release_candidate_version": "v1.4.0-rc1",
+        "deployment_id": None,
+        "reason": BAD_REASON,
+    },
+]
 ACCEPTED_OUTCOME = "release candidate Backend v1.4.0-rc2 created; building"
 
 
@@ -441,9 +576,12 @@ EXAMPLE_MODELS: list[tuple[type[BaseModel], dict[str, Any]]] = [
     (ReleaseCandidateResponse, RC1),
     (ReleaseCandidateResponse, RC2_BUILDING),
     (ReleaseCandidateResponse, RC2_FAILED),
+    (ReleaseCandidateResponse, RC1_BAD),
     *((DeploymentResponse, d) for d in (DEPLOY_PENDING, DEPLOY_SUCCEEDED, REPORTED, WAITING)),
     *((DeploymentResponse, d) for d in (CANCELED, ROLLBACK)),
-    *((EnvironmentResponse, e) for e in (STAGING, PRODUCTION, FROZEN)),
+    *((DeploymentResponse, d) for d in (AWAITING_APPROVAL, APPROVED, REJECTED)),
+    *((EnvironmentResponse, e) for e in (STAGING, PRODUCTION, FROZEN, CALENDAR_FROZEN)),
+    *((AuditEventResponse, e) for e in AUDIT_EVENTS),
     (ChangeReportResponse, CHANGES_EXAMPLE),
 ]
 
@@ -479,7 +617,18 @@ dispatched never runs). So an environment has at most one deployment under way. 
 environment takes no new deployment.
 
 Without an `Idempotency-Key`, a retried deploy makes another deployment, which supersedes the \
-first: one deployment stays under way."""
+first: one deployment stays under way.
+
+**The release policy** of the environment ([docs/policy.md](policy.md)) is checked before \
+anything changes, in this order: a candidate marked bad is refused; a manual freeze or a \
+calendar window refuses; with `requires`, the candidate must have succeeded in each required \
+environment at least `soak_minutes` ago, with nothing ended there since. Each refusal is 400 \
+and says what would allow the deploy, and when. `"force": true` with a `reason` overrides the \
+freezes and the order (never a bad mark) and is audited as `forced`. With `approvals`, the \
+new deployment is `pending` with `waiting_for` `approval (0 of N)` and its workflow is \
+dispatched only once N people other than its actor have approved it (`POST …/approve`); \
+force does not skip approvals. Every decision, allowed or refused, is in the audit \
+(`GET …/audit`)."""
 
 UPDATE_DEPLOYMENT = """How a CD system tells Tarmac what happened. A report never starts a \
 workflow, and a freeze never blocks it: it describes what already happened. The answer is 200 \
@@ -524,7 +673,10 @@ twice goes back two versions, never forward again;
 candidate is deployed again, unless a rollback rolled away from it (a second rollback while \
 the first is under way keeps the first one's target);
 - every deployment under way is canceled with `Canceled by a rollback`, in the same \
-transaction that creates the rollback deployment."""
+transaction that creates the rollback deployment;
+- a candidate marked bad is never the target: the rule looks past it;
+- a calendar window refuses a rollback too, unless `force` comes with a `reason`; the \
+promotion order and approvals do not apply to rollbacks."""
 
 FREEZE = """The environment takes no new deployment (through the API, PR comments or \
 auto-deploy) and no rollback without `force` until `DELETE`, or until `until` when one is \
@@ -533,9 +685,45 @@ environment again replaces the reason and the end, and keeps `since`; an `until`
 another offset is answered in UTC."""
 
 ENVIRONMENTS = """Every environment of the project, in the order of the projects file, with \
-its running version (the candidate of its newest `success` deployment), its freeze and its \
+its running version (the candidate of its newest `success` deployment), its freezes and its \
 newest active deployment. Environments removed from the projects file are included, with \
-`"removed": true`."""
+`"removed": true`.
+
+`frozen` is true while the environment takes no deploy for a freeze: the manual one \
+(`freeze`) or a calendar window of the projects file (`calendar_freeze`, with when the freeze \
+ends). `next_freeze` is the next window to begin, and `policy` what the projects file asks of \
+a deploy here (docs/policy.md)."""
+
+APPROVE = """The token's actor approves a deployment that waits for approvals (`waiting_for` \
+`approval (1 of 2)`). The last approval needed dispatches its deploy workflow (with the \
+GitHub App), once. The actor who asked for the deployment cannot approve it; the same actor \
+approving again changes nothing (200, unchanged). An approval counts for the deployment it \
+was given to, until `expires_at`.
+
+An API token has no GitHub person behind it: it may approve only where the environment's \
+`approvals.from` is empty. Where `from` names teams or roles, approve with `/approve` on the \
+pull request or in the dashboard, signed in with GitHub."""
+
+REJECT_DEPLOYMENT = """A deployment waiting for approvals is rejected: it becomes `canceled` \
+with `error_message` `Rejected by <actor>: <reason>`, and never runs. Audited."""
+
+MARK_BAD = """The candidate is marked bad: every deploy of it, forced or not, through every \
+door (the API, pull-request commands, the dashboard, auto-deploy), is refused with who marked \
+it and why, and the rollback rule never picks it, until the mark is cleared (`DELETE`). \
+Marking it again keeps `at` and replaces `reason` and `by`. Deployments already under way are \
+left as they are. Audited."""
+
+CLEAR_BAD = """The candidate may be deployed again. A candidate not marked bad is answered as \
+it is. Audited."""
+
+AUDIT = """Every decision of the release policy about the project, newest first: deploys and \
+rollbacks allowed, `waiting` for approvals, `forced` (`reason` says why and what force \
+overrode) or `refused` (`reason` is the refusal, as it was answered); approvals given or \
+refused; deployments rejected; candidates marked bad or cleared. `door` is how it came: \
+`api`, `pull_request`, `dashboard`, `auto_deploy` or `protection_rule`. A refused request \
+changed nothing else, and its refusal is still here.
+
+`environment` keeps one environment's decisions (a candidate's marks belong to none). """
 
 READYZ = """Ready to serve: the database answers, its schema is at the newest migration, \
 writes are not failing, and (with a GitHub App) the outbox worker is running.
@@ -588,7 +776,8 @@ other projects gets 403.
 fields are ignored, so a newer client works with an older server; types are strict (`"true"` \
 is not a boolean, `1` is not a string).
 - **Errors** are `{"error": "<message>"}` with a fixed message; no error repeats what the \
-request held.
+request held. The release policy's refusals (docs/policy.md) begin with a fixed text and go \
+on to say which environment, until when, and what would allow the deploy.
 - **Timestamps** are ISO 8601 in UTC, ending in `Z`. **Ids** are integers.
 - **Retries.** Every write (`POST`, `PUT`, `PATCH`, `DELETE`) takes an `Idempotency-Key` \
 header (a UUID, or a pipeline's run id and step). For 24 hours a retry with the same key, \
@@ -633,7 +822,14 @@ def build_openapi_document() -> dict[str, Any]:
     )
     schemas = definitions.get("$defs", {})
     # Request models are read in validation mode: their defaults make fields optional.
-    for model in (CreateReleaseBody, CreateDeploymentBody, UpdateDeploymentBody, RollbackBody):
+    for model in (
+        CreateReleaseBody,
+        CreateDeploymentBody,
+        UpdateDeploymentBody,
+        RollbackBody,
+        RejectDeploymentBody,
+        MarkBadBody,
+    ):
         schemas[model.__name__] = model.model_json_schema(
             ref_template="#/components/schemas/{model}"
         )
@@ -798,6 +994,10 @@ def build_openapi_document() -> dict[str, Any]:
                         _array(EnvironmentResponse),
                         "Environments.",
                         demo=_example([STAGING, PRODUCTION]),
+                        policy=_example(
+                            [STAGING, CALENDAR_FROZEN],
+                            "production with a policy, during its weekend window",
+                        ),
                     ),
                     **READ_COMMON,
                     "404": _error(domain.PROJECT_NOT_FOUND),
@@ -812,13 +1012,31 @@ def build_openapi_document() -> dict[str, Any]:
                 "description": CREATE_DEPLOYMENT,
                 "requestBody": _body(
                     CreateDeploymentBody,
-                    {"deploy": _example({"release_candidate_version": "v1.4.0-rc1"})},
+                    {
+                        "deploy": _example({"release_candidate_version": "v1.4.0-rc1"}),
+                        "forced": _example(
+                            {
+                                "release_candidate_version": "v1.4.0-rc2",
+                                "force": True,
+                                "reason": "hotfix for INC-42",
+                            },
+                            "break glass: past a freeze and the promotion order, audited",
+                        ),
+                    },
                 ),
                 "responses": {
                     "201": _answer(
                         _ref(DeploymentResponse),
                         "The new deployment, `pending`.",
                         deploy=_example(DEPLOY_PENDING),
+                        waiting=_example(
+                            {
+                                **AWAITING_APPROVAL,
+                                "waiting_for": "approval (0 of 2)",
+                                "approvals": [],
+                            },
+                            "to an environment with `approvals: {required: 2}`",
+                        ),
                     ),
                     **COMMON,
                     "400": _error(
@@ -827,6 +1045,11 @@ def build_openapi_document() -> dict[str, Any]:
                         domain.RC_STILL_BUILDING,
                         domain.RC_BUILD_FAILED,
                         domain.ENVIRONMENT_REMOVED,
+                        domain.CANDIDATE_REJECTED,
+                        domain.FROZEN_BY_CALENDAR,
+                        domain.NOT_PROMOTED,
+                        domain.STILL_SOAKING,
+                        domain.FORCE_NEEDS_REASON,
                         *BODY_ERRORS,
                     ),
                     "404": _error(
@@ -909,6 +1132,64 @@ def build_openapi_document() -> dict[str, Any]:
                 },
             },
         },
+        # Before cancel: tests/test_schemathesis.py's run reaches approve's success before
+        # the waiting deployment is rejected or canceled.
+        "/api/releases/{project}/environments/{environment}/deployments/{deployment_id}/approve": {
+            "parameters": [*environment_params, DEPLOYMENT_ID],
+            "post": {
+                "operationId": "approveDeployment",
+                "summary": "Approve a deployment that waits for approvals",
+                "description": APPROVE,
+                "responses": {
+                    "200": _answer(
+                        _ref(DeploymentResponse),
+                        "The deployment, with the approvals given so far.",
+                        waiting=_example(AWAITING_APPROVAL, "1 of 2: it waits for one more"),
+                        approved=_example(APPROVED, "the last one: its workflow is dispatched"),
+                    ),
+                    **COMMON,
+                    "400": _error(
+                        domain.NOT_WAITING_FOR_APPROVAL,
+                        domain.SELF_APPROVAL,
+                        domain.NOT_AN_APPROVER,
+                        domain.CANDIDATE_REJECTED,
+                    ),
+                    "404": _error(
+                        domain.PROJECT_NOT_FOUND,
+                        domain.ENVIRONMENT_NOT_FOUND,
+                        domain.DEPLOYMENT_NOT_FOUND,
+                        errors.NOT_FOUND,
+                    ),
+                },
+            },
+        },
+        "/api/releases/{project}/environments/{environment}/deployments/{deployment_id}/reject": {
+            "parameters": [*environment_params, DEPLOYMENT_ID],
+            "post": {
+                "operationId": "rejectDeployment",
+                "summary": "Reject a deployment that waits for approvals (it is canceled)",
+                "description": REJECT_DEPLOYMENT,
+                "requestBody": _body(
+                    RejectDeploymentBody,
+                    {"reject": _example({"reason": "the migration is not reviewed yet"})},
+                ),
+                "responses": {
+                    "200": _answer(
+                        _ref(DeploymentResponse),
+                        "The canceled deployment.",
+                        rejected=_example(REJECTED),
+                    ),
+                    **COMMON,
+                    "400": _error(domain.NOT_WAITING_FOR_APPROVAL, *BODY_ERRORS),
+                    "404": _error(
+                        domain.PROJECT_NOT_FOUND,
+                        domain.ENVIRONMENT_NOT_FOUND,
+                        domain.DEPLOYMENT_NOT_FOUND,
+                        errors.NOT_FOUND,
+                    ),
+                },
+            },
+        },
         "/api/releases/{project}/environments/{environment}/deployments/{deployment_id}/cancel": {
             "parameters": [*environment_params, DEPLOYMENT_ID],
             "post": {
@@ -940,7 +1221,13 @@ def build_openapi_document() -> dict[str, Any]:
                 "description": ROLLBACK_RULE,
                 "requestBody": _body(
                     RollbackBody,
-                    {"force": _example({"force": True}, "roll back a frozen environment")},
+                    {
+                        "force": _example({"force": True}, "roll back a frozen environment"),
+                        "calendar": _example(
+                            {"force": True, "reason": "INC-42: checkout is down"},
+                            "roll back during a calendar window",
+                        ),
+                    },
                     required=False,
                 ),
                 "responses": {
@@ -951,7 +1238,11 @@ def build_openapi_document() -> dict[str, Any]:
                     ),
                     **COMMON,
                     "400": _error(
-                        domain.ENVIRONMENT_FROZEN, domain.ENVIRONMENT_REMOVED, *BODY_ERRORS
+                        domain.ENVIRONMENT_FROZEN,
+                        domain.FROZEN_BY_CALENDAR,
+                        domain.FORCE_NEEDS_REASON,
+                        domain.ENVIRONMENT_REMOVED,
+                        *BODY_ERRORS,
                     ),
                     "404": _error(
                         domain.PROJECT_NOT_FOUND,
@@ -997,6 +1288,64 @@ def build_openapi_document() -> dict[str, Any]:
                         _ref(EnvironmentResponse), "The environment.", unfrozen=_example(PRODUCTION)
                     ),
                     **READ_COMMON,
+                    "404": _error(domain.PROJECT_NOT_FOUND, domain.ENVIRONMENT_NOT_FOUND),
+                },
+            },
+        },
+        # After the deployment routes: tests/test_schemathesis.py's run marks candidates bad
+        # (and clears them) only once it has deployed them.
+        "/api/releases/{project}/releases/{version}/reject": {
+            "parameters": [PROJECT, VERSION],
+            "post": {
+                "operationId": "markBad",
+                "summary": "Mark a release candidate bad: no deploy takes it until cleared",
+                "description": MARK_BAD,
+                "requestBody": _body(MarkBadBody, {"bad": _example({"reason": BAD_REASON})}),
+                "responses": {
+                    "200": _answer(
+                        _ref(ReleaseCandidateResponse),
+                        "The candidate, marked bad.",
+                        bad=_example(RC1_BAD),
+                    ),
+                    **COMMON,
+                    "400": _error(domain.INVALID_RC_VERSION, *BODY_ERRORS),
+                    "404": _error(domain.PROJECT_NOT_FOUND, domain.RELEASE_NOT_FOUND),
+                },
+            },
+            "delete": {
+                "operationId": "clearBad",
+                "summary": "Clear a release candidate's bad mark",
+                "description": CLEAR_BAD,
+                "responses": {
+                    "200": _answer(
+                        _ref(ReleaseCandidateResponse), "The candidate.", cleared=_example(RC1)
+                    ),
+                    **READ_COMMON,
+                    "400": _error(domain.INVALID_RC_VERSION),
+                    "404": _error(domain.PROJECT_NOT_FOUND, domain.RELEASE_NOT_FOUND),
+                },
+            },
+        },
+        "/api/releases/{project}/audit": {
+            "parameters": [PROJECT],
+            "get": {
+                "operationId": "listAudit",
+                "summary": "The release policy's decisions, newest first",
+                "description": AUDIT + PAGES,
+                "parameters": [
+                    {
+                        "name": "environment",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only this environment's decisions.",
+                        "schema": {"type": "string"},
+                    },
+                    *PAGE_PARAMS,
+                ],
+                "responses": {
+                    "200": _list(AuditEventResponse, "A page of decisions.", AUDIT_EVENTS),
+                    **READ_COMMON,
+                    "400": _error(*PAGE_ERRORS),
                     "404": _error(domain.PROJECT_NOT_FOUND, domain.ENVIRONMENT_NOT_FOUND),
                 },
             },

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -10,11 +10,17 @@ from pydantic import BaseModel
 
 from api.keys import SETTINGS
 from api.schemas import (
+    ApprovalResponse,
+    AuditEventResponse,
+    CalendarFreezeResponse,
     ChangeReportPending,
     ChangeReportResponse,
     DeploymentResponse,
     EnvironmentResponse,
     FreezeResponse,
+    NextFreezeResponse,
+    PolicyResponse,
+    RejectedResponse,
     ReleaseCandidateDetailResponse,
     ReleaseCandidateResponse,
     ReleaseResponse,
@@ -22,16 +28,28 @@ from api.schemas import (
     ReportEnd,
     ReportPullRequest,
 )
+from bot.app.audit import Listed
 from bot.app.changes import Between
 from bot.app.environments import EnvironmentState
 from bot.app.releases import CandidateWithDeployments, ReleaseWithCandidates
 from bot.core.pages import Page, PageRequest
+from bot.domain.calendar import Span
 from bot.domain.changes import ChangeReport
+from bot.domain.policy import EnvironmentPolicy
 from bot.domain.statuses import BuildStatus, DeploymentKind, DeploymentStatus
-from bot.storage.models import Deployment, ReleaseCandidate
+from bot.storage.models import Approval, Deployment, ReleaseCandidate
+
+# The approvals given, by deployment id (bot/app/deployments.py `approvals_given`): read in
+# one query per answer, and only for deployments that wait for approvals.
+Approvals = Mapping[int, Sequence[Approval]]
+NO_APPROVALS: Approvals = {}
 
 
-def deployment_response(deployment: Deployment) -> DeploymentResponse:
+def deployment_response(
+    deployment: Deployment, approvals: Approvals = NO_APPROVALS
+) -> DeploymentResponse:
+    """`approvals` must hold the deployment's approvals when it has any: a deployment that
+    never waited for approvals has none."""
     candidate = deployment.release_candidate
     previous = deployment.from_release_candidate
     return DeploymentResponse(
@@ -48,6 +66,11 @@ def deployment_response(deployment: Deployment) -> DeploymentResponse:
         error_message=deployment.error_message,
         kind=DeploymentKind(deployment.kind),
         waiting_for=deployment.waiting_for,
+        approvals_required=deployment.approvals_required,
+        approvals=[
+            ApprovalResponse(approver=a.approver, at=a.created_at, expires_at=a.expires_at)
+            for a in approvals.get(deployment.id, ())
+        ],
     )
 
 
@@ -60,13 +83,22 @@ def candidate_response(candidate: ReleaseCandidate) -> ReleaseCandidateResponse:
         build_status=BuildStatus(candidate.build_status),
         build_error=candidate.build_error,
         created_at=candidate.created_at,
+        rejected=RejectedResponse(
+            reason=candidate.rejected_reason or "",
+            by=candidate.rejected_by,
+            at=candidate.rejected_at,
+        )
+        if candidate.rejected_at is not None
+        else None,
     )
 
 
-def candidate_detail_response(found: CandidateWithDeployments) -> ReleaseCandidateDetailResponse:
+def candidate_detail_response(
+    found: CandidateWithDeployments, approvals: Approvals = NO_APPROVALS
+) -> ReleaseCandidateDetailResponse:
     return ReleaseCandidateDetailResponse(
-        **candidate_response(found.candidate).model_dump(),
-        deployments=[deployment_response(d) for d in found.deployments],
+        **dict(candidate_response(found.candidate)),
+        deployments=[deployment_response(d, approvals) for d in found.deployments],
     )
 
 
@@ -78,7 +110,9 @@ def release_response(found: ReleaseWithCandidates) -> ReleaseResponse:
     )
 
 
-def environment_response(state: EnvironmentState) -> EnvironmentResponse:
+def environment_response(
+    state: EnvironmentState, approvals: Approvals = NO_APPROVALS
+) -> EnvironmentResponse:
     environment, running, freeze, active = (
         state.environment,
         state.running,
@@ -94,13 +128,56 @@ def environment_response(state: EnvironmentState) -> EnvironmentResponse:
         removed=environment.removed_at is not None,
         running_release_candidate_version=running.version if running else None,
         running_release_version=running.release.version if running else None,
-        frozen=freeze is not None,
+        frozen=freeze is not None or state.calendar_freeze is not None,
         freeze=FreezeResponse(
             reason=freeze.reason, by=freeze.by, since=freeze.since, until=freeze.until
         )
         if freeze
         else None,
-        active_deployment=deployment_response(active) if active else None,
+        calendar_freeze=_calendar_freeze(state.calendar_freeze),
+        next_freeze=_next_freeze(state.next_freeze),
+        policy=_policy(state.policy),
+        active_deployment=deployment_response(active, approvals) if active else None,
+    )
+
+
+def _calendar_freeze(span: Span | None) -> CalendarFreezeResponse | None:
+    if span is None:
+        return None
+    return CalendarFreezeResponse(
+        window=span.window.name, reason=span.window.reason, until=span.end
+    )
+
+
+def _next_freeze(span: Span | None) -> NextFreezeResponse | None:
+    if span is None:
+        return None
+    return NextFreezeResponse(
+        window=span.window.name, reason=span.window.reason, starts_at=span.start, ends_at=span.end
+    )
+
+
+def _policy(policy: EnvironmentPolicy) -> PolicyResponse:
+    return PolicyResponse(
+        requires=list(policy.requires),
+        soak_minutes=int(policy.soak.total_seconds() // 60),
+        approvals_required=policy.approvals.required if policy.approvals else 0,
+    )
+
+
+def audit_event_response(listed: Listed) -> AuditEventResponse:
+    event = listed.event
+    return AuditEventResponse(
+        id=event.id,
+        at=event.at,
+        door=event.door,
+        actor=event.actor,
+        action=event.action,
+        decision=event.decision,
+        environment_name=listed.environment_name,
+        release_candidate_version=listed.release_candidate_version,
+        deployment_id=event.deployment_id,
+        reason=event.reason,
     )
 
 

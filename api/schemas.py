@@ -4,12 +4,16 @@ and every response is built through them, so the two cannot drift apart."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from bot.app.audit import Action as AuditAction
+from bot.app.audit import Decision as AuditDecision
 from bot.config.projects_file import NotificationEvent
+from bot.domain.policy import Door
 from bot.domain.statuses import BuildStatus, DeploymentKind, DeploymentStatus
 
 MAX_TEXT = 2000
@@ -23,6 +27,16 @@ def _no_nul(text: str) -> str:
 
 
 Text = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(_no_nul)]
+
+
+def _said(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must say why (not empty)")
+    return text
+
+
+# A reason a decision requires: recorded in the audit and shown wherever the decision is.
+Reason = Annotated[Text, AfterValidator(_said)]
 
 
 class RequestBody(BaseModel):
@@ -43,6 +57,15 @@ class CreateReleaseBody(RequestBody):
 
 class CreateDeploymentBody(RequestBody):
     release_candidate_version: str = Field(description="`<release>-rc<N>`, e.g. `v1.4.0-rc2`.")
+    force: bool = Field(
+        default=False,
+        description="Break glass: deploy even though a freeze (manual or calendar) or the "
+        "promotion order and soak would refuse it; needs `reason`. A candidate marked bad is "
+        "refused all the same, and approvals are still waited for. Audited as `forced`.",
+    )
+    reason: Text | None = Field(
+        default=None, description="Why it is forced: required with `force`, kept in the audit."
+    )
 
 
 class UpdateDeploymentBody(RequestBody):
@@ -55,6 +78,22 @@ class UpdateDeploymentBody(RequestBody):
 
 class RollbackBody(RequestBody):
     force: bool = Field(default=False, description="Roll back even when the environment is frozen.")
+    reason: Text | None = Field(
+        default=None,
+        description="Why it is forced: kept in the audit; required to override a calendar "
+        "freeze (a manual freeze is overridden by `force` alone, as the API always allowed).",
+    )
+
+
+class RejectDeploymentBody(RequestBody):
+    reason: Reason = Field(description="Why the deployment is rejected: its `error_message`.")
+
+
+class MarkBadBody(RequestBody):
+    reason: Reason = Field(
+        description="Why the candidate must not be deployed: shown wherever it is listed and "
+        "in every refusal of it."
+    )
 
 
 UNTIL_OUT_OF_RANGE = "must be a time that exists in UTC (before 10000-01-01T00:00:00Z)"
@@ -99,6 +138,15 @@ class ReadyResponse(Response):
     )
 
 
+class ApprovalResponse(Response):
+    approver: str = Field(description="The actor who approved (the token's actor, or a login).")
+    at: datetime
+    expires_at: datetime = Field(
+        description="When it stops counting; one that expired while the deployment still "
+        "waits must be given again."
+    )
+
+
 class DeploymentResponse(Response):
     id: int
     environment_name: str
@@ -115,8 +163,23 @@ class DeploymentResponse(Response):
     waiting_for: str | None = Field(
         description="Tarmac extension: what its deploy run waits for before it deploys, e.g. "
         "`approval of GitHub environment production (its protection rules)`; null unless a job "
-        "of the run is held by its GitHub environment (the deployment is then `pending`)."
+        "of the run is held by its GitHub environment (the deployment is then `pending`), or "
+        "`approval (1 of 2)` while it waits for the approvals of its environment's policy."
     )
+    approvals_required: int = Field(
+        description="Tarmac extension: how many people other than its actor must approve it "
+        "before its workflow runs (0: none; rollbacks never wait)."
+    )
+    approvals: list[ApprovalResponse] = Field(
+        description="Tarmac extension: the approvals given so far, oldest first (expired ones "
+        "included: see `expires_at`)."
+    )
+
+
+class RejectedResponse(Response):
+    reason: str
+    by: str | None
+    at: datetime
 
 
 class ReleaseCandidateResponse(Response):
@@ -130,6 +193,10 @@ class ReleaseCandidateResponse(Response):
         "not be started, or it timed out); null unless `build_status` is `failed`."
     )
     created_at: datetime
+    rejected: RejectedResponse | None = Field(
+        description="Tarmac extension: the candidate is marked bad (`POST …/reject`): refused "
+        "for every deploy and never a rollback target until cleared; null when it is not."
+    )
 
 
 class ReleaseCandidateDetailResponse(ReleaseCandidateResponse):
@@ -149,6 +216,30 @@ class FreezeResponse(Response):
     until: datetime | None
 
 
+class CalendarFreezeResponse(Response):
+    window: str = Field(description="The window's name in the projects file.")
+    reason: str
+    until: datetime = Field(
+        description="When the freeze ends: the end of this window, or of the last window "
+        "that overlaps or touches it."
+    )
+
+
+class NextFreezeResponse(Response):
+    window: str
+    reason: str
+    starts_at: datetime
+    ends_at: datetime
+
+
+class PolicyResponse(Response):
+    requires: list[str] = Field(
+        description="Environments a candidate must succeed in before it comes here."
+    )
+    soak_minutes: int = Field(description="How long ago that success must have ended.")
+    approvals_required: int = Field(description="Approvals a deploy here waits for (0: none).")
+
+
 class EnvironmentResponse(Response):
     name: str
     production: bool
@@ -158,9 +249,43 @@ class EnvironmentResponse(Response):
     removed: bool = Field(description="The environment left the projects file: history only.")
     running_release_candidate_version: str | None
     running_release_version: str | None
-    frozen: bool
-    freeze: FreezeResponse | None
+    frozen: bool = Field(
+        description="The environment takes no deploy now: a manual freeze (`freeze`) or a "
+        "calendar window (`calendar_freeze`) is in effect."
+    )
+    freeze: FreezeResponse | None = Field(description="The manual freeze (`PUT …/freeze`).")
+    calendar_freeze: CalendarFreezeResponse | None = Field(
+        description="Tarmac extension: the calendar window of the projects file in effect now."
+    )
+    next_freeze: NextFreezeResponse | None = Field(
+        description="Tarmac extension: the next calendar window to begin (within 400 days)."
+    )
+    policy: PolicyResponse = Field(
+        description="Tarmac extension: the release policy of the projects file (docs/policy.md)."
+    )
     active_deployment: DeploymentResponse | None
+
+
+def _one_of(values: type[StrEnum]) -> dict[str, Any]:
+    return {"enum": [value.value for value in values]}
+
+
+class AuditEventResponse(Response):
+    id: int
+    at: datetime
+    door: str = Field(description="Through what it came.", json_schema_extra=_one_of(Door))
+    actor: str | None
+    action: str = Field(json_schema_extra=_one_of(AuditAction))
+    decision: str = Field(
+        json_schema_extra=_one_of(AuditDecision),
+        description="`allowed`, `forced` (allowed only by force: `reason` says why and what it "
+        "overrode), `refused` (`reason` is the refusal), `waiting` (allowed, waiting for "
+        "approvals), `approved`, `rejected`, `marked` or `cleared` (a bad candidate).",
+    )
+    environment_name: str | None = Field(description="Null for a candidate's mark.")
+    release_candidate_version: str | None
+    deployment_id: int | None
+    reason: str | None
 
 
 class ReportEnd(Response):

@@ -19,7 +19,7 @@ from api.dashboard.setup import is_dashboard_resource
 from bot.settings import Settings
 from bot.storage import tokens
 from bot.storage.db import Database
-from bot.storage.models import Deployment, Environment, Release, ReleaseCandidate
+from bot.storage.models import Approval, Deployment, Environment, Release, ReleaseCandidate
 from tests.conftest import SHA_A, SHA_B, Api, Reply, TestClock, make_token
 
 UNAUTHORIZED = {"error": "Unauthorized"}
@@ -49,6 +49,15 @@ OPERATIONS: list[tuple[str, str, Any]] = [
     ("GET", "/api/releases/Backend/environments/staging/deployments", None),
     ("GET", "/api/releases/Backend/environments/staging/deployments/1", None),
     ("POST", "/api/releases/Backend/environments/staging/deployments/1/cancel", None),
+    ("POST", "/api/releases/Backend/environments/staging/deployments/1/approve", None),
+    (
+        "POST",
+        "/api/releases/Backend/environments/staging/deployments/1/reject",
+        {"reason": "x"},
+    ),
+    ("POST", "/api/releases/Backend/releases/v1.0.0-rc1/reject", {"reason": "x"}),
+    ("DELETE", "/api/releases/Backend/releases/v1.0.0-rc1/reject", None),
+    ("GET", "/api/releases/Backend/audit", None),
     ("POST", "/api/releases/Backend/environments/staging/rollback", None),
     ("GET", "/api/releases/Backend/environments", None),
     ("PUT", "/api/releases/Backend/environments/staging/freeze", {"reason": "x"}),
@@ -92,7 +101,7 @@ async def snapshot(db: Database) -> dict[str, Any]:
     async with db.read() as session:
         counts = {
             model.__tablename__: await session.scalar(select(func.count()).select_from(model))
-            for model in (Release, ReleaseCandidate, Deployment)
+            for model in (Release, ReleaseCandidate, Deployment, Approval)
         }
         deployments = (
             await session.execute(
@@ -108,7 +117,19 @@ async def snapshot(db: Database) -> dict[str, Any]:
                 )
             )
         ).all()
-    return {"counts": counts, "deployments": deployments, "freezes": freezes}
+        marked_bad = (
+            await session.execute(
+                select(ReleaseCandidate.version, ReleaseCandidate.rejected_reason).where(
+                    ReleaseCandidate.rejected_at.is_not(None)
+                )
+            )
+        ).all()
+    return {
+        "counts": counts,
+        "deployments": deployments,
+        "freezes": freezes,
+        "marked_bad": marked_bad,
+    }
 
 
 # --- auth -----------------------------------------------------------------------------------
@@ -223,6 +244,8 @@ RELEASE = "/api/releases/Backend/releases/v1.0.0-rc1"
 DEPLOYMENTS = "/api/releases/Backend/environments/staging/deployments"
 ROLLBACK = "/api/releases/Backend/environments/staging/rollback"
 FREEZE = "/api/releases/Backend/environments/staging/freeze"
+MARK_BAD = "/api/releases/Backend/releases/v1.0.0-rc1/reject"
+REJECT = "/api/releases/Backend/environments/staging/deployments/2/reject"
 
 BAD_BODIES: list[tuple[str, str, str, str]] = [
     ("POST", RELEASE, "{not json", "Invalid JSON body"),
@@ -288,6 +311,40 @@ BAD_BODIES: list[tuple[str, str, str, str]] = [
     ("POST", ROLLBACK, "null", "Request body must be a JSON object"),
     ("PUT", FREEZE, "{oops", "Invalid JSON body"),
     ("PUT", FREEZE, '{"reason": 7}', "Invalid field 'reason': Input should be a valid string"),
+    (
+        "POST",
+        DEPLOYMENTS,
+        '{"release_candidate_version": "v1.1.0-rc1", "force": "yes"}',
+        "Invalid field 'force': Input should be a valid boolean",
+    ),
+    (
+        "POST",
+        DEPLOYMENTS,
+        '{"release_candidate_version": "v1.1.0-rc1", "force": true, "reason": 1}',
+        "Invalid field 'reason': Input should be a valid string",
+    ),
+    (
+        "POST",
+        ROLLBACK,
+        '{"force": true, "reason": []}',
+        "Invalid field 'reason': Input should be a valid string",
+    ),
+    ("POST", MARK_BAD, "{}", "Missing field 'reason'"),
+    ("POST", MARK_BAD, "", "Invalid JSON body"),
+    (
+        "POST",
+        MARK_BAD,
+        '{"reason": " \\n "}',
+        "Invalid field 'reason': Value error, must say why (not empty)",
+    ),
+    ("POST", REJECT, "null", "Request body must be a JSON object"),
+    ("POST", REJECT, '{"reason": 5}', "Invalid field 'reason': Input should be a valid string"),
+    (
+        "POST",
+        REJECT,
+        '{"reason": ""}',
+        "Invalid field 'reason': Value error, must say why (not empty)",
+    ),
 ]
 
 
@@ -365,6 +422,48 @@ BAD_REQUESTS: list[tuple[str, str, Any, int, str]] = [
         "Environment is frozen",
     ),
     ("POST", ROLLBACK.replace("staging", "qa"), {}, 404, "Release environment not found"),
+    (
+        "POST",
+        "/api/releases/Backend/environments/production/deployments",
+        {"release_candidate_version": "v1.0.0-rc1", "force": True},
+        400,
+        "A forced deploy needs a reason: say why in 'reason'",
+    ),
+    (
+        "POST",
+        "/api/releases/Backend/environments/production/deployments/3/approve",
+        None,
+        400,
+        "Deployment is not waiting for approval",
+    ),
+    (
+        "POST",
+        "/api/releases/Backend/environments/production/deployments/3/reject",
+        {"reason": "no"},
+        400,
+        "Deployment is not waiting for approval",
+    ),
+    (
+        "POST",
+        "/api/releases/Backend/releases/v9-rc1/reject",
+        {"reason": "x"},
+        404,
+        "Release not found",
+    ),
+    (
+        "DELETE",
+        "/api/releases/Backend/releases/v9/reject",
+        None,
+        400,
+        "Invalid release candidate version",
+    ),
+    (
+        "GET",
+        "/api/releases/Backend/audit?environment=qa",
+        None,
+        404,
+        "Release environment not found",
+    ),
     ("PUT", FREEZE, {"until": "2000-01-01T00:00:00Z"}, 400, "Freeze 'until' must be in the future"),
 ]
 

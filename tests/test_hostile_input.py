@@ -45,6 +45,8 @@ BODIES: dict[str, Any] = {
     "createRelease": {"repo": "acme/backend", "commit": SHA_A},
     "createDeployment": {"release_candidate_version": "v1-rc1"},
     "updateDeploymentStatus": {"release_candidate_version": "v1-rc1", "status": "success"},
+    "rejectDeployment": {"reason": "hostile"},
+    "markBad": {"reason": "hostile"},
 }
 # Names that climb a level: appended to a route without parameters they lead to its parent.
 DOT_SEGMENTS = {"..", "%2e%2e"}
@@ -82,7 +84,7 @@ def test_every_path_parameter_of_every_operation_is_covered(
         len(re.findall(r"\{\w+\}", template)) * len(set(item) - {"parameters"})
         for template, item in openapi_document["paths"].items()
     )
-    assert len(requests) == parameters == 26
+    assert len(requests) == parameters == 37
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)
@@ -134,19 +136,27 @@ async def test_nul_in_free_text_is_refused_before_the_database(api: Api) -> None
     freeze = await api.put(
         "/api/releases/Backend/environments/production/freeze", {"reason": "a\x00b"}
     )
+    forced = await api.post(
+        "/api/releases/Backend/environments/production/deployments",
+        {"release_candidate_version": "v1-rc1", "force": True, "reason": "a\x00b"},
+    )
+    marked = await api.post("/api/releases/Backend/releases/v1-rc1/reject", {"reason": "a\x00b"})
 
     assert (report.status, report.body) == (
         400,
         {"error": "Invalid field 'error_message': Value error, must not contain NUL characters"},
     )
-    assert (freeze.status, freeze.body) == (
-        400,
-        {"error": "Invalid field 'reason': Value error, must not contain NUL characters"},
-    )
+    for refused in (freeze, forced, marked):
+        assert (refused.status, refused.body) == (
+            400,
+            {"error": "Invalid field 'reason': Value error, must not contain NUL characters"},
+        )
     environments = await api.get("/api/releases/Backend/environments")
     production = next(e for e in environments.body if e["name"] == "production")
     assert (production["frozen"], production["active_deployment"]) == (False, None)
     assert (await api.deployments("production")).body[0]["status"] == "success"
+    candidate = await api.get("/api/releases/Backend/releases/v1-rc1")
+    assert candidate.body["rejected"] is None
 
 
 async def test_a_body_nested_too_deep_to_decode_is_a_400(api: Api) -> None:

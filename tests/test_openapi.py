@@ -14,10 +14,23 @@ from api.app import create_app
 from api.auth import GRAPHQL_PATH
 from api.dashboard.setup import is_dashboard_resource
 from bot.settings import Settings
-from tests.conftest import SHA_A, SHA_B, Api
+from bot.storage.db import Database
+from tests.conftest import PROJECTS_YAML, SHA_A, SHA_B, SHA_C, Api, make_token
 from tests.openapi_conformance import OpenApiConformance
 
 METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
+# Backend gains `qa`, where a deploy waits for two approvals: the tour approves and rejects.
+TOUR_PROJECTS_YAML = PROJECTS_YAML.replace(
+    "        timeout_minutes: 30\n",
+    "        timeout_minutes: 30\n      - name: qa\n        approvals:\n          required: 2\n",
+)
+
+
+@pytest.fixture
+def projects_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tarmac.yml"
+    path.write_text(TOUR_PROJECTS_YAML)
+    return path
 
 
 def documented_operations(document: dict[str, Any]) -> set[tuple[str, str]]:
@@ -127,11 +140,22 @@ def test_the_errors_of_the_spec_are_documented(
 
 
 async def test_a_tour_of_every_operation_is_described_by_the_document(
-    api: Api, conformance: OpenApiConformance, openapi_document: dict[str, Any]
+    api: Api, db: Database, conformance: OpenApiConformance, openapi_document: dict[str, Any]
 ) -> None:
     """Each documented operation, called for real; every reply is checked against its schema."""
+    # Deployment 1 waits for approvals in qa; someone other than the tour's token asked.
+    assert (await api.create_rc("v0.9.0-rc1", SHA_C)).status == 201
+    other = await make_token(db, "other", actor="other@example.com")
+    waiting = await api.post(
+        "/api/releases/Backend/environments/qa/deployments",
+        {"release_candidate_version": "v0.9.0-rc1"},
+        token=other,
+    )
+    assert (waiting.status, waiting.body["id"]) == (201, 1), waiting.body
     before = conformance.checked
     env = "/api/releases/Backend/environments/production"
+    qa = "/api/releases/Backend/environments/qa"
+    candidate = "/api/releases/Backend/releases/v0.9.0-rc1"
     calls: list[tuple[str, str, Any]] = [
         (
             "POST",
@@ -163,9 +187,14 @@ async def test_a_tour_of_every_operation_is_described_by_the_document(
         ("PUT", env + "/freeze", {"reason": "tour", "until": "2999-01-01T00:00:00Z"}),
         ("GET", "/api/releases/Backend/environments", None),
         ("POST", env + "/rollback", {"force": True}),
-        ("GET", env + "/deployments/3", None),
-        ("POST", env + "/deployments/3/cancel", None),
+        ("GET", env + "/deployments/4", None),
+        ("POST", env + "/deployments/4/cancel", None),
         ("DELETE", env + "/freeze", None),
+        ("POST", qa + "/deployments/1/approve", None),
+        ("POST", qa + "/deployments/1/reject", {"reason": "tour"}),
+        ("POST", candidate + "/reject", {"reason": "tour"}),
+        ("DELETE", candidate + "/reject", None),
+        ("GET", "/api/releases/Backend/audit?environment=qa", None),
         ("GET", "/healthz", None),
         ("GET", "/readyz", None),
         ("GET", "/metrics", None),

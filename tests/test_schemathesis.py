@@ -71,13 +71,22 @@ KNOWN_PATH_PARAMETERS: list[dict[str, str]] = [
     {"project": "Backend", "version": "v1-rc3"},
     {"project": "Backend", "environment": "production", "version": "v1-rc2"},
     {"project": "Backend", "environment": "staging", "deployment_id": "3"},
+    # Waiting for two approvals, asked for by another token: approve reaches its 200.
+    {"project": "Backend", "environment": "qa", "deployment_id": "4"},
 ]
 # Bodies that name what exists, by operationId, for the same reason.
 KNOWN_BODIES: dict[str, dict[str, Any]] = {
     "createRelease": {"repo": "acme/backend", "commit": SHA_A},
     "createDeployment": {"release_candidate_version": "v1-rc1"},
     "updateDeploymentStatus": {"release_candidate_version": "v1-rc2", "status": "in_progress"},
+    "rejectDeployment": {"reason": "fuzz"},
+    "markBad": {"reason": "fuzz"},
 }
+# Backend gains `qa`, whose deploys wait for two approvals.
+FUZZ_PROJECTS_YAML = PROJECTS_YAML.replace(
+    "        timeout_minutes: 30\n",
+    "        timeout_minutes: 30\n      - name: qa\n        approvals:\n          required: 2\n",
+)
 
 
 # Queries that name what exists: v1-rc1 runs in production (its report against itself is empty).
@@ -125,9 +134,10 @@ class LiveServer:
     token: str
 
 
-async def _make_history(base_url: str, token: str) -> None:
+async def _make_history(base_url: str, token: str, other_token: str) -> None:
     """v1-rc1 running in production, v1-rc2 deployed after it and failed, v1-rc3 building;
-    v1-rc1 deploying to staging (deployment 3)."""
+    v1-rc1 deploying to staging (deployment 3); v1-rc1 waiting for approvals in qa
+    (deployment 4, asked for by `other_token`)."""
     api = base_url + "/api/releases/Backend"
     calls: list[tuple[str, str, dict[str, Any], int]] = [
         (
@@ -173,6 +183,13 @@ async def _make_history(base_url: str, token: str) -> None:
         for method, path, body, expected in calls:
             async with http.request(method, api + path, json=body) as reply:
                 assert reply.status == expected, (method, path, await reply.text())
+        async with http.post(
+            api + "/environments/qa/deployments",
+            json={"release_candidate_version": "v1-rc1"},
+            headers={"Authorization": f"Bearer {other_token}"},
+        ) as reply:
+            waiting = await reply.json()
+            assert (reply.status, waiting["id"]) == (201, 4), waiting
 
 
 @pytest.fixture
@@ -180,7 +197,7 @@ async def live_server(
     tmp_path: Path, database_url: str, fake_github: FakeGitHub, github_private_key: str
 ) -> AsyncIterator[LiveServer]:
     projects = tmp_path / "tarmac.yml"
-    projects.write_text(PROJECTS_YAML)
+    projects.write_text(FUZZ_PROJECTS_YAML)
     env = app_env(
         database_url=database_url,
         config=projects,
@@ -192,11 +209,15 @@ async def live_server(
         run_tarmac, "token", "create", "fuzz", "--actor", "fuzz@example.com", env=env, cwd=tmp_path
     )
     token = created_token(created)
+    other = await asyncio.to_thread(
+        run_tarmac, "token", "create", "history", "--actor", "history@example.com", env=env,
+        cwd=tmp_path,
+    )  # fmt: skip
     port = free_port()
     process = await start_server(env, tmp_path, port)
     base_url = f"http://127.0.0.1:{port}"
     try:
-        await _make_history(base_url, token)
+        await _make_history(base_url, token, created_token(other))
         yield LiveServer(base_url, token)
     finally:
         exit_code = await stop_server(process, grace_seconds=10)

@@ -16,9 +16,14 @@ from enum import StrEnum
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.errors import DomainError
+from bot.core.pages import Page, PageRequest
 from bot.domain.policy import Ask, Door
 from bot.storage.models import AuditEvent, Deployment, Environment, ReleaseCandidate
-from bot.storage.policy import record_audit
+from bot.storage.policy import AuditRow, audit_page, record_audit
+from bot.storage.projects import find_environment, find_project
+
+# An audit event as listed: with its environment's name and its candidate's version.
+Listed = AuditRow
 
 
 class Action(StrEnum):
@@ -104,3 +109,15 @@ def deploy_entry(
         deployment_id=deployment.id if deployment is not None else None,
         reason=reason,
     )
+
+
+async def audit_listing(
+    session: AsyncSession, project_name: str, environment_name: str | None, page: PageRequest
+) -> Page[Listed]:
+    """A project's decisions, newest first; with `environment_name`, only that environment's
+    (a candidate's marks belong to no environment)."""
+    if environment_name is None:
+        project = await find_project(session, project_name)
+        return await audit_page(session, project.id, None, page)
+    environment = await find_environment(session, project_name, environment_name)
+    return await audit_page(session, environment.project_id, environment.id, page)

@@ -24,7 +24,8 @@ from bot.domain.statuses import (
     supersedes_older,
 )
 from bot.storage import deployments as stored
-from bot.storage.models import Deployment, Environment, ReleaseCandidate
+from bot.storage.models import Approval, Deployment, Environment, ReleaseCandidate
+from bot.storage.policy import approvals_of_deployments
 from bot.storage.projects import find_environment
 
 
@@ -112,6 +113,16 @@ async def list_deployments(
     """Deployments of one environment, newest first."""
     environment = await find_environment(session, project_name, environment_name)
     return await stored.deployment_page(session, environment, page)
+
+
+async def approvals_given(
+    session: AsyncSession, deployments: Sequence[Deployment | None]
+) -> dict[int, list[Approval]]:
+    """The approvals of those of `deployments` that wait or waited for approvals, by
+    deployment id: one query for a whole page, none when no deployment of it needs any
+    (only those can have been approved)."""
+    waiting = [d.id for d in deployments if d is not None and d.approvals_required > 0]
+    return await approvals_of_deployments(session, waiting)
 
 
 async def get_deployment(

@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.pages import Page, PageRequest
 from bot.domain.policy import ENDED_STATUSES, Required
-from bot.storage.lookup import page_of
 from bot.storage.models import Approval, AuditEvent, Deployment, Environment, ReleaseCandidate
 
 
@@ -91,6 +90,24 @@ async def approvals_of(session: AsyncSession, deployment_id: int) -> list[Approv
     return list(found)
 
 
+async def approvals_of_deployments(
+    session: AsyncSession, deployment_ids: Sequence[int]
+) -> dict[int, list[Approval]]:
+    """The approvals of several deployments, oldest first, in one SELECT (the unique
+    (deployment_id, approver) index finds them)."""
+    if not deployment_ids:
+        return {}
+    found = await session.scalars(
+        select(Approval)
+        .where(Approval.deployment_id.in_(sorted(set(deployment_ids))))
+        .order_by(Approval.deployment_id, Approval.id)
+    )
+    by_deployment: dict[int, list[Approval]] = {}
+    for approval in found:
+        by_deployment.setdefault(approval.deployment_id, []).append(approval)
+    return by_deployment
+
+
 async def add_approval(
     session: AsyncSession,
     deployment_id: int,
@@ -120,17 +137,37 @@ async def record_audit(session: AsyncSession, event: AuditEvent) -> None:
     await session.flush()
 
 
+@dataclass(frozen=True)
+class AuditRow:
+    """An audit event with the names it points to."""
+
+    event: AuditEvent
+    environment_name: str | None
+    release_candidate_version: str | None
+
+
 async def audit_page(
     session: AsyncSession,
     project_id: int,
     environment_id: int | None,
     page: PageRequest,
-) -> Page[AuditEvent]:
-    """A project's decisions (or one environment's), newest first."""
+) -> Page[AuditRow]:
+    """A project's decisions (or one environment's), newest first, with the environment's
+    name and the candidate's version joined in: one SELECT for the page. Each filter seeks
+    its index, (project_id, id) or (environment_id, id), from its newest end."""
     where = (
         AuditEvent.environment_id == environment_id
         if environment_id is not None
         else AuditEvent.project_id == project_id
     )
-    query = select(AuditEvent).where(where).order_by(AuditEvent.id.desc())
-    return await page_of(session, query, page)
+    query = (
+        select(AuditEvent, Environment.name, ReleaseCandidate.version)
+        .outerjoin(Environment, Environment.id == AuditEvent.environment_id)
+        .outerjoin(ReleaseCandidate, ReleaseCandidate.id == AuditEvent.release_candidate_id)
+        .where(where)
+        .order_by(AuditEvent.id.desc())
+        .offset(page.offset)
+        .limit(page.per_page + 1)
+    )
+    rows = [AuditRow(event, name, version) for event, name, version in await session.execute(query)]
+    return Page(items=rows[: page.per_page], has_next=len(rows) > page.per_page)
