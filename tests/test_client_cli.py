@@ -40,10 +40,18 @@ SCHEMA = json.loads((REPO_ROOT / "docs" / "cli-schema.json").read_text())
 # The API's shapes the client prints as they come: copies of the OpenAPI components.
 COPIED_FROM_OPENAPI = [
     "DeploymentResponse",
+    "ApprovalResponse",
     "DeploymentStatus",
     "DeploymentKind",
     "EnvironmentResponse",
     "FreezeResponse",
+    "CalendarFreezeResponse",
+    "NextFreezeResponse",
+    "PolicyResponse",
+    "ReleaseCandidateResponse",
+    "RejectedResponse",
+    "BuildStatus",
+    "AuditEventResponse",
     "ChangeReportResponse",
     "ReportEnd",
     "ReportCommit",
@@ -610,6 +618,11 @@ def test_the_schema_is_valid_json_schema() -> None:
         "freeze",
         "unfreeze",
         "changes",
+        "approve",
+        "reject",
+        "mark_bad",
+        "clear_bad",
+        "audit",
     ):
         assert definition in SCHEMA["$defs"]
 

@@ -37,6 +37,8 @@ EXIT_INTERRUPTED = 130
 EXIT_STDOUT_CLOSED = 141
 
 DEFAULT_INTERVAL_SECONDS = 2.0
+DEFAULT_AUDIT_PER_PAGE = 30
+MAX_PER_PAGE = 100  # the API's
 DEFAULT_CHANGES_TIMEOUT_SECONDS = 60.0
 CHANGES_PAUSE_SECONDS = 2.0  # without a Retry-After
 NO_URL = "error: no server to talk to: set TARMAC_URL or pass --url"
@@ -105,6 +107,12 @@ def register(commands: Any) -> None:
     deploy.add_argument("project")
     deploy.add_argument("version", metavar="RC", help="release candidate, e.g. v1.4.0-rc2")
     deploy.add_argument("--to", required=True, metavar="ENV", dest="environment")
+    deploy.add_argument(
+        "--force",
+        action="store_true",
+        help="break glass: past a freeze and the promotion order (needs --reason; audited)",
+    )
+    deploy.add_argument("--reason", help="why it is forced, kept in the audit")
     deploy.set_defaults(**{_COMMAND: _deploy})
 
     rollback = commands.add_parser(
@@ -113,7 +121,53 @@ def register(commands: Any) -> None:
     rollback.add_argument("project")
     rollback.add_argument("environment", metavar="ENV")
     rollback.add_argument("--force", action="store_true", help="even when it is frozen")
+    rollback.add_argument(
+        "--reason", help="why it is forced, kept in the audit (a calendar window needs one)"
+    )
     rollback.set_defaults(**{_COMMAND: _rollback})
+
+    approve = commands.add_parser(
+        "approve", parents=[common, writes], help="approve a deployment waiting for it (client)"
+    )
+    _deployment_arguments(approve)
+    approve.set_defaults(**{_COMMAND: _approve})
+
+    reject = commands.add_parser(
+        "reject", parents=[common, writes], help="reject a deployment waiting for approval (client)"
+    )
+    _deployment_arguments(reject)
+    reject.add_argument("--reason", required=True, help="why, shown on the canceled deployment")
+    reject.set_defaults(**{_COMMAND: _reject})
+
+    mark_bad = commands.add_parser(
+        "mark-bad", parents=[common, writes], help="mark a release candidate bad (client)"
+    )
+    mark_bad.add_argument("project")
+    mark_bad.add_argument("version", metavar="RC")
+    mark_bad.add_argument("--reason", required=True, help="why nobody may deploy it")
+    mark_bad.set_defaults(**{_COMMAND: _mark_bad})
+
+    clear_bad = commands.add_parser(
+        "clear-bad", parents=[common, writes], help="clear a candidate's bad mark (client)"
+    )
+    clear_bad.add_argument("project")
+    clear_bad.add_argument("version", metavar="RC")
+    clear_bad.set_defaults(**{_COMMAND: _clear_bad})
+
+    audit = commands.add_parser(
+        "audit", parents=[common], help="the release policy's decisions, newest first (client)"
+    )
+    audit.add_argument("project")
+    audit.add_argument("--environment", metavar="ENV", help="only this environment's")
+    audit.add_argument("--page", type=_count(None), default=1, metavar="N", help="from 1")
+    audit.add_argument(
+        "--per-page",
+        type=_count(MAX_PER_PAGE),
+        default=DEFAULT_AUDIT_PER_PAGE,
+        metavar="N",
+        help=f"1 to {MAX_PER_PAGE} (default: %(default)s)",
+    )
+    audit.set_defaults(**{_COMMAND: _audit})
 
     freeze = commands.add_parser(
         "freeze", parents=[common, writes], help="freeze an environment (client)"
@@ -201,6 +255,25 @@ def _wait_options() -> argparse.ArgumentParser:
     return waits
 
 
+def _deployment_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("project")
+    parser.add_argument("environment", metavar="ENV")
+    parser.add_argument(
+        "deployment_id", type=_count(None), metavar="DEPLOYMENT", help="the deployment's id"
+    )
+
+
+def _count(most: int | None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not text.isascii() or not text.isdigit() or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1")
+        if most is not None and int(text) > most:
+            raise argparse.ArgumentTypeError(f"at most {most}")
+        return int(text)
+
+    return parse
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -264,7 +337,13 @@ async def _status(run: Invocation) -> int:
 async def _deploy(run: Invocation) -> int:
     args = run.args
     created = await endpoints.deploy(
-        run.http, args.project, args.environment, args.version, run.key
+        run.http,
+        args.project,
+        args.environment,
+        args.version,
+        run.key,
+        force=args.force,
+        reason=args.reason,
     )
     return await _told_or_followed(run, args.environment, created)
 
@@ -272,7 +351,7 @@ async def _deploy(run: Invocation) -> int:
 async def _rollback(run: Invocation) -> int:
     args = run.args
     created = await endpoints.rollback(
-        run.http, args.project, args.environment, force=args.force, key=run.key
+        run.http, args.project, args.environment, force=args.force, key=run.key, reason=args.reason
     )
     return await _told_or_followed(run, args.environment, created)
 
@@ -340,6 +419,60 @@ async def _unfreeze(run: Invocation) -> int:
     args = run.args
     unfrozen = await endpoints.unfreeze(run.http, args.project, args.environment, key=run.key)
     run.out.data(unfrozen, lambda: [render.freeze_line(unfrozen)])
+    return EXIT_OK
+
+
+async def _approve(run: Invocation) -> int:
+    args = run.args
+    approved = await endpoints.approve(
+        run.http, args.project, args.environment, args.deployment_id, key=run.key
+    )
+    run.out.data(approved, lambda: [render.approval_line(approved)])
+    return EXIT_OK
+
+
+async def _reject(run: Invocation) -> int:
+    args = run.args
+    rejected = await endpoints.reject(
+        run.http,
+        args.project,
+        args.environment,
+        args.deployment_id,
+        reason=args.reason,
+        key=run.key,
+    )
+    run.out.data(rejected, lambda: [render.ended_line(rejected)])
+    return EXIT_OK
+
+
+async def _mark_bad(run: Invocation) -> int:
+    args = run.args
+    marked = await endpoints.mark_bad(
+        run.http, args.project, args.version, reason=args.reason, key=run.key
+    )
+    run.out.data(marked, lambda: [render.candidate_mark_line(marked)])
+    return EXIT_OK
+
+
+async def _clear_bad(run: Invocation) -> int:
+    args = run.args
+    cleared = await endpoints.clear_bad(run.http, args.project, args.version, key=run.key)
+    run.out.data(cleared, lambda: [render.candidate_mark_line(cleared)])
+    return EXIT_OK
+
+
+async def _audit(run: Invocation) -> int:
+    args = run.args
+    answer = await endpoints.audit(
+        run.http,
+        args.project,
+        environment=args.environment,
+        page=args.page,
+        per_page=args.per_page,
+    )
+    more = 'rel="next"' in answer.headers.get("Link", "")
+    listed = {"events": answer.body, "next_page": args.page + 1 if more else None}
+    run.out.data(listed, lambda: render.audit_lines(listed))
     return EXIT_OK
 
 

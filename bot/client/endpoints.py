@@ -25,10 +25,22 @@ async def release_candidate(http: TarmacHttp, project: str, version: str) -> Jso
 
 
 async def deploy(
-    http: TarmacHttp, project: str, environment: str, version: str, key: str
+    http: TarmacHttp,
+    project: str,
+    environment: str,
+    version: str,
+    key: str,
+    *,
+    force: bool = False,
+    reason: str | None = None,
 ) -> JsonObject:
     path = api_path(project, "environments", environment, "deployments")
-    answer = await http.write("POST", path, {"release_candidate_version": version}, key)
+    body: JsonObject = {"release_candidate_version": version}
+    if force:
+        body["force"] = True
+    if reason is not None:
+        body["reason"] = reason
+    answer = await http.write("POST", path, body, key)
     created: JsonObject = answer.body
     return created
 
@@ -43,12 +55,68 @@ async def deployment(
 
 
 async def rollback(
-    http: TarmacHttp, project: str, environment: str, *, force: bool, key: str
+    http: TarmacHttp,
+    project: str,
+    environment: str,
+    *,
+    force: bool,
+    key: str,
+    reason: str | None = None,
 ) -> JsonObject:
     path = api_path(project, "environments", environment, "rollback")
-    answer = await http.write("POST", path, {"force": force}, key)
+    body: JsonObject = {"force": force}
+    if reason is not None:
+        body["reason"] = reason
+    answer = await http.write("POST", path, body, key)
     created: JsonObject = answer.body
     return created
+
+
+async def approve(
+    http: TarmacHttp, project: str, environment: str, deployment_id: int, *, key: str
+) -> JsonObject:
+    path = _deployment(project, environment, deployment_id, "approve")
+    answer = await http.write("POST", path, None, key)
+    approved: JsonObject = answer.body
+    return approved
+
+
+async def reject(
+    http: TarmacHttp, project: str, environment: str, deployment_id: int, *, reason: str, key: str
+) -> JsonObject:
+    path = _deployment(project, environment, deployment_id, "reject")
+    answer = await http.write("POST", path, {"reason": reason}, key)
+    rejected: JsonObject = answer.body
+    return rejected
+
+
+def _deployment(project: str, environment: str, deployment_id: int, action: str) -> str:
+    return api_path(project, "environments", environment, "deployments", str(deployment_id), action)
+
+
+async def mark_bad(
+    http: TarmacHttp, project: str, version: str, *, reason: str, key: str
+) -> JsonObject:
+    path = api_path(project, "releases", version, "reject")
+    answer = await http.write("POST", path, {"reason": reason}, key)
+    marked: JsonObject = answer.body
+    return marked
+
+
+async def clear_bad(http: TarmacHttp, project: str, version: str, *, key: str) -> JsonObject:
+    answer = await http.write("DELETE", api_path(project, "releases", version, "reject"), None, key)
+    cleared: JsonObject = answer.body
+    return cleared
+
+
+async def audit(
+    http: TarmacHttp, project: str, *, environment: str | None, page: int, per_page: int
+) -> Answer:
+    """One page of the audit, newest first; its `Link` header says whether another follows."""
+    query = {"page": str(page), "per_page": str(per_page)}
+    if environment is not None:
+        query["environment"] = environment
+    return await http.get(api_path(project, "audit"), query)
 
 
 async def freeze(

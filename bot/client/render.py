@@ -7,6 +7,7 @@ from typing import Any
 JsonObject = dict[str, Any]
 NOTHING = "-"
 STATUS_COLUMNS = ["PROJECT", "ENVIRONMENT", "RUNNING", "SINCE", "ACTIVE", "FROZEN"]
+AUDIT_COLUMNS = ["AT", "DOOR", "ACTOR", "ACTION", "DECISION", "ENVIRONMENT", "RC", "REASON"]
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -93,6 +94,50 @@ def failure_message(deployment: JsonObject) -> str:
     reason = deployment.get("error_message")
     ended = f"deployment {deployment['id']} ended {deployment['status']}"
     return f"{ended}: {reason}" if reason else ended
+
+
+def approval_line(deployment: JsonObject) -> str:
+    """After an approval: who approved so far, and whether it still waits."""
+    approvers = ", ".join(a["approver"] for a in deployment["approvals"]) or NOTHING
+    waiting = deployment.get("waiting_for")
+    still = f"waiting for {waiting}" if waiting else "no longer waiting for approval"
+    return f"deployment {deployment['id']}: approved by {approvers}; {still}"
+
+
+def ended_line(deployment: JsonObject) -> str:
+    """A deployment that ended, with why (a rejected one: who rejected it and why)."""
+    return failure_message(deployment)
+
+
+def candidate_mark_line(candidate: JsonObject) -> str:
+    rejected = candidate.get("rejected")
+    if rejected is None:
+        return f"{candidate['version']} is not marked bad"
+    by = f" by {rejected['by']}" if rejected["by"] else ""
+    return f"{candidate['version']} marked bad{by}: {rejected['reason']}"
+
+
+def audit_lines(listed: JsonObject) -> list[str]:
+    events = listed["events"]
+    if not events:
+        return ["no decisions"]
+    rows = [
+        [
+            moment(e["at"]),
+            e["door"],
+            e["actor"] or NOTHING,
+            e["action"] + (f" #{e['deployment_id']}" if e["deployment_id"] else ""),
+            e["decision"],
+            e["environment_name"] or NOTHING,
+            e["release_candidate_version"] or NOTHING,
+            e["reason"] or NOTHING,
+        ]
+        for e in events
+    ]
+    lines = table(AUDIT_COLUMNS, rows)
+    if listed["next_page"] is not None:
+        lines.append(f"(more: --page {listed['next_page']})")
+    return lines
 
 
 def freeze_line(environment: JsonObject) -> str:
