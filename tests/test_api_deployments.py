@@ -82,6 +82,8 @@ async def test_deploying_an_rc_answers_201_with_a_pending_deployment(
         "error_message": None,
         "kind": "deploy",
         "waiting_for": None,
+        "approvals_required": 0,
+        "approvals": [],
     }
     assert isinstance(reply.body["id"], int)
     assert at(reply.body["deploy_start_at"]) == clock.now
@@ -453,6 +455,8 @@ async def test_deployments_are_listed_newest_first_with_the_fields_of_the_spec(
             "status",
             "kind",
             "waiting_for",
+            "approvals_required",
+            "approvals",
         }
     ] * 2
     newest, oldest = reply.body

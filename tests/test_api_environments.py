@@ -48,6 +48,9 @@ async def test_environments_are_listed_as_the_projects_file_declares_them(api: A
             "running_release_version": None,
             "frozen": False,
             "freeze": None,
+            "calendar_freeze": None,
+            "next_freeze": None,
+            "policy": {"requires": [], "soak_minutes": 0, "approvals_required": 0},
             "active_deployment": None,
         },
         {
@@ -61,6 +64,9 @@ async def test_environments_are_listed_as_the_projects_file_declares_them(api: A
             "running_release_version": None,
             "frozen": False,
             "freeze": None,
+            "calendar_freeze": None,
+            "next_freeze": None,
+            "policy": {"requires": [], "soak_minutes": 0, "approvals_required": 0},
             "active_deployment": None,
         },
     ]

@@ -65,6 +65,7 @@ async def test_creating_an_rc_answers_201_with_the_candidate(api: Api, clock: Te
         "build_status": "ready",
         "build_error": None,
         "created_at": reply.body["created_at"],
+        "rejected": None,
     }
     assert datetime.fromisoformat(reply.body["created_at"]) == clock.now
 
@@ -254,6 +255,7 @@ async def test_releases_are_listed_newest_first_with_their_candidates(
             "build_status": "building",
             "build_error": None,
             "created_at": newest["created_at"],
+            "rejected": None,
         }
     ]
     assert [(c["version"], c["commit"]) for c in oldest["release_candidates"]] == [

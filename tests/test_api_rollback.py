@@ -59,6 +59,8 @@ async def test_after_a_success_the_environment_goes_back_to_the_rc_before(
         "error_message": None,
         "kind": "rollback",
         "waiting_for": None,
+        "approvals_required": 0,
+        "approvals": [],
     }
     listed = await api.deployments("production")
     assert listed.body[0] == reply.body
