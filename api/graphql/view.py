@@ -6,6 +6,8 @@ outside it is simply not there. A query reads through one read session; a mutati
 in one write transaction (`changing`, as every REST write) that commits before the answer
 leaves and only when no mutation was refused; its `Idempotency-Key`, if any, is stored with the
 answer in that transaction, so a retry is answered the first answer (api/idempotency.py).
+A refused mutation's audit record is written once that transaction has rolled back, as for a
+refused REST request (errors.DomainError.after_rollback, bot/storage/db.py).
 """
 
 from __future__ import annotations
@@ -27,17 +29,22 @@ from api.graphql.schema import schema
 from api.idempotency import changing
 from api.keys import IDENTITY, SERVICE
 from bot.app import notifications
-from bot.core.errors import DomainError
+from bot.core.errors import AfterRollback, DomainError
 
 log = logging.getLogger(__name__)
 
 
 class _Refused(Exception):
-    """Rolls the mutation transaction back, carrying the answer that says why."""
+    """Rolls the mutation transaction back, carrying the answer that says why and what the
+    refusal still records after the rollback (`after_rollback`, which bot/storage/db.py
+    runs: it looks for it on whatever ended the transaction, and this is what does)."""
 
-    def __init__(self, result: ExecutionResult) -> None:
+    def __init__(self, result: ExecutionResult, failed: BaseException | None) -> None:
         super().__init__("a mutation was refused")
         self.result = result
+        self.after_rollback: list[AfterRollback] = (
+            list(failed.after_rollback) if isinstance(failed, DomainError) else []
+        )
 
 
 def is_mutation(request_data: GraphQLRequestData) -> bool:
@@ -87,7 +94,7 @@ class TarmacGraphQLView(GraphQLView[GraphContext, None]):
                 context.writing = True
                 result = await execute()
                 if result.errors:
-                    raise _Refused(result)
+                    raise _Refused(result, context.failed)
                 processed = await self.process_result(request, result)
                 change.answer_json(self.encode_json_string(processed))
         except _Refused as refused:

@@ -112,6 +112,18 @@ async def add_approval(
     return approval
 
 
+async def approvals_of_deployments(
+    session: AsyncSession, deployment_ids: Sequence[int]
+) -> list[Approval]:
+    """The approvals of these deployments, oldest first: one statement for all of them."""
+    if not deployment_ids:
+        return []
+    found = await session.scalars(
+        select(Approval).where(Approval.deployment_id.in_(deployment_ids)).order_by(Approval.id)
+    )
+    return list(found)
+
+
 # --- the audit ------------------------------------------------------------------------------
 
 
@@ -134,3 +146,40 @@ async def audit_page(
     )
     query = select(AuditEvent).where(where).order_by(AuditEvent.id.desc())
     return await page_of(session, query, page)
+
+
+@dataclass(frozen=True)
+class AuditListed:
+    """An audit row with the names it refers to by id."""
+
+    event: AuditEvent
+    environment: str | None
+    version: str | None
+
+
+async def audit_slice(
+    session: AsyncSession,
+    project_id: int,
+    environment_id: int | None,
+    before_id: int | None,
+    limit: int,
+) -> list[AuditListed]:
+    """A project's decisions (or one environment's), newest first, older than `before_id` (a
+    keyset cursor), at most `limit`, with their environment's name and candidate's version
+    joined in: one statement."""
+    where = [
+        AuditEvent.environment_id == environment_id
+        if environment_id is not None
+        else AuditEvent.project_id == project_id
+    ]
+    if before_id is not None:
+        where.append(AuditEvent.id < before_id)
+    rows = await session.execute(
+        select(AuditEvent, Environment.name, ReleaseCandidate.version)
+        .outerjoin(Environment, Environment.id == AuditEvent.environment_id)
+        .outerjoin(ReleaseCandidate, ReleaseCandidate.id == AuditEvent.release_candidate_id)
+        .where(*where)
+        .order_by(AuditEvent.id.desc())
+        .limit(limit)
+    )
+    return [AuditListed(event, name, version) for event, name, version in rows]
