@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.pages import Page, PageRequest
@@ -46,9 +46,13 @@ async def required_stays(
 
 
 async def _stay(session: AsyncSession, name: str, environment_id: int) -> Required:
+    # The values are written into the statement: with them as parameters, PostgreSQL's
+    # generic plan for a prepared statement walks the primary key backwards instead, and
+    # reads the whole table for a status the environment never had (bench/policy.py).
+    where_environment = Deployment.environment_id == literal(environment_id, literal_execute=True)
     newest_per_status = [
         select(func.max(Deployment.id))
-        .where(Deployment.environment_id == environment_id, Deployment.status == status)
+        .where(where_environment, Deployment.status == literal(status, literal_execute=True))
         .scalar_subquery()
         for status in ENDED_STATUSES
     ]
