@@ -13,6 +13,7 @@ Windows that overlap or touch make one freeze, until the last of them ends.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -114,7 +115,7 @@ def spans_overlapping(window: Window, start: datetime, end: datetime) -> Iterato
     # Wall-clock bounds with a day's margin for the offsets; each start is checked in UTC.
     low = start.astimezone(zone).replace(tzinfo=None) - window.duration - timedelta(days=1)
     high = end.astimezone(zone).replace(tzinfo=None) + timedelta(days=1)
-    for local_start in _rule(window.rule).between(low, high, inc=True):
+    for local_start in _occurrences(window.rule).between(low, high):
         span = Span(window, _utc(local_start, zone), _utc(local_start + window.duration, zone))
         if span.start < end and span.end > start:
             yield span
@@ -172,11 +173,35 @@ def windows_from_stored(stored: Sequence[Mapping[str, Any]]) -> tuple[Window, ..
     return tuple(Window.from_stored(entry) for entry in stored)
 
 
+class _Occurrences:
+    """A rule's starts, computed once a process as far as they were asked for and kept in
+    order: finding those near a moment is a binary search, not a walk from RULES_START."""
+
+    def __init__(self, rule: rrule) -> None:
+        self._upcoming = iter(rule)
+        self._starts: list[datetime] = []
+        self._exhausted = False
+
+    def between(self, low: datetime, high: datetime) -> list[datetime]:
+        """The starts in [low, high]."""
+        while not self._exhausted and (not self._starts or self._starts[-1] <= high):
+            following = next(self._upcoming, None)
+            if following is None:
+                self._exhausted = True
+            else:
+                self._starts.append(following)
+        return self._starts[
+            bisect.bisect_left(self._starts, low) : bisect.bisect_right(self._starts, high)
+        ]
+
+
 @functools.lru_cache(maxsize=512)
+def _occurrences(text: str) -> _Occurrences:
+    return _Occurrences(_rule(text))
+
+
 def _rule(text: str) -> rrule:
-    """The rule's occurrences are computed once a process and kept (`cache`): finding those
-    near a moment walks them from RULES_START."""
-    parsed = rrulestr(text, dtstart=RULES_START, cache=True)
+    parsed = rrulestr(text, dtstart=RULES_START)
     assert isinstance(parsed, rrule)
     return parsed
 
