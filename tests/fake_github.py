@@ -203,6 +203,10 @@ class FakeGitHub:
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._deferred: list[tuple[datetime, Callable[[], Awaitable[Any]]]] = []
         self.permissions: dict[tuple[str, str], tuple[str, str]] = {}  # (repo, user) -> perm
+        # ("org/team-slug", user), lower case -> the membership's state (active, pending)
+        self.team_memberships: dict[tuple[str, str], str] = {}
+        # Whether the installations were granted the organisation's `members` permission.
+        self.members_permission = True
         self.comments: list[dict[str, Any]] = []
         self.releases: list[dict[str, Any]] = []
         self.reactions: list[dict[str, Any]] = []
@@ -278,6 +282,10 @@ class FakeGitHub:
 
     def grant(self, repo: str, user: str, permission: str, role_name: str | None = None) -> None:
         self.permissions[(repo.lower(), user.lower())] = (permission, role_name or permission)
+
+    def add_team_member(self, team: str, user: str, state: str = "active") -> None:
+        """`user` a member of `team` ("org/team-slug")."""
+        self.team_memberships[(team.lower(), user.lower())] = state
 
     def fail(self, path_pattern: str, **kwargs: Any) -> Fault:
         fault = Fault(path_pattern, **kwargs)
@@ -468,6 +476,7 @@ class FakeGitHub:
             "GET /repos/{owner}/{repo}/collaborators/{username}/permission": self._repo_call(
                 self._permission
             ),
+            "GET /orgs/{org}/teams/{team_slug}/memberships/{username}": self._team_membership,
             "POST /repos/{owner}/{repo}/issues/{issue_number}/comments": self._repo_call(
                 self._comment
             ),
@@ -782,6 +791,30 @@ class FakeGitHub:
                 "user": {"login": params["username"]},
             }
         )
+
+    async def _team_membership(
+        self, request: web.Request, params: dict[str, str], body: Any
+    ) -> web.StreamResponse:
+        """As GitHub answers an installation: only for the organisation it is installed on,
+        and only with the `members` permission; 404 for someone not in the team."""
+        _, _, value = request.headers.get("Authorization", "").partition(" ")
+        issued = self.tokens.get(value)
+        if issued is None or issued[1] < time.time():
+            return web.json_response({"message": "Bad credentials"}, status=401)
+        org = params["org"].lower()
+        installed_on = {
+            repo.split("/")[0] for repo, i in self.installations.items() if i == issued[0]
+        }
+        if org not in installed_on or not self.members_permission:
+            return web.json_response(
+                {"message": "Resource not accessible by integration"}, status=403
+            )
+        team = f"{org}/{params['team_slug'].lower()}"
+        state = self.team_memberships.get((team, params["username"].lower()))
+        if state is None:
+            return web.json_response({"message": "Not Found"}, status=404)
+        url = f"{self.server_url}/organizations/1/team/2/memberships/{params['username']}"
+        return web.json_response({"url": url, "role": "member", "state": state})
 
     async def _comment(
         self, request: web.Request, params: dict[str, str], body: Any, repo: str

@@ -26,6 +26,8 @@ LEVELS = {"read": 1, "write": 2}
 REST_PERMISSIONS: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/repos/{owner}/{repo}"): ("metadata", "read"),
     ("GET", "/repos/{owner}/{repo}/collaborators/{username}/permission"): ("metadata", "read"),
+    # An organisation permission ("Organization permissions for "Members""): who approves.
+    ("GET", "/orgs/{org}/teams/{team_slug}/memberships/{username}"): ("members", "read"),
     ("GET", "/repos/{owner}/{repo}/git/ref/{ref}"): ("contents", "read"),
     ("GET", "/repos/{owner}/{repo}/git/tags/{tag_sha}"): ("contents", "read"),
     ("POST", "/repos/{owner}/{repo}/deployments"): ("deployments", "write"),

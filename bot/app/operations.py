@@ -27,6 +27,7 @@ from bot.domain.approvals import (
     Approver,
     approval_refusal,
     counted_approvers,
+    person,
     waiting_text,
 )
 from bot.domain.candidates import build_result, ensure_deployable, ensure_rc_version
@@ -724,9 +725,9 @@ async def approve(
     except errors.DomainError as refusal:
         why = dataclasses.replace(entry, reason=refusal.message)
         raise audit.record_after_rollback(refusal, why, now) from None
-    if approver.actor in counted:
+    if person(approver.actor) in counted:
         return deployment
-    stale = next((a for a in given if a.approver == approver.actor), None)
+    stale = next((a for a in given if person(a.approver) == person(approver.actor)), None)
     if stale is not None:  # given before and expired since: given again now
         stale.created_at, stale.expires_at = now, now + rule.expire
     else:

@@ -92,6 +92,11 @@ GET_REPOSITORY = _endpoint("GET", "/repos/{owner}/{repo}", _read("metadata"))
 GET_COLLABORATOR_PERMISSION = _endpoint(
     "GET", "/repos/{owner}/{repo}/collaborators/{username}/permission", _read("metadata")
 )
+# Who may approve (bot/github/access.py): a team's member, read with the organisation's
+# `members` permission (docs/github-app.md, "Team membership").
+GET_TEAM_MEMBERSHIP = _endpoint(
+    "GET", "/orgs/{org}/teams/{team_slug}/memberships/{username}", _read("members")
+)
 GET_REF = _endpoint("GET", "/repos/{owner}/{repo}/git/ref/{ref}", _read("contents"))
 GET_TAG = _endpoint("GET", "/repos/{owner}/{repo}/git/tags/{tag_sha}", _read("contents"))
 CREATE_DEPLOYMENT = _endpoint("POST", "/repos/{owner}/{repo}/deployments", _write("deployments"))
@@ -217,6 +222,18 @@ async def get_collaborator_permission(
     """`{"permission": admin/write/read/none, "role_name": ...}` (404: no such user here)."""
     return await _call(
         client, GET_COLLABORATOR_PERMISSION, installation_id, repo, username=username
+    )
+
+
+async def get_team_membership(
+    client: GitHubCaller, installation_id: int, *, org: str, team_slug: str, username: str
+) -> Any:
+    """`{"state": active/pending, "role": ...}` (404: not a member of the team)."""
+    return await client.call(
+        GET_TEAM_MEMBERSHIP.method,
+        GET_TEAM_MEMBERSHIP.template,
+        installation_id=installation_id,
+        url_vars={"org": org, "team_slug": team_slug, "username": username},
     )
 
 
