@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.pages import Page, PageRequest
 from bot.domain.policy import ENDED_STATUSES, Required
+from bot.domain.statuses import DeploymentStatus
 from bot.storage.lookup import page_of
 from bot.storage.models import Approval, AuditEvent, Deployment, Environment, ReleaseCandidate
 
@@ -27,62 +29,78 @@ async def required_stays(
     session: AsyncSession, environment: Environment, names: Sequence[str]
 ) -> list[Required]:
     """For each environment `names` lists (the projects file's order): its newest ended
-    deployment and the version it runs. Per environment, one MAX(id) per ended status (each a
-    seek to the end of its range of the (environment, status, id) index; SQLite answers a MAX
-    over an IN list by reading the whole range), then that one row."""
+    deployment and the version it runs, in three statements whatever their number: the
+    project's environments; per environment and ended status the newest id, one MAX(id) each
+    (a seek to the end of its range of the (environment, status, id) index: SQLite answers a
+    MAX over an IN list by reading the whole range); then those deployments with their
+    candidates' versions.
+
+    The ids and statuses are written into the second statement: as parameters, PostgreSQL's
+    generic plan for the prepared statement walks the primary key backwards instead, reading
+    the whole table for a status the environment never had (bench/policy.py)."""
     if not names:
         return []
-    rows = await session.execute(
-        select(Environment.id, Environment.name).where(
-            Environment.project_id == environment.project_id, Environment.name.in_(names)
-        )
-    )
-    ids = {name: env_id for env_id, name in rows}
-    found = []
-    for name in names:
-        env_id = ids.get(name)
-        found.append(await _stay(session, name, env_id) if env_id else Required(name, None))
-    return found
-
-
-async def _stay(session: AsyncSession, name: str, environment_id: int) -> Required:
-    # The values are written into the statement: with them as parameters, PostgreSQL's
-    # generic plan for a prepared statement walks the primary key backwards instead, and
-    # reads the whole table for a status the environment never had (bench/policy.py).
-    where_environment = Deployment.environment_id == literal(environment_id, literal_execute=True)
-    newest_per_status = [
-        select(func.max(Deployment.id))
-        .where(where_environment, Deployment.status == literal(status, literal_execute=True))
-        .scalar_subquery()
-        for status in ENDED_STATUSES
-    ]
-    ids = (await session.execute(select(*newest_per_status))).one()
-    present = [i for i in ids if i is not None]
-    if not present:
-        return Required(name, None)
-    newest = max(present)
-    row = (
-        await session.execute(
+    ids = await _environment_ids(session, environment.project_id)
+    present = [(name, ids[name]) for name in names if name in ids]
+    newest: dict[str, dict[str, int]] = {}
+    if present:
+        columns = [
+            _newest_id(environment_id, status).label(f"e{k}_{status}")
+            for k, (_, environment_id) in enumerate(present)
+            for status in ENDED_STATUSES
+        ]
+        row = (await session.execute(select(*columns))).one()
+        for k, (name, _) in enumerate(present):
+            newest[name] = {
+                status: found
+                for status in ENDED_STATUSES
+                if (found := getattr(row, f"e{k}_{status}")) is not None
+            }
+    wanted = {i for found in newest.values() for i in found.values()}
+    rows = {}
+    if wanted:
+        result = await session.execute(
             select(
+                Deployment.id,
                 Deployment.release_candidate_id,
                 Deployment.status,
                 Deployment.deploy_end_at,
                 ReleaseCandidate.version,
             )
             .join(ReleaseCandidate, ReleaseCandidate.id == Deployment.release_candidate_id)
-            .where(Deployment.id == newest)
+            .where(Deployment.id.in_(wanted))
         )
-    ).one()
-    running = row.version if row.status == "success" else None
-    if ids[0] is not None and running is None:
-        running = await session.scalar(
-            select(ReleaseCandidate.version)
-            .join(Deployment, Deployment.release_candidate_id == ReleaseCandidate.id)
-            .where(Deployment.id == ids[0])
+        rows = {r.id: r for r in result}
+    return [_stay(name, newest.get(name, {}), rows) for name in names]
+
+
+def _newest_id(environment_id: int, status: str) -> Any:
+    return (
+        select(func.max(Deployment.id))
+        .where(
+            Deployment.environment_id == literal(environment_id, literal_execute=True),
+            Deployment.status == literal(status, literal_execute=True),
         )
-    return Required(
-        name, EndedStay(row.release_candidate_id, row.status, row.deploy_end_at), running
+        .scalar_subquery()
     )
+
+
+def _stay(name: str, newest: dict[str, int], rows: dict[int, Any]) -> Required:
+    if not newest:
+        return Required(name, None)
+    last = rows[max(newest.values())]
+    success = newest.get(DeploymentStatus.SUCCESS)
+    running = rows[success].version if success is not None else None
+    return Required(
+        name, EndedStay(last.release_candidate_id, last.status, last.deploy_end_at), running
+    )
+
+
+async def _environment_ids(session: AsyncSession, project_id: int) -> dict[str, int]:
+    rows = await session.execute(
+        select(Environment.name, Environment.id).where(Environment.project_id == project_id)
+    )
+    return {row.name: row.id for row in rows}
 
 
 # --- approvals ----------------------------------------------------------------------------
