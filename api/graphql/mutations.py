@@ -23,7 +23,6 @@ from bot.app.deployments import ReportedStatus
 from bot.app.operations import Mirror
 from bot.app.releases import CreatedCandidate
 from bot.core import errors
-from bot.core.errors import DomainError
 from bot.domain.statuses import DeploymentStatus
 from bot.storage.models import Deployment
 
@@ -34,8 +33,6 @@ async def _run(
     info: Context,
     project: str,
     use_case: Callable[[AsyncSession, Mirror], Awaitable[T]],
-    *,
-    tell_freeze: tuple[str, str | None] | None = None,
 ) -> T:
     """One use case in the request's transaction. A project outside the token's scope is not
     found, exactly as an unknown one."""
@@ -48,12 +45,6 @@ async def _run(
         return await context.read(lambda session: use_case(session, context.service.mirror))
     except Exception as failed:
         context.failed = failed
-        if (
-            isinstance(failed, DomainError)
-            and failed.code is errors.ENVIRONMENT_FROZEN
-            and tell_freeze is not None
-        ):
-            context.frozen_refusals.append((project, *tell_freeze))
         raise
 
 
@@ -113,7 +104,7 @@ class Mutation:
                 clock=info.context.service.clock,
             )
 
-        deployed = await _run(info, project, deploy, tell_freeze=(environment, version))
+        deployed = await _run(info, project, deploy)
         return DeploymentNode(row=deployed)
 
     @strawberry.mutation(description="PATCH …/environments/{environment}/deployments.")
@@ -157,7 +148,7 @@ class Mutation:
                 clock=info.context.service.clock,
             )
 
-        done = await _run(info, project, roll_back, tell_freeze=(environment, None))
+        done = await _run(info, project, roll_back)
         return DeploymentNode(row=done.deployment)
 
     @strawberry.mutation(description="POST …/deployments/{id}/cancel.")

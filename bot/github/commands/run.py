@@ -14,7 +14,7 @@ from typing import TypedDict
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.app import notifications, operations
+from bot.app import operations
 from bot.app.operations import Mirror
 from bot.core import errors
 from bot.core.clock import Clock
@@ -39,22 +39,18 @@ async def run(
         async with session.begin_nested():
             text = await _perform(session, mirror, request, repo, clock)
     except DomainError as refused:
-        await _tell_refusal(session, request, refused.code, clock)
+        await _keep_after_rollback(session, refused)
         facts = await _refusal_facts(session, request, repo, refused.code, clock())
         return reply(request.line, REFUSED, replies.refusal_text(refused.code, request, facts))
     return reply(request.line, DONE, text)
 
 
-async def _tell_refusal(
-    session: AsyncSession, request: CommandRequest, refused: RefusalCode, clock: Clock
-) -> None:
-    """A deploy or rollback refused for a freeze is told to the receivers, after the savepoint's
-    rollback, in the transaction that enqueues the reply."""
-    if refused is not errors.ENVIRONMENT_FROZEN or request.verb not in _TOLD_WHEN_FROZEN:
-        return
-    await notifications.deploy_refused_for_freeze(
-        session, **_asked(request), version=request.release_candidate_version, clock=clock
-    )
+async def _keep_after_rollback(session: AsyncSession, refused: DomainError) -> None:
+    """What a refusal keeps (its audit entry, its `deployment.refused` notification:
+    bot/app/policy.py), written after the savepoint's rollback, in the transaction that
+    enqueues the reply."""
+    for keep in refused.after_rollback:
+        await keep(session)
 
 
 async def _perform(
@@ -135,8 +131,6 @@ async def _cancel(
     canceled = await operations.cancel_environment(session, mirror, **_asked(request), clock=clock)
     return replies.canceled(request, canceled)
 
-
-_TOLD_WHEN_FROZEN = {CommandVerb.DEPLOY, CommandVerb.ROLLBACK}
 
 _PERFORMERS: dict[
     CommandVerb, Callable[[AsyncSession, Mirror, CommandRequest, Clock], Awaitable[str]]
