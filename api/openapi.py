@@ -1176,7 +1176,10 @@ def _notification_webhook() -> dict[str, Any]:
                 "content": {
                     "application/json": {
                         "schema": _ref(NotificationBody),
-                        "examples": {"succeeded": _example(NOTIFICATION_EXAMPLE)},
+                        "examples": {
+                            "succeeded": _example(NOTIFICATION_EXAMPLE),
+                            "window_opened": _example(WINDOW_OPENED_EXAMPLE),
+                        },
                     }
                 },
             },
@@ -1216,7 +1219,32 @@ NOTIFICATION_EXAMPLE = {
         "build_error": None,
     },
     "freeze": None,
+    "reason": None,
+    "window": None,
     "pull_requests": [{"number": 812, "title": "Faster checkout", "url": None}],
+}
+
+WINDOW_OPENED_EXAMPLE = {
+    "id": "0d7c1b9e-3a44-4f0e-8b61-5e2a9c7d4f10",
+    "event": "freeze_window.opened",
+    "timestamp": "2026-03-06T22:00:00+00:00",
+    "project": "Backend",
+    "environment": "production",
+    "actor": None,
+    "deployment": None,
+    "release_candidate": None,
+    "freeze": None,
+    "reason": None,
+    "window": {
+        "name": "weekend",
+        "reason": "No deploys over the weekend",
+        "timezone": "America/New_York",
+        "start": "2026-03-06T22:00:00+00:00",
+        "end": "2026-03-09T13:00:00+00:00",
+        "start_local": "2026-03-06T17:00:00-05:00",
+        "end_local": "2026-03-09T09:00:00-04:00",
+    },
+    "pull_requests": None,
 }
 
 

@@ -7,9 +7,7 @@ A handler builds its answer inside the transaction but returns it only after the
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from functools import partial
 from typing import TypedDict
 
@@ -42,18 +40,15 @@ from api.schemas import (
     RollbackBody,
     UpdateDeploymentBody,
 )
-from bot.app import changes, deployments, notifications, operations, releases
+from bot.app import changes, deployments, operations, releases
 from bot.app.environments import describe_environment, describe_environments
 from bot.app.operations import Mirror
-from bot.core import errors
 from bot.core.clock import Clock
-from bot.core.errors import DomainError
 from bot.service import Service
 
 HEALTH_TIMEOUT_SECONDS = 2.0
 
 routes = web.RouteTableDef()
-log = logging.getLogger(__name__)
 PROJECT = "/api/releases/{project}"
 ENVIRONMENT = PROJECT + "/environments/{environment}"
 # Ids are 64-bit: more digits than that cannot name a deployment (404, not a database error).
@@ -73,31 +68,6 @@ class EnvironmentChange(TypedDict):
     environment_name: str
     actor: str
     clock: Clock
-
-
-@contextlib.asynccontextmanager
-async def _told_when_frozen(request: web.Request, version: str | None) -> AsyncIterator[None]:
-    """A deploy or rollback refused for a freeze is told to the receivers (deployment.refused)
-    in a transaction of its own, the refusal having rolled the request's back; the refusal is
-    answered whatever becomes of that."""
-    try:
-        yield
-    except DomainError as refused:
-        if refused.code is errors.ENVIRONMENT_FROZEN:
-            await _tell_refusal(request, version)
-        raise
-
-
-async def _tell_refusal(request: web.Request, version: str | None) -> None:
-    service = _service(request)
-    try:
-        async with service.db.write() as session:
-            await notifications.deploy_refused_for_freeze(
-                session, **_in_environment(request), version=version
-            )
-    except (OSError, SQLAlchemyError, DomainError):
-        log.exception("a refusal's notification was not planned")
-        return
 
 
 def _in_environment(request: web.Request) -> EnvironmentChange:
@@ -178,8 +148,7 @@ async def create_deployment(request: web.Request) -> web.Response:
     deploy = partial(
         operations.deploy, **_in_environment(request), version=body.release_candidate_version
     )
-    async with _told_when_frozen(request, body.release_candidate_version):
-        return await committed(request, deploy, deployment_response, status=201)
+    return await committed(request, deploy, deployment_response, status=201)
 
 
 @routes.patch(ENVIRONMENT + "/deployments")
@@ -235,10 +204,9 @@ async def cancel_deployment(request: web.Request) -> web.Response:
 async def roll_back(request: web.Request) -> web.Response:
     body = await read_body(request, RollbackBody, optional=True)
     roll_back = partial(operations.roll_back, **_in_environment(request), force=body.force)
-    async with _told_when_frozen(request, None):
-        return await committed(
-            request, roll_back, lambda done: deployment_response(done.deployment), status=201
-        )
+    return await committed(
+        request, roll_back, lambda done: deployment_response(done.deployment), status=201
+    )
 
 
 @routes.get(PROJECT + "/environments")

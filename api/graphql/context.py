@@ -57,10 +57,9 @@ class GraphContext:
     # The session is a mutation's write transaction: what the answer writes goes in it.
     writing: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # A mutation request is one transaction: after a refusal the rest are not run, and
-    # deploys refused for a freeze are told to the receivers once it has rolled back.
+    # A mutation request is one transaction: after a refusal the rest are not run, and what
+    # the refusal keeps (its audit entry, its notification) is written once it rolled back.
     failed: BaseException | None = None
-    frozen_refusals: list[tuple[str, str, str | None]] = field(default_factory=list)
     statements: int = 0
     loaders: Loaders = field(init=False)
 

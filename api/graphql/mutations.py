@@ -27,7 +27,6 @@ from bot.app.deployments import ReportedStatus
 from bot.app.operations import Mirror
 from bot.app.releases import CreatedCandidate
 from bot.core import errors
-from bot.core.errors import DomainError
 from bot.domain.approvals import Approver
 from bot.domain.policy import Door
 from bot.domain.statuses import DeploymentStatus
@@ -45,8 +44,6 @@ async def _run(
     info: Context,
     project: str,
     use_case: Callable[[AsyncSession, Mirror], Awaitable[T]],
-    *,
-    tell_freeze: tuple[str, str | None] | None = None,
 ) -> T:
     """One use case in the request's transaction. A project outside the token's scope is not
     found, exactly as an unknown one."""
@@ -59,12 +56,6 @@ async def _run(
         return await context.read(lambda session: use_case(session, context.service.mirror))
     except Exception as failed:
         context.failed = failed
-        if (
-            isinstance(failed, DomainError)
-            and failed.code is errors.ENVIRONMENT_FROZEN
-            and tell_freeze is not None
-        ):
-            context.frozen_refusals.append((project, *tell_freeze))
         raise
 
 
@@ -159,7 +150,7 @@ class Mutation:
                 reason=_reason(reason),
             )
 
-        deployed = await _run(info, project, deploy, tell_freeze=(environment, version))
+        deployed = await _run(info, project, deploy)
         return DeploymentNode(row=deployed)
 
     @strawberry.mutation(description="PATCH …/environments/{environment}/deployments.")
@@ -215,7 +206,7 @@ class Mutation:
                 reason=_reason(reason),
             )
 
-        done = await _run(info, project, roll_back, tell_freeze=(environment, None))
+        done = await _run(info, project, roll_back)
         return DeploymentNode(row=done.deployment)
 
     @strawberry.mutation(description="POST …/deployments/{id}/cancel.")

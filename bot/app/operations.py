@@ -574,31 +574,19 @@ async def finish_build(
 async def auto_deploy(
     session: AsyncSession, mirror: Mirror, candidate: ReleaseCandidate, now: datetime
 ) -> list[Deployment]:
-    """Deploy a ready RC to every environment of its project that takes it
-    (`auto_deploy_targets`)."""
+    """Deploy a ready RC to every environment of its project that asks for it
+    (`auto_deploy_targets`) and whose release policy allows it now; a refusal (a freeze, the
+    order, a candidate marked bad) is audited and told beside the candidate's change."""
     environments = await auto_deploy_environments(session, candidate.project_id)
-    await notifications.auto_deploy_refused(
-        session, environments, candidate, AUTO_DEPLOY_ACTOR, now
-    )
     ask = Ask(actor=AUTO_DEPLOY_ACTOR, door=Door.AUTO_DEPLOY)
     started = []
-    for environment in auto_deploy_targets(environments, now):
+    for environment in auto_deploy_targets(environments):
         try:
             admitted = await release_policy.decide(session, environment, candidate, ask, now)
         except errors.DomainError as refused:
-            # Nothing rolls back here: the refusal is recorded beside the candidate's change.
-            await audit.record(
-                session,
-                audit.deploy_entry(
-                    ask,
-                    environment,
-                    candidate,
-                    action=audit.Action.DEPLOY,
-                    decision=audit.Decision.REFUSED,
-                    reason=refused.message,
-                ),
-                now,
-            )
+            # Nothing rolls back here: what the refusal keeps is written in this transaction.
+            kept = release_policy.refusal_kept(refused, environment, candidate, ask, now)
+            await kept(session)
             continue
         new = await record_deployment(
             session, environment, candidate, actor=AUTO_DEPLOY_ACTOR, now=now

@@ -19,7 +19,7 @@ from typing import TypedDict
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.app import notifications, operations
+from bot.app import operations
 from bot.app import policy as release_policy
 from bot.app.operations import Mirror
 from bot.core import errors
@@ -62,9 +62,7 @@ async def run(
         async with session.begin_nested():
             text = await _perform(asked, repo)
     except DomainError as refused:
-        for keep in refused.after_rollback:
-            await keep(session)
-        await _tell_refusal(session, request, refused.code, clock)
+        await _keep_after_rollback(session, refused)
         facts = await _refusal_facts(session, request, repo, refused, clock())
         return reply(request.line, REFUSED, replies.refusal_text(refused.code, request, facts))
     return reply(request.line, DONE, text)
@@ -93,16 +91,12 @@ async def approving_teams(session: AsyncSession, request: CommandRequest) -> Seq
     return rule.teams if rule is not None else ()
 
 
-async def _tell_refusal(
-    session: AsyncSession, request: CommandRequest, refused: RefusalCode, clock: Clock
-) -> None:
-    """A deploy or rollback refused for a freeze is told to the receivers, after the savepoint's
-    rollback, in the transaction that enqueues the reply."""
-    if refused is not errors.ENVIRONMENT_FROZEN or request.verb not in _TOLD_WHEN_FROZEN:
-        return
-    await notifications.deploy_refused_for_freeze(
-        session, **_asked(request), version=request.release_candidate_version, clock=clock
-    )
+async def _keep_after_rollback(session: AsyncSession, refused: DomainError) -> None:
+    """What a refusal keeps (its audit entry, its `deployment.refused` notification:
+    bot/app/policy.py), written after the savepoint's rollback, in the transaction that
+    enqueues the reply."""
+    for keep in refused.after_rollback:
+        await keep(session)
 
 
 async def _perform(asked: _Run, repo: str) -> str:
@@ -273,8 +267,6 @@ async def _waiting_for_approval(session: AsyncSession, request: CommandRequest) 
 async def _approvers(session: AsyncSession, deployment: Deployment, now: datetime) -> set[str]:
     return counted_approvers(await approvals_of(session, deployment.id), now)
 
-
-_TOLD_WHEN_FROZEN = {CommandVerb.DEPLOY, CommandVerb.ROLLBACK}
 
 _PERFORMERS: dict[CommandVerb, Callable[[_Run], Awaitable[str]]] = {
     CommandVerb.ROLLBACK: _roll_back,
