@@ -217,6 +217,10 @@ class FakeGitHub:
         self._ids = itertools.count(1000)
         self.server_url = ""
         self.users: dict[str, int] = {}  # login -> id (the OAuth flow's people)
+        # Jobs held by the App's custom deployment protection rule: (repo, run id, GitHub
+        # environment) -> "waiting", or the state the App answered; and every answer.
+        self.protection_gates: dict[tuple[str, int, str], str] = {}
+        self.protection_reviews: list[dict[str, Any]] = []
 
     # --- set-up by tests -------------------------------------------------------------
 
@@ -230,6 +234,26 @@ class FakeGitHub:
             self.refs[(repo.lower(), f"tags/{tag}")] = {"type": "tag", "sha": tag_sha}
         else:
             self.refs[(repo.lower(), f"tags/{tag}")] = {"type": "commit", "sha": commit}
+
+    def run_by_hand(self, repo: str, workflow: str, ref: str, head_sha: str) -> Run:
+        """A run someone started from the Actions tab (Tarmac dispatched nothing)."""
+        run = Run(
+            id=next(self._ids),
+            repo=repo.lower(),
+            workflow=workflow,
+            ref=ref,
+            inputs={},
+            head_sha=head_sha,
+            title=self.workflow_names.get(workflow, workflow),
+            created_at=self.clock(),
+        )
+        self.runs[run.id] = run
+        return run
+
+    def hold_at_protection_rule(self, run: Run, environment: str) -> None:
+        """The run's job targets `environment`, whose custom protection rule is the App: it
+        waits for the App's answer (GitHub sends deployment_protection_rule)."""
+        self.protection_gates[(run.repo, run.id, environment)] = "waiting"
 
     def history(self, repo: str) -> History:
         """The repository's commits and pull requests (made on first use)."""
@@ -472,6 +496,9 @@ class FakeGitHub:
             "GET /repos/{owner}/{repo}/actions/runs/{run_id}": self._repo_call(self._get_run),
             "POST /repos/{owner}/{repo}/actions/runs/{run_id}/cancel": self._repo_call(
                 self._cancel_run
+            ),
+            "POST /repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule": (
+                self._repo_call(self._review_protection_rule)
             ),
             "GET /repos/{owner}/{repo}/collaborators/{username}/permission": self._repo_call(
                 self._permission
@@ -776,6 +803,30 @@ class FakeGitHub:
             return web.json_response({"message": "Cannot cancel a completed run"}, status=409)
         run.canceled = True
         return web.json_response({}, status=202)
+
+    async def _review_protection_rule(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        """An App's answer to its own protection rule for one environment of a run: 204 for a
+        job waiting for it; 422 when none waits (answered already, or never held)."""
+        run = self.runs.get(int(params["run_id"]))
+        if run is None or run.repo != repo:
+            return web.json_response({"message": "Not Found"}, status=404)
+        comment = body.get("comment")
+        if comment is not None and len(comment) > 1024:  # GitHub's documented limit
+            return self._violation(f"protection rule comment of {len(comment)} characters")
+        if "state" not in body:
+            return self._violation("status reports (an answer without a state) are not played")
+        key = (repo, run.id, body["environment_name"])
+        if self.protection_gates.get(key) != "waiting":
+            message = (
+                f"No pending custom deployment requests in workflow run `{run.id}` to approve "
+                "or reject"
+            )
+            return web.json_response({"message": message}, status=422)
+        self.protection_gates[key] = body["state"]
+        self.protection_reviews.append({"repo": repo, "run_id": run.id, **body})
+        return web.Response(status=204)
 
     async def _permission(
         self, request: web.Request, params: dict[str, str], body: Any, repo: str
@@ -1410,6 +1461,7 @@ EVENT_PERMISSIONS = {
     "pull_request": "pull_requests",
     "deployment": "deployments",
     "deployment_status": "deployments",
+    "deployment_protection_rule": "deployments",
 }
 
 

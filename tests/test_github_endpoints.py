@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from bot.domain.approvals import Approver
 from bot.github import endpoints
 from bot.github.access import CACHE_SECONDS, TeamMemberships, approver_for
-from bot.github.client import GitHubClient
+from bot.github.client import GitHubClient, GitHubRefused
 from bot.github.commands.permissions import NO_ACCESS, Access
 from bot.storage.outbox import Action, known_action
 from tests.fake_github import FakeGitHub
@@ -52,6 +54,22 @@ async def test_a_collaborators_permission_is_read(
     )
 
     assert (found["permission"], found["role_name"]) == ("write", "maintain")
+
+
+async def test_an_answer_to_the_protection_rule_reaches_the_held_job_once(
+    client: tuple[GitHubClient, Any], fake: FakeGitHub
+) -> None:
+    github, _ = client
+    run = fake.run_by_hand(REPO, "deploy.yml", "refs/tags/v1-rc1", "a" * 40)
+    fake.hold_at_protection_rule(run, "production")
+    body = {"environment_name": "production", "state": "approved", "comment": "Approved"}
+
+    await endpoints.review_protection_rule(github, INSTALLATION, REPO, run_id=run.id, body=body)
+    with pytest.raises(GitHubRefused) as again:  # no job waits any more
+        await endpoints.review_protection_rule(github, INSTALLATION, REPO, run_id=run.id, body=body)
+
+    assert again.value.status == 422
+    assert fake.protection_reviews == [{"repo": REPO, "run_id": run.id, **body}]
 
 
 def test_every_outbox_action_has_its_handler() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.app import audit, notifications, releases
+from bot.app import audit, notifications, protection_answers, releases
 from bot.app import policy as release_policy
 from bot.app.deployments import ReportedStatus, lock_environment, record_deployment
 from bot.config.projects_file import GITHUB_DEPLOYMENT_WORKFLOW
@@ -38,6 +38,7 @@ from bot.domain.freeze import (
     unfreeze_environment,
 )
 from bot.domain.policy import Ask, Door, candidate_rejection
+from bot.domain.protection_rule import APPROVED_DECIDED_COMMENT, described, refused_message
 from bot.domain.rollback import (
     CANCELED_BY_ROLLBACK,
     ensure_may_roll_back,
@@ -735,8 +736,47 @@ async def approve(
         return deployment
     deployment.approved_at = now
     deployment.waiting_for = None
-    await plan_dispatch(session, mirror, deployment, now)
+    if deployment.workflow_run_id is not None:
+        # A run started by hand, held by Tarmac's protection rule: answered, not dispatched.
+        await answer_gate(session, mirror, deployment, now)
+    else:
+        await plan_dispatch(session, mirror, deployment, now)
     return deployment
+
+
+async def answer_gate(
+    session: AsyncSession,
+    mirror: Mirror,
+    deployment: Deployment,
+    now: datetime,
+    gate: protection_answers.Gate | None = None,
+) -> str | None:
+    """A deployment whose run is held by Tarmac's protection rule (GitHub's), which Tarmac
+    let through already: approved unless something since forbids it now (`refusal_now`);
+    else canceled, `Refused by Tarmac: <why>`, and rejected. Returns why, or None."""
+    gate = gate or protection_answers.Gate.of(deployment)
+    environment, candidate = deployment.environment, deployment.release_candidate
+    refused = protection_answers.refusal_now(deployment, now)
+    why = None if refused is None else described(refused, environment, now)
+    if why is None:
+        comment = APPROVED_DECIDED_COMMENT.format(id=deployment.id, version=candidate.version)
+    else:
+        comment = refused_message(why)
+        cancel_deployment(deployment, comment, now)
+        deployment.waiting_for = None
+        await session.flush()
+        await plan_status(session, mirror, deployment, now)
+    await protection_answers.answer(
+        session,
+        gate,
+        environment,
+        candidate,
+        refusal=why,
+        comment=comment,
+        now=now,
+        deployment=deployment,
+    )
+    return why
 
 
 def _approval_rule(environment: Environment, deployment: Deployment) -> ApprovalRule:

@@ -122,6 +122,13 @@ GET_WORKFLOW_RUN = _endpoint("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}
 CANCEL_WORKFLOW_RUN = _endpoint(
     "POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/cancel", _write("actions")
 )
+# An App's answer to its own custom deployment protection rule: "Deployments" write (GitHub's
+# "Permissions required for GitHub Apps", docs/github-app.md).
+REVIEW_PROTECTION_RULE = _endpoint(
+    "POST",
+    "/repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule",
+    _write("deployments"),
+)
 # Comments on a pull request's conversation are issue comments: `issues` write covers both
 # the reply and the reaction.
 CREATE_ISSUE_COMMENT = _endpoint(
@@ -416,6 +423,16 @@ async def cancel_workflow_run(
 ) -> Any:
     """Cancel a run (GitHubRefused 409: it had finished already)."""
     return await _call(client, CANCEL_WORKFLOW_RUN, installation_id, repo, run_id=run_id)
+
+
+async def review_protection_rule(
+    client: GitHubCaller, installation_id: int, repo: str, *, run_id: int, body: dict[str, Any]
+) -> Any:
+    """Approve or reject the run's job held by Tarmac's protection rule (`environment_name`,
+    `state` approved or rejected, `comment`); GitHub answers 204."""
+    return await _call(
+        client, REVIEW_PROTECTION_RULE, installation_id, repo, run_id=run_id, data=body
+    )
 
 
 # --- pull-request conversations -----------------------------------------------------------
