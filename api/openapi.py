@@ -459,7 +459,6 @@ FROZEN = _environment(
 )
 # Production under the policy of docs/policy.md, on a Friday evening.
 CALENDAR_FROZEN = _environment(
-    frozen=True,
     calendar_freeze={
         "window": "weekend",
         "reason": "No deploys over the weekend",
@@ -689,10 +688,10 @@ its running version (the candidate of its newest `success` deployment), its free
 newest active deployment. Environments removed from the projects file are included, with \
 `"removed": true`.
 
-`frozen` is true while the environment takes no deploy for a freeze: the manual one \
-(`freeze`) or a calendar window of the projects file (`calendar_freeze`, with when the freeze \
-ends). `next_freeze` is the next window to begin, and `policy` what the projects file asks of \
-a deploy here (docs/policy.md)."""
+`frozen` and `freeze` are the manual freeze; `calendar_freeze` is the calendar window of the \
+projects file in effect, with when the freeze ends (either refuses deploys). `next_freeze` is \
+the next window to begin, and `policy` what the projects file asks of a deploy here \
+(docs/policy.md)."""
 
 APPROVE = """The token's actor approves a deployment that waits for approvals (`waiting_for` \
 `approval (1 of 2)`). The last approval needed dispatches its deploy workflow (with the \
@@ -1525,7 +1524,10 @@ def _notification_webhook() -> dict[str, Any]:
                 "content": {
                     "application/json": {
                         "schema": _ref(NotificationBody),
-                        "examples": {"succeeded": _example(NOTIFICATION_EXAMPLE)},
+                        "examples": {
+                            "succeeded": _example(NOTIFICATION_EXAMPLE),
+                            "window_opened": _example(WINDOW_OPENED_EXAMPLE),
+                        },
                     }
                 },
             },
@@ -1565,7 +1567,32 @@ NOTIFICATION_EXAMPLE = {
         "build_error": None,
     },
     "freeze": None,
+    "reason": None,
+    "window": None,
     "pull_requests": [{"number": 812, "title": "Faster checkout", "url": None}],
+}
+
+WINDOW_OPENED_EXAMPLE = {
+    "id": "0d7c1b9e-3a44-4f0e-8b61-5e2a9c7d4f10",
+    "event": "freeze_window.opened",
+    "timestamp": "2026-03-06T22:00:00+00:00",
+    "project": "Backend",
+    "environment": "production",
+    "actor": None,
+    "deployment": None,
+    "release_candidate": None,
+    "freeze": None,
+    "reason": None,
+    "window": {
+        "name": "weekend",
+        "reason": "No deploys over the weekend",
+        "timezone": "America/New_York",
+        "start": "2026-03-06T22:00:00+00:00",
+        "end": "2026-03-09T13:00:00+00:00",
+        "start_local": "2026-03-06T17:00:00-05:00",
+        "end_local": "2026-03-09T09:00:00-04:00",
+    },
+    "pull_requests": None,
 }
 
 

@@ -128,7 +128,7 @@ def environment_response(
         removed=environment.removed_at is not None,
         running_release_candidate_version=running.version if running else None,
         running_release_version=running.release.version if running else None,
-        frozen=freeze is not None or state.calendar_freeze is not None,
+        frozen=freeze is not None,
         freeze=FreezeResponse(
             reason=freeze.reason, by=freeze.by, since=freeze.since, until=freeze.until
         )
@@ -174,8 +174,8 @@ def audit_event_response(listed: Listed) -> AuditEventResponse:
         actor=event.actor,
         action=event.action,
         decision=event.decision,
-        environment_name=listed.environment_name,
-        release_candidate_version=listed.release_candidate_version,
+        environment_name=listed.environment,
+        release_candidate_version=listed.version,
         deployment_id=event.deployment_id,
         reason=event.reason,
     )

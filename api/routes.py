@@ -7,9 +7,7 @@ A handler builds its answer inside the transaction but returns it only after the
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TypedDict, TypeVar
 
@@ -47,12 +45,10 @@ from api.schemas import (
     RollbackBody,
     UpdateDeploymentBody,
 )
-from bot.app import audit, changes, deployments, notifications, operations, releases
+from bot.app import audit, changes, deployments, operations, releases
 from bot.app.environments import describe_environment, describe_environments
 from bot.app.operations import Mirror
-from bot.core import errors
 from bot.core.clock import Clock
-from bot.core.errors import DomainError
 from bot.domain.approvals import Approver
 from bot.domain.policy import Door
 from bot.service import Service
@@ -62,7 +58,6 @@ HEALTH_TIMEOUT_SECONDS = 2.0
 T = TypeVar("T")
 
 routes = web.RouteTableDef()
-log = logging.getLogger(__name__)
 PROJECT = "/api/releases/{project}"
 ENVIRONMENT = PROJECT + "/environments/{environment}"
 # Ids are 64-bit: more digits than that cannot name a deployment (404, not a database error).
@@ -98,31 +93,6 @@ async def _deployment_answer(session: AsyncSession, deployment: Deployment) -> D
     """The deployment with the approvals given so far (read only if it waits for any)."""
     approvals = await deployments.approvals_given(session, [deployment])
     return deployment_response(deployment, approvals)
-
-
-@contextlib.asynccontextmanager
-async def _told_when_frozen(request: web.Request, version: str | None) -> AsyncIterator[None]:
-    """A deploy or rollback refused for a freeze is told to the receivers (deployment.refused)
-    in a transaction of its own, the refusal having rolled the request's back; the refusal is
-    answered whatever becomes of that."""
-    try:
-        yield
-    except DomainError as refused:
-        if refused.code is errors.ENVIRONMENT_FROZEN:
-            await _tell_refusal(request, version)
-        raise
-
-
-async def _tell_refusal(request: web.Request, version: str | None) -> None:
-    service = _service(request)
-    try:
-        async with service.db.write() as session:
-            await notifications.deploy_refused_for_freeze(
-                session, **_in_environment(request), version=version
-            )
-    except (OSError, SQLAlchemyError, DomainError):
-        log.exception("a refusal's notification was not planned")
-        return
 
 
 def _in_environment(request: web.Request) -> EnvironmentChange:
@@ -255,9 +225,8 @@ async def create_deployment(request: web.Request) -> web.Response:
         force=body.force,
         reason=body.reason,
     )
-    async with _told_when_frozen(request, body.release_candidate_version):
-        # A new deployment has no approvals yet.
-        return await committed(request, deploy, deployment_response, status=201)
+    # A new deployment has no approvals yet.
+    return await committed(request, deploy, deployment_response, status=201)
 
 
 @routes.patch(ENVIRONMENT + "/deployments")
@@ -370,10 +339,9 @@ async def roll_back(request: web.Request) -> web.Response:
         door=Door.API,
         reason=body.reason,
     )
-    async with _told_when_frozen(request, None):
-        return await committed(
-            request, roll_back, lambda done: deployment_response(done.deployment), status=201
-        )
+    return await committed(
+        request, roll_back, lambda done: deployment_response(done.deployment), status=201
+    )
 
 
 @routes.get(PROJECT + "/environments")

@@ -250,8 +250,8 @@ class EnvironmentResponse(Response):
     running_release_candidate_version: str | None
     running_release_version: str | None
     frozen: bool = Field(
-        description="The environment takes no deploy now: a manual freeze (`freeze`) or a "
-        "calendar window (`calendar_freeze`) is in effect."
+        description="Manually frozen (`freeze`); `calendar_freeze` says whether a calendar "
+        "window is in effect. Either refuses deploys."
     )
     freeze: FreezeResponse | None = Field(description="The manual freeze (`PUT …/freeze`).")
     calendar_freeze: CalendarFreezeResponse | None = Field(
@@ -378,6 +378,20 @@ class NotifiedFreeze(Notified):
     until: AwareDatetime | None
 
 
+class NotifiedWindow(Notified):
+    """One occurrence of a calendar freeze window (the projects file's `freezes`)."""
+
+    name: str
+    reason: str
+    timezone: str = Field(description="The IANA time zone of its wall clock.")
+    start: AwareDatetime = Field(description="When it opens, in UTC.")
+    end: AwareDatetime = Field(
+        description="When it closes, in UTC (a window touching it may freeze on after)."
+    )
+    start_local: AwareDatetime = Field(description="`start` on its wall clock, with the offset.")
+    end_local: AwareDatetime = Field(description="`end` on its wall clock, with the offset.")
+
+
 class NotifiedPullRequest(Notified):
     number: int
     title: str | None = None
@@ -392,14 +406,25 @@ class NotificationBody(Notified):
         "receiver that drops ids it has seen counts each message once."
     )
     event: NotificationEvent
-    timestamp: AwareDatetime = Field(description="When the transition happened.")
+    timestamp: AwareDatetime = Field(
+        description="When the transition happened (a window's opening or closing is sent up "
+        "to `TARMAC_CALENDAR_SWEEP_SECONDS` later)."
+    )
     project: str
     environment: str | None = Field(description="Null for a candidate's build.")
     actor: str | None = Field(description="Who caused it, when known.")
     deployment: NotifiedDeployment | None
     release_candidate: NotifiedReleaseCandidate | None
     freeze: NotifiedFreeze | None = Field(
-        description="The freeze in effect: set for environment.frozen and deployment.refused."
+        description="The manual freeze in effect: set for environment.frozen, and for "
+        "deployment.refused while the environment is frozen."
+    )
+    reason: str | None = Field(
+        description="Why the deploy or rollback was refused, as the refusal says it (the API's "
+        "`error`): set for deployment.refused."
+    )
+    window: NotifiedWindow | None = Field(
+        description="The calendar window: set for freeze_window.opened and freeze_window.closed."
     )
     pull_requests: list[NotifiedPullRequest] | None = Field(
         description="The pull requests the deployment brings, when known."

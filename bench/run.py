@@ -24,6 +24,7 @@ SECTIONS = (
     "bench.changes",
     "bench.graphql",
     "bench.dashboard",
+    "bench.policy",
 )
 
 

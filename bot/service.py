@@ -17,6 +17,7 @@ from datetime import timedelta
 import aiohttp
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.app.freeze_windows import run_freeze_window_sweeper
 from bot.app.operations import Mirror
 from bot.app.timeouts import run_timeout_sweeper
 from bot.config.projects_file import ProjectsConfig, load_projects_file
@@ -116,6 +117,14 @@ class Service:
             asyncio.create_task(
                 run_timeout_sweeper(self.db, self.clock, self.mirror),
                 name="timeouts",
+            )
+        )
+        self._background.append(
+            asyncio.create_task(
+                run_freeze_window_sweeper(
+                    self.db, self.clock, self.settings.calendar_sweep_seconds
+                ),
+                name="freeze-windows",
             )
         )
         self._background.append(

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # Calls that create content on GitHub (comments, note edits, releases) go one at a time,
     # this long apart (GitHub's advice: at least a second; bot/github/outbound/pacing.py).
     github_content_interval_seconds: float = Field(default=1.0, ge=0.0, le=60.0)
+    # How often each replica looks for calendar freeze windows that opened or closed, to tell
+    # the receivers (freeze_window.opened/.closed): a notification may be this late.
+    calendar_sweep_seconds: float = Field(default=30.0, gt=0.0, le=3600.0)
     # `tarmac serve` waits this long for an unreachable database, then exits (code 3).
     database_start_timeout: float = Field(default=60.0, ge=0.0, le=3600.0)
     # PostgreSQL: a statement that gets no answer this long fails (503), so a database that

@@ -203,6 +203,10 @@ class FakeGitHub:
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._deferred: list[tuple[datetime, Callable[[], Awaitable[Any]]]] = []
         self.permissions: dict[tuple[str, str], tuple[str, str]] = {}  # (repo, user) -> perm
+        # ("org/team-slug", user), lower case -> the membership's state (active, pending)
+        self.team_memberships: dict[tuple[str, str], str] = {}
+        # Whether the installations were granted the organisation's `members` permission.
+        self.members_permission = True
         self.comments: list[dict[str, Any]] = []
         self.releases: list[dict[str, Any]] = []
         self.reactions: list[dict[str, Any]] = []
@@ -213,6 +217,10 @@ class FakeGitHub:
         self._ids = itertools.count(1000)
         self.server_url = ""
         self.users: dict[str, int] = {}  # login -> id (the OAuth flow's people)
+        # Jobs held by the App's custom deployment protection rule: (repo, run id, GitHub
+        # environment) -> "waiting", or the state the App answered; and every answer.
+        self.protection_gates: dict[tuple[str, int, str], str] = {}
+        self.protection_reviews: list[dict[str, Any]] = []
 
     # --- set-up by tests -------------------------------------------------------------
 
@@ -226,6 +234,26 @@ class FakeGitHub:
             self.refs[(repo.lower(), f"tags/{tag}")] = {"type": "tag", "sha": tag_sha}
         else:
             self.refs[(repo.lower(), f"tags/{tag}")] = {"type": "commit", "sha": commit}
+
+    def run_by_hand(self, repo: str, workflow: str, ref: str, head_sha: str) -> Run:
+        """A run someone started from the Actions tab (Tarmac dispatched nothing)."""
+        run = Run(
+            id=next(self._ids),
+            repo=repo.lower(),
+            workflow=workflow,
+            ref=ref,
+            inputs={},
+            head_sha=head_sha,
+            title=self.workflow_names.get(workflow, workflow),
+            created_at=self.clock(),
+        )
+        self.runs[run.id] = run
+        return run
+
+    def hold_at_protection_rule(self, run: Run, environment: str) -> None:
+        """The run's job targets `environment`, whose custom protection rule is the App: it
+        waits for the App's answer (GitHub sends deployment_protection_rule)."""
+        self.protection_gates[(run.repo, run.id, environment)] = "waiting"
 
     def history(self, repo: str) -> History:
         """The repository's commits and pull requests (made on first use)."""
@@ -278,6 +306,10 @@ class FakeGitHub:
 
     def grant(self, repo: str, user: str, permission: str, role_name: str | None = None) -> None:
         self.permissions[(repo.lower(), user.lower())] = (permission, role_name or permission)
+
+    def add_team_member(self, team: str, user: str, state: str = "active") -> None:
+        """`user` a member of `team` ("org/team-slug")."""
+        self.team_memberships[(team.lower(), user.lower())] = state
 
     def fail(self, path_pattern: str, **kwargs: Any) -> Fault:
         fault = Fault(path_pattern, **kwargs)
@@ -465,9 +497,13 @@ class FakeGitHub:
             "POST /repos/{owner}/{repo}/actions/runs/{run_id}/cancel": self._repo_call(
                 self._cancel_run
             ),
+            "POST /repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule": (
+                self._repo_call(self._review_protection_rule)
+            ),
             "GET /repos/{owner}/{repo}/collaborators/{username}/permission": self._repo_call(
                 self._permission
             ),
+            "GET /orgs/{org}/teams/{team_slug}/memberships/{username}": self._team_membership,
             "POST /repos/{owner}/{repo}/issues/{issue_number}/comments": self._repo_call(
                 self._comment
             ),
@@ -768,6 +804,30 @@ class FakeGitHub:
         run.canceled = True
         return web.json_response({}, status=202)
 
+    async def _review_protection_rule(
+        self, request: web.Request, params: dict[str, str], body: Any, repo: str
+    ) -> Any:
+        """An App's answer to its own protection rule for one environment of a run: 204 for a
+        job waiting for it; 422 when none waits (answered already, or never held)."""
+        run = self.runs.get(int(params["run_id"]))
+        if run is None or run.repo != repo:
+            return web.json_response({"message": "Not Found"}, status=404)
+        comment = body.get("comment")
+        if comment is not None and len(comment) > 1024:  # GitHub's documented limit
+            return self._violation(f"protection rule comment of {len(comment)} characters")
+        if "state" not in body:
+            return self._violation("status reports (an answer without a state) are not played")
+        key = (repo, run.id, body["environment_name"])
+        if self.protection_gates.get(key) != "waiting":
+            message = (
+                f"No pending custom deployment requests in workflow run `{run.id}` to approve "
+                "or reject"
+            )
+            return web.json_response({"message": message}, status=422)
+        self.protection_gates[key] = body["state"]
+        self.protection_reviews.append({"repo": repo, "run_id": run.id, **body})
+        return web.Response(status=204)
+
     async def _permission(
         self, request: web.Request, params: dict[str, str], body: Any, repo: str
     ) -> Any:
@@ -782,6 +842,30 @@ class FakeGitHub:
                 "user": {"login": params["username"]},
             }
         )
+
+    async def _team_membership(
+        self, request: web.Request, params: dict[str, str], body: Any
+    ) -> web.StreamResponse:
+        """As GitHub answers an installation: only for the organisation it is installed on,
+        and only with the `members` permission; 404 for someone not in the team."""
+        _, _, value = request.headers.get("Authorization", "").partition(" ")
+        issued = self.tokens.get(value)
+        if issued is None or issued[1] < time.time():
+            return web.json_response({"message": "Bad credentials"}, status=401)
+        org = params["org"].lower()
+        installed_on = {
+            repo.split("/")[0] for repo, i in self.installations.items() if i == issued[0]
+        }
+        if org not in installed_on or not self.members_permission:
+            return web.json_response(
+                {"message": "Resource not accessible by integration"}, status=403
+            )
+        team = f"{org}/{params['team_slug'].lower()}"
+        state = self.team_memberships.get((team, params["username"].lower()))
+        if state is None:
+            return web.json_response({"message": "Not Found"}, status=404)
+        url = f"{self.server_url}/organizations/1/team/2/memberships/{params['username']}"
+        return web.json_response({"url": url, "role": "member", "state": state})
 
     async def _comment(
         self, request: web.Request, params: dict[str, str], body: Any, repo: str
@@ -1377,6 +1461,7 @@ EVENT_PERMISSIONS = {
     "pull_request": "pull_requests",
     "deployment": "deployments",
     "deployment_status": "deployments",
+    "deployment_protection_rule": "deployments",
 }
 
 

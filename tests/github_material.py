@@ -143,5 +143,12 @@ def examples_of(event: str, flavour: str = DOTCOM) -> dict[str, dict[str, Any]]:
 
 
 def webhook_event_names(flavour: str = DOTCOM) -> list[str]:
-    """Every event the examples package has payloads of: GitHub's webhook events."""
-    return sorted(_examples(flavour))
+    """Every event the examples package has payloads of, and every one GitHub's REST
+    description describes a webhook of (its `x-webhooks`; the examples package has no payload
+    of some, such as deployment_protection_rule): GitHub's webhook events."""
+    described = {
+        operation["x-github"]["subcategory"]
+        for item in rest_description()["x-webhooks"].values()
+        for operation in item.values()
+    }
+    return sorted(set(_examples(flavour)) | described)

@@ -159,6 +159,14 @@ class RestDescription:
             return f"answer does not match GitHub's schema: {errors[0].message}"
         return None
 
+    def webhook_problem(self, webhook: str, payload: Any) -> str | None:
+        """What in a webhook payload the description's schema of that webhook (an
+        `x-webhooks` key, e.g. deployment-protection-rule-requested) does not allow, or None."""
+        operation = self.document["x-webhooks"][webhook]["post"]
+        schema = operation["requestBody"]["content"]["application/json"]["schema"]
+        errors = list(self._validator(schema).iter_errors(payload))
+        return f"{errors[0].json_path}: {errors[0].message}" if errors else None
+
     def schema(self, name: str) -> dict[str, Any]:
         """One of the description's named schemas (components/schemas)."""
         found: dict[str, Any] = self.components["schemas"][name]

@@ -26,6 +26,8 @@ LEVELS = {"read": 1, "write": 2}
 REST_PERMISSIONS: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/repos/{owner}/{repo}"): ("metadata", "read"),
     ("GET", "/repos/{owner}/{repo}/collaborators/{username}/permission"): ("metadata", "read"),
+    # An organisation permission ("Organization permissions for "Members""): who approves.
+    ("GET", "/orgs/{org}/teams/{team_slug}/memberships/{username}"): ("members", "read"),
     ("GET", "/repos/{owner}/{repo}/git/ref/{ref}"): ("contents", "read"),
     ("GET", "/repos/{owner}/{repo}/git/tags/{tag_sha}"): ("contents", "read"),
     ("POST", "/repos/{owner}/{repo}/deployments"): ("deployments", "write"),
@@ -49,6 +51,11 @@ REST_PERMISSIONS: dict[tuple[str, str], tuple[str, str]] = {
     ): ("actions", "read"),
     ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}"): ("actions", "read"),
     ("POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/cancel"): ("actions", "write"),
+    # "Repository permissions for Deployments" lists it (server-to-server only).
+    ("POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule"): (
+        "deployments",
+        "write",
+    ),
     ("GET", "/repos/{owner}/{repo}/compare/{basehead}{?per_page,page}"): ("contents", "read"),
     ("GET", "/repos/{owner}/{repo}/commits/{ref}"): ("contents", "read"),
     ("GET", "/repos/{owner}/{repo}/pulls{?state,sort,direction,per_page}"): (
@@ -77,6 +84,9 @@ EVENT_PERMISSIONS = {
     "workflow_run": ("actions", "read"),
     "workflow_job": ("actions", "read"),
     "deployment": ("deployments", "read"),
+    # "To subscribe to this event, a GitHub App must have at least read-level access for the
+    # "Deployments" repository permission" (GitHub's REST description, x-webhooks).
+    "deployment_protection_rule": ("deployments", "read"),
     "issue_comment": ("issues", "read"),
 }
 

@@ -153,7 +153,8 @@ def test_a_frozen_environment_is_answered_with_its_freeze_and_what_to_do_per_ver
     assert refusal_text(frozen, request(), facts) == (
         "**production** (backend) is frozen by github:hubot since 2024-05-01 09:30 UTC "
         "until 2024-05-03 18:00 UTC: release @\u200bweek. "
-        "Deploys resume after `/unfreeze production`."
+        "Deploys resume after `/unfreeze production`; `--force <reason>` deploys anyway "
+        "(maintain or admin role)."
     )
     assert refusal_text(frozen, request(CommandVerb.ROLLBACK), RefusalFacts(REPO)) == (
         "**production** (backend) is frozen. Add `--force` to roll back anyway (maintain or "
@@ -185,3 +186,94 @@ def test_a_refusal_carries_its_code_and_the_code_is_the_message_users_see(
     assert isinstance(refused, DomainError)
     # The module-level names the rules raise are the codes themselves.
     assert getattr(errors, code.name) is code
+
+
+# --- the release policy's commands ---------------------------------------------------------
+
+POLICY_VERBS = [
+    CommandVerb.APPROVE,
+    CommandVerb.REJECT,
+    CommandVerb.MARK_BAD,
+    CommandVerb.CLEAR_BAD,
+]
+
+
+def policy_request(verb: CommandVerb) -> CommandRequest:
+    """A command of the release policy as the parser makes it: the candidate's verbs name a
+    version and no environment."""
+    names_candidate = verb in (CommandVerb.MARK_BAD, CommandVerb.CLEAR_BAD)
+    return request(
+        verb,
+        environment="" if names_candidate else "production",
+        release_candidate_version="1.2.0-rc.1" if names_candidate else None,
+        reason="broken" if verb in (CommandVerb.REJECT, CommandVerb.MARK_BAD) else None,
+        line=f"/{verb.value} {'1.2.0-rc.1' if names_candidate else 'production'}",
+    )
+
+
+@pytest.mark.parametrize("verb", POLICY_VERBS)
+@pytest.mark.parametrize("code", sorted(AS_STATED))
+def test_the_policy_commands_say_a_refusal_without_words_of_its_own_as_the_rule_does(
+    verb: CommandVerb, code: RefusalCode
+) -> None:
+    message = f"{code.value} by github:alice: see @ops"
+    facts = RefusalFacts(REPO, message=message)
+    assert refusal_text(code, policy_request(verb), facts) == (
+        f"{code.value} by github:alice: see @\u200bops."
+    )
+
+
+@pytest.mark.parametrize("verb", POLICY_VERBS)
+def test_the_policy_commands_answer_an_unknown_project_or_candidate_with_what_was_asked(
+    verb: CommandVerb,
+) -> None:
+    asked = policy_request(verb)
+    unknown = refusal_text(RefusalCode.PROJECT_NOT_FOUND, asked, RefusalFacts(REPO))
+    assert unknown == "unknown project `backend` in acme/backend."
+    if asked.release_candidate_version is not None:
+        missing = refusal_text(RefusalCode.RELEASE_NOT_FOUND, asked, RefusalFacts(REPO))
+        assert missing == "release candidate `1.2.0-rc.1` not found in backend."
+
+
+def test_approving_or_rejecting_where_nothing_waits_says_so() -> None:
+    for verb in (CommandVerb.APPROVE, CommandVerb.REJECT):
+        text = refusal_text(
+            RefusalCode.NOT_WAITING_FOR_APPROVAL, policy_request(verb), RefusalFacts(REPO)
+        )
+        assert text == "no deployment of **production** (backend) is waiting for approval."
+
+
+def test_a_forced_rollback_without_a_reason_is_told_where_the_reason_goes() -> None:
+    asked = request(CommandVerb.ROLLBACK, force=True, line="/rollback production --force")
+    text = refusal_text(RefusalCode.FORCE_NEEDS_REASON, asked, RefusalFacts(REPO))
+    assert text == (
+        "a forced /rollback needs a reason, which the audit keeps: write it after `--force`, "
+        "as in `/rollback production --force <reason>`."
+    )
+
+
+def test_the_policy_refusals_are_said_in_the_rules_own_words() -> None:
+    """What the release policy raises reaches the reply whole: the missing environment, the
+    time left."""
+    order = errors.invalid(
+        errors.NOT_PROMOTED,
+        "v1.4.0-rc2 must succeed in staging before it goes to production (it runs none); "
+        "deploy it to staging first",
+    )
+    facts = RefusalFacts(REPO, message=order.message)
+    assert refusal_text(order.code, request(), facts) == f"{order.message}."
+
+
+@pytest.mark.parametrize("verb", POLICY_VERBS)
+def test_the_policy_commands_need_write_like_every_command(verb: CommandVerb) -> None:
+    asked = policy_request(verb)
+    assert may_run_command(Access("read", "triage"), force=asked.force) == Verdict.NEEDS_WRITE
+    assert may_run_command(Access("write", "write"), force=asked.force) == Verdict.ALLOWED
+
+
+def test_a_forced_deploy_needs_maintain_or_admin_as_a_forced_rollback_does() -> None:
+    asked = request(force=True, reason="hotfix for INC-42")
+    assert may_run_command(Access("write", "write"), force=asked.force) == (
+        Verdict.NEEDS_FORCE_ROLE
+    )
+    assert may_run_command(Access("write", "maintain"), force=asked.force) == Verdict.ALLOWED

@@ -16,11 +16,19 @@ from bot.github.commands.parse import (
     parse_commands,
 )
 
-ROLLBACK_USAGE = "usage: /rollback <environment> [--force] [--project NAME]"
-DEPLOY_USAGE = "usage: /deploy <release candidate version> to <environment> [--project NAME]"
+ROLLBACK_USAGE = "usage: /rollback <environment> [--force [reason]] [--project NAME]"
+DEPLOY_USAGE = (
+    "usage: /deploy <release candidate version> to <environment> [--force <reason>] "
+    "[--project NAME]"
+)
 FREEZE_USAGE = "usage: /freeze <environment> [reason] [--project NAME]"
 UNFREEZE_USAGE = "usage: /unfreeze <environment> [--project NAME]"
 CANCEL_USAGE = "usage: /cancel <environment> [--project NAME]"
+APPROVE_USAGE = "usage: /approve <environment> [--project NAME]"
+REJECT_USAGE = "usage: /reject <environment> <reason> [--project NAME]"
+MARK_BAD_USAGE = "usage: /mark-bad <release candidate version> <reason> [--project NAME]"
+CLEAR_BAD_USAGE = "usage: /clear-bad <release candidate version> [--project NAME]"
+FORCE_ONLY = "--force is only for /deploy and /rollback"
 DEPLOY_SHAPE = "Expected a release candidate version, 'to' and an environment"
 
 
@@ -49,6 +57,10 @@ ROLLBACK = CommandVerb.ROLLBACK
 DEPLOY = CommandVerb.DEPLOY
 FREEZE = CommandVerb.FREEZE
 UNFREEZE = CommandVerb.UNFREEZE
+APPROVE = CommandVerb.APPROVE
+REJECT = CommandVerb.REJECT
+MARK_BAD = CommandVerb.MARK_BAD
+CLEAR_BAD = CommandVerb.CLEAR_BAD
 
 
 @pytest.mark.parametrize(
@@ -88,6 +100,62 @@ UNFREEZE = CommandVerb.UNFREEZE
         ),
         ("/unfreeze production", command(UNFREEZE, "production", "/unfreeze production")),
         ("/cancel production", command(CommandVerb.CANCEL, "production", "/cancel production")),
+        (
+            "/rollback production --force incident 42",
+            command(
+                ROLLBACK,
+                "production",
+                "/rollback production --force incident 42",
+                force=True,
+                reason="incident 42",
+            ),
+        ),
+        (
+            "/deploy v1.4.0-rc2 to production --force hotfix for INC-42",
+            command(
+                DEPLOY,
+                "production",
+                "/deploy v1.4.0-rc2 to production --force hotfix for INC-42",
+                version="v1.4.0-rc2",
+                force=True,
+                reason="hotfix for INC-42",
+            ),
+        ),
+        (
+            "/deploy v1.4.0-rc2 --force to production  hotfix   now",
+            command(
+                DEPLOY,
+                "production",
+                "/deploy v1.4.0-rc2 --force to production  hotfix   now",
+                version="v1.4.0-rc2",
+                force=True,
+                reason="hotfix now",
+            ),
+        ),
+        ("/approve production", command(APPROVE, "production", "/approve production")),
+        (
+            "/reject production breaks the @api contract",
+            command(
+                REJECT,
+                "production",
+                "/reject production breaks the @api contract",
+                reason="breaks the @api contract",
+            ),
+        ),
+        (
+            "/mark-bad v1.4.0-rc2 corrupts uploads",
+            command(
+                MARK_BAD,
+                "",
+                "/mark-bad v1.4.0-rc2 corrupts uploads",
+                version="v1.4.0-rc2",
+                reason="corrupts uploads",
+            ),
+        ),
+        (
+            "/clear-bad v1.4.0-rc2",
+            command(CLEAR_BAD, "", "/clear-bad v1.4.0-rc2", version="v1.4.0-rc2"),
+        ),
         ("/rollback prod-eu.1", command(ROLLBACK, "prod-eu.1", "/rollback prod-eu.1")),
         ("/rollback Produktion·ü", command(ROLLBACK, "Produktion·ü", "/rollback Produktion·ü")),
     ],
@@ -128,6 +196,10 @@ def test_whitespace_and_line_endings_do_not_matter(body: str) -> None:
         ("/freeze production hold --project Backend on", "production", None, "hold on"),
         ("/freeze production hold on --project Backend", "production", None, "hold on"),
         ("/unfreeze --project Backend production", "production", None, None),
+        ("/approve production --project Backend", "production", None, None),
+        ("/reject production --project Backend not now", "production", None, "not now"),
+        ("/mark-bad v1-rc1 --project Backend broken", "", "v1-rc1", "broken"),
+        ("/clear-bad --project Backend v1-rc1", "", "v1-rc1", None),
     ],
 )
 def test_project_flag_anywhere_after_the_verb(
@@ -263,10 +335,14 @@ def test_slash_words_tarmac_does_not_own_are_ignored(body: str) -> None:
         ),
         (
             "/deploy v1-rc1 to staging --force",
-            f"--force is only for /rollback; {DEPLOY_USAGE}",
+            f"--force needs a reason: write it after --force; {DEPLOY_USAGE}",
+        ),
+        (
+            "/deploy v1-rc1 to staging --force " + "x" * 2001,
+            f"Reason is longer than 2000 characters; {DEPLOY_USAGE}",
         ),
         ("/freeze", f"Missing environment; {FREEZE_USAGE}"),
-        ("/freeze production --force", f"--force is only for /rollback; {FREEZE_USAGE}"),
+        ("/freeze production --force", f"{FORCE_ONLY}; {FREEZE_USAGE}"),
         ("/freeze production hold --until tomorrow", f"Unknown flag '--until'; {FREEZE_USAGE}"),
         (
             "/freeze production " + "x" * 2001,
@@ -274,10 +350,25 @@ def test_slash_words_tarmac_does_not_own_are_ignored(body: str) -> None:
         ),
         ("/unfreeze", f"Missing environment; {UNFREEZE_USAGE}"),
         ("/unfreeze production now", f"Unexpected 'now'; {UNFREEZE_USAGE}"),
-        ("/unfreeze production --force", f"--force is only for /rollback; {UNFREEZE_USAGE}"),
+        ("/unfreeze production --force", f"{FORCE_ONLY}; {UNFREEZE_USAGE}"),
         ("/cancel", f"Missing environment; {CANCEL_USAGE}"),
         ("/cancel production 42", f"Unexpected '42'; {CANCEL_USAGE}"),
-        ("/cancel production --force", f"--force is only for /rollback; {CANCEL_USAGE}"),
+        ("/cancel production --force", f"{FORCE_ONLY}; {CANCEL_USAGE}"),
+        ("/approve", f"Missing environment; {APPROVE_USAGE}"),
+        ("/approve production please", f"Unexpected 'please'; {APPROVE_USAGE}"),
+        ("/approve production --force", f"{FORCE_ONLY}; {APPROVE_USAGE}"),
+        ("/reject", f"Missing environment; {REJECT_USAGE}"),
+        ("/reject production", f"Missing reason; {REJECT_USAGE}"),
+        ("/reject prod/eu why", f"Invalid environment name 'prod/eu'; {REJECT_USAGE}"),
+        ("/mark-bad", f"Missing release candidate version; {MARK_BAD_USAGE}"),
+        ("/mark-bad v1-rc1", f"Missing reason; {MARK_BAD_USAGE}"),
+        (
+            "/mark-bad production broken",
+            f"Invalid release candidate version 'production'; {MARK_BAD_USAGE}",
+        ),
+        ("/mark-bad v1-rc1 --force broken", f"{FORCE_ONLY}; {MARK_BAD_USAGE}"),
+        ("/clear-bad", f"Missing release candidate version; {CLEAR_BAD_USAGE}"),
+        ("/clear-bad v1-rc1 now", f"Unexpected 'now'; {CLEAR_BAD_USAGE}"),
     ],
 )
 def test_malformed_commands_say_what_is_wrong_and_how_to_write_them(
@@ -327,7 +418,19 @@ def test_a_body_over_the_size_limit_has_no_commands() -> None:
     assert parse_commands(at_limit + "x") == []
 
 
-_VERBS = ["/rollback", "/deploy", "/freeze", "/unfreeze", "/lgtm", "/", "/Rollback"]
+_VERBS = [
+    "/rollback",
+    "/deploy",
+    "/freeze",
+    "/unfreeze",
+    "/approve",
+    "/reject",
+    "/mark-bad",
+    "/clear-bad",
+    "/lgtm",
+    "/",
+    "/Rollback",
+]
 _WORDS = [
     "--force",
     "--project",
@@ -384,13 +487,19 @@ def test_random_bodies_never_raise_and_commands_are_always_valid() -> None:
                 assert parsed.message
                 continue
             commands_seen += 1
-            assert is_valid_name(parsed.environment)
+            names_candidate = parsed.verb in (MARK_BAD, CLEAR_BAD)
+            assert is_valid_name(parsed.environment) != names_candidate
             assert parsed.project is None or is_valid_name(parsed.project)
-            assert parsed.force is False or parsed.verb is ROLLBACK
-            assert (parsed.release_candidate_version is not None) == (parsed.verb is DEPLOY)
+            assert parsed.force is False or parsed.verb in (ROLLBACK, DEPLOY)
+            assert (parsed.release_candidate_version is not None) == (
+                parsed.verb is DEPLOY or names_candidate
+            )
             if parsed.release_candidate_version is not None:
                 assert parse_rc_version(parsed.release_candidate_version) is not None
-            assert parsed.reason is None or parsed.verb is FREEZE
+            takes_reason = parsed.force or parsed.verb in (FREEZE, REJECT, MARK_BAD)
+            assert parsed.reason is None or takes_reason
+            if parsed.verb in (REJECT, MARK_BAD) or (parsed.force and parsed.verb is DEPLOY):
+                assert parsed.reason
     # The generator reaches both outcomes, so the loop checks something.
     assert commands_seen > 20
     assert errors_seen > 20

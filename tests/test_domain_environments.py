@@ -32,18 +32,19 @@ def test_a_removed_environment_takes_no_deployment() -> None:
         Env(auto_deploy=False),
         Env(removed_at=T0),
         Env(auto_deploy_paused_at=T0),
-        Env(frozen_at=T0),
     ],
-    ids=["not asked", "removed", "paused by a rollback", "frozen"],
+    ids=["not asked", "removed", "paused by a rollback"],
 )
 def test_auto_deploy_skips(environment: Env) -> None:
-    assert not takes_auto_deploy(environment, T0)
+    assert not takes_auto_deploy(environment)
 
 
 def test_auto_deploy_goes_to_every_environment_that_takes_it_in_order() -> None:
-    lapsed = Env("qa", frozen_at=T0 - timedelta(hours=2), frozen_until=T0 - timedelta(hours=1))
-    environments = [Env("staging"), Env("production", auto_deploy=False), lapsed, Env("demo")]
-    assert [e.name for e in auto_deploy_targets(environments, T0)] == ["staging", "qa", "demo"]
+    # A frozen one is a target: the release policy refuses it, and that refusal is told
+    # (tests/test_notifications.py).
+    frozen = Env("qa", frozen_at=T0 - timedelta(hours=2))
+    environments = [Env("staging"), Env("production", auto_deploy=False), frozen, Env("demo")]
+    assert [e.name for e in auto_deploy_targets(environments)] == ["staging", "qa", "demo"]
 
 
 @pytest.mark.parametrize(

@@ -576,7 +576,7 @@ async def test_a_malformed_command_is_answered_with_its_usage(
     assert len(fake_github.reactions) == 1
     assert replies(fake_github) == [
         "> `/rollback production --froce`\n\n❓ Unknown flag '--froce'. "
-        "Usage: `/rollback <environment> [--force] [--project NAME]`"
+        "Usage: `/rollback <environment> [--force [reason]] [--project NAME]`"
     ]
     assert await history(github_api) == before
     assert fake_github.calls_to("GET", r"/permission$") == []

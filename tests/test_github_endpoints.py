@@ -1,12 +1,18 @@
 """bot/github/endpoints.py against the fake GitHub (which checks each request against GitHub's
-REST description): the pull-request conversation endpoints, and the "owner/name" split."""
+REST description): the pull-request conversation endpoints, team memberships (who may approve),
+and the "owner/name" split."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from bot.domain.approvals import Approver
 from bot.github import endpoints
-from bot.github.client import GitHubClient
+from bot.github.access import CACHE_SECONDS, TeamMemberships, approver_for
+from bot.github.client import GitHubClient, GitHubRefused
+from bot.github.commands.permissions import NO_ACCESS, Access
 from bot.storage.outbox import Action, known_action
 from tests.fake_github import FakeGitHub
 from tests.test_github_client import INSTALLATION, REPO, client, fake, key_pair
@@ -50,6 +56,22 @@ async def test_a_collaborators_permission_is_read(
     assert (found["permission"], found["role_name"]) == ("write", "maintain")
 
 
+async def test_an_answer_to_the_protection_rule_reaches_the_held_job_once(
+    client: tuple[GitHubClient, Any], fake: FakeGitHub
+) -> None:
+    github, _ = client
+    run = fake.run_by_hand(REPO, "deploy.yml", "refs/tags/v1-rc1", "a" * 40)
+    fake.hold_at_protection_rule(run, "production")
+    body = {"environment_name": "production", "state": "approved", "comment": "Approved"}
+
+    await endpoints.review_protection_rule(github, INSTALLATION, REPO, run_id=run.id, body=body)
+    with pytest.raises(GitHubRefused) as again:  # no job waits any more
+        await endpoints.review_protection_rule(github, INSTALLATION, REPO, run_id=run.id, body=body)
+
+    assert again.value.status == 422
+    assert fake.protection_reviews == [{"repo": REPO, "run_id": run.id, **body}]
+
+
 def test_every_outbox_action_has_its_handler() -> None:
     """An action some use case enqueues but no effect module handles would fail on every
     item (the worker's unknown-action path): each `Action` is registered once loaded."""
@@ -66,3 +88,85 @@ def test_an_id_from_a_payload_is_a_positive_integer_that_fits_a_bigint() -> None
 
     assert [github_id(v) for v in (1, MAX_ID)] == [1, MAX_ID]
     assert [github_id(v) for v in (0, -3, MAX_ID + 1, True, 1.0, "7", None)] == [None] * 7
+
+
+class Timer:
+    """The cache's clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_team_membership_counts_when_active_and_is_kept_a_minute(
+    client: tuple[GitHubClient, Any], fake: FakeGitHub
+) -> None:
+    github, _ = client
+    fake.add_team_member("acme/release-managers", "dave")
+    fake.add_team_member("acme/release-managers", "carol", state="pending")
+    timer = Timer()
+    memberships = TeamMemberships(github, timer=timer)
+
+    found = [
+        await memberships.is_member(INSTALLATION, login, "acme/release-managers")
+        for login in ("dave", "carol", "erin", "Dave")
+    ]
+
+    assert found == [True, False, False, True]  # active; pending; 404; logins ignore case
+    asked = fake.calls_to("GET", r"^/orgs/acme/teams/release-managers/memberships/")
+    assert [c.path.rsplit("/", 1)[1] for c in asked] == ["dave", "carol", "erin"]
+    fake.team_memberships.clear()
+    timer.now += CACHE_SECONDS + 1
+    assert await memberships.is_member(INSTALLATION, "dave", "acme/release-managers") is False
+
+
+async def test_an_approver_is_their_role_and_the_named_teams_they_are_in(
+    client: tuple[GitHubClient, Any], fake: FakeGitHub
+) -> None:
+    github, _ = client
+    fake.add_team_member("acme/release-managers", "dave")
+    memberships = TeamMemberships(github)
+    teams = ["acme/release-managers", "acme/sre"]
+
+    dave = await approver_for(
+        "dave",
+        REPO,
+        access=Access("write", "maintain"),
+        teams=teams,
+        memberships=memberships,
+        installation_id=INSTALLATION,
+        actor="github:dave",
+    )
+    nobody = await approver_for(
+        "erin",
+        REPO,
+        access=NO_ACCESS,
+        teams=[],
+        memberships=memberships,
+        installation_id=INSTALLATION,
+    )
+
+    assert dave == Approver(
+        actor="github:dave",
+        role="maintain",
+        teams=frozenset({"acme/release-managers"}),
+        via_github=True,
+    )
+    assert nobody == Approver(actor="erin", role=None, teams=frozenset(), via_github=True)
+    # Only the teams named are asked about; none when none are.
+    assert len(fake.calls_to("GET", r"^/orgs/")) == 2
+
+
+async def test_another_organisations_team_is_not_readable_and_counts_as_not_a_member(
+    client: tuple[GitHubClient, Any], fake: FakeGitHub
+) -> None:
+    github, _ = client
+    fake.add_team_member("elsewhere/release-managers", "dave")
+
+    member = await TeamMemberships(github).is_member(
+        INSTALLATION, "dave", "elsewhere/release-managers"
+    )
+
+    assert member is False

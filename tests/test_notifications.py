@@ -260,7 +260,7 @@ async def test_every_transition_reaches_slack_and_the_webhook_once_without_a_git
         "Rollback started",
         "Deployment succeeded",
         "Environment frozen",
-        "Deployment refused: environment frozen",
+        "Deployment refused",
         "Environment unfrozen",
     ]
     check_signatures(receivers)
@@ -276,6 +276,10 @@ async def test_every_transition_reaches_slack_and_the_webhook_once_without_a_git
     ):
         assert shown in first
     refusal = receivers.slack[11]
+    assert (
+        refusal["text"] == "Deployment refused Backend v2-rc1 to production: Environment is frozen"
+    )
+    assert "*Deployment refused: Environment is frozen*" in json.dumps(refusal)
     assert "Freeze reason: still closing" in json.dumps(refusal)
     rollback_end = json.loads(
         next(
@@ -291,6 +295,7 @@ async def test_every_transition_reaches_slack_and_the_webhook_once_without_a_git
         json.loads(b) for _, b in receivers.hooks if json.loads(b)["event"] == "deployment.refused"
     )
     assert refused_body["freeze"]["reason"] == "still closing"
+    assert refused_body["reason"] == refused.body["error"] == "Environment is frozen"
     assert refused_body["release_candidate"]["version"] == "v2-rc1"
     assert refused_body["release_candidate"]["commit"] == SHA_A
 
@@ -570,6 +575,7 @@ async def test_pr_commands_tell_freezes_and_a_deploy_refused_for_one(
     told = [json.loads(body) for _, body in receivers.hooks]
     assert [m["actor"] for m in told] == ["github:octocat"] * 3
     assert told[1]["freeze"]["reason"] == "release week"
+    assert told[1]["reason"] == "Environment is frozen"
     assert told[1]["release_candidate"]["version"] == "v1-rc1"
     assert "Freeze reason: release week" in json.dumps(receivers.slack[1])
     check_signatures(receivers)
@@ -596,6 +602,7 @@ async def test_auto_deploy_skipping_a_frozen_environment_is_a_refusal(
     refused = json.loads(receivers.hooks[2][1])
     assert (refused["environment"], refused["actor"]) == ("staging", "tarmac (auto-deploy)")
     assert refused["freeze"]["reason"] == "demo day"
+    assert refused["reason"] == "Environment is frozen"
     assert refused["release_candidate"]["version"] == "v1-rc1"
     assert fake_github.deployments == {}
 

@@ -10,7 +10,6 @@ changes nothing and lands on the same page.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,12 +17,12 @@ from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.dashboard.sessions import check_csrf, require_session
 from api.keys import SERVICE
-from bot.app import notifications, operations
+from bot.app import operations
 from bot.app.operations import Mirror
 from bot.core import errors
 from bot.core.clock import Clock
@@ -33,8 +32,6 @@ from bot.domain.freeze import current_freeze
 from bot.storage import dashboard_sessions, idempotency
 from bot.storage.dashboard_sessions import SignedIn
 from bot.storage.projects import find_environment
-
-log = logging.getLogger(__name__)
 
 KEY_FIELD = "idempotency_key"
 NOT_ALLOWED = "You may not do that in this project"
@@ -104,26 +101,6 @@ def _when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
-async def _tell_freeze_refusal(
-    request: web.Request, form: Form, actor: str, version: str | None
-) -> None:
-    """As the REST route does: a deploy refused for a freeze is told to the receivers."""
-    service = request.app[SERVICE]
-    try:
-        async with service.db.write() as session:
-            await notifications.deploy_refused_for_freeze(
-                session,
-                project_name=form.project,
-                environment_name=form.environment,
-                actor=actor,
-                clock=service.clock,
-                version=version,
-            )
-    except (OSError, SQLAlchemyError, DomainError):
-        log.exception("a refusal's notification was not planned")
-        return
-
-
 async def act(request: web.Request, act: Act, run: Callable[[Form], Run]) -> web.StreamResponse:
     """One dashboard action: signed in, CSRF, allowed, once per key; then back where it came
     from (the form's `back`: the candidate page, or the environment page by default)."""
@@ -163,7 +140,6 @@ async def act(request: web.Request, act: Act, run: Callable[[Form], Run]) -> web
         text = refused.message
         if refused.code is errors.ENVIRONMENT_FROZEN:
             text = await _frozen_reason(request, form)
-            await _tell_freeze_refusal(request, form, identity.actor, form.fields.get("version"))
         await _notice(request, signed, text, error=True)
         raise web.HTTPSeeOther(back) from None
     raise web.HTTPSeeOther(back)

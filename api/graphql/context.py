@@ -29,9 +29,17 @@ from bot.app.changes import (
 )
 from bot.service import Service
 from bot.storage import change_reports, deployments, environments, projects, releases
+from bot.storage import policy as stored_policy
 from bot.storage.change_reports import ReportSummary
 from bot.storage.deployments import Running
-from bot.storage.models import ChangeReport, Deployment, Environment, Project, ReleaseCandidate
+from bot.storage.models import (
+    Approval,
+    ChangeReport,
+    Deployment,
+    Environment,
+    Project,
+    ReleaseCandidate,
+)
 from bot.storage.tokens import TokenIdentity
 
 K = TypeVar("K", bound=Hashable)
@@ -49,10 +57,9 @@ class GraphContext:
     # The session is a mutation's write transaction: what the answer writes goes in it.
     writing: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # A mutation request is one transaction: after a refusal the rest are not run, and
-    # deploys refused for a freeze are told to the receivers once it has rolled back.
+    # A mutation request is one transaction: after a refusal the rest are not run, and what
+    # the refusal keeps (its audit entry, its notification) is written once it rolled back.
     failed: BaseException | None = None
-    frozen_refusals: list[tuple[str, str, str | None]] = field(default_factory=list)
     statements: int = 0
     loaders: Loaders = field(init=False)
 
@@ -97,6 +104,7 @@ class Loaders:
         self.report = self._loader(self._reports)
         # The lists of a report, read only when a query asks for them.
         self.report_lists = self._loader(self._reports_by_id)
+        self.approvals_of = self._loader(self._approvals_of)
         self.ask = DataLoader(self._ask, cache_key_fn=_between_key)
         self.forget = DataLoader(self._forget, cache_key_fn=_between_key)
 
@@ -171,6 +179,13 @@ class Loaders:
     async def _reports_by_id(self, ids: list[int]) -> list[ChangeReport | None]:
         found = _by(await self._context.read(lambda s: change_reports.reports_by_id(s, ids)), _id)
         return [found.get(i) for i in ids]
+
+    async def _approvals_of(self, deployment_ids: list[int]) -> list[list[Approval]]:
+        found = await self._context.read(
+            lambda s: stored_policy.approvals_of_deployments(s, deployment_ids)
+        )
+        grouped = _grouped(found, lambda a: a.deployment_id)
+        return [grouped.get(i, []) for i in deployment_ids]
 
     async def _ask(self, wanted: list[Between]) -> list[None]:
         """The reports not stored yet, asked for in one transaction of their own (the

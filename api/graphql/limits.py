@@ -33,8 +33,19 @@ MAX_ALIASES = 30
 MAX_COST = 100_000
 CONNECTION_COST = 20
 # Connections (they take `first`) and plain lists, with what they hold at most by default.
-CONNECTIONS = {"projects": DEFAULT_FIRST, "deployments": DEFAULT_FIRST, "releases": DEFAULT_FIRST}
-LIST_SIZES = {"environments": 10, "candidates": 10, "commits": 20, "pullRequests": 20}
+CONNECTIONS = {
+    "projects": DEFAULT_FIRST,
+    "deployments": DEFAULT_FIRST,
+    "releases": DEFAULT_FIRST,
+    "audit": DEFAULT_FIRST,
+}
+LIST_SIZES = {
+    "environments": 10,
+    "candidates": 10,
+    "commits": 20,
+    "pullRequests": 20,
+    "approvals": 10,
+}
 
 TOO_COSTLY = (
     "Query refused: its estimated cost {cost} is over the limit of {limit} (ask for fewer "

@@ -3,7 +3,11 @@ functions, with the same refusals.
 
 A request's mutations run in one write transaction (api/graphql/view.py) that commits before
 the answer leaves, and only if none was refused: after a refusal the rest are not run
-(`NOT_RUN`) and the transaction rolls back, as a refused REST request changes nothing.
+(`NOT_RUN`) and the transaction rolls back, as a refused REST request changes nothing. A
+refusal of the release policy is still audited, after the rollback.
+
+Every mutation comes through the API's door (`Door.API`); an approval is the token's actor's,
+with no GitHub person behind it (bot/domain/approvals.py).
 """
 
 from __future__ import annotations
@@ -16,26 +20,30 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.graphql.context import GraphContext
-from api.graphql.errors import NotRun
+from api.graphql.errors import InvalidArgument, NotRun
 from api.graphql.types import CandidateNode, Context, DeploymentNode, EnvironmentNode
 from bot.app import operations
 from bot.app.deployments import ReportedStatus
 from bot.app.operations import Mirror
 from bot.app.releases import CreatedCandidate
 from bot.core import errors
-from bot.core.errors import DomainError
+from bot.domain.approvals import Approver
+from bot.domain.policy import Door
 from bot.domain.statuses import DeploymentStatus
-from bot.storage.models import Deployment
+from bot.storage.models import Deployment, ReleaseCandidate
 
 T = TypeVar("T")
+
+MAX_REASON = 2000
+REASON_NEEDED = "'reason' must say why: 1 to 2000 characters"
+REASON_TOO_LONG = "'reason' must be at most 2000 characters"
+REASON_HAS_NUL = "'reason' must not contain NUL characters"
 
 
 async def _run(
     info: Context,
     project: str,
     use_case: Callable[[AsyncSession, Mirror], Awaitable[T]],
-    *,
-    tell_freeze: tuple[str, str | None] | None = None,
 ) -> T:
     """One use case in the request's transaction. A project outside the token's scope is not
     found, exactly as an unknown one."""
@@ -48,18 +56,32 @@ async def _run(
         return await context.read(lambda session: use_case(session, context.service.mirror))
     except Exception as failed:
         context.failed = failed
-        if (
-            isinstance(failed, DomainError)
-            and failed.code is errors.ENVIRONMENT_FROZEN
-            and tell_freeze is not None
-        ):
-            context.frozen_refusals.append((project, *tell_freeze))
         raise
 
 
 def _actor(info: Context) -> str:
     context: GraphContext = info.context
     return context.identity.actor
+
+
+def _reason(text: str | None, *, needed: bool = False) -> str | None:
+    """A reason as REST takes text: at most MAX_REASON characters, no NUL (PostgreSQL cannot
+    hold it); one that is `needed` says something."""
+    if text is None or not text.strip():
+        if needed:
+            raise InvalidArgument(REASON_NEEDED)
+        return text
+    if len(text) > MAX_REASON:
+        raise InvalidArgument(REASON_TOO_LONG)
+    if "\x00" in text:
+        raise InvalidArgument(REASON_HAS_NUL)
+    return text
+
+
+def _needed_reason(text: str) -> str:
+    checked = _reason(text, needed=True)
+    assert checked is not None
+    return checked
 
 
 def _deployment_id(text: str) -> int:
@@ -98,9 +120,21 @@ class Mutation:
         created = await _run(info, project, create)
         return CandidateNode(row=created.candidate)
 
-    @strawberry.mutation(description="POST …/environments/{environment}/deployments.")
+    @strawberry.mutation(
+        description=(
+            "POST …/environments/{environment}/deployments, as the release policy allows: "
+            "`force` with a `reason` overrides freezes and the promotion order (never a bad "
+            "mark or approvals)."
+        )
+    )
     async def deploy(
-        self, info: Context, project: str, environment: str, version: str
+        self,
+        info: Context,
+        project: str,
+        environment: str,
+        version: str,
+        force: bool = False,
+        reason: str | None = None,
     ) -> DeploymentNode:
         def deploy(session: AsyncSession, mirror: Mirror) -> Awaitable[Deployment]:
             return operations.deploy(
@@ -111,9 +145,12 @@ class Mutation:
                 version=version,
                 actor=_actor(info),
                 clock=info.context.service.clock,
+                door=Door.API,
+                force=force,
+                reason=_reason(reason),
             )
 
-        deployed = await _run(info, project, deploy, tell_freeze=(environment, version))
+        deployed = await _run(info, project, deploy)
         return DeploymentNode(row=deployed)
 
     @strawberry.mutation(description="PATCH …/environments/{environment}/deployments.")
@@ -142,9 +179,19 @@ class Mutation:
         reported = await _run(info, project, report)
         return DeploymentNode(row=reported.deployment)
 
-    @strawberry.mutation(description="POST …/environments/{environment}/rollback.")
+    @strawberry.mutation(
+        description=(
+            "POST …/environments/{environment}/rollback: `force` overrides a manual freeze, "
+            "and with a `reason` a calendar freeze too."
+        )
+    )
     async def roll_back(
-        self, info: Context, project: str, environment: str, force: bool = False
+        self,
+        info: Context,
+        project: str,
+        environment: str,
+        force: bool = False,
+        reason: str | None = None,
     ) -> DeploymentNode:
         def roll_back(session: AsyncSession, mirror: Mirror) -> Awaitable[operations.Rollback]:
             return operations.roll_back(
@@ -155,9 +202,11 @@ class Mutation:
                 actor=_actor(info),
                 force=force,
                 clock=info.context.service.clock,
+                door=Door.API,
+                reason=_reason(reason),
             )
 
-        done = await _run(info, project, roll_back, tell_freeze=(environment, None))
+        done = await _run(info, project, roll_back)
         return DeploymentNode(row=done.deployment)
 
     @strawberry.mutation(description="POST …/deployments/{id}/cancel.")
@@ -214,3 +263,90 @@ class Mutation:
 
         changed = await _run(info, project, unfreeze)
         return EnvironmentNode(row=changed.environment, now=changed.now)
+
+    @strawberry.mutation(
+        description=(
+            "Approve a deployment waiting for approvals, as the token's actor (not the one who "
+            "asked for it); the last approval needed runs its workflow."
+        )
+    )
+    async def approve(
+        self, info: Context, project: str, environment: str, deployment_id: strawberry.ID
+    ) -> DeploymentNode:
+        def approve(session: AsyncSession, mirror: Mirror) -> Awaitable[Deployment]:
+            return operations.approve(
+                session,
+                mirror,
+                project_name=project,
+                environment_name=environment,
+                deployment_id=_deployment_id(str(deployment_id)),
+                approver=Approver(actor=_actor(info)),
+                door=Door.API,
+                clock=info.context.service.clock,
+            )
+
+        approved = await _run(info, project, approve)
+        return DeploymentNode(row=approved)
+
+    @strawberry.mutation(
+        description="Reject a deployment waiting for approvals: canceled, with the reason."
+    )
+    async def reject_deployment(
+        self,
+        info: Context,
+        project: str,
+        environment: str,
+        deployment_id: strawberry.ID,
+        reason: str,
+    ) -> DeploymentNode:
+        def reject(session: AsyncSession, mirror: Mirror) -> Awaitable[Deployment]:
+            return operations.reject_deployment(
+                session,
+                mirror,
+                project_name=project,
+                environment_name=environment,
+                deployment_id=_deployment_id(str(deployment_id)),
+                actor=_actor(info),
+                reason=_needed_reason(reason),
+                door=Door.API,
+                clock=info.context.service.clock,
+            )
+
+        rejected = await _run(info, project, reject)
+        return DeploymentNode(row=rejected)
+
+    @strawberry.mutation(
+        description=(
+            "Mark a candidate bad: refused for every deploy and never a rollback target until "
+            "cleared. Marking it again changes the reason."
+        )
+    )
+    async def mark_bad(
+        self, info: Context, project: str, version: str, reason: str
+    ) -> CandidateNode:
+        def mark(session: AsyncSession, _: Mirror) -> Awaitable[ReleaseCandidate]:
+            return operations.mark_bad(
+                session,
+                project_name=project,
+                version=version,
+                actor=_actor(info),
+                reason=_needed_reason(reason),
+                door=Door.API,
+                clock=info.context.service.clock,
+            )
+
+        return CandidateNode(row=await _run(info, project, mark))
+
+    @strawberry.mutation(description="Clear a candidate's bad mark (none: nothing changes).")
+    async def clear_bad(self, info: Context, project: str, version: str) -> CandidateNode:
+        def clear(session: AsyncSession, _: Mirror) -> Awaitable[ReleaseCandidate]:
+            return operations.clear_bad(
+                session,
+                project_name=project,
+                version=version,
+                actor=_actor(info),
+                door=Door.API,
+                clock=info.context.service.clock,
+            )
+
+        return CandidateNode(row=await _run(info, project, clear))

@@ -21,6 +21,21 @@ from api.graphql.pagination import (
     id_after,
     page_request,
 )
+from api.graphql.policy import (
+    AUDIT,
+    ApprovalNode,
+    AuditEntryNode,
+    CalendarFreeze,
+    NextFreeze,
+    Rejection,
+    ReleasePolicyNode,
+    approval_nodes,
+    audit_connection,
+    calendar_freeze_of,
+    next_freeze_of,
+    policy_node,
+    rejection_of,
+)
 from bot.app.changes import Between, complete, ensure_one_base, identical, paths_of, report_key
 from bot.core import errors
 from bot.domain.candidates import ensure_rc_version
@@ -287,9 +302,19 @@ class DeploymentNode:
     def error_message(self) -> str | None:
         return self.row.error_message
 
-    @strawberry.field(description="What its run waits for (a GitHub environment's rules).")
+    @strawberry.field(
+        description="What its run waits for: approvals, or a GitHub environment's rules."
+    )
     def waiting_for(self) -> str | None:
         return self.row.waiting_for
+
+    @strawberry.field(description="How many approvals it waits for before its workflow runs.")
+    def approvals_required(self) -> int:
+        return self.row.approvals_required
+
+    @strawberry.field(description="The approvals given, oldest first.")
+    async def approvals(self, info: Context) -> list[ApprovalNode]:
+        return approval_nodes(await _ctx(info).loaders.approvals_of.load(self.row.id))
 
     @strawberry.field
     def workflow_run_url(self) -> str | None:
@@ -348,6 +373,15 @@ class CandidateNode:
     def created_at(self) -> datetime:
         return self.row.created_at
 
+    @strawberry.field(
+        description=(
+            "Its bad mark: refused for every deploy and never a rollback target until cleared "
+            "(`clearBad`); null when not marked."
+        )
+    )
+    def rejected(self) -> Rejection | None:
+        return rejection_of(self.row)
+
     @strawberry.field(description="Its deployments, newest first.")
     async def deployments(
         self,
@@ -400,7 +434,7 @@ RELEASES = "release"
 # --- environments and projects ---------------------------------------------------------
 
 
-@strawberry.type(description="An environment's freeze.")
+@strawberry.type(description="An environment's manual freeze (PUT …/freeze).")
 class Freeze:
     reason: str | None
     by: str | None
@@ -437,16 +471,28 @@ class EnvironmentNode:
     def removed(self) -> bool:
         return self.row.removed_at is not None
 
-    @strawberry.field
+    @strawberry.field(description="Manually frozen (`calendarFreeze` says the calendar's).")
     def frozen(self) -> bool:
         return current_freeze(self.row, self.now) is not None
 
-    @strawberry.field
+    @strawberry.field(description="The manual freeze.")
     def freeze(self) -> Freeze | None:
         found = current_freeze(self.row, self.now)
         if found is None:
             return None
         return Freeze(reason=found.reason, by=found.by, since=found.since, until=found.until)
+
+    @strawberry.field(description="The calendar window in effect now, and until when.")
+    def calendar_freeze(self) -> CalendarFreeze | None:
+        return calendar_freeze_of(self.row, self.now)
+
+    @strawberry.field(description="The next calendar window to begin.")
+    def next_freeze(self) -> NextFreeze | None:
+        return next_freeze_of(self.row, self.now)
+
+    @strawberry.field(description="Its release policy: promotion order, soak, approvals.")
+    def policy(self) -> ReleasePolicyNode:
+        return policy_node(self.row)
 
     @strawberry.field(description="The deployment of what runs: its newest success.")
     async def running_deployment(self, info: Context) -> DeploymentNode | None:
@@ -532,6 +578,28 @@ class ProjectNode:
             lambda s: stored_releases.release_slice(s, self.row.id, before, page.limit)
         )
         return connection(rows, page, RELEASES, _position, lambda r: ReleaseNode(row=r))
+
+    @strawberry.field(
+        description=(
+            "The release policy's decisions (of all its environments, or of `environment`), "
+            "newest first."
+        )
+    )
+    async def audit(
+        self,
+        info: Context,
+        environment: str | None = None,
+        first: FirstArg = DEFAULT_FIRST,
+        after: AfterArg = None,
+    ) -> Connection[AuditEntryNode]:
+        page = page_request(first, after, AUDIT)
+        environment_id = None
+        if environment is not None:
+            found = await _environment_named(info, self.row, environment)
+            if found is None:
+                raise errors.not_found(errors.ENVIRONMENT_NOT_FOUND)
+            environment_id = found.id
+        return await audit_connection(_ctx(info), self.row.id, environment_id, page)
 
     @strawberry.field(description="One candidate by version; null when there is none.")
     async def release_candidate(self, info: Context, version: str) -> CandidateNode | None:

@@ -6,17 +6,17 @@ outside it is simply not there. A query reads through one read session; a mutati
 in one write transaction (`changing`, as every REST write) that commits before the answer
 leaves and only when no mutation was refused; its `Idempotency-Key`, if any, is stored with the
 answer in that transaction, so a retry is answered the first answer (api/idempotency.py).
+A refused mutation's audit record is written once that transaction has rolled back, as for a
+refused REST request (errors.DomainError.after_rollback, bot/storage/db.py).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from aiohttp import web
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import GraphQLError, OperationType, get_operation_ast, parse
-from sqlalchemy.exc import SQLAlchemyError
 from strawberry.aiohttp.views import GraphQLView
 from strawberry.http import GraphQLRequestData
 from strawberry.types import ExecutionResult
@@ -26,18 +26,20 @@ from api.graphql.context import GraphContext
 from api.graphql.schema import schema
 from api.idempotency import changing
 from api.keys import IDENTITY, SERVICE
-from bot.app import notifications
-from bot.core.errors import DomainError
-
-log = logging.getLogger(__name__)
+from bot.core.errors import AfterRollback, DomainError
 
 
 class _Refused(Exception):
-    """Rolls the mutation transaction back, carrying the answer that says why."""
+    """Rolls the mutation transaction back, carrying the answer that says why, and what the
+    refusal keeps once rolled back (its audit entry and notification): bot/storage/db.py
+    runs `after_rollback` of whatever ended the transaction, and this is what does."""
 
-    def __init__(self, result: ExecutionResult) -> None:
+    def __init__(self, result: ExecutionResult, failed: BaseException | None) -> None:
         super().__init__("a mutation was refused")
         self.result = result
+        self.after_rollback: list[AfterRollback] = (
+            list(failed.after_rollback) if isinstance(failed, DomainError) else []
+        )
 
 
 def is_mutation(request_data: GraphQLRequestData) -> bool:
@@ -87,36 +89,13 @@ class TarmacGraphQLView(GraphQLView[GraphContext, None]):
                 context.writing = True
                 result = await execute()
                 if result.errors:
-                    raise _Refused(result)
+                    raise _Refused(result, context.failed)
                 processed = await self.process_result(request, result)
                 change.answer_json(self.encode_json_string(processed))
         except _Refused as refused:
-            await _tell_frozen_refusals(request, context)
             refused.result.data = None  # rolled back: nothing of it happened
             return refused.result
         return result
-
-
-async def _tell_frozen_refusals(request: web.Request, context: GraphContext) -> None:
-    """A deploy or rollback refused for a freeze is told to the receivers, as REST does, in a
-    transaction of its own (the request's rolled back)."""
-    if not context.frozen_refusals:
-        return
-    service = request.app[SERVICE]
-    try:
-        async with service.db.write() as session:
-            for project, environment, version in context.frozen_refusals:
-                await notifications.deploy_refused_for_freeze(
-                    session,
-                    project_name=project,
-                    environment_name=environment,
-                    actor=context.identity.actor,
-                    clock=service.clock,
-                    version=version,
-                )
-    except (OSError, SQLAlchemyError, DomainError):
-        log.exception("a refusal's notification was not planned")
-        return
 
 
 def graphql_view() -> TarmacGraphQLView:

@@ -19,11 +19,11 @@ from bot.core.errors import DomainError
 from bot.core.pages import Page, PageRequest
 from bot.domain.policy import Ask, Door
 from bot.storage.models import AuditEvent, Deployment, Environment, ReleaseCandidate
-from bot.storage.policy import AuditRow, audit_page, record_audit
+from bot.storage.policy import AuditListed, audit_page, record_audit
 from bot.storage.projects import find_environment, find_project
 
 # An audit event as listed: with its environment's name and its candidate's version.
-Listed = AuditRow
+Listed = AuditListed
 
 
 class Action(StrEnum):

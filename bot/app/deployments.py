@@ -122,7 +122,10 @@ async def approvals_given(
     deployment id: one query for a whole page, none when no deployment of it needs any
     (only those can have been approved)."""
     waiting = [d.id for d in deployments if d is not None and d.approvals_required > 0]
-    return await approvals_of_deployments(session, waiting)
+    by_deployment: dict[int, list[Approval]] = {}
+    for approval in await approvals_of_deployments(session, waiting):
+        by_deployment.setdefault(approval.deployment_id, []).append(approval)
+    return by_deployment
 
 
 async def get_deployment(

@@ -11,24 +11,20 @@ only the names of the environment variables that hold them.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.core.clock import Clock
-from bot.core.errors import DomainError
 from bot.domain import notifications as events
+from bot.domain.calendar import Edge, Span
 from bot.domain.changes import PathFilter
-from bot.domain.environments import auto_deploy_frozen_out
 from bot.domain.freeze import FreezeFacts, current_freeze
 from bot.domain.statuses import BuildStatus
 from bot.storage.change_reports import find_report, report_of
 from bot.storage.models import Deployment, Environment, Project, ReleaseCandidate
 from bot.storage.outbox import Action, enqueue, receiver_key
-from bot.storage.projects import find_environment
-from bot.storage.releases import find_release_candidate
 
 # How long an error message may be in a message (the rest is in Tarmac's API).
 MAX_ERROR = 500
@@ -42,9 +38,11 @@ async def plan_notification(
     environment: Environment | None,
     now: datetime,
     facts: dict[str, Any],
+    happened_at: datetime | None = None,
 ) -> int:
     """One outbox item per receiver of `project` (and of `environment`) that hears of
-    `event`; returns how many."""
+    `event`, planned at `now` about what happened at `happened_at` (default `now`); returns
+    how many."""
     receivers = list(project.notifications or [])
     if environment is not None:
         receivers += list(environment.notifications or [])
@@ -52,7 +50,7 @@ async def plan_notification(
     for receiver in events.receivers_of(receivers, event):
         message = {
             "event": event,
-            "timestamp": now.isoformat(),
+            "timestamp": (happened_at or now).isoformat(),
             "project": project.name,
             "environment": environment.name if environment is not None else None,
             **_empty_facts(),
@@ -81,6 +79,8 @@ def _empty_facts() -> dict[str, Any]:
         "deployment": None,
         "release_candidate": None,
         "freeze": None,
+        "reason": None,  # why a deploy was refused
+        "window": None,  # the calendar window that opened or closed
         # Filled by the change reports (the pull requests a deployment brings): a list of
         # {"number", "title", "url"}, None when not known.
         "pull_requests": None,
@@ -235,69 +235,75 @@ async def build_finished(session: AsyncSession, candidate: ReleaseCandidate, now
     )
 
 
-async def _refused(
-    session: AsyncSession,
+@dataclass(frozen=True)
+class RefusalNotice:
+    """A refused deploy or rollback, as `deployment.refused` tells it: taken when it was
+    refused, told by `deploy_refused` (once its request's transaction has rolled back, or
+    beside auto-deploy's change)."""
+
+    environment_id: int
+    facts: dict[str, Any]
+
+
+def refusal_notice(
     environment: Environment,
-    candidate: dict[str, Any] | None,
+    candidate: ReleaseCandidate | None,
     actor: str | None,
+    reason: str,
     now: datetime,
-) -> None:
+) -> RefusalNotice:
+    return RefusalNotice(
+        environment.id,
+        {
+            "actor": actor,
+            "release_candidate": candidate_facts(candidate) if candidate is not None else None,
+            "freeze": freeze_facts(environment, now),
+            "reason": _clip(reason),
+        },
+    )
+
+
+async def deploy_refused(session: AsyncSession, notice: RefusalNotice, now: datetime) -> None:
+    """Every policy refusal of a deploy or rollback, through any door (bot/app/policy.py)."""
+    # Read again: after a rollback, what the request loaded is stale.
+    environment = await session.get(Environment, notice.environment_id, populate_existing=True)
+    if environment is None or not (environment.project.notifications or environment.notifications):
+        return
     await plan_notification(
         session,
         events.DEPLOYMENT_REFUSED,
         project=environment.project,
         environment=environment,
         now=now,
-        facts={
-            "actor": actor,
-            "release_candidate": candidate,
-            "freeze": freeze_facts(environment, now),
-        },
+        facts=notice.facts,
     )
 
 
-async def auto_deploy_refused(
-    session: AsyncSession,
-    environments: Sequence[Environment],
-    candidate: ReleaseCandidate,
-    actor: str,
-    now: datetime,
-) -> None:
-    """A ready RC that auto-deploy would have deployed to frozen environments: refused there,
-    in the transaction that made it ready."""
-    for environment in auto_deploy_frozen_out(environments, now):
-        await _refused(session, environment, candidate_facts(candidate), actor, now)
+def window_facts(span: Span) -> dict[str, Any]:
+    """One occurrence of a calendar window: its start and end in UTC and on its wall clock."""
+    zone = span.window.zone
+    return {
+        "name": span.window.name,
+        "reason": span.window.reason,
+        "timezone": span.window.timezone,
+        "start": span.start.isoformat(),
+        "end": span.end.isoformat(),
+        "start_local": span.start.astimezone(zone).isoformat(),
+        "end_local": span.end.astimezone(zone).isoformat(),
+    }
 
 
-async def deploy_refused_for_freeze(
-    session: AsyncSession,
-    *,
-    project_name: str,
-    environment_name: str,
-    version: str | None,
-    actor: str | None,
-    clock: Clock,
+async def freeze_window_passed(
+    session: AsyncSession, environment: Environment, edge: Edge, now: datetime
 ) -> None:
-    """A deploy (or rollback) refused because the environment is frozen. The refusal rolled
-    its own transaction back, so its adapter calls this in one of its own afterwards; the
-    environment is looked at again and nothing is said if it is no longer frozen."""
-    environment = await find_environment(session, project_name, environment_name, lock=True)
-    now = clock()
-    if current_freeze(environment, now) is None:
-        return
-    await _refused(
-        session, environment, await _asked_for(session, environment, version), actor, now
+    """A calendar window opened or closed (bot/app/freeze_windows.py finds it, up to a sweep
+    interval later): the message's timestamp is when it did."""
+    await plan_notification(
+        session,
+        events.window_event(edge.opening),
+        project=environment.project,
+        environment=environment,
+        now=now,
+        happened_at=edge.at,
+        facts={"window": window_facts(edge.span)},
     )
-
-
-async def _asked_for(
-    session: AsyncSession, environment: Environment, version: str | None
-) -> dict[str, Any] | None:
-    """The candidate a refused deploy asked for, as far as it exists."""
-    if version is None:
-        return None
-    try:
-        candidate = await find_release_candidate(session, environment.project, version)
-    except DomainError:
-        return {"version": version}
-    return candidate_facts(candidate)

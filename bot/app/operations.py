@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.app import audit, notifications, releases
+from bot.app import audit, notifications, protection_answers, releases
 from bot.app import policy as release_policy
 from bot.app.deployments import ReportedStatus, lock_environment, record_deployment
 from bot.config.projects_file import GITHUB_DEPLOYMENT_WORKFLOW
@@ -27,6 +27,7 @@ from bot.domain.approvals import (
     Approver,
     approval_refusal,
     counted_approvers,
+    person,
     waiting_text,
 )
 from bot.domain.candidates import build_result, ensure_deployable, ensure_rc_version
@@ -37,6 +38,7 @@ from bot.domain.freeze import (
     unfreeze_environment,
 )
 from bot.domain.policy import Ask, Door, candidate_rejection
+from bot.domain.protection_rule import APPROVED_DECIDED_COMMENT, described, refused_message
 from bot.domain.rollback import (
     CANCELED_BY_ROLLBACK,
     ensure_may_roll_back,
@@ -573,31 +575,19 @@ async def finish_build(
 async def auto_deploy(
     session: AsyncSession, mirror: Mirror, candidate: ReleaseCandidate, now: datetime
 ) -> list[Deployment]:
-    """Deploy a ready RC to every environment of its project that takes it
-    (`auto_deploy_targets`)."""
+    """Deploy a ready RC to every environment of its project that asks for it
+    (`auto_deploy_targets`) and whose release policy allows it now; a refusal (a freeze, the
+    order, a candidate marked bad) is audited and told beside the candidate's change."""
     environments = await auto_deploy_environments(session, candidate.project_id)
-    await notifications.auto_deploy_refused(
-        session, environments, candidate, AUTO_DEPLOY_ACTOR, now
-    )
     ask = Ask(actor=AUTO_DEPLOY_ACTOR, door=Door.AUTO_DEPLOY)
     started = []
-    for environment in auto_deploy_targets(environments, now):
+    for environment in auto_deploy_targets(environments):
         try:
             admitted = await release_policy.decide(session, environment, candidate, ask, now)
         except errors.DomainError as refused:
-            # Nothing rolls back here: the refusal is recorded beside the candidate's change.
-            await audit.record(
-                session,
-                audit.deploy_entry(
-                    ask,
-                    environment,
-                    candidate,
-                    action=audit.Action.DEPLOY,
-                    decision=audit.Decision.REFUSED,
-                    reason=refused.message,
-                ),
-                now,
-            )
+            # Nothing rolls back here: what the refusal keeps is written in this transaction.
+            kept = release_policy.refusal_kept(refused, environment, candidate, ask, now)
+            await kept(session)
             continue
         new = await record_deployment(
             session, environment, candidate, actor=AUTO_DEPLOY_ACTOR, now=now
@@ -724,9 +714,9 @@ async def approve(
     except errors.DomainError as refusal:
         why = dataclasses.replace(entry, reason=refusal.message)
         raise audit.record_after_rollback(refusal, why, now) from None
-    if approver.actor in counted:
+    if person(approver.actor) in counted:
         return deployment
-    stale = next((a for a in given if a.approver == approver.actor), None)
+    stale = next((a for a in given if person(a.approver) == person(approver.actor)), None)
     if stale is not None:  # given before and expired since: given again now
         stale.created_at, stale.expires_at = now, now + rule.expire
     else:
@@ -746,8 +736,47 @@ async def approve(
         return deployment
     deployment.approved_at = now
     deployment.waiting_for = None
-    await plan_dispatch(session, mirror, deployment, now)
+    if deployment.workflow_run_id is not None:
+        # A run started by hand, held by Tarmac's protection rule: answered, not dispatched.
+        await answer_gate(session, mirror, deployment, now)
+    else:
+        await plan_dispatch(session, mirror, deployment, now)
     return deployment
+
+
+async def answer_gate(
+    session: AsyncSession,
+    mirror: Mirror,
+    deployment: Deployment,
+    now: datetime,
+    gate: protection_answers.Gate | None = None,
+) -> str | None:
+    """A deployment whose run is held by Tarmac's protection rule (GitHub's), which Tarmac
+    let through already: approved unless something since forbids it now (`refusal_now`);
+    else canceled, `Refused by Tarmac: <why>`, and rejected. Returns why, or None."""
+    gate = gate or protection_answers.Gate.of(deployment)
+    environment, candidate = deployment.environment, deployment.release_candidate
+    refused = protection_answers.refusal_now(deployment, now)
+    why = None if refused is None else described(refused, environment, now)
+    if why is None:
+        comment = APPROVED_DECIDED_COMMENT.format(id=deployment.id, version=candidate.version)
+    else:
+        comment = refused_message(why)
+        cancel_deployment(deployment, comment, now)
+        deployment.waiting_for = None
+        await session.flush()
+        await plan_status(session, mirror, deployment, now)
+    await protection_answers.answer(
+        session,
+        gate,
+        environment,
+        candidate,
+        refusal=why,
+        comment=comment,
+        now=now,
+        deployment=deployment,
+    )
+    return why
 
 
 def _approval_rule(environment: Environment, deployment: Deployment) -> ApprovalRule:

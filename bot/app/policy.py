@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.app import audit
+from bot.app import audit, notifications
 from bot.core import errors
 from bot.domain.freeze import current_freeze
 from bot.domain.policy import (
@@ -29,7 +29,7 @@ from bot.domain.policy import (
     promotion_refusal,
 )
 from bot.storage.models import Deployment, Environment, ReleaseCandidate
-from bot.storage.policy import required_stays
+from bot.storage.policy import record_audit, required_stays
 
 
 def policy_of(environment: Environment) -> EnvironmentPolicy:
@@ -101,23 +101,43 @@ async def admit(
     ask: Ask,
     now: datetime,
 ) -> Admitted:
-    """`decide` (`candidate` None for a rollback), with a refusal carrying its audit record
-    (written after the rollback)."""
-    rollback = candidate is None
-    action = audit.Action.ROLLBACK if rollback else audit.Action.DEPLOY
+    """`decide` (`candidate` None for a rollback), with a refusal carrying what it leaves
+    behind (`refusal_kept`), written after the rollback."""
     try:
         decision = await decide(session, environment, candidate, ask, now)
     except errors.DomainError as refused:
-        entry = audit.deploy_entry(
-            ask,
-            environment,
-            candidate,
-            action=action,
-            decision=audit.Decision.REFUSED,
-            reason=refused.message,
-        )
-        raise audit.record_after_rollback(refused, entry, now) from None
-    return Admitted(decision, ask, rollback)
+        refused.after_rollback.append(refusal_kept(refused, environment, candidate, ask, now))
+        raise refused from None
+    return Admitted(decision, ask, candidate is None)
+
+
+def refusal_kept(
+    refused: errors.DomainError,
+    environment: Environment,
+    candidate: ReleaseCandidate | None,
+    ask: Ask,
+    now: datetime,
+) -> errors.AfterRollback:
+    """What a refused deploy or rollback leaves behind, whatever its door: its audit entry
+    and its notification (`deployment.refused`, the refusal's message as its reason). Both are
+    taken now, from what the refusal saw, and written in one transaction by the function
+    returned: after the request's rollback (`admit`), or beside auto-deploy's change."""
+    entry = audit.deploy_entry(
+        ask,
+        environment,
+        candidate,
+        action=audit.Action.ROLLBACK if candidate is None else audit.Action.DEPLOY,
+        decision=audit.Decision.REFUSED,
+        reason=refused.message,
+    )
+    row = entry.row(now)
+    notice = notifications.refusal_notice(environment, candidate, ask.actor, refused.message, now)
+
+    async def keep(session: AsyncSession) -> None:
+        await record_audit(session, row)
+        await notifications.deploy_refused(session, notice, now)
+
+    return keep
 
 
 async def record_admitted(

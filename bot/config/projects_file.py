@@ -99,6 +99,8 @@ NotificationEvent = Literal[
     "rollback.started",
     "environment.frozen",
     "environment.unfrozen",
+    "freeze_window.opened",
+    "freeze_window.closed",
     "candidate.built",
     "candidate.build_failed",
 ]

@@ -9,6 +9,9 @@ until N distinct people other than the one who asked approve that deployment.
   person (a pull-request command, the dashboard signed in with GitHub) tells whether they are.
   An API token has no GitHub person behind it: it may approve only where `from` is empty.
 - `reject` cancels the deployment waiting, with a reason.
+
+One GitHub user is one person whichever door they come through: the pull-request commands
+record them as `github:<login>`, the dashboard as `<login>` (`person`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,14 @@ from typing import Any, Protocol
 from bot.core import errors
 
 ROLE_ORDER = ("write", "maintain", "admin")
+# How the pull-request door names a GitHub user (bot/github/commands/request.py).
+GITHUB_ACTOR_PREFIX = "github:"
+
+
+def person(actor: str) -> str:
+    """Who an actor name is, the same through every door: GitHub logins are
+    case-insensitive, and `github:octocat` is `octocat`."""
+    return actor.lower().removeprefix(GITHUB_ACTOR_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -52,8 +63,8 @@ class Given(Protocol):
 
 
 def counted_approvers(given: Iterable[Given], now: datetime) -> set[str]:
-    """The distinct people whose approval still counts at `now`."""
-    return {a.approver for a in given if a.expires_at > now}
+    """The distinct people (`person`) whose approval still counts at `now`."""
+    return {person(a.approver) for a in given if a.expires_at > now}
 
 
 def is_approved(rule_required: int, given: Iterable[Given], now: datetime) -> bool:
@@ -103,7 +114,7 @@ def approval_refusal(
     rule: ApprovalRule, approver: Approver, requester: str | None
 ) -> errors.DomainError | None:
     """Why `approver` may not approve a deployment `requester` asked for, or None."""
-    if requester is not None and approver.actor.lower() == requester.lower():
+    if requester is not None and person(approver.actor) == person(requester):
         return errors.invalid(errors.SELF_APPROVAL)
     if not may_approve(rule, approver):
         named = ", ".join(rule.approvers)

@@ -13,6 +13,7 @@ Windows that overlap or touch make one freeze, until the last of them ends.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -32,6 +33,8 @@ MAX_DURATION = timedelta(days=366)
 LOOKAHEAD = timedelta(days=400)
 MAX_CHAINED = 64
 LOCAL_FORMAT = "%Y-%m-%d %H:%M"
+# How old an environment's calendar watermark may grow while no window opens or closes.
+WATERMARK_REFRESH = timedelta(hours=1)
 SLOW_FREQUENCIES = frozenset({"DAILY", "WEEKLY", "MONTHLY", "YEARLY"})
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
@@ -114,7 +117,7 @@ def spans_overlapping(window: Window, start: datetime, end: datetime) -> Iterato
     # Wall-clock bounds with a day's margin for the offsets; each start is checked in UTC.
     low = start.astimezone(zone).replace(tzinfo=None) - window.duration - timedelta(days=1)
     high = end.astimezone(zone).replace(tzinfo=None) + timedelta(days=1)
-    for local_start in _rule(window.rule).between(low, high, inc=True):
+    for local_start in _occurrences(window.rule).between(low, high):
         span = Span(window, _utc(local_start, zone), _utc(local_start + window.duration, zone))
         if span.start < end and span.end > start:
             yield span
@@ -123,7 +126,12 @@ def spans_overlapping(window: Window, start: datetime, end: datetime) -> Iterato
 def freeze_at(windows: Sequence[Window], now: datetime) -> Span | None:
     """The calendar freeze in effect at `now`: the window covering it, its `end` moved to
     the end of every window that overlaps or touches it; None when no window covers `now`."""
-    covering = [s for w in windows for s in spans_overlapping(w, now, now + timedelta(seconds=1))]
+    covering = [
+        s
+        for w in windows
+        for s in spans_overlapping(w, now, now + timedelta(seconds=1))
+        if s.start <= now
+    ]
     if not covering:
         return None
     freeze = max(covering, key=lambda s: s.end)
@@ -132,7 +140,7 @@ def freeze_at(windows: Sequence[Window], now: datetime) -> Span | None:
             s
             for w in windows
             for s in spans_overlapping(w, freeze.end, freeze.end + timedelta(seconds=1))
-            if s.end > freeze.end
+            if s.start <= freeze.end < s.end
         ]
         if not following:
             break
@@ -149,11 +157,14 @@ def next_window(windows: Sequence[Window], now: datetime) -> Span | None:
 
 
 def edges_between(windows: Iterable[Window], start: datetime, end: datetime) -> list[Edge]:
-    """Every window opening or closing in (start, end], in time order: what the
-    notifications announce."""
+    """Every window opening or closing in (start, end], in time order (a closing before an
+    opening at the same moment): what the notifications announce. An occurrence that starts
+    in the hour skipped in spring and lasts less than that hour is empty, and says nothing."""
     found: list[Edge] = []
     for window in windows:
         for span in spans_overlapping(window, start, end + timedelta(seconds=1)):
+            if span.end <= span.start:
+                continue
             if start < span.start <= end:
                 found.append(Edge(span, opening=True, at=span.start))
             if start < span.end <= end:
@@ -168,15 +179,70 @@ class Edge:
     at: datetime
 
 
+@dataclass(frozen=True)
+class Look:
+    """What one look at an environment's windows tells (`edges`), and where its watermark
+    goes (`checked_at`; None clears it)."""
+
+    edges: list[Edge]
+    checked_at: datetime | None
+
+
+def edges_to_tell(
+    windows: Sequence[Window], checked_at: datetime | None, now: datetime
+) -> Look | None:
+    """The windows' edges since the environment's watermark `checked_at`, up to `now`;
+    None when there is nothing to write. Each edge is in exactly one look, as the watermark
+    only moves forward (a clock behind it finds nothing). The first look starts the watermark
+    at `now`, telling no backlog of older edges; an environment without windows has its
+    watermark cleared, so windows added to it later start afresh too. A look that finds no
+    edge moves the watermark only once it is WATERMARK_REFRESH old (the next look searches
+    from there), so an environment with windows costs no write every sweep."""
+    if not windows:
+        return None if checked_at is None else Look([], None)
+    if checked_at is None:
+        return Look([], now)
+    if now <= checked_at:
+        return None
+    edges = edges_between(windows, checked_at, now)
+    if not edges and now - checked_at < WATERMARK_REFRESH:
+        return None
+    return Look(edges, now)
+
+
 def windows_from_stored(stored: Sequence[Mapping[str, Any]]) -> tuple[Window, ...]:
     return tuple(Window.from_stored(entry) for entry in stored)
 
 
+class _Occurrences:
+    """A rule's starts, computed once a process as far as they were asked for and kept in
+    order: finding those near a moment is a binary search, not a walk from RULES_START."""
+
+    def __init__(self, rule: rrule) -> None:
+        self._upcoming = iter(rule)
+        self._starts: list[datetime] = []
+        self._exhausted = False
+
+    def between(self, low: datetime, high: datetime) -> list[datetime]:
+        """The starts in [low, high]."""
+        while not self._exhausted and (not self._starts or self._starts[-1] <= high):
+            following = next(self._upcoming, None)
+            if following is None:
+                self._exhausted = True
+            else:
+                self._starts.append(following)
+        return self._starts[
+            bisect.bisect_left(self._starts, low) : bisect.bisect_right(self._starts, high)
+        ]
+
+
 @functools.lru_cache(maxsize=512)
+def _occurrences(text: str) -> _Occurrences:
+    return _Occurrences(_rule(text))
+
+
 def _rule(text: str) -> rrule:
-    """The rule's occurrences are computed once a process and kept (`cache`): finding those
-    near a moment walks them from RULES_START."""
-    parsed = rrulestr(text, dtstart=RULES_START, cache=True)
+    parsed = rrulestr(text, dtstart=RULES_START)
     assert isinstance(parsed, rrule)
     return parsed
 

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Protocol, TypeVar
 
 from bot.core import errors
-from bot.domain.freeze import FreezeFacts, current_freeze
 
 
 class Removable(Protocol):
@@ -15,7 +14,7 @@ class Removable(Protocol):
     def removed_at(self) -> datetime | None: ...
 
 
-class AutoDeployFacts(FreezeFacts, Removable, Protocol):
+class AutoDeployFacts(Removable, Protocol):
     @property
     def auto_deploy(self) -> bool: ...
 
@@ -32,13 +31,10 @@ def ensure_accepts_deployments(environment: Removable) -> None:
         raise errors.invalid(errors.ENVIRONMENT_REMOVED)
 
 
-def takes_auto_deploy(environment: AutoDeployFacts, now: datetime) -> bool:
-    """Whether a ready RC is deployed to `environment` on its own: when it asks for it, unless
-    it is removed, paused by a rollback since, or frozen."""
-    return _wants_auto_deploy(environment) and current_freeze(environment, now) is None
-
-
-def _wants_auto_deploy(environment: AutoDeployFacts) -> bool:
+def takes_auto_deploy(environment: AutoDeployFacts) -> bool:
+    """Whether a ready RC goes to `environment` on its own: when it asks for it, unless it is
+    removed or paused by a rollback since. Whether it may go now (freezes and the rest of the
+    release policy) is the policy's to decide (bot/app/policy.py), which tells a refusal."""
     return (
         environment.auto_deploy
         and environment.removed_at is None
@@ -46,16 +42,6 @@ def _wants_auto_deploy(environment: AutoDeployFacts) -> bool:
     )
 
 
-def auto_deploy_frozen_out(environments: Iterable[E], now: datetime) -> list[E]:
-    """The environments a ready RC would go to on its own but for their freeze: a deploy
-    refused for a freeze (notifications tell of it)."""
-    return [
-        environment
-        for environment in environments
-        if _wants_auto_deploy(environment) and current_freeze(environment, now) is not None
-    ]
-
-
-def auto_deploy_targets(environments: Iterable[E], now: datetime) -> list[E]:
+def auto_deploy_targets(environments: Iterable[E]) -> list[E]:
     """The environments a ready RC goes to, in the order given."""
-    return [environment for environment in environments if takes_auto_deploy(environment, now)]
+    return [environment for environment in environments if takes_auto_deploy(environment)]

@@ -14,6 +14,8 @@ DEPLOYMENT_REFUSED = "deployment.refused"
 ROLLBACK_STARTED = "rollback.started"
 ENVIRONMENT_FROZEN = "environment.frozen"
 ENVIRONMENT_UNFROZEN = "environment.unfrozen"
+FREEZE_WINDOW_OPENED = "freeze_window.opened"
+FREEZE_WINDOW_CLOSED = "freeze_window.closed"
 CANDIDATE_BUILT = "candidate.built"
 CANDIDATE_BUILD_FAILED = "candidate.build_failed"
 
@@ -45,6 +47,11 @@ def freeze_event(*, was_frozen: bool, frozen: bool) -> str | None:
     if was_frozen and not frozen:
         return ENVIRONMENT_UNFROZEN
     return None
+
+
+def window_event(opening: bool) -> str:
+    """A calendar window opening or closing (bot/domain/calendar.py `edges_between`)."""
+    return FREEZE_WINDOW_OPENED if opening else FREEZE_WINDOW_CLOSED
 
 
 def build_event(ready: bool) -> str:

@@ -23,6 +23,8 @@ audited (bot/app/audit.py).
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -68,8 +70,14 @@ class EnvironmentPolicy:
 
     @classmethod
     def from_stored(cls, stored: Mapping[str, Any] | None) -> EnvironmentPolicy:
+        """The policy the database keeps (`EnvironmentConfig.policy`); read once a process
+        for each distinct content, since every deploy asks."""
         if not stored:
             return NO_POLICY
+        return _policy_from_text(json.dumps(stored, sort_keys=True))
+
+    @classmethod
+    def _parse(cls, stored: Mapping[str, Any]) -> EnvironmentPolicy:
         approvals = stored.get("approvals")
         return cls(
             requires=tuple(stored.get("requires") or ()),
@@ -80,6 +88,11 @@ class EnvironmentPolicy:
 
 
 NO_POLICY = EnvironmentPolicy()
+
+
+@functools.lru_cache(maxsize=4096)
+def _policy_from_text(text: str) -> EnvironmentPolicy:
+    return EnvironmentPolicy._parse(json.loads(text))
 
 
 class Stay(Protocol):

@@ -6,6 +6,12 @@ installation's token (so Tarmac keeps no user token), mapped by `dashboard_grant
 is kept `CACHE_SECONDS` per (user, repository): a permission taken away on GitHub shows within
 a minute. A repository the App is not installed on, or whose permission GitHub does not give,
 counts as no access: its projects are not shown.
+
+Who may approve a deployment (`approver_for`, for the pull-request commands and the dashboard)
+is read the same way: their role from that permission answer, and, only when the environment's
+`approvals.from` names teams, their membership of each (`TeamMemberships`: `GET
+/orgs/{org}/teams/{team_slug}/memberships/{username}`, kept `CACHE_SECONDS` per person and team;
+`active` counts, `pending` or 404 does not).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from cachetools import TTLCache
 
 from bot.domain.access import Identity, github_identity
+from bot.domain.approvals import Approver
 from bot.github import endpoints
 from bot.github.client import GitHubRefused, GitHubUnavailable
 from bot.github.commands.permissions import NO_ACCESS, Access, dashboard_grants
@@ -28,7 +35,74 @@ log = logging.getLogger(__name__)
 CACHE_SECONDS = 60.0
 MAX_CACHED = 10_000
 
+ACTIVE_MEMBERSHIP = "active"
+
 FindInstallation = Callable[[str], Awaitable[int | None]]
+
+
+class TeamMemberships:
+    """Whether people are active members of teams, by (login, "org/team-slug"), each answer
+    kept a minute. Read with the installation's token: the App needs the organisation's
+    `members` permission, and sees only the organisations it is installed on."""
+
+    def __init__(
+        self,
+        client: GitHubCaller,
+        *,
+        ttl: float = CACHE_SECONDS,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._cache: TTLCache[tuple[str, str], bool] = TTLCache(
+            maxsize=MAX_CACHED, ttl=ttl, timer=timer
+        )
+
+    async def is_member(self, installation_id: int, login: str, team: str) -> bool:
+        """GitHubUnavailable propagates (not cached): the caller asks again later."""
+        key = (login.lower(), team.lower())
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        org, _, slug = team.partition("/")
+        try:
+            found = await endpoints.get_team_membership(
+                self._client, installation_id, org=org, team_slug=slug, username=login
+            )
+        except GitHubRefused as exc:
+            if exc.status != 404:  # 404: not in the team; 403: the App may not read it
+                log.warning("membership of %s in %s refused: %s", login, team, exc.message)
+            member = False
+        else:
+            member = isinstance(found, dict) and found.get("state") == ACTIVE_MEMBERSHIP
+        self._cache[key] = member
+        return member
+
+
+async def approver_for(
+    login: str,
+    repo: str,
+    *,
+    access: Access,
+    teams: Sequence[str],
+    memberships: TeamMemberships,
+    installation_id: int | None,
+    actor: str | None = None,
+) -> Approver:
+    """Who `login` is as an approver of deployments of `repo`: their repository role (from
+    `access`, the collaborator-permission answer), and which of `teams` (an environment's
+    `approvals.from` teams, "org/team-slug") they are an active member of. Only `teams` are
+    asked about, and none when the rule names none or no installation serves `repo`. `actor`
+    is the name the door records (`github:<login>` for a pull-request command; the login
+    itself by default). GitHubUnavailable propagates: nothing is decided without the answer."""
+    member_of: frozenset[str] = frozenset()
+    if installation_id is not None and teams:
+        installed = installation_id
+        found = await asyncio.gather(
+            *(memberships.is_member(installed, login, team) for team in teams)
+        )
+        member_of = frozenset(team for team, member in zip(teams, found, strict=True) if member)
+    role = access.role_name if access.permission != NO_ACCESS.permission else None
+    return Approver(actor=actor or login, role=role, teams=member_of, via_github=True)
 
 
 class RepositoryAccess:
@@ -46,6 +120,20 @@ class RepositoryAccess:
         self._find_installation = find_installation
         self._cache: TTLCache[tuple[str, str], Access] = TTLCache(
             maxsize=MAX_CACHED, ttl=ttl, timer=timer
+        )
+        self.memberships = TeamMemberships(client, ttl=ttl, timer=timer)
+
+    async def approver(self, login: str, repo: str, teams: Sequence[str]) -> Approver:
+        """`approver_for` with this cache's permission answer (for the dashboard)."""
+        access = await self.access(login, repo)
+        installation_id = await self._find_installation(repo) if teams else None
+        return await approver_for(
+            login,
+            repo,
+            access=access,
+            teams=teams,
+            memberships=self.memberships,
+            installation_id=installation_id,
         )
 
     async def identity(

@@ -92,6 +92,11 @@ GET_REPOSITORY = _endpoint("GET", "/repos/{owner}/{repo}", _read("metadata"))
 GET_COLLABORATOR_PERMISSION = _endpoint(
     "GET", "/repos/{owner}/{repo}/collaborators/{username}/permission", _read("metadata")
 )
+# Who may approve (bot/github/access.py): a team's member, read with the organisation's
+# `members` permission (docs/github-app.md, "Team membership").
+GET_TEAM_MEMBERSHIP = _endpoint(
+    "GET", "/orgs/{org}/teams/{team_slug}/memberships/{username}", _read("members")
+)
 GET_REF = _endpoint("GET", "/repos/{owner}/{repo}/git/ref/{ref}", _read("contents"))
 GET_TAG = _endpoint("GET", "/repos/{owner}/{repo}/git/tags/{tag_sha}", _read("contents"))
 CREATE_DEPLOYMENT = _endpoint("POST", "/repos/{owner}/{repo}/deployments", _write("deployments"))
@@ -116,6 +121,13 @@ LIST_WORKFLOW_RUNS = _endpoint(
 GET_WORKFLOW_RUN = _endpoint("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}", _read("actions"))
 CANCEL_WORKFLOW_RUN = _endpoint(
     "POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/cancel", _write("actions")
+)
+# An App's answer to its own custom deployment protection rule: "Deployments" write (GitHub's
+# "Permissions required for GitHub Apps", docs/github-app.md).
+REVIEW_PROTECTION_RULE = _endpoint(
+    "POST",
+    "/repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule",
+    _write("deployments"),
 )
 # Comments on a pull request's conversation are issue comments: `issues` write covers both
 # the reply and the reaction.
@@ -217,6 +229,18 @@ async def get_collaborator_permission(
     """`{"permission": admin/write/read/none, "role_name": ...}` (404: no such user here)."""
     return await _call(
         client, GET_COLLABORATOR_PERMISSION, installation_id, repo, username=username
+    )
+
+
+async def get_team_membership(
+    client: GitHubCaller, installation_id: int, *, org: str, team_slug: str, username: str
+) -> Any:
+    """`{"state": active/pending, "role": ...}` (404: not a member of the team)."""
+    return await client.call(
+        GET_TEAM_MEMBERSHIP.method,
+        GET_TEAM_MEMBERSHIP.template,
+        installation_id=installation_id,
+        url_vars={"org": org, "team_slug": team_slug, "username": username},
     )
 
 
@@ -399,6 +423,16 @@ async def cancel_workflow_run(
 ) -> Any:
     """Cancel a run (GitHubRefused 409: it had finished already)."""
     return await _call(client, CANCEL_WORKFLOW_RUN, installation_id, repo, run_id=run_id)
+
+
+async def review_protection_rule(
+    client: GitHubCaller, installation_id: int, repo: str, *, run_id: int, body: dict[str, Any]
+) -> Any:
+    """Approve or reject the run's job held by Tarmac's protection rule (`environment_name`,
+    `state` approved or rejected, `comment`); GitHub answers 204."""
+    return await _call(
+        client, REVIEW_PROTECTION_RULE, installation_id, repo, run_id=run_id, data=body
+    )
 
 
 # --- pull-request conversations -----------------------------------------------------------

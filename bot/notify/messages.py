@@ -4,17 +4,23 @@ both from the message an outbox item holds (bot/app/notifications.py)."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.domain.calendar import describe_local
 
 HEADLINES = {
     "deployment.started": "Deployment started",
     "deployment.succeeded": "Deployment succeeded",
     "deployment.failed": "Deployment failed",
     "deployment.canceled": "Deployment canceled",
-    "deployment.refused": "Deployment refused: environment frozen",
+    "deployment.refused": "Deployment refused",
     "rollback.started": "Rollback started",
     "environment.frozen": "Environment frozen",
     "environment.unfrozen": "Environment unfrozen",
+    "freeze_window.opened": "Freeze window opened",
+    "freeze_window.closed": "Freeze window closed",
     "candidate.built": "Release candidate built",
     "candidate.build_failed": "Release candidate build failed",
 }
@@ -63,18 +69,35 @@ def pull_request_count(message: dict[str, Any]) -> str | None:
 
 
 def _headline(message: dict[str, Any]) -> str:
-    return HEADLINES.get(str(message["event"]), str(message["event"]))
+    """What happened; a refusal says why, a window which one."""
+    event = str(message["event"])
+    headline = HEADLINES.get(event, event)
+    window = message.get("window") or {}
+    if message.get("reason"):
+        return f"{headline}: {message['reason']}"
+    if window.get("name"):
+        return f"{headline}: {window['name']}"
+    return headline
 
 
 def _summary(message: dict[str, Any]) -> str:
-    """Slack's plain-text fallback (notifications, screen readers)."""
-    parts = [_headline(message), str(message["project"])]
+    """Slack's plain-text fallback (notifications, screen readers): what happened, to what,
+    and why (a refusal's reason last, as it may be long)."""
+    event = str(message["event"])
+    parts = [HEADLINES.get(event, event), str(message["project"])]
     candidate = message.get("release_candidate") or {}
     if candidate.get("version"):
         parts.append(str(candidate["version"]))
+    window = message.get("window") or {}
     if message.get("environment"):
-        parts.append(f"to {message['environment']}")
-    return _escape(" ".join(parts))
+        preposition = "in" if window else "to"
+        parts.append(f"{preposition} {message['environment']}")
+    if window.get("name"):
+        parts.append(f"({window['name']})")
+    summary = " ".join(parts)
+    if message.get("reason"):
+        summary += f": {message['reason']}"
+    return _escape(summary)
 
 
 def _fields(message: dict[str, Any]) -> list[dict[str, str]]:
@@ -102,14 +125,25 @@ def _context(message: dict[str, Any]) -> list[dict[str, str]]:
     if count is not None:
         lines.append(count)
     freeze = message.get("freeze") or {}
-    if message["event"] in ("deployment.refused", "environment.frozen"):
+    if message["event"] == "environment.frozen" or message.get("freeze"):
         lines.append(f"Freeze reason: {freeze.get('reason') or 'none given'}")
+    lines += _window_lines(message.get("window"))
     deployment = message.get("deployment") or {}
     candidate = message.get("release_candidate") or {}
     error = deployment.get("error_message") or candidate.get("build_error")
     if error:
         lines.append(f"Error: {error}")
     return [{"type": "mrkdwn", "text": _escape(line)} for line in lines]
+
+
+def _window_lines(window: dict[str, Any] | None) -> list[str]:
+    """A calendar window's reason and its span on its own wall clock."""
+    if not window:
+        return []
+    zone = ZoneInfo(str(window["timezone"]))
+    start = describe_local(datetime.fromisoformat(str(window["start"])), zone)
+    end = describe_local(datetime.fromisoformat(str(window["end"])), zone)
+    return [f"Reason: {window['reason']}", f"From {start} until {end}"]
 
 
 def _run_url(message: dict[str, Any]) -> str | None:

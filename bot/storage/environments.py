@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,8 +13,9 @@ from bot.domain.statuses import ACTIVE_STATUSES
 from bot.storage.models import Deployment, Environment, Project
 
 # Built once: it runs for every new RC, and building it costs more than running it.
-# `bot.domain.environments.takes_auto_deploy` is the rule; this finds its candidates (the freeze
-# is decided on the rows) and locks them, as every rule deciding from an environment does.
+# `bot.domain.environments.takes_auto_deploy` is the rule; this finds its candidates (the release
+# policy, freezes included, is decided on the rows) and locks them, as every rule deciding from
+# an environment does.
 _AUTO_DEPLOY_ENVIRONMENTS = (
     select(Environment)
     .where(
@@ -63,6 +66,29 @@ async def environments_deploying(session: AsyncSession) -> list[int]:
         .exists()
     )
     return list(await session.scalars(select(Environment.id).where(under_way)))
+
+
+class CalendarWatch(NamedTuple):
+    """What the window sweeper reads of an environment (bot/app/freeze_windows.py)."""
+
+    id: int
+    policy: dict[str, Any]
+    removed_at: datetime | None
+    calendar_checked_at: datetime | None
+
+
+async def calendar_watches(session: AsyncSession) -> list[CalendarWatch]:
+    """Every environment's policy and calendar watermark, unlocked: the window sweeper's
+    round, which locks only those with something to tell or to move."""
+    rows = await session.execute(
+        select(
+            Environment.id,
+            Environment.policy,
+            Environment.removed_at,
+            Environment.calendar_checked_at,
+        ).order_by(Environment.id)
+    )
+    return [CalendarWatch(*row) for row in rows]
 
 
 async def locked_environment(session: AsyncSession, environment_id: int) -> Environment | None:

@@ -127,6 +127,9 @@ class Environment(Base):
     # The release policy of the projects file (order and soak, calendar freezes, approvals),
     # as bot/domain/policy.py `EnvironmentPolicy.stored` writes it.
     policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+    # Up to when the openings and closings of its calendar windows have been told
+    # (bot/app/freeze_windows.py); None until the sweeper first sees its windows.
+    calendar_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     project: Mapped[Project] = relationship(
         back_populates="environments", lazy="joined", innerjoin=True

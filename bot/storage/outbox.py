@@ -61,6 +61,9 @@ class Action(StrEnum):
     UPDATE_PULL_REQUEST_NOTE = "update_pull_request_note"
     PUBLISH_RELEASE = "publish_release"
     ANNOUNCE_SHIPPED = "announce_shipped"
+    # The answer to a GitHub deployment protection rule's review request (approve or reject
+    # one run's job for one environment).
+    ANSWER_PROTECTION_RULE = "answer_protection_rule"
     # A message to a notification receiver (bot/notify/); it calls no GitHub.
     NOTIFY = "notify"
 
@@ -105,6 +108,11 @@ def pull_request_key(repo: str, number: int) -> str:
 
 def shipped_key(environment_id: int) -> str:
     return f"shipped:{environment_id}"
+
+
+def protection_rule_key(run_id: int) -> str:
+    """A run's answers to its protection rules, in order."""
+    return f"protection_rule:{run_id}"
 
 
 def tag_key(repo: str, tag: str) -> str:

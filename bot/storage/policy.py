@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.pages import Page, PageRequest
 from bot.domain.policy import ENDED_STATUSES, Required
+from bot.domain.statuses import DeploymentStatus
 from bot.storage.models import Approval, AuditEvent, Deployment, Environment, ReleaseCandidate
 
 
@@ -26,58 +28,78 @@ async def required_stays(
     session: AsyncSession, environment: Environment, names: Sequence[str]
 ) -> list[Required]:
     """For each environment `names` lists (the projects file's order): its newest ended
-    deployment and the version it runs. Per environment, one MAX(id) per ended status (each a
-    seek to the end of its range of the (environment, status, id) index; SQLite answers a MAX
-    over an IN list by reading the whole range), then that one row."""
+    deployment and the version it runs, in three statements whatever their number: the
+    project's environments; per environment and ended status the newest id, one MAX(id) each
+    (a seek to the end of its range of the (environment, status, id) index: SQLite answers a
+    MAX over an IN list by reading the whole range); then those deployments with their
+    candidates' versions.
+
+    The ids and statuses are written into the second statement: as parameters, PostgreSQL's
+    generic plan for the prepared statement walks the primary key backwards instead, reading
+    the whole table for a status the environment never had (bench/policy.py)."""
     if not names:
         return []
-    rows = await session.execute(
-        select(Environment.id, Environment.name).where(
-            Environment.project_id == environment.project_id, Environment.name.in_(names)
-        )
-    )
-    ids = {name: env_id for env_id, name in rows}
-    found = []
-    for name in names:
-        env_id = ids.get(name)
-        found.append(await _stay(session, name, env_id) if env_id else Required(name, None))
-    return found
-
-
-async def _stay(session: AsyncSession, name: str, environment_id: int) -> Required:
-    newest_per_status = [
-        select(func.max(Deployment.id))
-        .where(Deployment.environment_id == environment_id, Deployment.status == status)
-        .scalar_subquery()
-        for status in ENDED_STATUSES
-    ]
-    ids = (await session.execute(select(*newest_per_status))).one()
-    present = [i for i in ids if i is not None]
-    if not present:
-        return Required(name, None)
-    newest = max(present)
-    row = (
-        await session.execute(
+    ids = await _environment_ids(session, environment.project_id)
+    present = [(name, ids[name]) for name in names if name in ids]
+    newest: dict[str, dict[str, int]] = {}
+    if present:
+        columns = [
+            _newest_id(environment_id, status).label(f"e{k}_{status}")
+            for k, (_, environment_id) in enumerate(present)
+            for status in ENDED_STATUSES
+        ]
+        row = (await session.execute(select(*columns))).one()
+        for k, (name, _) in enumerate(present):
+            newest[name] = {
+                status: found
+                for status in ENDED_STATUSES
+                if (found := getattr(row, f"e{k}_{status}")) is not None
+            }
+    wanted = {i for found in newest.values() for i in found.values()}
+    rows = {}
+    if wanted:
+        result = await session.execute(
             select(
+                Deployment.id,
                 Deployment.release_candidate_id,
                 Deployment.status,
                 Deployment.deploy_end_at,
                 ReleaseCandidate.version,
             )
             .join(ReleaseCandidate, ReleaseCandidate.id == Deployment.release_candidate_id)
-            .where(Deployment.id == newest)
+            .where(Deployment.id.in_(wanted))
         )
-    ).one()
-    running = row.version if row.status == "success" else None
-    if ids[0] is not None and running is None:
-        running = await session.scalar(
-            select(ReleaseCandidate.version)
-            .join(Deployment, Deployment.release_candidate_id == ReleaseCandidate.id)
-            .where(Deployment.id == ids[0])
+        rows = {r.id: r for r in result}
+    return [_stay(name, newest.get(name, {}), rows) for name in names]
+
+
+def _newest_id(environment_id: int, status: str) -> Any:
+    return (
+        select(func.max(Deployment.id))
+        .where(
+            Deployment.environment_id == literal(environment_id, literal_execute=True),
+            Deployment.status == literal(status, literal_execute=True),
         )
-    return Required(
-        name, EndedStay(row.release_candidate_id, row.status, row.deploy_end_at), running
+        .scalar_subquery()
     )
+
+
+def _stay(name: str, newest: dict[str, int], rows: dict[int, Any]) -> Required:
+    if not newest:
+        return Required(name, None)
+    last = rows[max(newest.values())]
+    success = newest.get(DeploymentStatus.SUCCESS)
+    running = rows[success].version if success is not None else None
+    return Required(
+        name, EndedStay(last.release_candidate_id, last.status, last.deploy_end_at), running
+    )
+
+
+async def _environment_ids(session: AsyncSession, project_id: int) -> dict[str, int]:
+    rows = await session.execute(
+        select(Environment.name, Environment.id).where(Environment.project_id == project_id)
+    )
+    return {row.name: row.id for row in rows}
 
 
 # --- approvals ----------------------------------------------------------------------------
@@ -88,24 +110,6 @@ async def approvals_of(session: AsyncSession, deployment_id: int) -> list[Approv
         select(Approval).where(Approval.deployment_id == deployment_id).order_by(Approval.id)
     )
     return list(found)
-
-
-async def approvals_of_deployments(
-    session: AsyncSession, deployment_ids: Sequence[int]
-) -> dict[int, list[Approval]]:
-    """The approvals of several deployments, oldest first, in one SELECT (the unique
-    (deployment_id, approver) index finds them)."""
-    if not deployment_ids:
-        return {}
-    found = await session.scalars(
-        select(Approval)
-        .where(Approval.deployment_id.in_(sorted(set(deployment_ids))))
-        .order_by(Approval.deployment_id, Approval.id)
-    )
-    by_deployment: dict[int, list[Approval]] = {}
-    for approval in found:
-        by_deployment.setdefault(approval.deployment_id, []).append(approval)
-    return by_deployment
 
 
 async def add_approval(
@@ -129,6 +133,18 @@ async def add_approval(
     return approval
 
 
+async def approvals_of_deployments(
+    session: AsyncSession, deployment_ids: Sequence[int]
+) -> list[Approval]:
+    """The approvals of these deployments, oldest first: one statement for all of them."""
+    if not deployment_ids:
+        return []
+    found = await session.scalars(
+        select(Approval).where(Approval.deployment_id.in_(deployment_ids)).order_by(Approval.id)
+    )
+    return list(found)
+
+
 # --- the audit ------------------------------------------------------------------------------
 
 
@@ -138,12 +154,31 @@ async def record_audit(session: AsyncSession, event: AuditEvent) -> None:
 
 
 @dataclass(frozen=True)
-class AuditRow:
-    """An audit event with the names it points to."""
+class AuditListed:
+    """An audit row with the names it refers to by id."""
 
     event: AuditEvent
-    environment_name: str | None
-    release_candidate_version: str | None
+    environment: str | None
+    version: str | None
+
+
+def _listed(where: Any) -> Select[AuditEvent, str, str]:
+    """The audit rows `where` keeps, newest first, with their environment's name and
+    candidate's version joined in. Filtered by environment or by project, each seeks its
+    index, (environment_id, id) or (project_id, id), from its newest end."""
+    return (
+        select(AuditEvent, Environment.name, ReleaseCandidate.version)
+        .outerjoin(Environment, Environment.id == AuditEvent.environment_id)
+        .outerjoin(ReleaseCandidate, ReleaseCandidate.id == AuditEvent.release_candidate_id)
+        .where(*where)
+        .order_by(AuditEvent.id.desc())
+    )
+
+
+def _of(project_id: int, environment_id: int | None) -> Any:
+    if environment_id is not None:
+        return AuditEvent.environment_id == environment_id
+    return AuditEvent.project_id == project_id
 
 
 async def audit_page(
@@ -151,23 +186,27 @@ async def audit_page(
     project_id: int,
     environment_id: int | None,
     page: PageRequest,
-) -> Page[AuditRow]:
-    """A project's decisions (or one environment's), newest first, with the environment's
-    name and the candidate's version joined in: one SELECT for the page. Each filter seeks
-    its index, (project_id, id) or (environment_id, id), from its newest end."""
-    where = (
-        AuditEvent.environment_id == environment_id
-        if environment_id is not None
-        else AuditEvent.project_id == project_id
-    )
-    query = (
-        select(AuditEvent, Environment.name, ReleaseCandidate.version)
-        .outerjoin(Environment, Environment.id == AuditEvent.environment_id)
-        .outerjoin(ReleaseCandidate, ReleaseCandidate.id == AuditEvent.release_candidate_id)
-        .where(where)
-        .order_by(AuditEvent.id.desc())
-        .offset(page.offset)
-        .limit(page.per_page + 1)
-    )
-    rows = [AuditRow(event, name, version) for event, name, version in await session.execute(query)]
-    return Page(items=rows[: page.per_page], has_next=len(rows) > page.per_page)
+) -> Page[AuditListed]:
+    """A project's decisions (or one environment's), newest first, a page (`page`, `per_page`)
+    at a time, as the REST lists are: one statement."""
+    query = _listed([_of(project_id, environment_id)])
+    rows = await session.execute(query.offset(page.offset).limit(page.per_page + 1))
+    listed = [AuditListed(event, name, version) for event, name, version in rows]
+    return Page(items=listed[: page.per_page], has_next=len(listed) > page.per_page)
+
+
+async def audit_slice(
+    session: AsyncSession,
+    project_id: int,
+    environment_id: int | None,
+    before_id: int | None,
+    limit: int,
+) -> list[AuditListed]:
+    """A project's decisions (or one environment's), newest first, older than `before_id` (a
+    keyset cursor), at most `limit`, with their environment's name and candidate's version
+    joined in: one statement."""
+    where = [_of(project_id, environment_id)]
+    if before_id is not None:
+        where.append(AuditEvent.id < before_id)
+    rows = await session.execute(_listed(where).limit(limit))
+    return [AuditListed(event, name, version) for event, name, version in rows]

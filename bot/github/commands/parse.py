@@ -2,15 +2,26 @@
 
 Grammar, one command per line (the line's surrounding whitespace is ignored)::
 
-    /rollback <environment> [--force] [--project NAME]
-    /deploy <release candidate version> to <environment> [--project NAME]
+    /rollback <environment> [--force [reason ...]] [--project NAME]
+    /deploy <release candidate version> to <environment> [--force <reason ...>] [--project NAME]
     /freeze <environment> [reason ...] [--project NAME]
     /unfreeze <environment> [--project NAME]
     /cancel <environment> [--project NAME]
+    /approve <environment> [--project NAME]
+    /reject <environment> <reason ...> [--project NAME]
+    /mark-bad <release candidate version> <reason ...> [--project NAME]
+    /clear-bad <release candidate version> [--project NAME]
 
 `--project NAME` may stand anywhere after the verb; it is needed only when the repository
-serves several projects. The freeze reason is the rest of the line once the environment and
-flags are taken out, its words joined by single spaces (none given: no reason).
+serves several projects. A reason is the rest of the line once the environment (or version)
+and flags are taken out, its words joined by single spaces: optional for /freeze and a forced
+/rollback (the API's rollback of a manually frozen environment never needed one), required
+for a forced /deploy, /reject and /mark-bad. Without `--force`, /deploy and /rollback take no
+more words. /approve and /reject act on the environment's newest deployment waiting for
+approval; /mark-bad and /clear-bad name a candidate, not an environment (`environment` is
+then ''). `/reject` takes an environment, like every verb that acts on a deployment, so
+marking a candidate bad and clearing the mark are a verb pair of their own, named as the audit
+and the use cases name them (`mark_bad`, `clear_bad`), like `/freeze` and `/unfreeze`.
 
 Which lines can be commands at all is decided by reading the comment as Markdown
 (bot/github/commands/lines.py): a line counts only if '/' is the first text of a line of a
@@ -42,8 +53,11 @@ DEPLOY_KEYWORD = "to"
 
 TOO_MANY_COMMANDS = f"At most {MAX_COMMANDS} commands per comment"
 MISSING_ENVIRONMENT = "Missing environment"
+MISSING_VERSION = "Missing release candidate version"
+MISSING_REASON = "Missing reason"
 DEPLOY_SHAPE = "Expected a release candidate version, 'to' and an environment"
-FORCE_ONLY_FOR_ROLLBACK = "--force is only for /rollback"
+FORCE_ONLY_TO_DEPLOY = "--force is only for /deploy and /rollback"
+FORCE_NEEDS_REASON = "--force needs a reason: write it after --force"
 MISSING_PROJECT_NAME = "--project needs a project name"
 REASON_TOO_LONG = f"Reason is longer than {MAX_REASON_LENGTH} characters"
 
@@ -54,27 +68,46 @@ class CommandVerb(StrEnum):
     FREEZE = "freeze"
     UNFREEZE = "unfreeze"
     CANCEL = "cancel"
+    APPROVE = "approve"
+    REJECT = "reject"
+    MARK_BAD = "mark-bad"
+    CLEAR_BAD = "clear-bad"
 
 
 USAGE = {
-    CommandVerb.ROLLBACK: "usage: /rollback <environment> [--force] [--project NAME]",
+    CommandVerb.ROLLBACK: "usage: /rollback <environment> [--force [reason]] [--project NAME]",
     CommandVerb.DEPLOY: (
-        "usage: /deploy <release candidate version> to <environment> [--project NAME]"
+        "usage: /deploy <release candidate version> to <environment> [--force <reason>] "
+        "[--project NAME]"
     ),
     CommandVerb.FREEZE: "usage: /freeze <environment> [reason] [--project NAME]",
     CommandVerb.UNFREEZE: "usage: /unfreeze <environment> [--project NAME]",
     CommandVerb.CANCEL: "usage: /cancel <environment> [--project NAME]",
+    CommandVerb.APPROVE: "usage: /approve <environment> [--project NAME]",
+    CommandVerb.REJECT: "usage: /reject <environment> <reason> [--project NAME]",
+    CommandVerb.MARK_BAD: (
+        "usage: /mark-bad <release candidate version> <reason> [--project NAME]"
+    ),
+    CommandVerb.CLEAR_BAD: "usage: /clear-bad <release candidate version> [--project NAME]",
 }
+
+FORCED_VERBS = frozenset({CommandVerb.ROLLBACK, CommandVerb.DEPLOY})
+# The verbs that name a release candidate rather than an environment.
+CANDIDATE_VERBS = frozenset({CommandVerb.MARK_BAD, CommandVerb.CLEAR_BAD})
+# Whether the verb takes a reason: the words after its environment (or version).
+_REASON_REQUIRED = frozenset({CommandVerb.REJECT, CommandVerb.MARK_BAD})
+_REASON_OPTIONAL = frozenset({CommandVerb.FREEZE})
+NO_ENVIRONMENT = ""
 
 
 @dataclass(frozen=True)
 class Command:
     verb: CommandVerb
-    environment: str
+    environment: str  # NO_ENVIRONMENT for the CANDIDATE_VERBS
     project: str | None
-    release_candidate_version: str | None  # /deploy only
-    force: bool  # /rollback only
-    reason: str | None  # /freeze only
+    release_candidate_version: str | None  # /deploy and the CANDIDATE_VERBS
+    force: bool  # /deploy and /rollback only
+    reason: str | None  # /freeze, /reject, /mark-bad, and a forced /deploy or /rollback
     line: str  # as written, without surrounding whitespace
 
 
@@ -116,23 +149,19 @@ def _parse_line(line: str) -> ParsedLine | None:
 
 def _parse_command(verb: CommandVerb, words: list[str], line: str) -> Command:
     positional, project, force = _take_flags(words)
-    if force and verb is not CommandVerb.ROLLBACK:
-        raise _Malformed(FORCE_ONLY_FOR_ROLLBACK)
+    if force and verb not in FORCED_VERBS:
+        raise _Malformed(FORCE_ONLY_TO_DEPLOY)
     if project is not None and not is_valid_name(project):
         raise _Malformed(f"Invalid project name {_quote(project)}")
-    version = None
+    version: str | None = None
+    environment = NO_ENVIRONMENT
     if verb is CommandVerb.DEPLOY:
         version, positional = _take_deploy_version(positional)
-    if not positional:
-        raise _Malformed(MISSING_ENVIRONMENT)
-    environment, *rest = positional
-    if not is_valid_name(environment):
-        raise _Malformed(f"Invalid environment name {_quote(environment)}")
-    reason = None
-    if verb is CommandVerb.FREEZE:
-        reason = _reason(rest)
-    elif rest:
-        raise _Malformed(f"Unexpected {_quote(rest[0])}")
+    if verb in CANDIDATE_VERBS:
+        version, *rest = _take_version(positional)
+    else:
+        environment, *rest = _take_environment(positional)
+    reason = _reason_of(verb, rest, force=force)
     return Command(
         verb=verb,
         environment=environment,
@@ -172,10 +201,44 @@ def _take_deploy_version(positional: list[str]) -> tuple[str, list[str]]:
     """`<version> to <environment>`: the version, and the words from the environment on."""
     if len(positional) < 3 or positional[1] != DEPLOY_KEYWORD:
         raise _Malformed(DEPLOY_SHAPE)
-    version = positional[0]
+    return _valid_version(positional[0]), positional[2:]
+
+
+def _take_version(positional: list[str]) -> list[str]:
+    """`<version> ...`: the version, then the words after it."""
+    if not positional:
+        raise _Malformed(MISSING_VERSION)
+    version, *rest = positional
+    return [_valid_version(version), *rest]
+
+
+def _valid_version(version: str) -> str:
     if parse_rc_version(version) is None:
         raise _Malformed(f"{INVALID_RC_VERSION} {_quote(version)}")
-    return version, positional[2:]
+    return version
+
+
+def _take_environment(positional: list[str]) -> list[str]:
+    """`<environment> ...`: the environment, then the words after it."""
+    if not positional:
+        raise _Malformed(MISSING_ENVIRONMENT)
+    if not is_valid_name(positional[0]):
+        raise _Malformed(f"Invalid environment name {_quote(positional[0])}")
+    return positional
+
+
+def _reason_of(verb: CommandVerb, rest: list[str], *, force: bool) -> str | None:
+    """The reason the words after the environment (or version) give, as the verb takes one."""
+    if verb in _REASON_REQUIRED or (force and verb is CommandVerb.DEPLOY):
+        reason = _reason(rest)
+        if reason is None:
+            raise _Malformed(FORCE_NEEDS_REASON if force else MISSING_REASON)
+        return reason
+    if verb in _REASON_OPTIONAL or force:
+        return _reason(rest)
+    if rest:
+        raise _Malformed(f"Unexpected {_quote(rest[0])}")
+    return None
 
 
 def _reason(words: list[str]) -> str | None:

@@ -3,7 +3,8 @@
 Replies quote the command line in a code span, and user text outside code spans has its `@`
 defused, so a reply never mentions (notifies) anyone but the commenter. A refusal of the
 domain rules is answered by its code (`refusal_text`); a code without words of its own here is
-answered with the rule's message.
+answered with the rule's message, the refusal's own (`DomainError.message`, in `RefusalFacts`):
+the release policy's say which environment is missing, until when, who marked what bad.
 """
 
 from __future__ import annotations
@@ -74,7 +75,42 @@ FROZEN_ROLLBACK_HINT = (
     "Add `--force` to roll back anyway (maintain or admin role), or `/unfreeze {environment}` "
     "first."
 )
-FROZEN_DEPLOY_HINT = "Deploys resume after `/unfreeze {environment}`."
+FROZEN_DEPLOY_HINT = (
+    "Deploys resume after `/unfreeze {environment}`; `--force <reason>` deploys anyway "
+    "(maintain or admin role)."
+)
+FORCED = "Forced (audited), as @{login} said: {reason}."
+WAITS_FOR_APPROVALS = (
+    "It waits for {required} approval(s) by others than @{login} "
+    "(`/approve {environment}`) before its deploy workflow runs."
+)
+APPROVAL_COUNTED = (
+    "@{login} approved deployment {deployment_id} (`{version}`) to **{environment}** "
+    "({project}): {count} of {required} approvals; waiting for {missing} more."
+)
+APPROVAL_AGAIN = (
+    "@{login} had approved deployment {deployment_id} (`{version}`) to **{environment}** "
+    "({project}) already: {count} of {required} approvals; waiting for {missing} more."
+)
+APPROVED = (
+    "@{login} approved deployment {deployment_id} (`{version}`) to **{environment}** "
+    "({project}): {required} of {required} approvals."
+)
+REJECTED = (
+    "@{login} rejected deployment {deployment_id} (`{version}`) to **{environment}** "
+    "({project}): {reason}. It is canceled."
+)
+MARKED_BAD = (
+    "{version} ({project}) is marked bad: {reason}. Every deploy of it is refused, and "
+    "rollbacks skip it, until `/clear-bad {plain_version}`."
+)
+CLEARED_BAD = "{version} ({project}) is no longer marked bad."
+WAS_NOT_BAD = "{version} ({project}) was not marked bad; nothing changed."
+NOT_WAITING = "no deployment of **{environment}** ({project}) is waiting for approval."
+FORCE_REASON_MISSING = (
+    "a forced {verb} needs a reason, which the audit keeps: write it after `--force`, as in "
+    "{example}."
+)
 UNKNOWN_ENVIRONMENT = "unknown environment {environment} in {project}; its environments: {names}."
 UNKNOWN_PROJECT = "unknown project {project} in {repo}."
 RC_NOT_FOUND = "release candidate {version} not found in {project}."
@@ -177,7 +213,61 @@ def deploying(request: CommandRequest, deployment: Deployment) -> str:
         login=request.commenter,
         deployment_id=deployment.id,
     )
+    if request.force and request.reason:
+        forced = FORCED.format(login=request.commenter, reason=defuse_mentions(request.reason))
+        started = f"{started} {forced}"
+    if deployment.approvals_required:
+        waits = WAITS_FOR_APPROVALS.format(
+            required=deployment.approvals_required,
+            login=request.commenter,
+            environment=request.environment,
+        )
+        return f"{started}\n\n{waits}"
     return f"{started}\n\n{_follow_up(deployment, request)}"
+
+
+def approved(request: CommandRequest, deployment: Deployment, count: int, *, again: bool) -> str:
+    """An approval given (or given before): how many count, and how many are still missing;
+    the last one starts the deploy workflow."""
+    required = deployment.approvals_required
+    names = {
+        **_names(request),
+        "login": request.commenter,
+        "deployment_id": str(deployment.id),
+        "version": deployment.release_candidate.version,
+        "required": str(required),
+    }
+    if deployment.approved_at is None:
+        template = APPROVAL_AGAIN if again else APPROVAL_COUNTED
+        return template.format(**names, count=count, missing=max(required - count, 0))
+    return f"{APPROVED.format(**names)}\n\n{_follow_up(deployment, request)}"
+
+
+def rejected(request: CommandRequest, deployment: Deployment) -> str:
+    return REJECTED.format(
+        **_names(request),
+        login=request.commenter,
+        deployment_id=deployment.id,
+        version=deployment.release_candidate.version,
+        reason=defuse_mentions(request.reason or ""),
+    )
+
+
+def marked_bad(request: CommandRequest) -> str:
+    version = request.release_candidate_version or ""
+    return MARKED_BAD.format(
+        version=code(version),
+        plain_version=version,
+        project=request.project,
+        reason=defuse_mentions(request.reason or ""),
+    )
+
+
+def cleared_bad(request: CommandRequest, *, was_marked: bool) -> str:
+    template = CLEARED_BAD if was_marked else WAS_NOT_BAD
+    return template.format(
+        version=code(request.release_candidate_version or ""), project=request.project
+    )
 
 
 def _follow_up(deployment: Deployment, request: CommandRequest) -> str:
@@ -219,6 +309,7 @@ class RefusalFacts:
     repo: str
     environment_names: Sequence[str] = ()  # for ENVIRONMENT_NOT_FOUND
     freeze: Freeze | None = None  # for ENVIRONMENT_FROZEN
+    message: str | None = None  # the refusal's own message (None: its code's text)
 
 
 RefusalText = Callable[[RefusalCode, CommandRequest, RefusalFacts], str]
@@ -268,8 +359,20 @@ def _freeze_details(freeze: Freeze | None) -> str:
     return details
 
 
+def _not_waiting(_: RefusalCode, request: CommandRequest, facts: RefusalFacts) -> str:
+    return NOT_WAITING.format(**_names(request))
+
+
+def _force_reason_missing(_: RefusalCode, request: CommandRequest, facts: RefusalFacts) -> str:
+    example = f"/{request.verb} {request.environment} --force <reason>"
+    if request.verb == CommandVerb.DEPLOY:
+        version = request.release_candidate_version or "<version>"
+        example = f"/deploy {version} to {request.environment} --force <reason>"
+    return FORCE_REASON_MISSING.format(verb=f"/{request.verb}", example=code(example))
+
+
 def _as_stated(refused: RefusalCode, request: CommandRequest, facts: RefusalFacts) -> str:
-    return f"{refused.value}."
+    return f"{defuse_mentions(facts.message or refused.value)}."
 
 
 REFUSAL_TEXTS: dict[RefusalCode, RefusalText] = {
@@ -279,6 +382,8 @@ REFUSAL_TEXTS: dict[RefusalCode, RefusalText] = {
     RefusalCode.NOTHING_TO_ROLL_BACK_TO: _nothing_to_roll_back,
     RefusalCode.NOTHING_TO_CANCEL: _nothing_to_cancel,
     RefusalCode.ENVIRONMENT_FROZEN: _frozen,
+    RefusalCode.NOT_WAITING_FOR_APPROVAL: _not_waiting,
+    RefusalCode.FORCE_NEEDS_REASON: _force_reason_missing,
 }
 # Refusals answered with the rule's own message (the default): those a command meets that need
 # no more words, and those only the REST API meets. A test keeps every code in one of the two.
@@ -301,6 +406,15 @@ AS_STATED = frozenset(
         RefusalCode.NOTHING_RUNNING,
         RefusalCode.CHANGES_NEED_GITHUB_APP,
         RefusalCode.CHANGES_REFUSED,
+        # The release policy's: their messages say what is missing and when
+        # (bot/domain/policy.py, bot/domain/approvals.py).
+        RefusalCode.CANDIDATE_REJECTED,
+        RefusalCode.FROZEN_BY_CALENDAR,
+        RefusalCode.NOT_PROMOTED,
+        RefusalCode.STILL_SOAKING,
+        RefusalCode.SELF_APPROVAL,
+        RefusalCode.NOT_AN_APPROVER,
+        RefusalCode.CANDIDATE_NOT_REJECTED,
     }
 )
 

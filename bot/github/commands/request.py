@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-ACTOR_PREFIX = "github:"
+from bot.domain.approvals import GITHUB_ACTOR_PREFIX
+
+ACTOR_PREFIX = GITHUB_ACTOR_PREFIX
 
 
 @dataclass(frozen=True)

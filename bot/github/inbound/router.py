@@ -22,6 +22,7 @@ from gidgethub import routing, sansio
 from bot.config.projects_file import ProjectsConfig
 from bot.github.inbound import (
     comments,
+    deployment_protection_rule,
     deployments,
     installations,
     tags,
@@ -55,6 +56,7 @@ def _combined_router() -> routing.Router:
         workflow_runs.router,
         workflow_jobs.router,
         deployments.router,
+        deployment_protection_rule.router,
         comments.router,
     )
 
@@ -65,7 +67,8 @@ router = _combined_router()
 # label a delivery by its event only when it is one of these.
 HANDLED_EVENTS = frozenset(
     {"ping", "installation", "installation_repositories", "create", "push"}
-    | {"workflow_run", "workflow_job", "deployment", "issue_comment"}
+    | {"workflow_run", "workflow_job", "deployment", "deployment_protection_rule"}
+    | {"issue_comment"}
 )
 
 

@@ -1,11 +1,13 @@
 """Pull-request commands on GitHub: the 👀 reaction, running a command, the reply.
 
-`run_command` reads the commenter's permission from GitHub, then returns a Recorder that runs
+`run_command` reads the commenter's permission from GitHub (and, for `/approve`, their
+membership of the teams the environment's approvals name: bot/github/access.py
+`approver_for`), then returns a Recorder that runs
 the command (bot/github/commands/run.py, through bot/app/operations.py, mirrored to GitHub
 through the outbox) AND enqueues the reply in the worker's one transaction, the one that marks
 the item delivered. So the command's change and its reply commit together or not at all: an
 attempt that dies before that commit left nothing behind and is simply run again (its only
-GitHub call is a read), and once it committed the item is delivered and never runs again.
+GitHub calls are reads), and once it committed the item is delivered and never runs again.
 
 The three actions are enqueued here too (`enqueue_*`), so their names and payloads are written
 once.
@@ -21,12 +23,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.app.operations import Mirror
+from bot.domain.approvals import Approver
 from bot.github import endpoints
+from bot.github.access import TeamMemberships, approver_for
 from bot.github.client import GitHubRefused
 from bot.github.commands import replies
+from bot.github.commands.parse import CommandVerb
 from bot.github.commands.permissions import NO_ACCESS, Access, Verdict, may_run_command
 from bot.github.commands.request import CommandRequest
-from bot.github.commands.run import run
+from bot.github.commands.run import approving_teams, run
 from bot.github.outbound.effects import EffectContext, Recorder, effect, on_refusal
 from bot.storage.outbox import Action, ClaimedItem, comment_key, enqueue
 
@@ -129,10 +134,13 @@ async def run_command(ctx: EffectContext, item: ClaimedItem) -> Recorder | None:
     request = CommandRequest.from_payload(item.payload)
     access = await _access(ctx, item.repo, request.commenter)
     verdict = may_run_command(access, force=request.force)
+    approver = None
+    if verdict is Verdict.ALLOWED and request.verb == CommandVerb.APPROVE:
+        approver = await _approver(ctx, item.repo, request, access)
 
     async def record(session: AsyncSession) -> None:
         if verdict is Verdict.ALLOWED:
-            body = await run(session, ctx.mirror, request, item.repo, ctx.clock)
+            body = await run(session, ctx.mirror, request, item.repo, ctx.clock, approver=approver)
         else:
             body = replies.not_permitted(verdict, request, item.repo, access)
         await enqueue_reply(session, _thread(item, request), body, ctx.clock())
@@ -148,6 +156,25 @@ async def permission_check_refused(
     request = CommandRequest.from_payload(item.payload)
     body = replies.permission_check_refused(request, item.repo, reason)
     await enqueue_reply(session, _thread(item, request), body, now)
+
+
+async def _approver(
+    ctx: EffectContext, repo: str, request: CommandRequest, access: Access
+) -> Approver:
+    """Who the commenter is as an approver: their role from `access`, and their membership
+    of the teams the environment's `approvals.from` names (none asked when it names none)."""
+    async with ctx.db.read() as session:
+        teams = await approving_teams(session, request)
+    memberships = ctx.memberships or TeamMemberships(ctx.client)
+    return await approver_for(
+        request.commenter,
+        repo,
+        access=access,
+        teams=teams,
+        memberships=memberships,
+        installation_id=ctx.installation_id,
+        actor=request.actor,
+    )
 
 
 async def _access(ctx: EffectContext, repo: str, login: str) -> Access:

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.app.operations import Mirror
 from bot.core.clock import Clock
+from bot.github.access import TeamMemberships
 from bot.github.client import GitHubClient
 
 # Re-exported for bot/github/outbound/comments.py until it calls bot/github/endpoints.py.
@@ -49,6 +50,8 @@ class EffectContext:
     preloaded: object | None = None
     # Warnings the worker's process has given already (said once, not on every item).
     warned: set[str] = field(default_factory=set)
+    # Team memberships, cached across items (who may approve: bot/github/access.py).
+    memberships: TeamMemberships | None = None
 
 
 class CheckAgain(Exception):

@@ -30,6 +30,7 @@ from bot.app.operations import Mirror
 from bot.core.clock import Clock
 from bot.core.log_context import add_log_context
 from bot.github import endpoints
+from bot.github.access import TeamMemberships
 from bot.github.client import GitHubClient, GitHubRefused, GitHubUnavailable
 from bot.github.outbound.effects import (
     ON_REFUSAL,
@@ -138,6 +139,8 @@ class OutboxWorker:
         )
         self._installation_lookup = asyncio.Lock()
         self._warned: set[str] = set()
+        # Team memberships read for approvals (`/approve`), kept a minute across items.
+        self.memberships = TeamMemberships(client) if client is not None else None
 
     def wake(self) -> None:
         """Something was enqueued: look now instead of at the next poll."""
@@ -333,6 +336,7 @@ class OutboxWorker:
                 time_budget=self._delivery_timeout,
                 preloaded=preloaded,
                 warned=self._warned,
+                memberships=self.memberships,
             )
             record = await asyncio.wait_for(handler(context, item), self._delivery_timeout)
         except TimeoutError:
