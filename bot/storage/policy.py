@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, literal, select
+from sqlalchemy import Select, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.pages import Page, PageRequest
@@ -179,6 +179,24 @@ class AuditListed:
     version: str | None
 
 
+def _audit_listing(project_id: int, environment_id: int | None) -> Select[Any]:
+    """A project's decisions (or one environment's), newest first, with their environment's
+    name and candidate's version joined in by primary key: the (project_id, id) or
+    (environment_id, id) index walked backwards."""
+    where = (
+        AuditEvent.environment_id == environment_id
+        if environment_id is not None
+        else AuditEvent.project_id == project_id
+    )
+    return (
+        select(AuditEvent, Environment.name, ReleaseCandidate.version)
+        .outerjoin(Environment, Environment.id == AuditEvent.environment_id)
+        .outerjoin(ReleaseCandidate, ReleaseCandidate.id == AuditEvent.release_candidate_id)
+        .where(where)
+        .order_by(AuditEvent.id.desc())
+    )
+
+
 async def audit_slice(
     session: AsyncSession,
     project_id: int,
@@ -189,19 +207,22 @@ async def audit_slice(
     """A project's decisions (or one environment's), newest first, older than `before_id` (a
     keyset cursor), at most `limit`, with their environment's name and candidate's version
     joined in: one statement."""
-    where = [
-        AuditEvent.environment_id == environment_id
-        if environment_id is not None
-        else AuditEvent.project_id == project_id
-    ]
+    query = _audit_listing(project_id, environment_id)
     if before_id is not None:
-        where.append(AuditEvent.id < before_id)
-    rows = await session.execute(
-        select(AuditEvent, Environment.name, ReleaseCandidate.version)
-        .outerjoin(Environment, Environment.id == AuditEvent.environment_id)
-        .outerjoin(ReleaseCandidate, ReleaseCandidate.id == AuditEvent.release_candidate_id)
-        .where(*where)
-        .order_by(AuditEvent.id.desc())
-        .limit(limit)
-    )
+        query = query.where(AuditEvent.id < before_id)
+    rows = await session.execute(query.limit(limit))
     return [AuditListed(event, name, version) for event, name, version in rows]
+
+
+async def audit_rows(
+    session: AsyncSession,
+    project_id: int,
+    environment_id: int | None,
+    page: PageRequest,
+) -> Page[AuditListed]:
+    """The same, by page number (the dashboard's pages): one statement, one row more than
+    the page to know whether another follows."""
+    query = _audit_listing(project_id, environment_id).offset(page.offset)
+    rows = await session.execute(query.limit(page.per_page + 1))
+    listed = [AuditListed(event, name, version) for event, name, version in rows]
+    return Page(items=listed[: page.per_page], has_next=len(listed) > page.per_page)
