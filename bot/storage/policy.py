@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Select, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -179,7 +178,7 @@ class AuditListed:
     version: str | None
 
 
-def _audit_listing(project_id: int, environment_id: int | None) -> Select[Any]:
+def _audit_listing(project_id: int, environment_id: int | None) -> Select[AuditEvent, str, str]:
     """A project's decisions (or one environment's), newest first, with their environment's
     name and candidate's version joined in by primary key: the (project_id, id) or
     (environment_id, id) index walked backwards."""
