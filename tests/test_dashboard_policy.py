@@ -2,8 +2,9 @@
 Playwright) against the real app: a calendar window's freeze shows "frozen until" and the
 deploy button refuses with the calendar's reason, and a forced deploy with a reason goes
 through; two people approve a deployment with the buttons and its workflow is dispatched
-once; a candidate marked bad is refused and the audit page lists both; a GitHub reader sees
-no policy button and their forged POSTs are refused, a writer cannot force. Every action goes
+once; where the rule names a team only its members (asked of GitHub) may; a candidate marked
+bad is refused and the audit page lists both; a GitHub reader sees no policy button and their
+forged POSTs are refused, a writer cannot force. Every action goes
 through bot/app/operations.py with door `dashboard` (the audit rows say so). axe checks the
 new and changed pages."""
 
@@ -50,6 +51,10 @@ projects:
         production: true
         approvals:
           required: 2
+      - name: canary
+        approvals:
+          required: 1
+          from: ["@acme/release-managers"]
       - name: demo
         requires: [staging]
         soak_minutes: 60
@@ -358,6 +363,57 @@ async def test_a_reader_sees_no_policy_button_and_their_forged_posts_change_noth
     assert answer.status == 403
     assert await answer.text() == NEEDS_FORCE_ROLE
     assert (await oauth_api.deployments("demo")).body == []
+    await context.close()
+
+
+async def test_only_a_member_of_the_team_the_rule_names_may_approve(
+    oauth_client: TestClient[Any, Any],
+    oauth_api: Api,
+    fake_github: FakeGitHub,
+    browser: Browser,
+) -> None:
+    assert (await oauth_api.create_rc("v1-rc1", SHA_A)).status == 201
+    assert (await oauth_api.deploy("canary", "v1-rc1")).status == 201
+    fake_github.grant("acme/backend", "writer", "write")
+    fake_github.grant("acme/backend", "member", "write")
+    fake_github.add_team_member("acme/release-managers", "member")
+    base = base_of(oauth_client)
+    here = base + "/projects/Backend/environments/canary"
+
+    # A writer outside the team: no button, and their forged approval is refused and audited.
+    context, page = await sign_in_with_github(browser, fake_github, base, "writer")
+    await page.goto(here)
+    await expect(page.locator("#approval-state")).to_contain_text("approval (0 of 1)")
+    assert await page.locator("#approve").count() == 0
+    assert await page.locator("#reject").count() == 0
+    csrf = await page.locator("form.sign-out input[name=csrf]").get_attribute("value")
+    [waiting] = (await oauth_api.deployments("canary")).body
+    answer = await page.request.post(
+        here + "/approve",
+        form={
+            "csrf": csrf or "",
+            "idempotency_key": "not-a-member",
+            "deployment_id": waiting["id"],
+        },
+        max_redirects=0,
+    )
+    assert answer.status == 303
+    await page.goto(here)
+    await expect(page.locator("#notice")).to_have_text(
+        "You may not approve deployments to this environment: approvals here come from "
+        "@acme/release-managers"
+    )
+    await context.close()
+
+    context, page = await sign_in_with_github(browser, fake_github, base, "member")
+    await page.goto(here)
+    await press(page, "#approve")
+    await expect(page.locator("#notice")).to_have_text("Approved v1-rc1 to canary: it deploys now")
+    memberships = fake_github.calls_to("GET", r"/orgs/acme/teams/release-managers/memberships/")
+    assert {c.path.rsplit("/", 1)[1] for c in memberships} == {"writer", "member"}
+    await page.goto(base + "/projects/Backend/audit?environment=canary")
+    await expect(audit_row(page, "refused")).to_contain_text("dashboard writer approve refused")
+    await expect(audit_row(page, "approved")).to_contain_text("dashboard member approve approved")
     await context.close()
 
 

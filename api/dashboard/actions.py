@@ -21,7 +21,7 @@ from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.dashboard.approvers import dashboard_approver
+from api.dashboard.approvers import ApproverUnknown, dashboard_approver
 from api.dashboard.sessions import check_csrf, require_session
 from api.keys import SERVICE
 from api.schemas import MAX_TEXT
@@ -150,7 +150,13 @@ async def act(
         # Answered, not raised: the API's error middleware would replace the text.
         return web.Response(status=403, text=refusal)
     if with_approver:
-        form = replace(form, approver=await dashboard_approver(request, identity, form.project))
+        try:
+            approver = await dashboard_approver(request, identity, form.project, form.environment)
+        except (ApproverUnknown, DomainError) as unknown:
+            text = unknown.text if isinstance(unknown, ApproverUnknown) else unknown.message
+            await _notice(request, signed, text, error=True)
+            raise web.HTTPSeeOther(back) from None
+        form = replace(form, approver=approver)
     key = form.fields.get(KEY_FIELD, "")
     if not idempotency.is_valid_key(key):
         await _notice(request, signed, BAD_FORM, error=True)

@@ -21,7 +21,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from api.dashboard import actions
-from api.dashboard.approvers import dashboard_approver
+from api.dashboard.approvers import ApproverUnknown, dashboard_approver
 from api.dashboard.keys import FEED, OAUTH, OVERVIEW_CACHE
 from api.dashboard.live import stream
 from api.dashboard.security import HEADERS
@@ -168,7 +168,10 @@ async def _approval_controls(
     waiting = view.waiting
     if waiting is None or not identity.may(project, Act.DEPLOY):
         return ApprovalControls()
-    approver = await dashboard_approver(request, identity, project)
+    try:
+        approver = await dashboard_approver(request, identity, project, view.cell.environment.name)
+    except ApproverUnknown:
+        return ApprovalControls()  # GitHub unanswered: no button until it answers
     requester = waiting.deployment.actor
     return ApprovalControls(
         approve=offers_approval(

@@ -95,8 +95,8 @@ def approver_from_grants(identity: Identity, project: str) -> Approver:
     """Who `identity` is as an approver in `project`, from what the identity knows: an API
     token is its actor and nothing more (it may approve only where `from` names no one); a
     GitHub user has the role their grants imply (force: maintain; deploy: write) and no teams.
-    An admin reads as maintain here and team membership is not known: the dashboard's
-    `api/dashboard/approvers.dashboard_approver` is where GitHub's answer replaces this."""
+    The dashboard asks GitHub for a GitHub user instead (`api/dashboard/approvers.py`): an
+    admin reads as maintain here, and team membership is not known."""
     if not identity.via_github:
         return Approver(actor=identity.actor)
     role = None
