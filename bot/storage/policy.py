@@ -3,6 +3,7 @@ its audit: each an indexed SELECT or one insert, never a whole history."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,49 +30,39 @@ async def required_stays(
     session: AsyncSession, environment: Environment, names: Sequence[str]
 ) -> list[Required]:
     """For each environment `names` lists (the projects file's order): its newest ended
-    deployment and the version it runs, in three statements whatever their number: the
-    project's environments; per environment and ended status the newest id, one MAX(id) each
-    (a seek to the end of its range of the (environment, status, id) index: SQLite answers a
-    MAX over an IN list by reading the whole range); then those deployments with their
-    candidates' versions.
+    deployment and the version it runs, in one statement whatever their number: the
+    deployments whose ids are, per environment and ended status, the newest (one MAX(id)
+    each, a seek to the end of its range of the (environment, status, id) index; SQLite
+    answers a MAX over an IN list by reading the whole range), with their candidates'
+    versions.
 
-    The ids and statuses are written into the second statement: as parameters, PostgreSQL's
-    generic plan for the prepared statement walks the primary key backwards instead, reading
-    the whole table for a status the environment never had (bench/policy.py)."""
+    The ids and statuses are written into the statement: as parameters, PostgreSQL's generic
+    plan for the prepared statement walks the primary key backwards instead, reading the
+    whole table for a status the environment never had (bench/policy.py)."""
     if not names:
         return []
-    ids = await _environment_ids(session, environment.project_id)
-    present = [(name, ids[name]) for name in names if name in ids]
-    newest: dict[str, dict[str, int]] = {}
+    ids = await _environment_ids(session, environment.project_id, names)
+    present = {ids[name]: name for name in names if name in ids}
+    rows: dict[int, Any] = {}
     if present:
-        columns = [
-            _newest_id(environment_id, status).label(f"e{k}_{status}")
-            for k, (_, environment_id) in enumerate(present)
-            for status in ENDED_STATUSES
-        ]
-        row = (await session.execute(select(*columns))).one()
-        for k, (name, _) in enumerate(present):
-            newest[name] = {
-                status: found
-                for status in ENDED_STATUSES
-                if (found := getattr(row, f"e{k}_{status}")) is not None
-            }
-    wanted = {i for found in newest.values() for i in found.values()}
-    rows = {}
-    if wanted:
+        newest = [_newest_id(env_id, status) for env_id in present for status in ENDED_STATUSES]
         result = await session.execute(
             select(
                 Deployment.id,
+                Deployment.environment_id,
                 Deployment.release_candidate_id,
                 Deployment.status,
                 Deployment.deploy_end_at,
                 ReleaseCandidate.version,
             )
             .join(ReleaseCandidate, ReleaseCandidate.id == Deployment.release_candidate_id)
-            .where(Deployment.id.in_(wanted))
+            .where(Deployment.id.in_(newest))
         )
         rows = {r.id: r for r in result}
-    return [_stay(name, newest.get(name, {}), rows) for name in names]
+    by_name: dict[str, list[Any]] = {name: [] for name in names}
+    for row in rows.values():
+        by_name[present[row.environment_id]].append(row)
+    return [_stay(name, by_name[name]) for name in names]
 
 
 def _newest_id(environment_id: int, status: str) -> Any:
@@ -85,22 +76,35 @@ def _newest_id(environment_id: int, status: str) -> Any:
     )
 
 
-def _stay(name: str, newest: dict[str, int], rows: dict[int, Any]) -> Required:
+def _stay(name: str, newest: list[Any]) -> Required:
+    """One required environment from its newest deployment of each ended status."""
     if not newest:
         return Required(name, None)
-    last = rows[max(newest.values())]
-    success = newest.get(DeploymentStatus.SUCCESS)
-    running = rows[success].version if success is not None else None
-    return Required(
-        name, EndedStay(last.release_candidate_id, last.status, last.deploy_end_at), running
-    )
+    last = max(newest, key=lambda row: row.id)
+    success = next((row for row in newest if row.status == DeploymentStatus.SUCCESS), None)
+    stay = EndedStay(last.release_candidate_id, last.status, last.deploy_end_at)
+    return Required(name, stay, success.version if success is not None else None)
 
 
-async def _environment_ids(session: AsyncSession, project_id: int) -> dict[str, int]:
-    rows = await session.execute(
-        select(Environment.name, Environment.id).where(Environment.project_id == project_id)
-    )
-    return {row.name: row.id for row in rows}
+# A project's environments by name, per engine (so per database). An environment keeps its
+# row and id for good (one that left the projects file is marked, never deleted): what was
+# read once stays true, and a name not read yet (an environment added since) reads again.
+_ENVIRONMENT_IDS: weakref.WeakKeyDictionary[Any, dict[int, dict[str, int]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _environment_ids(
+    session: AsyncSession, project_id: int, names: Sequence[str]
+) -> dict[str, int]:
+    known = _ENVIRONMENT_IDS.setdefault(session.get_bind(), {})
+    ids = known.get(project_id)
+    if ids is None or any(name not in ids for name in names):
+        rows = await session.execute(
+            select(Environment.name, Environment.id).where(Environment.project_id == project_id)
+        )
+        ids = known[project_id] = {row.name: row.id for row in rows}
+    return ids
 
 
 # --- approvals ----------------------------------------------------------------------------
