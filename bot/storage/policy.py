@@ -3,6 +3,7 @@ its audit: each an indexed SELECT or one insert, never a whole history."""
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,24 +46,31 @@ async def required_stays(
     present = {ids[name]: name for name in names if name in ids}
     rows: dict[int, Any] = {}
     if present:
-        newest = [_newest_id(env_id, status) for env_id in present for status in ENDED_STATUSES]
-        result = await session.execute(
-            select(
-                Deployment.id,
-                Deployment.environment_id,
-                Deployment.release_candidate_id,
-                Deployment.status,
-                Deployment.deploy_end_at,
-                ReleaseCandidate.version,
-            )
-            .join(ReleaseCandidate, ReleaseCandidate.id == Deployment.release_candidate_id)
-            .where(Deployment.id.in_(newest))
-        )
+        result = await session.execute(_stays_statement(tuple(present)))
         rows = {r.id: r for r in result}
     by_name: dict[str, list[Any]] = {name: [] for name in names}
     for row in rows.values():
         by_name[present[row.environment_id]].append(row)
     return [_stay(name, by_name[name]) for name in names]
+
+
+@functools.lru_cache(maxsize=1024)
+def _stays_statement(environment_ids: tuple[int, ...]) -> Any:
+    """Built once per set of environments: every deploy to an environment with `requires`
+    asks the same, and building its dozen subqueries costs more than running them."""
+    newest = [_newest_id(env_id, status) for env_id in environment_ids for status in ENDED_STATUSES]
+    return (
+        select(
+            Deployment.id,
+            Deployment.environment_id,
+            Deployment.release_candidate_id,
+            Deployment.status,
+            Deployment.deploy_end_at,
+            ReleaseCandidate.version,
+        )
+        .join(ReleaseCandidate, ReleaseCandidate.id == Deployment.release_candidate_id)
+        .where(Deployment.id.in_(newest))
+    )
 
 
 def _newest_id(environment_id: int, status: str) -> Any:
