@@ -249,7 +249,7 @@ async def test_a_callback_not_started_by_this_browser_or_declined_signs_no_one_i
 
 # --- the grants, as for PR commands ------------------------------------------------------
 
-WRITE_ACTS = frozenset({Act.VIEW, Act.DEPLOY, Act.ROLL_BACK, Act.FREEZE, Act.CANCEL})
+WRITE_ACTS = frozenset({Act.VIEW, Act.DEPLOY, Act.ROLL_BACK, Act.FREEZE, Act.CANCEL, Act.DECIDE})
 
 
 @pytest.mark.parametrize(

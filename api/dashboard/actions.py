@@ -1,5 +1,6 @@
 """The dashboard's forms: each POST goes through the same `bot/app/operations.py` function as
-the REST route, then redirects back (PRG) with what happened as the session's notice.
+the REST route (with door `dashboard`, so the release policy and its audit see where it came
+from), then redirects back (PRG) with what happened as the session's notice.
 
 Every form carries the session's CSRF token and an `idempotency_key` made when the page was
 rendered; the key is stored with the answer (the API's idempotency_keys table, under the
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -20,15 +21,20 @@ from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.dashboard.approvers import ApproverUnknown, dashboard_approver
 from api.dashboard.sessions import check_csrf, require_session
 from api.keys import SERVICE
+from api.schemas import MAX_TEXT
 from bot.app import operations
 from bot.app.operations import Mirror
+from bot.app.policy import policy_of
 from bot.core import errors
 from bot.core.clock import Clock
 from bot.core.errors import DomainError
-from bot.domain.access import Act, Identity
+from bot.domain.access import Act, Identity, rejection_refusal
+from bot.domain.approvals import ApprovalRule, Approver
 from bot.domain.freeze import current_freeze
+from bot.domain.policy import Door
 from bot.storage import dashboard_sessions, idempotency
 from bot.storage.dashboard_sessions import SignedIn
 from bot.storage.projects import find_environment
@@ -45,15 +51,30 @@ NEEDS_FORCE_ROLE = (
 )
 KEY_REUSED = "This form was already sent for something else: reload the page and try again"
 BAD_FORM = "The form was incomplete: reload the page and try again"
+REJECT_NEEDS_REASON = "Rejecting a deployment needs a reason: say why in Reason"
+MARK_BAD_NEEDS_REASON = "Marking a candidate bad needs a reason: say why in Reason"
+BAD_REASON = f"A reason is at most {MAX_TEXT} characters of text"
 
 Run = Callable[[AsyncSession, Mirror, str, Clock], Awaitable[str]]
+
+
+class FormRefused(Exception):
+    """What the form lacks, said as the notice; nothing was changed."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
 
 
 @dataclass(frozen=True)
 class Form:
     project: str
-    environment: str
+    environment: str  # empty on a candidate's forms
     fields: Mapping[str, str]
+    identity: Identity
+    back: str  # where the answer redirects to
+    version: str | None = None  # the candidate of a candidate's form
+    approver: Approver | None = None  # who approves, for the forms that need it
 
 
 def environment_path(project: str, environment: str) -> str:
@@ -73,7 +94,15 @@ async def _form(request: web.Request, signed: SignedIn) -> Form:
     posted = await request.post()
     fields = {k: v for k, v in posted.items() if isinstance(v, str)}
     check_csrf(signed, fields)
-    return Form(request.match_info["project"], request.match_info["environment"], fields)
+    project = request.match_info["project"]
+    environment = request.match_info.get("environment", "")
+    version = request.match_info.get("version")
+    back = (
+        candidate_path(project, version)
+        if version is not None
+        else _back(project, environment, fields)
+    )
+    return Form(project, environment, fields, signed.identity, back, version)
 
 
 async def _notice(request: web.Request, signed: SignedIn, text: str, *, error: bool) -> None:
@@ -101,17 +130,33 @@ def _when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
-async def act(request: web.Request, act: Act, run: Callable[[Form], Run]) -> web.StreamResponse:
+async def act(
+    request: web.Request,
+    act: Act,
+    run: Callable[[Form], Run],
+    *,
+    with_approver: bool = False,
+) -> web.StreamResponse:
     """One dashboard action: signed in, CSRF, allowed, once per key; then back where it came
-    from (the form's `back`: the candidate page, or the environment page by default)."""
+    from (the form's `back`: the candidate page, or the environment page by default). With
+    `with_approver`, who the person is as an approver is asked first, outside the
+    transaction."""
     signed = await require_session(request)
     form = await _form(request, signed)
-    back = _back(form)
+    back = form.back
     identity = signed.identity
-    refusal = _refusal(identity, form.project, act, force=form.fields.get("force") == "1")
+    refusal = _refusal(identity, form.project, act, force=_forced(form))
     if refusal is not None:
         # Answered, not raised: the API's error middleware would replace the text.
         return web.Response(status=403, text=refusal)
+    if with_approver:
+        try:
+            approver = await dashboard_approver(request, identity, form.project, form.environment)
+        except (ApproverUnknown, DomainError) as unknown:
+            text = unknown.text if isinstance(unknown, ApproverUnknown) else unknown.message
+            await _notice(request, signed, text, error=True)
+            raise web.HTTPSeeOther(back) from None
+        form = replace(form, approver=approver)
     key = form.fields.get(KEY_FIELD, "")
     if not idempotency.is_valid_key(key):
         await _notice(request, signed, BAD_FORM, error=True)
@@ -135,6 +180,9 @@ async def act(request: web.Request, act: Act, run: Callable[[Form], Run]) -> web
             await dashboard_sessions.set_notice(session, signed.id_hash, said, error=False)
     except IntegrityError:
         # The same key committed first by a concurrent click: that one did it.
+        raise web.HTTPSeeOther(back) from None
+    except FormRefused as refused:
+        await _notice(request, signed, refused.text, error=True)
         raise web.HTTPSeeOther(back) from None
     except DomainError as refused:
         text = refused.message
@@ -167,11 +215,30 @@ async def _replayed(
     return True
 
 
-def _back(form: Form) -> str:
-    version = form.fields.get("version")
-    if form.fields.get("back") == "candidate" and version:
-        return candidate_path(form.project, version)
-    return environment_path(form.project, form.environment)
+def _back(project: str, environment: str, fields: Mapping[str, str]) -> str:
+    version = fields.get("version")
+    if fields.get("back") == "candidate" and version:
+        return candidate_path(project, version)
+    return environment_path(project, environment)
+
+
+def _forced(form: Form) -> bool:
+    return form.fields.get("force") == "1"
+
+
+def _reason(form: Form) -> str | None:
+    """The form's reason, as the API takes one: at most MAX_TEXT characters, no NUL."""
+    reason = form.fields.get("reason", "").strip()
+    if len(reason) > MAX_TEXT or "\x00" in reason:
+        raise FormRefused(BAD_REASON)
+    return reason or None
+
+
+def _deployment_id(form: Form) -> int:
+    raw = form.fields.get("deployment_id", "")
+    if not raw.isdigit() or len(raw) > 18:
+        raise errors.not_found(errors.DEPLOYMENT_NOT_FOUND)
+    return int(raw)
 
 
 # --- the actions ------------------------------------------------------------------------
@@ -179,7 +246,7 @@ def _back(form: Form) -> str:
 
 def _deploy(form: Form) -> Run:
     async def run(session: AsyncSession, mirror: Mirror, actor: str, clock: Clock) -> str:
-        version = form.fields.get("version", "")
+        version = form.fields.get("version", "").strip()
         deployment = await operations.deploy(
             session,
             mirror,
@@ -188,22 +255,36 @@ def _deploy(form: Form) -> Run:
             version=version,
             actor=actor,
             clock=clock,
+            door=Door.DASHBOARD,
+            force=_forced(form),
+            reason=_reason(form),
         )
-        return f"Deploying {deployment.release_candidate.version} to {form.environment}"
+        said = f"Deploying {deployment.release_candidate.version} to {form.environment}"
+        if _forced(form):
+            said += " (forced)"
+        if deployment.waiting_for:
+            said += f", waiting for {deployment.waiting_for}"
+        return said
 
     return run
 
 
 def _roll_back(form: Form) -> Run:
     async def run(session: AsyncSession, mirror: Mirror, actor: str, clock: Clock) -> str:
+        # On the dashboard, forcing always says why (the API's `{"force": true}` past a
+        # manual freeze is the one override without a reason).
+        if _forced(form) and _reason(form) is None:
+            raise errors.invalid(errors.FORCE_NEEDS_REASON)
         done = await operations.roll_back(
             session,
             mirror,
             project_name=form.project,
             environment_name=form.environment,
             actor=actor,
-            force=form.fields.get("force") == "1",
+            force=_forced(form),
             clock=clock,
+            door=Door.DASHBOARD,
+            reason=_reason(form),
         )
         target = done.deployment.release_candidate.version
         return f"Rolling {form.environment} back to {target}"
@@ -213,7 +294,7 @@ def _roll_back(form: Form) -> Run:
 
 def _freeze(form: Form) -> Run:
     async def run(session: AsyncSession, mirror: Mirror, actor: str, clock: Clock) -> str:
-        reason = form.fields.get("reason", "").strip() or None
+        reason = _reason(form)
         await operations.freeze(
             session,
             project_name=form.project,
@@ -244,15 +325,12 @@ def _unfreeze(form: Form) -> Run:
 
 def _cancel(form: Form) -> Run:
     async def run(session: AsyncSession, mirror: Mirror, actor: str, clock: Clock) -> str:
-        raw = form.fields.get("deployment_id", "")
-        if not raw.isdigit() or len(raw) > 18:
-            raise errors.not_found(errors.DEPLOYMENT_NOT_FOUND)
         canceled = await operations.cancel(
             session,
             mirror,
             project_name=form.project,
             environment_name=form.environment,
-            deployment_id=int(raw),
+            deployment_id=_deployment_id(form),
             actor=actor,
             clock=clock,
         )
@@ -261,26 +339,122 @@ def _cancel(form: Form) -> Run:
     return run
 
 
+def _approve(form: Form) -> Run:
+    async def run(session: AsyncSession, mirror: Mirror, actor: str, clock: Clock) -> str:
+        assert form.approver is not None  # asked for by the route (`with_approver`)
+        deployment = await operations.approve(
+            session,
+            mirror,
+            project_name=form.project,
+            environment_name=form.environment,
+            deployment_id=_deployment_id(form),
+            approver=form.approver,
+            door=Door.DASHBOARD,
+            clock=clock,
+        )
+        version = deployment.release_candidate.version
+        if deployment.waiting_for:
+            return f"Approved {version} to {form.environment}: waiting for {deployment.waiting_for}"
+        return f"Approved {version} to {form.environment}: it deploys now"
+
+    return run
+
+
+def _reject(form: Form) -> Run:
+    async def run(session: AsyncSession, mirror: Mirror, actor: str, clock: Clock) -> str:
+        assert form.approver is not None  # asked for by the route (`with_approver`)
+        reason = _reason(form)
+        if reason is None:
+            raise FormRefused(REJECT_NEEDS_REASON)
+        environment = await find_environment(session, form.project, form.environment)
+        rule = policy_of(environment).approvals or ApprovalRule(required=1)
+        refused = rejection_refusal(form.identity, form.project, form.approver, rule)
+        if refused is not None:
+            raise refused
+        deployment = await operations.reject_deployment(
+            session,
+            mirror,
+            project_name=form.project,
+            environment_name=form.environment,
+            deployment_id=_deployment_id(form),
+            actor=actor,
+            reason=reason,
+            door=Door.DASHBOARD,
+            clock=clock,
+        )
+        return f"Rejected {deployment.release_candidate.version} to {form.environment}: {reason}"
+
+    return run
+
+
+def _mark_bad(form: Form) -> Run:
+    async def run(session: AsyncSession, mirror: Mirror, actor: str, clock: Clock) -> str:
+        reason = _reason(form)
+        if reason is None:
+            raise FormRefused(MARK_BAD_NEEDS_REASON)
+        candidate = await operations.mark_bad(
+            session,
+            project_name=form.project,
+            version=form.version or "",
+            actor=actor,
+            reason=reason,
+            door=Door.DASHBOARD,
+            clock=clock,
+        )
+        return f"{candidate.version} is marked bad: {reason}"
+
+    return run
+
+
+def _clear_bad(form: Form) -> Run:
+    async def run(session: AsyncSession, mirror: Mirror, actor: str, clock: Clock) -> str:
+        candidate = await operations.clear_bad(
+            session,
+            project_name=form.project,
+            version=form.version or "",
+            actor=actor,
+            door=Door.DASHBOARD,
+            clock=clock,
+        )
+        return f"{candidate.version} is no longer marked bad"
+
+    return run
+
+
 ENVIRONMENT = "/projects/{project}/environments/{environment}"
+CANDIDATE = "/projects/{project}/candidates/{version}"
 routes = web.RouteTableDef()
 
 
-_ACTIONS: list[tuple[str, Act, Callable[[Form], Run]]] = [
-    ("deploy", Act.DEPLOY, _deploy),
-    ("rollback", Act.ROLL_BACK, _roll_back),
-    ("freeze", Act.FREEZE, _freeze),
-    ("unfreeze", Act.FREEZE, _unfreeze),
-    ("cancel", Act.CANCEL, _cancel),
-]
+@dataclass(frozen=True)
+class Action:
+    path: str
+    needs: Act
+    run: Callable[[Form], Run]
+    with_approver: bool = False
 
 
-def _handler(name: str, needed: Act, run: Callable[[Form], Run]) -> Any:
+_ACTIONS = {
+    "deploy": Action(f"{ENVIRONMENT}/deploy", Act.DEPLOY, _deploy),
+    "rollback": Action(f"{ENVIRONMENT}/rollback", Act.ROLL_BACK, _roll_back),
+    "freeze": Action(f"{ENVIRONMENT}/freeze", Act.FREEZE, _freeze),
+    "unfreeze": Action(f"{ENVIRONMENT}/unfreeze", Act.FREEZE, _unfreeze),
+    "cancel": Action(f"{ENVIRONMENT}/cancel", Act.CANCEL, _cancel),
+    # Approving is deploying's grant, narrowed by the environment's `approvals.from`.
+    "approve": Action(f"{ENVIRONMENT}/approve", Act.DEPLOY, _approve, with_approver=True),
+    "reject": Action(f"{ENVIRONMENT}/reject", Act.DEPLOY, _reject, with_approver=True),
+    "mark_bad": Action(f"{CANDIDATE}/mark-bad", Act.DECIDE, _mark_bad),
+    "clear_bad": Action(f"{CANDIDATE}/clear-bad", Act.DECIDE, _clear_bad),
+}
+
+
+def _handler(name: str, action: Action) -> Any:
     async def handle(request: web.Request) -> web.StreamResponse:
-        return await act(request, needed, run)
+        return await act(request, action.needs, action.run, with_approver=action.with_approver)
 
     handle.__name__ = f"dashboard_{name}"
     return handle
 
 
-for _name, _act, _run in _ACTIONS:
-    routes.post(f"{ENVIRONMENT}/{_name}")(_handler(_name, _act, _run))
+for _name, _action in _ACTIONS.items():
+    routes.post(_action.path)(_handler(_name, _action))

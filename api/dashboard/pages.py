@@ -1,15 +1,19 @@
 """The dashboard's pages: read through bot/app/dashboard.py, rendered by Jinja2 (autoescaped).
 
 Every page knows the change mark it was rendered at (`data-mark`), which its event stream
-starts from, and whether each action is allowed (a button shows only when it is).
+starts from, and whether each action is allowed (a button shows only when it is): the
+approval buttons only to those the environment's `approvals.from` counts, never to the one who
+asked.
 """
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import aiohttp_jinja2
 import jinja2
@@ -17,6 +21,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from api.dashboard import actions
+from api.dashboard.approvers import ApproverUnknown, dashboard_approver
 from api.dashboard.keys import FEED, OAUTH, OVERVIEW_CACHE
 from api.dashboard.live import stream
 from api.dashboard.security import HEADERS
@@ -36,7 +41,7 @@ from api.keys import SERVICE
 from bot.app import dashboard
 from bot.core.errors import DomainError
 from bot.core.pages import DEFAULT_PER_PAGE, PageRequest
-from bot.domain.access import Act
+from bot.domain.access import Act, Identity, offers_approval, rejection_refusal
 from bot.github.oauth import web_url_for
 from bot.storage.dashboard_sessions import SignedIn
 from bot.storage.models import Deployment
@@ -46,6 +51,7 @@ TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 STATIC_PREFIX = "/dashboard/static"
 MAX_PAGE = 100_000
+AUDIT_PER_PAGE = 25
 REGION = "overview_region.html"
 
 routes = web.RouteTableDef()
@@ -63,9 +69,16 @@ def setup_templates(app: web.Application) -> None:
     environment.globals.update(
         environment_path=actions.environment_path,
         candidate_path=actions.candidate_path,
+        audit_path=audit_path,
         static=STATIC_PREFIX,
         Act=Act,
     )
+
+
+def audit_path(project: str, environment: str | None = None, page: int | None = None) -> str:
+    query = {"environment": environment, "page": page if page and page > 1 else None}
+    kept = urlencode({k: v for k, v in query.items() if v is not None})
+    return f"/projects/{quote(project, safe='')}/audit" + (f"?{kept}" if kept else "")
 
 
 def _when(moment: datetime | None) -> str:
@@ -135,10 +148,37 @@ async def overview_page(request: web.Request) -> web.Response:
     return await _render(request, "overview.html", signed, mark=mark, region=Markup(region))  # noqa: S704
 
 
-def _page(request: web.Request) -> PageRequest:
+def _page(request: web.Request, per_page: int = DEFAULT_PER_PAGE) -> PageRequest:
     raw = request.query.get("page", "1")
     number = int(raw) if raw.isdigit() and 0 < len(raw) < 7 else 1
-    return PageRequest(page=max(1, min(number, MAX_PAGE)), per_page=DEFAULT_PER_PAGE)
+    return PageRequest(page=max(1, min(number, MAX_PAGE)), per_page=per_page)
+
+
+@dataclass(frozen=True)
+class ApprovalControls:
+    """Which buttons the deployment waiting for approval shows to this person."""
+
+    approve: bool = False
+    reject: bool = False
+
+
+async def _approval_controls(
+    request: web.Request, identity: Identity, project: str, view: dashboard.EnvironmentView
+) -> ApprovalControls:
+    waiting = view.waiting
+    if waiting is None or not identity.may(project, Act.DEPLOY):
+        return ApprovalControls()
+    try:
+        approver = await dashboard_approver(request, identity, project, view.cell.environment.name)
+    except ApproverUnknown:
+        return ApprovalControls()  # GitHub unanswered: no button until it answers
+    requester = waiting.deployment.actor
+    return ApprovalControls(
+        approve=offers_approval(
+            identity, project, approver, waiting.rule, requester, waiting.approved_by
+        ),
+        reject=rejection_refusal(identity, project, approver, waiting.rule) is None,
+    )
 
 
 @routes.get("/projects/{project}/environments/{environment}")
@@ -156,8 +196,15 @@ async def environment_page(request: web.Request) -> web.Response:
             )
     except DomainError as refused:
         return await _not_found(request, signed, refused.message)
+    controls = await _approval_controls(request, signed.identity, project, view)
     return await _render(
-        request, "environment.html", signed, project=project, view=view, page=page.page
+        request,
+        "environment.html",
+        signed,
+        project=project,
+        view=view,
+        page=page.page,
+        approval=controls,
     )
 
 
@@ -179,6 +226,26 @@ async def candidate_page(request: web.Request) -> web.Response:
     except DomainError as refused:
         return await _not_found(request, signed, refused.message)
     return await _render(request, "candidate.html", signed, project=project, view=view)
+
+
+@routes.get("/projects/{project}/audit")
+async def audit_page(request: web.Request) -> web.Response:
+    """The project's decisions, newest first; `?environment=` narrows them to one."""
+    signed = await require_session(request)
+    project = request.match_info["project"]
+    if not signed.identity.may_view(project):
+        return await _not_found(request, signed, "Release project not found")
+    service = request.app[SERVICE]
+    page = _page(request, AUDIT_PER_PAGE)
+    chosen = request.query.get("environment") or None
+    try:
+        async with service.db.read() as session:
+            view = await dashboard.audit_view(session, project, chosen, page)
+    except DomainError as refused:
+        return await _not_found(request, signed, refused.message)
+    return await _render(
+        request, "audit.html", signed, project=project, view=view, page=page.page, chosen=chosen
+    )
 
 
 @routes.get("/sign-in")

@@ -19,7 +19,7 @@ from bot.core.errors import DomainError
 from bot.core.pages import Page, PageRequest
 from bot.domain.policy import Ask, Door
 from bot.storage.models import AuditEvent, Deployment, Environment, ReleaseCandidate
-from bot.storage.policy import AuditListed, audit_page, record_audit
+from bot.storage.policy import AuditListed, audit_rows, record_audit
 from bot.storage.projects import find_environment, find_project
 
 # An audit event as listed: with its environment's name and its candidate's version.
@@ -118,6 +118,6 @@ async def audit_listing(
     (a candidate's marks belong to no environment)."""
     if environment_name is None:
         project = await find_project(session, project_name)
-        return await audit_page(session, project.id, None, page)
+        return await audit_rows(session, project.id, None, page)
     environment = await find_environment(session, project_name, environment_name)
-    return await audit_page(session, environment.project_id, environment.id, page)
+    return await audit_rows(session, environment.project_id, environment.id, page)

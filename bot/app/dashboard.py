@@ -2,6 +2,9 @@
 
 The rollback preview decides with the very functions `operations.roll_back` uses
 (`ensure_may_roll_back`, `target_search`, `rollback_target`, `ensure_target`), reading only.
+An environment's release policy is shown in words (bot/domain/policy_words.py) from the
+values its rules decide on, with the deployment waiting for approval and who approved it; the
+audit view lists a project's decisions (bot/storage/policy.py `audit_rows`).
 """
 
 from __future__ import annotations
@@ -12,19 +15,26 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.app import changes
-from bot.app.operations import Mirror
+from bot.app.operations import Mirror, awaits_approval
+from bot.app.policy import policy_of
 from bot.core import errors
 from bot.core.clock import Clock
 from bot.core.errors import DomainError
 from bot.core.pages import Page, PageRequest
 from bot.domain.access import Identity
+from bot.domain.approvals import ApprovalRule, counted_approvers
 from bot.domain.changes import ChangeReport
 from bot.domain.freeze import Freeze, current_freeze
+from bot.domain.policy import calendar_freeze
+from bot.domain.policy_words import PolicyWords, policy_in_words
 from bot.domain.rollback import ensure_may_roll_back, ensure_target, target_search
 from bot.storage import dashboard as reads
 from bot.storage import deployments as stored
+from bot.storage import policy as stored_policy
 from bot.storage.db import Database
+from bot.storage.environments import environments_of
 from bot.storage.models import Deployment, Environment, Project, ReleaseCandidate
+from bot.storage.policy import AuditListed
 from bot.storage.projects import find_environment, find_project
 from bot.storage.releases import find_release_candidate
 
@@ -104,14 +114,17 @@ class RollbackPreview:
 
     target: ReleaseCandidate | None
     refusal: str | None
-    needs_force: bool  # the environment is frozen: only a forced rollback goes through
+    needs_force: bool  # the environment is frozen (by hand or its calendar): only forced
 
 
 async def rollback_preview(
     session: AsyncSession, environment: Environment, now: datetime
 ) -> RollbackPreview:
     newest = await stored.newest_deployment(session, environment)
-    frozen = current_freeze(environment, now) is not None
+    frozen = (
+        current_freeze(environment, now) is not None
+        or calendar_freeze(policy_of(environment), now) is not None
+    )
     try:
         newest = ensure_may_roll_back(environment, newest, now, force=True)
         found = await stored.rollback_target(session, environment, target_search(newest))
@@ -122,10 +135,22 @@ async def rollback_preview(
 
 
 @dataclass(frozen=True)
+class Waiting:
+    """The environment's deployment waiting for approvals: who approved it so far (those
+    whose approval still counts) and the rule that says who else may."""
+
+    deployment: Deployment
+    approved_by: frozenset[str]
+    rule: ApprovalRule
+
+
+@dataclass(frozen=True)
 class EnvironmentView:
     cell: Cell
     history: Page[Deployment]
     rollback: RollbackPreview
+    policy: PolicyWords
+    waiting: Waiting | None
 
 
 async def environment_view(
@@ -139,7 +164,25 @@ async def environment_view(
     cells = await _cells(session, [environment], now)
     history = await stored.deployment_page(session, environment, page)
     preview = await rollback_preview(session, environment, now)
-    return EnvironmentView(cells[environment.id], history, preview)
+    cell = cells[environment.id]
+    words = policy_in_words(policy_of(environment), now)
+    return EnvironmentView(cell, history, preview, words, await _waiting(session, cell, now))
+
+
+async def _waiting(session: AsyncSession, cell: Cell, now: datetime) -> Waiting | None:
+    deployment = cell.active
+    if deployment is None or not awaits_approval(deployment):
+        return None
+    given = await stored_policy.approvals_of(session, deployment.id)
+    rule = policy_of(cell.environment).approvals
+    # The number it was made to wait for stays; who may approve is the rule now.
+    required = deployment.approvals_required
+    rule = (
+        ApprovalRule(required=required)
+        if rule is None
+        else ApprovalRule(required, rule.approvers, rule.expire)
+    )
+    return Waiting(deployment, frozenset(counted_approvers(given, now)), rule)
 
 
 @dataclass(frozen=True)
@@ -208,3 +251,30 @@ async def _shipping(
     if answer.report is None:
         return Shipping(cell, None, "The change report is being fetched from GitHub", True)
     return Shipping(cell, answer.report, None)
+
+
+@dataclass(frozen=True)
+class AuditView:
+    """A page of a project's audit, or of one environment's."""
+
+    project: Project
+    environments: list[Environment]  # to filter by, removed ones included
+    environment: Environment | None  # the filter
+    rows: Page[AuditListed]
+
+
+async def audit_view(
+    session: AsyncSession,
+    project_name: str,
+    environment_name: str | None,
+    page: PageRequest,
+) -> AuditView:
+    project = await find_project(session, project_name)
+    environments = await environments_of(session, project)
+    environment = None
+    if environment_name is not None:
+        environment = await find_environment(session, project_name, environment_name)
+    rows = await stored_policy.audit_rows(
+        session, project.id, environment.id if environment is not None else None, page
+    )
+    return AuditView(project, environments, environment, rows)

@@ -3,6 +3,8 @@ its audit: each an indexed SELECT or one insert, never a whole history."""
 
 from __future__ import annotations
 
+import functools
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,49 +30,46 @@ async def required_stays(
     session: AsyncSession, environment: Environment, names: Sequence[str]
 ) -> list[Required]:
     """For each environment `names` lists (the projects file's order): its newest ended
-    deployment and the version it runs, in three statements whatever their number: the
-    project's environments; per environment and ended status the newest id, one MAX(id) each
-    (a seek to the end of its range of the (environment, status, id) index: SQLite answers a
-    MAX over an IN list by reading the whole range); then those deployments with their
-    candidates' versions.
+    deployment and the version it runs, in one statement whatever their number: the
+    deployments whose ids are, per environment and ended status, the newest (one MAX(id)
+    each, a seek to the end of its range of the (environment, status, id) index; SQLite
+    answers a MAX over an IN list by reading the whole range), with their candidates'
+    versions.
 
-    The ids and statuses are written into the second statement: as parameters, PostgreSQL's
-    generic plan for the prepared statement walks the primary key backwards instead, reading
-    the whole table for a status the environment never had (bench/policy.py)."""
+    The ids and statuses are written into the statement: as parameters, PostgreSQL's generic
+    plan for the prepared statement walks the primary key backwards instead, reading the
+    whole table for a status the environment never had (bench/policy.py)."""
     if not names:
         return []
-    ids = await _environment_ids(session, environment.project_id)
-    present = [(name, ids[name]) for name in names if name in ids]
-    newest: dict[str, dict[str, int]] = {}
+    ids = await _environment_ids(session, environment.project_id, names)
+    present = {ids[name]: name for name in names if name in ids}
+    rows: dict[int, Any] = {}
     if present:
-        columns = [
-            _newest_id(environment_id, status).label(f"e{k}_{status}")
-            for k, (_, environment_id) in enumerate(present)
-            for status in ENDED_STATUSES
-        ]
-        row = (await session.execute(select(*columns))).one()
-        for k, (name, _) in enumerate(present):
-            newest[name] = {
-                status: found
-                for status in ENDED_STATUSES
-                if (found := getattr(row, f"e{k}_{status}")) is not None
-            }
-    wanted = {i for found in newest.values() for i in found.values()}
-    rows = {}
-    if wanted:
-        result = await session.execute(
-            select(
-                Deployment.id,
-                Deployment.release_candidate_id,
-                Deployment.status,
-                Deployment.deploy_end_at,
-                ReleaseCandidate.version,
-            )
-            .join(ReleaseCandidate, ReleaseCandidate.id == Deployment.release_candidate_id)
-            .where(Deployment.id.in_(wanted))
-        )
+        result = await session.execute(_stays_statement(tuple(present)))
         rows = {r.id: r for r in result}
-    return [_stay(name, newest.get(name, {}), rows) for name in names]
+    by_name: dict[str, list[Any]] = {name: [] for name in names}
+    for row in rows.values():
+        by_name[present[row.environment_id]].append(row)
+    return [_stay(name, by_name[name]) for name in names]
+
+
+@functools.lru_cache(maxsize=1024)
+def _stays_statement(environment_ids: tuple[int, ...]) -> Any:
+    """Built once per set of environments: every deploy to an environment with `requires`
+    asks the same, and building its dozen subqueries costs more than running them."""
+    newest = [_newest_id(env_id, status) for env_id in environment_ids for status in ENDED_STATUSES]
+    return (
+        select(
+            Deployment.id,
+            Deployment.environment_id,
+            Deployment.release_candidate_id,
+            Deployment.status,
+            Deployment.deploy_end_at,
+            ReleaseCandidate.version,
+        )
+        .join(ReleaseCandidate, ReleaseCandidate.id == Deployment.release_candidate_id)
+        .where(Deployment.id.in_(newest))
+    )
 
 
 def _newest_id(environment_id: int, status: str) -> Any:
@@ -84,22 +83,35 @@ def _newest_id(environment_id: int, status: str) -> Any:
     )
 
 
-def _stay(name: str, newest: dict[str, int], rows: dict[int, Any]) -> Required:
+def _stay(name: str, newest: list[Any]) -> Required:
+    """One required environment from its newest deployment of each ended status."""
     if not newest:
         return Required(name, None)
-    last = rows[max(newest.values())]
-    success = newest.get(DeploymentStatus.SUCCESS)
-    running = rows[success].version if success is not None else None
-    return Required(
-        name, EndedStay(last.release_candidate_id, last.status, last.deploy_end_at), running
-    )
+    last = max(newest, key=lambda row: row.id)
+    success = next((row for row in newest if row.status == DeploymentStatus.SUCCESS), None)
+    stay = EndedStay(last.release_candidate_id, last.status, last.deploy_end_at)
+    return Required(name, stay, success.version if success is not None else None)
 
 
-async def _environment_ids(session: AsyncSession, project_id: int) -> dict[str, int]:
-    rows = await session.execute(
-        select(Environment.name, Environment.id).where(Environment.project_id == project_id)
-    )
-    return {row.name: row.id for row in rows}
+# A project's environments by name, per engine (so per database). An environment keeps its
+# row and id for good (one that left the projects file is marked, never deleted): what was
+# read once stays true, and a name not read yet (an environment added since) reads again.
+_ENVIRONMENT_IDS: weakref.WeakKeyDictionary[Any, dict[int, dict[str, int]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _environment_ids(
+    session: AsyncSession, project_id: int, names: Sequence[str]
+) -> dict[str, int]:
+    known = _ENVIRONMENT_IDS.setdefault(session.get_bind(), {})
+    ids = known.get(project_id)
+    if ids is None or any(name not in ids for name in names):
+        rows = await session.execute(
+            select(Environment.name, Environment.id).where(Environment.project_id == project_id)
+        )
+        ids = known[project_id] = {row.name: row.id for row in rows}
+    return ids
 
 
 # --- approvals ----------------------------------------------------------------------------
@@ -162,37 +174,22 @@ class AuditListed:
     version: str | None
 
 
-def _listed(where: Any) -> Select[AuditEvent, str, str]:
-    """The audit rows `where` keeps, newest first, with their environment's name and
-    candidate's version joined in. Filtered by environment or by project, each seeks its
-    index, (environment_id, id) or (project_id, id), from its newest end."""
+def _audit_listing(project_id: int, environment_id: int | None) -> Select[AuditEvent, str, str]:
+    """A project's decisions (or one environment's), newest first, with their environment's
+    name and candidate's version joined in by primary key: the (project_id, id) or
+    (environment_id, id) index walked backwards."""
+    where = (
+        AuditEvent.environment_id == environment_id
+        if environment_id is not None
+        else AuditEvent.project_id == project_id
+    )
     return (
         select(AuditEvent, Environment.name, ReleaseCandidate.version)
         .outerjoin(Environment, Environment.id == AuditEvent.environment_id)
         .outerjoin(ReleaseCandidate, ReleaseCandidate.id == AuditEvent.release_candidate_id)
-        .where(*where)
+        .where(where)
         .order_by(AuditEvent.id.desc())
     )
-
-
-def _of(project_id: int, environment_id: int | None) -> Any:
-    if environment_id is not None:
-        return AuditEvent.environment_id == environment_id
-    return AuditEvent.project_id == project_id
-
-
-async def audit_page(
-    session: AsyncSession,
-    project_id: int,
-    environment_id: int | None,
-    page: PageRequest,
-) -> Page[AuditListed]:
-    """A project's decisions (or one environment's), newest first, a page (`page`, `per_page`)
-    at a time, as the REST lists are: one statement."""
-    query = _listed([_of(project_id, environment_id)])
-    rows = await session.execute(query.offset(page.offset).limit(page.per_page + 1))
-    listed = [AuditListed(event, name, version) for event, name, version in rows]
-    return Page(items=listed[: page.per_page], has_next=len(listed) > page.per_page)
 
 
 async def audit_slice(
@@ -205,8 +202,22 @@ async def audit_slice(
     """A project's decisions (or one environment's), newest first, older than `before_id` (a
     keyset cursor), at most `limit`, with their environment's name and candidate's version
     joined in: one statement."""
-    where = [_of(project_id, environment_id)]
+    query = _audit_listing(project_id, environment_id)
     if before_id is not None:
-        where.append(AuditEvent.id < before_id)
-    rows = await session.execute(_listed(where).limit(limit))
+        query = query.where(AuditEvent.id < before_id)
+    rows = await session.execute(query.limit(limit))
     return [AuditListed(event, name, version) for event, name, version in rows]
+
+
+async def audit_rows(
+    session: AsyncSession,
+    project_id: int,
+    environment_id: int | None,
+    page: PageRequest,
+) -> Page[AuditListed]:
+    """The same, by page number (the dashboard's pages): one statement, one row more than
+    the page to know whether another follows."""
+    query = _audit_listing(project_id, environment_id).offset(page.offset)
+    rows = await session.execute(query.limit(page.per_page + 1))
+    listed = [AuditListed(event, name, version) for event, name, version in rows]
+    return Page(items=listed[: page.per_page], has_next=len(listed) > page.per_page)

@@ -1,4 +1,5 @@
-// Tarmac's dashboard: live updates and the confirm dialog. Every page works without it.
+// Tarmac's dashboard: live updates, the confirm dialog, force's reason. Every page works
+// without it.
 "use strict";
 
 (function () {
@@ -94,6 +95,14 @@
       event.preventDefault();
       event.target.click();
     }
+  });
+  // --- force needs a reason: checking Force makes the form's reason required (the server
+  // refuses a forced deploy without one either way).
+  document.addEventListener("change", (event) => {
+    const box = event.target;
+    if (!box.matches || !box.matches("input[type=checkbox][data-requires]")) return;
+    const reason = document.getElementById(box.dataset.requires);
+    if (reason) reason.required = box.checked;
   });
   function closeDialog(id) {
     const dialog = document.getElementById(id);

@@ -54,14 +54,14 @@ def may_run_command(access: Access, *, force: bool) -> Verdict:
 
 
 VIEW_PERMISSIONS = frozenset({"read", "write", "admin"})
-ACTS_NEEDING_WRITE = frozenset({Act.DEPLOY, Act.ROLL_BACK, Act.FREEZE, Act.CANCEL})
+ACTS_NEEDING_WRITE = frozenset({Act.DEPLOY, Act.ROLL_BACK, Act.FREEZE, Act.CANCEL, Act.DECIDE})
 
 
 def dashboard_grants(access: Access) -> frozenset[Act]:
     """What a person may do in a project on the dashboard, by their access to its repository,
     under the PR commands' rule: read (or triage) to view; what `may_run_command` allows
-    without `--force` to deploy, roll back, freeze and cancel; what it allows with `--force`
-    to force (maintain or admin)."""
+    without `--force` to deploy, roll back, freeze, cancel and mark candidates bad (approving
+    is deploying's grant); what it allows with `--force` to force (maintain or admin)."""
     if access.permission not in VIEW_PERMISSIONS:
         return frozenset()
     grants = {Act.VIEW}
