@@ -20,7 +20,9 @@ from bot.domain.versions import (
     parse_rc_version,
 )
 from bot.github.commands.parse import (
+    CANDIDATE_VERBS,
     MAX_COMMANDS,
+    NO_ENVIRONMENT,
     TOO_MANY_COMMANDS,
     USAGE,
     Command,
@@ -167,12 +169,20 @@ MARKDOWN_MARKUP = set("\\`*_~<>[]!&")
 def commands(draw: st.DrawFn) -> tuple[str, Command]:
     """A well-formed command line, and the Command the grammar says it is."""
     verb = draw(st.sampled_from(list(CommandVerb)))
-    environment = draw(names)
+    about_candidate = verb in CANDIDATE_VERBS
+    environment = NO_ENVIRONMENT if about_candidate else draw(names)
     project = draw(st.none() | names)
     force = verb is CommandVerb.ROLLBACK and draw(st.booleans())
-    version = draw(versions) if verb is CommandVerb.DEPLOY else None
-    words = draw(reason_words) if verb is CommandVerb.FREEZE else []
-    positional = [version, "to", environment] if version is not None else [environment]
+    version = draw(versions) if verb is CommandVerb.DEPLOY or about_candidate else None
+    words = []
+    if verb is CommandVerb.FREEZE:
+        words = draw(reason_words)
+    elif verb in (CommandVerb.REJECT, CommandVerb.MARK_BAD):  # a reason is required
+        words = draw(reason_words.filter(bool))
+    if verb is CommandVerb.DEPLOY:
+        positional = [version, "to", environment]
+    else:
+        positional = [version if about_candidate else environment]
     positional += words
     flags = (["--force"] if force else []) + (["--project", project] if project else [])
     # Flags may stand anywhere after the verb, as a block at a random place.
