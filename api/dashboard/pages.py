@@ -6,6 +6,7 @@ starts from, and whether each action is allowed (a button shows only when it is)
 
 from __future__ import annotations
 
+import functools
 import secrets
 from datetime import datetime
 from pathlib import Path
@@ -68,7 +69,10 @@ def setup_templates(app: web.Application) -> None:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def _when(moment: datetime | None) -> str:
+    """Kept: a page shows the same moments render after render (strftime is the dearest
+    step of an overview cell)."""
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment is not None else ""
 
 
