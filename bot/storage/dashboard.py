@@ -282,6 +282,13 @@ async def overview_deployments(
 async def newest_candidate_facts(
     session: AsyncSession, project_ids: Sequence[int], limit: int
 ) -> list[CandidateFacts]:
+    """The newest `limit` candidates of the projects, read backwards along the primary key.
+
+    `project_id + 0` keeps the planner off the (project_id, version) index, through which
+    SQLite read every candidate of the projects and sorted them (6 ms at 10 000, the overview's
+    dearest query); from the key's end the newest ten of fifty projects are the last ten rows
+    (0.8 ms). A scope of one project with few candidates reads further back instead (2-3 ms at
+    10 000)."""
     if not project_ids:
         return []
     found = await session.execute(
@@ -292,7 +299,7 @@ async def newest_candidate_facts(
             ReleaseCandidate.build_status,
             ReleaseCandidate.created_at,
         )
-        .where(ReleaseCandidate.project_id.in_(project_ids))
+        .where((ReleaseCandidate.project_id + 0).in_(project_ids))
         .order_by(ReleaseCandidate.id.desc())
         .limit(limit)
     )
