@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, raiseload
 
 from bot.domain.statuses import ACTIVE_STATUSES, BuildStatus, DeploymentStatus
+from bot.storage.lookup import one_of
 from bot.storage.models import (
     ChangeReport,
     Deployment,
@@ -245,7 +246,7 @@ async def overview_deployments(
         for status in statuses
     ]
     found = await session.execute(
-        select(Environment.id, *newest).where(Environment.id.in_(environment_ids))
+        select(Environment.id, *newest).where(one_of(session, Environment.id, environment_ids))
     )
     kinds: dict[int, dict[str, int]] = {}
     for environment_id, *ids in found:
@@ -270,7 +271,7 @@ async def overview_deployments(
                 Deployment.workflow_run_url,
             )
             .join(ReleaseCandidate, ReleaseCandidate.id == Deployment.release_candidate_id)
-            .where(Deployment.id.in_(wanted))
+            .where(one_of(session, Deployment.id, wanted))
         )
         rows = {row[0]: DeploymentFacts(*row) for row in selected}
     return {
