@@ -27,6 +27,7 @@ from aiohttp import web
 from gidgethub import BadRequest, ValidationFailure, sansio
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from api.dashboard.keys import GITHUB_ACCESS
 from api.errors import DATABASE_UNAVAILABLE, INTERNAL_ERROR, ApiError
 from api.keys import GITHUB_APP, SERVICE
 from api.requests import INVALID_JSON, NOT_AN_OBJECT
@@ -67,7 +68,21 @@ _MAX_HEADER_LENGTH = 100
 async def delivery_intake_context(app: web.Application) -> AsyncIterator[None]:
     """The app's DeliveryIntake, from its service's database (add after the service's context)."""
     service = app[SERVICE]
-    intake = DeliveryIntake(service.db, service.projects, service.clock, mirror=service.mirror)
+
+    def forget_access(login: str) -> None:
+        # The dashboard's cache of people's permissions, when it signs people in with GitHub
+        # (made after this context, so looked up at each use).
+        access = app.get(GITHUB_ACCESS)
+        if access is not None:
+            access.forget(login)
+
+    intake = DeliveryIntake(
+        service.db,
+        service.projects,
+        service.clock,
+        mirror=service.mirror,
+        forget_access=forget_access,
+    )
     app[DELIVERY_INTAKE] = intake
     yield
     await intake.close()

@@ -15,9 +15,17 @@ server and a baseline server (the same 50 x 6 layout with 1 000 deployments, a n
 every 4) answer each page in turn, so a burst of load on the shared machine lands on both.
 Timed from send to the last byte; every answer is checked (200, and what the page must show).
 
-Pages: the overview `/`; p00's dev environment, its first page and page 500 of its history
-(dev holds 6 000 of p00's deployments: 600 pages of ten); the new candidate's page; and the
-event stream's time to its first event (opened on a stale mark, so it starts with one).
+Pages: the overview `/` twice, first with its cache missed (the first request after a change:
+the bench moves the change mark just before it, untimed, by giving a deployment nobody sees a
+new `updated_at`, as a status report to it would; the server reads and renders the region
+afresh), then cached (the mark has not moved since); p00's dev environment, its first page and
+page 500 of its history (dev holds 6 000 of p00's deployments: 600 pages of ten); the new
+candidate's page; and the event stream's time to its first event (opened on a stale mark, so
+it starts with one).
+
+`TARMAC_BENCH_DASHBOARD_BEFORE=<a checkout of Tarmac>` adds, beside each server, one running
+that checkout's code (its `bot` and `api` first on PYTHONPATH, this checkout's environment) on
+the same database, taking its turn in every round: before and after, measured in one run.
 """
 
 from __future__ import annotations
@@ -28,15 +36,24 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
+from sqlalchemy import func, select, update
 
 from bench.changes import _SUBJECTS, realistic_report
-from bench.common import Row, fresh_database, percentile, print_table, query_int, tarmac_server
+from bench.common import (
+    Row,
+    Server,
+    fresh_database,
+    percentile,
+    print_table,
+    query_int,
+    tarmac_server,
+)
 from bench.history import (
     WIDE_CYCLE,
     WIDE_ENVIRONMENT_WEIGHTS,
@@ -49,6 +66,7 @@ from bot.domain.changes import PathFilter
 from bot.storage.change_reports import ask_for_report, store_report
 from bot.storage.dashboard import running_deployments
 from bot.storage.db import Database
+from bot.storage.models import Deployment, Environment, Project
 
 SECTION = "dashboard"
 PROJECTS = WIDE_PROJECTS
@@ -65,13 +83,17 @@ TARGET_P95_MS = 150.0
 PROJECT = "p00"
 ENVIRONMENT = "dev"
 DEEP_PAGE = 500
+# A checkout whose code runs beside this one's, for before/after figures from one run.
+BEFORE = os.environ.get("TARMAC_BENCH_DASHBOARD_BEFORE")
 
-OVERVIEW = "overview /"
+OVERVIEW_MISS = "overview / (cache missed)"
+OVERVIEW = "overview / (cached)"
 ENVIRONMENT_FIRST = "environment, page 1"
 ENVIRONMENT_DEEP = f"environment, page {DEEP_PAGE}"
 CANDIDATE = "candidate (6 change reports)"
 EVENTS = "event stream: first event"
-PAGES = (OVERVIEW, ENVIRONMENT_FIRST, ENVIRONMENT_DEEP, CANDIDATE, EVENTS)
+# The missed overview first: the cached one after it finds the region it rendered.
+PAGES = (OVERVIEW_MISS, OVERVIEW, ENVIRONMENT_FIRST, ENVIRONMENT_DEEP, CANDIDATE, EVENTS)
 
 
 async def store_reports(db: Database, seeder: HistorySeeder, version: str) -> int:
@@ -118,15 +140,63 @@ async def seeded(url: str, deployments: int, deployments_per_rc: int) -> Seeded:
 # --- measuring over HTTP ---------------------------------------------------------------------
 
 
+class MarkMover:
+    """Moves a database's change mark: the oldest success of p00's dev (never shown, dev has
+    newer ones) gets an `updated_at` after every other deployment's, a millisecond later each
+    time, so the server's next page sees a new mark and misses its cache."""
+
+    def __init__(self, db: Database, deployment_id: int, after: datetime) -> None:
+        self.db = db
+        self.deployment_id = deployment_id
+        self.next_at = after
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def on(cls, url: str) -> AsyncIterator[MarkMover]:
+        db = Database.from_url(url)
+        try:
+            async with db.read() as session:
+                dev = (
+                    select(Environment.id)
+                    .join(Project, Project.id == Environment.project_id)
+                    .where(Project.name == PROJECT, Environment.name == ENVIRONMENT)
+                    .scalar_subquery()
+                )
+                oldest = await session.scalar(
+                    select(func.min(Deployment.id)).where(
+                        Deployment.environment_id == dev, Deployment.status == "success"
+                    )
+                )
+                newest_change = await session.scalar(select(func.max(Deployment.updated_at)))
+            if oldest is None or newest_change is None:
+                raise RuntimeError(f"no success in {PROJECT}/{ENVIRONMENT} to move the mark with")
+            if isinstance(newest_change, str):  # SQLite hands MAX() of a datetime back as text
+                newest_change = datetime.fromisoformat(newest_change).replace(tzinfo=UTC)
+            yield cls(db, oldest, newest_change + timedelta(seconds=1))
+        finally:
+            await db.dispose()
+
+    async def move(self) -> None:
+        async with self.db.write() as session:
+            await session.execute(
+                update(Deployment)
+                .where(Deployment.id == self.deployment_id)
+                .values(updated_at=self.next_at)
+            )
+        self.next_at += timedelta(milliseconds=1)
+
+
 @dataclass(frozen=True)
 class Target:
     url: str
     seeded: Seeded
     http: aiohttp.ClientSession
+    mover: MarkMover
 
     def path(self, page: str) -> str:
         environment = f"/projects/{PROJECT}/environments/{ENVIRONMENT}"
         return {
+            OVERVIEW_MISS: "/",
             OVERVIEW: "/",
             ENVIRONMENT_FIRST: environment,
             ENVIRONMENT_DEEP: f"{environment}?page={DEEP_PAGE}",
@@ -137,8 +207,13 @@ class Target:
 
 def _checks(target: Target) -> dict[str, Callable[[str], bool]]:
     """What each page's body must hold."""
+
+    def overview(body: str) -> bool:
+        return all(f"p{n:02d}" in body for n in range(PROJECTS))
+
     return {
-        OVERVIEW: lambda body: all(f"p{n:02d}" in body for n in range(PROJECTS)),
+        OVERVIEW_MISS: overview,
+        OVERVIEW: overview,
         ENVIRONMENT_FIRST: lambda body: "seed@example.com" in body,
         ENVIRONMENT_DEEP: lambda body: "<table" in body or "deployments" in body,
         CANDIDATE: lambda body: (
@@ -181,6 +256,8 @@ async def _first_event(target: Target) -> float:
 async def timed(target: Target, page: str, checks: dict[str, Callable[[str], bool]]) -> float:
     if page == EVENTS:
         return await _first_event(target)
+    if page == OVERVIEW_MISS:
+        await target.mover.move()
     started = time.perf_counter()
     async with target.http.get(target.url + target.path(page)) as reply:
         body = await reply.text()
@@ -190,13 +267,15 @@ async def timed(target: Target, page: str, checks: dict[str, Callable[[str], boo
     return elapsed
 
 
-async def measure_in_turns(servers: list[tuple[str, str, Seeded]]) -> list[dict[str, list[float]]]:
+async def measure_in_turns(
+    servers: list[tuple[str, str, Seeded, MarkMover]],
+) -> list[dict[str, list[float]]]:
     """Each server signed in on a session of its own; WARM_UP rounds, then SAMPLES rounds in
     which every server answers every page once, in turn."""
     timings: list[dict[str, list[float]]] = [{page: [] for page in PAGES} for _ in servers]
     async with contextlib.AsyncExitStack() as stack:
         targets = []
-        for url, token, seed in servers:
+        for url, token, seed, mover in servers:
             http = await stack.enter_async_context(
                 aiohttp.ClientSession(
                     connector=aiohttp.TCPConnector(limit=2),
@@ -204,7 +283,7 @@ async def measure_in_turns(servers: list[tuple[str, str, Seeded]]) -> list[dict[
                 )
             )
             await sign_in(http, url, token)
-            targets.append(Target(url, seed, http))
+            targets.append(Target(url, seed, http, mover))
         checks = [_checks(t) for t in targets]
         for _ in range(WARM_UP):
             for target, check in zip(targets, checks, strict=True):
@@ -241,19 +320,49 @@ async def dashboard_on(backend: str, size: int = DEPLOYMENTS) -> list[Row]:
         with tempfile.TemporaryDirectory(prefix="tarmac-dashboard-") as scratch:
             config = Path(scratch) / "tarmac.yml"
             config.write_text(wide_projects_yaml())
-            async with (
-                tarmac_server(url, config=config, github_app=False) as served,
-                tarmac_server(base_url, config=config, github_app=False) as baseline,
-            ):
-                timings, beside = await measure_in_turns(
-                    [
-                        (served.url, served.api_token, big),
-                        (baseline.url, baseline.api_token, base),
-                    ]
-                )
+            async with contextlib.AsyncExitStack() as stack:
+                movers = {
+                    u: await stack.enter_async_context(MarkMover.on(u)) for u in (url, base_url)
+                }
+                codes = [None] if BEFORE is None else [None, BEFORE]
+                servers: list[tuple[str, str, Seeded, MarkMover]] = []
+                for code in codes:
+                    for database, seed in ((url, big), (base_url, base)):
+                        served = await stack.enter_async_context(_server(database, config, code))
+                        servers.append((served.url, served.api_token, seed, movers[database]))
+                timings = await measure_in_turns(servers)
+    return _rows(backend, size, timings, candidates, big.seconds)
+
+
+def _server(
+    database: str, config: Path, code: str | None
+) -> contextlib.AbstractAsyncContextManager[Server]:
+    """`tarmac serve` on `database`: this checkout's code, or that of the checkout `code`."""
+    extra = None if code is None else {"PYTHONPATH": str(Path(code).resolve())}
+    return tarmac_server(database, config=config, github_app=False, env_extra=extra)
+
+
+def _rows(
+    backend: str,
+    size: int,
+    timings: list[dict[str, list[float]]],
+    candidates: int,
+    seeded_seconds: float,
+) -> list[Row]:
+    """One row a page: this code's p95 at `size`; the context gives its spread, the 1 000
+    server's beside it, and (with BEFORE) the other checkout's at both sizes."""
+    big, beside = timings[0], timings[1]
     rows = []
     for page in PAGES:
-        p95 = percentile(timings[page], 95) * 1000
+        p95 = percentile(big[page], 95) * 1000
+        context = (
+            f"p50/p95/p99 {_spread(big[page])} ms; beside {BASELINE:,}: {_spread(beside[page])} ms"
+        )
+        if len(timings) == 4:
+            context += (
+                f"; before ({BEFORE}): {_spread(timings[2][page])} ms, beside {BASELINE:,}: "
+                f"{_spread(timings[3][page])} ms"
+            )
         rows.append(
             Row(
                 SECTION,
@@ -262,9 +371,8 @@ async def dashboard_on(backend: str, size: int = DEPLOYMENTS) -> list[Row]:
                 "ms",
                 f"<= {TARGET_P95_MS:g} ms",
                 p95 <= TARGET_P95_MS,
-                f"p50/p95/p99 {_spread(timings[page])} ms; beside {BASELINE:,}: "
-                f"{_spread(beside[page])} ms; {SAMPLES} each; {candidates:,} candidates; "
-                f"seeded in {big.seconds:.0f} s",
+                f"{context}; {SAMPLES} each; {candidates:,} candidates; "
+                f"seeded in {seeded_seconds:.0f} s",
             )
         )
     return rows

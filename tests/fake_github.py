@@ -1164,7 +1164,7 @@ class FakeGitHub:
         events = manifest.get("default_events", [])
         webhook_events = set(webhook_event_names())
         for event in events if isinstance(events, list) else [events]:
-            if event in ("installation", "installation_repositories"):
+            if event in SENT_TO_EVERY_APP:
                 problems.append(f"default_events: {event} is sent to every App, not subscribed")
             elif event not in webhook_events:
                 problems.append(f"default_events: no such event {event!r}")
@@ -1446,6 +1446,13 @@ MANIFEST_KEYS = frozenset(
         "request_oauth_on_install",
         "setup_on_update",
     }
+)
+# Events GitHub sends every App unasked, which a manifest may not list ("Default events
+# unsupported: installation and installation_repositories", as GitHub words its refusal).
+# github_app_authorization is "received by default" and "cannot unsubscribe" (GitHub's
+# webhook reference): refused here the same way (not seen refused by GitHub itself).
+SENT_TO_EVERY_APP = frozenset(
+    {"installation", "installation_repositories", "github_app_authorization"}
 )
 # The permission GitHub wants before an App may subscribe to an event (those Tarmac uses and
 # their neighbours; any other event needs metadata, which every App has).

@@ -41,6 +41,7 @@ EXAMPLES: dict[tuple[str, str, str], tuple[int, str]] = {
     (DOTCOM, "deployment_status", "gh-pages"): (1, "bca04df02bc6faa8"),
     (DOTCOM, "deployment_status", "payload"): (2, "13360c703f6b620c"),
     (DOTCOM, "deployment_status", "with-installation"): (3, "79196bb7d2fdb551"),
+    (DOTCOM, "github_app_authorization", "revoked"): (1, "0014dee00444672e"),
     (DOTCOM, "installation", "created"): (1, "8a939f40931bd74f"),
     (DOTCOM, "installation", "created.with-requester"): (2, "d179a9ba281a1875"),
     (DOTCOM, "installation", "deleted"): (3, "81b0fbcedc719c56"),

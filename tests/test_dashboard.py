@@ -2,11 +2,14 @@
 on a loopback server: a release manager signs in with a token, reads the matrix, deploys a
 candidate, watches its status turn `success` live as a PATCH reports it, rolls back through the
 dialog, freezes and sees the deploy refused with the reason, and signs out. axe checks every
-page; every action is done from the keyboard. The screenshots in docs/ come from this run."""
+page; every action is done from the keyboard. The screenshots in docs/ come from this run:
+the clock is fixed and the database fresh (the same ids), and each picture is taken once the
+page is live, so an unchanged dashboard gives the same bytes and `git status` stays clean."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +20,13 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from api.keys import SERVICE
 from bot.github.outbound.worker import OutboxWorker
-from tests.conftest import SHA_A, SHA_B, SHA_C, Api, make_token
+from tests.conftest import SHA_A, SHA_B, SHA_C, Api, TestClock, make_token
 from tests.fake_github import FakeGitHub
 from tests.test_github_register import CHROMIUM, chromium_installed
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+# The demo's clock: every time the screenshots show is this one, or a fixed step from it.
+DEMO_TIME = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 LIVE_WITHIN_MS = 2000
 BLOCKING = ("serious", "critical")
 # Focus the focusable element before `el` in document order, so one Tab lands on `el`.
@@ -30,6 +35,14 @@ FOCUS_BEFORE = """el => {
   const before = all[all.indexOf(el) - 1];
   if (before) { before.focus(); } else { document.body.focus(); }
 }"""
+
+
+@pytest.fixture
+def clock() -> TestClock:
+    """The service's clock, fixed at DEMO_TIME (moved only by the test)."""
+    fixed = TestClock()
+    fixed.now = DEMO_TIME
+    return fixed
 
 
 @pytest.fixture
@@ -51,6 +64,13 @@ async def accessible(page: Page, axe: Axe) -> None:
     assert blocking == [], results.generate_report()
 
 
+async def screenshot(page: Page, name: str) -> None:
+    """docs/<name>.png, once the page's stream is open (the corner says "live", not
+    "connecting")."""
+    await expect(page.locator("#live-state")).to_have_text("live")
+    await page.screenshot(path=str(DOCS / f"{name}.png"), full_page=True)
+
+
 async def press(page: Page, selector: str, key: str = "Enter") -> None:
     """Reach a control from the keyboard and press it: focus moves there by Tab from the
     element before it, so the control is in the tab order."""
@@ -61,25 +81,33 @@ async def press(page: Page, selector: str, key: str = "Enter") -> None:
     await page.keyboard.press(key)
 
 
-async def seed(api: Api) -> None:
-    """Demo-like history: two versions out, a third ready."""
+async def seed(api: Api, clock: TestClock) -> None:
+    """Demo-like history over a week: two versions out, a third ready (it failed on staging),
+    a deploy of the frontend under way."""
     await api.ship("staging", "v1.0.0-rc1", SHA_A)
+    clock.advance(hours=2)
     await api.ship("production", "v1.0.0-rc1", SHA_A)
+    clock.advance(days=3)
     await api.ship("staging", "v1.1.0-rc1", SHA_B)
+    clock.advance(days=2, hours=5)
     created = await api.create_rc("v1.2.0-rc1", SHA_C)
     assert created.status == 201, created.body
     failed = await api.deploy("staging", "v1.2.0-rc1")
     assert failed.status == 201
+    clock.advance(minutes=4, seconds=12)
     assert (await api.report("staging", "v1.2.0-rc1", "failure")).status == 200
+    clock.advance(hours=1)
     await api.ship("production", "v1.0.0-rc1", SHA_A)
+    clock.advance(minutes=20)
     await api.create_rc("v1.0.0-rc1", SHA_A, project="Frontend", repo="acme/monorepo")
     assert (await api.deploy("production", "v1.0.0-rc1", project="Frontend")).status == 201
+    clock.advance(minutes=3)
 
 
 async def test_release_manager_signs_in_deploys_watches_rolls_back_freezes_and_signs_out(
-    client: TestClient[Any, Any], api: Api, browser: Browser, clock: Any
+    client: TestClient[Any, Any], api: Api, browser: Browser, clock: TestClock
 ) -> None:
-    await seed(api)
+    await seed(api, clock)
     db = client.app[SERVICE].db
     token = await make_token(db, "release-manager", actor="rm@example.com")
     base = str(client.make_url("/")).rstrip("/")
@@ -101,13 +129,13 @@ async def test_release_manager_signs_in_deploys_watches_rolls_back_freezes_and_s
     frontend = page.locator('tr[data-environment="Frontend/production"]')
     await expect(frontend.locator(".active")).to_contain_text("v1.0.0-rc1 pending")
     await accessible(page, axe)
-    await page.screenshot(path=str(DOCS / "dashboard-overview.png"), full_page=True)
+    await screenshot(page, "dashboard-overview")
 
     # Deploy the newest candidate to production from its page, by keyboard.
     await page.goto(base + "/projects/Backend/candidates/v1.2.0-rc1")
     await expect(page.locator("#build")).to_contain_text("ready")
     await accessible(page, axe)
-    await page.screenshot(path=str(DOCS / "dashboard-candidate.png"), full_page=True)
+    await screenshot(page, "dashboard-candidate")
     await press(page, "#deploy-production")
     await expect(page.locator("#notice")).to_have_text("Deploying v1.2.0-rc1 to production")
 
@@ -127,7 +155,7 @@ async def test_release_manager_signs_in_deploys_watches_rolls_back_freezes_and_s
     await expect(dialog).to_be_visible()
     await expect(dialog.locator("#rollback-target")).to_contain_text("v1.0.0-rc1")
     await accessible(page, axe)
-    await page.screenshot(path=str(DOCS / "dashboard-environment.png"), full_page=True)
+    await screenshot(page, "dashboard-environment")
     await expect(page.locator("#rollback-confirm")).to_be_focused()
     await page.keyboard.press("Enter")
     await expect(page.locator("#notice")).to_have_text("Rolling production back to v1.0.0-rc1")

@@ -2,7 +2,8 @@
 browser: a writer signs in, reads the matrix, deploys a candidate and watches it turn `success`
 live as the fake's run completes (a signed `workflow_run` webhook); a reader sees no action
 buttons and their forged POST is refused; a project whose repository they cannot read is not
-shown at all. The grants follow the PR commands' rule (unit tests at the end)."""
+shown at all; revoking the App's authorization on GitHub signs the person out. The grants
+follow the PR commands' rule (unit tests at the end)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,15 @@ from bot.domain.access import EVERY_ACT, Act
 from bot.github.commands.permissions import Access, dashboard_grants
 from bot.github.outbound.worker import OutboxWorker
 from bot.settings import Settings
-from tests.conftest import PROJECTS_YAML, SHA_A, Api, TestClock, Webhooks, make_token
+from tests.conftest import (
+    PROJECTS_YAML,
+    SHA_A,
+    Api,
+    TestClock,
+    Webhooks,
+    github_payload,
+    make_token,
+)
 from tests.fake_github import FakeGitHub
 from tests.leak_check import register_secret
 from tests.test_cli import free_port
@@ -215,6 +224,49 @@ async def test_a_reader_sees_no_buttons_a_forged_post_is_refused_and_unreadable_
     assert frontend.status == 404
     assert "Frontend" not in re.sub(r"<title>.*</title>", "", await frontend.text())
     await context.close()
+
+
+async def test_revoking_the_apps_authorization_on_github_signs_that_person_out(
+    oauth_client: TestClient[Any, Any],
+    oauth_webhook: Webhooks,
+    fake_github: FakeGitHub,
+    browser: Browser,
+) -> None:
+    """GitHub's own `github_app_authorization` example (octocat, user 1), signed, through the
+    webhook endpoint: octocat's browser is signed out at its next page, another person's
+    session stays, and octocat's permissions are asked of GitHub again when they return."""
+    fake_github.users["octocat"] = 1  # the example's sender
+    fake_github.grant("acme/backend", "octocat", "write")
+    fake_github.grant("acme/backend", "writer", "write")
+    base = base_of(oauth_client)
+    octocat, octocat_page = await sign_in_with_github(browser, fake_github, base, "octocat")
+    writer, writer_page = await sign_in_with_github(browser, fake_github, base, "writer")
+    await expect(octocat_page.locator('tr[data-environment="Backend/production"]')).to_be_visible()
+    octocat_reads = r"/collaborators/octocat/permission$"
+    assert len(fake_github.calls_to("GET", octocat_reads)) == 2  # backend's, monorepo's
+
+    revoked = github_payload("github_app_authorization", "revoked")
+    delivery = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+    outcome = await accepted(
+        oauth_webhook, "github_app_authorization", revoked, delivery_id=delivery
+    )
+    assert outcome == "authorization of GitHub user 1 revoked; 1 dashboard session ended"
+
+    await octocat_page.goto(base + "/")
+    await expect(octocat_page).to_have_url(base + "/sign-in")
+    await writer_page.goto(base + "/")
+    await expect(writer_page.locator(".sign-out strong")).to_have_text("writer")
+    # The same delivery again (GitHub redelivers by id): seen before, nothing done twice.
+    again = await oauth_webhook("github_app_authorization", revoked, delivery_id=delivery)
+    assert again.body["status"] == "duplicate", again.body
+
+    # Signing in again asks GitHub for both permissions afresh: nothing was kept (the answers
+    # would otherwise be kept a minute).
+    await octocat.close()
+    _, octocat_page = await sign_in_with_github(browser, fake_github, base, "octocat")
+    await expect(octocat_page.locator('tr[data-environment="Backend/production"]')).to_be_visible()
+    assert len(fake_github.calls_to("GET", octocat_reads)) == 4
+    await writer.close()
 
 
 async def test_a_callback_not_started_by_this_browser_or_declined_signs_no_one_in(

@@ -3,18 +3,32 @@ that sees 5 projects as for one that sees all 50 (counted with `before_cursor_ex
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy import select
 
 from api.app import create_app
 from api.dashboard.keys import OVERVIEW_CACHE
 from api.keys import SERVICE
+from bot.app import dashboard
+from bot.domain.access import token_identity
+from bot.domain.freeze import current_freeze
+from bot.service import open_service
 from bot.settings import Settings
+from bot.storage import dashboard as reads
+from bot.storage.models import Deployment, Environment, Project, Release, ReleaseCandidate
 from tests.conftest import TestClock, make_token
 from tests.test_dashboard_safety import sign_in
-from tests.test_graphql import counted_statements, many_projects_yaml, seed_history
+from tests.test_graphql import ENVIRONMENTS, counted_statements, many_projects_yaml, seed_history
+
+
+def admin_identity() -> Any:
+    """A token's identity with every project in scope."""
+    return token_identity("admin@example.com", 1, frozenset())
 
 
 async def overview_statements(
@@ -58,10 +72,10 @@ async def test_the_overview_of_50_projects_costs_the_statements_of_5(
     assert 'data-environment="p05/production"' not in five_page
     assert "v2.0.0-rc1" in five_page  # the rows were read, not only the projects
     assert len(fifty_statements) == len(five_statements), (fifty_statements, five_statements)
-    # The session; the projects the identity may see (names and repositories); projects,
-    # environments; running, active and failed (ids, then rows); the newest candidates; the
-    # change mark's four.
-    assert len(fifty_statements) == 15, fifty_statements
+    # The session; the projects the identity may see (names and repositories); the projects
+    # with their environments; the newest success, deployment under way and failure of each
+    # (their ids, then their rows); the newest candidates; the change mark's four.
+    assert len(fifty_statements) == 10, fifty_statements
 
     # Unchanged since: the region comes from the cache, with the session, the identity's
     # projects and the change mark's four; the same page.
@@ -76,3 +90,130 @@ async def test_the_overview_of_50_projects_costs_the_statements_of_5(
 
 def live_region(page: str) -> str:
     return page.split('<div id="live" data-live>', 1)[1].split("</main>", 1)[0]
+
+
+@pytest.mark.both_databases
+async def test_the_overviews_plain_reads_agree_with_the_environment_pages(
+    tmp_path: Path, database_url: str, clock: TestClock
+) -> None:
+    """The overview reads plain rows (no ORM objects); the environment page still reads
+    deployments through the ORM. On the same history, including an error newer than a
+    failure, a success that ended after it was last touched, a deployment under way beneath
+    a newer one and a freeze whose end has passed, every cell shows the same deployments,
+    times and freeze."""
+    projects_file = tmp_path / "many.yml"
+    projects_file.write_text(many_projects_yaml(3))
+    settings = Settings(database_url=database_url, config=projects_file)
+    service = await open_service(settings, clock=clock)
+    db = service.db
+    try:
+        await seed_history(db, 3, clock)
+        await _awkward_history(db, clock)
+        async with db.read() as session:
+            shown = await dashboard.overview(session, admin_identity(), clock())
+            environments = list(await session.scalars(select(Environment)))
+            ids = [e.id for e in environments]
+            running = await reads.running_deployments(session, ids)
+            active = await reads.active_deployments(session, ids)
+            failed = await reads.last_failures(session, ids)
+        by_id = {e.id: e for e in environments}
+        cells = [cell for row in shown.rows for cell in row.cells]
+        assert len(cells) == 3 * len(ENVIRONMENTS)
+        for cell in cells:
+            environment = by_id[cell.environment.id]
+            expected_running = running.get(environment.id)
+            assert _id(cell.running) == _id(expected_running)
+            assert _id(cell.active) == _id(active.get(environment.id))
+            assert _id(cell.last_failure) == _id(failed.get(environment.id))
+            if cell.running is not None and expected_running is not None:
+                since = expected_running.deploy_end_at or expected_running.updated_at
+                assert cell.running.at == since
+                assert cell.running.version == expected_running.release_candidate.version
+            if cell.last_failure is not None:
+                assert cell.last_failure.at == failed[environment.id].updated_at
+            assert cell.freeze == current_freeze(environment, clock())
+        statuses = {
+            (c.environment.name, kind): getattr(c, kind).status
+            for c in cells[: len(ENVIRONMENTS)]
+            for kind in ("running", "active", "last_failure")
+            if getattr(c, kind) is not None
+        }
+        assert statuses[("staging", "last_failure")] == "error"
+        assert statuses[("dev", "active")] == "pending"
+        assert cells[0].environment.frozen_at is not None
+        assert cells[0].freeze is None
+        frozen = [c for c in cells if c.freeze is not None]
+        assert [(c.environment.name, c.freeze.reason) for c in frozen if c.freeze] == [
+            ("production", "<b>Quarter</b> close")
+        ]
+        assert shown.candidates[0].candidate.version == "v9.0.0-rc1"
+        assert shown.candidates[0].running_in == []
+        runs_in = {(c.project.name, c.candidate.version): c.running_in for c in shown.candidates}
+        assert runs_in[("p01", "v2.0.0-rc1")] == ["staging"]
+        assert runs_in[("p01", "v1.0.0-rc1")] == [e for e in ENVIRONMENTS if e != "staging"]
+    finally:
+        await service.close()
+
+
+def _id(deployment: Any) -> int | None:
+    return None if deployment is None else int(deployment.id)
+
+
+async def _awkward_history(db: Any, clock: TestClock) -> None:
+    """On p00: an error after staging's failure; dev's success ended an hour after it was
+    last touched; an older deployment still pending under dev's newest; a freeze of the first
+    environment that ended a minute ago, one of production in effect; a new candidate that runs
+    nowhere."""
+    now = clock.now
+    async with db.write() as session:
+        envs = {
+            e.name: e
+            for e in await session.scalars(
+                select(Environment).join(Project).where(Project.name == "p00")
+            )
+        }
+        v1 = await session.scalar(
+            select(ReleaseCandidate).where(
+                ReleaseCandidate.version == "v1.0.0-rc1",
+                ReleaseCandidate.project_id == envs["dev"].project_id,
+            )
+        )
+        assert v1 is not None
+
+        def deployment(env: str, status: str, end: timedelta | None) -> Deployment:
+            return Deployment(
+                environment_id=envs[env].id,
+                release_candidate_id=v1.id,
+                kind="deploy",
+                status=status,
+                actor="seed",
+                deploy_start_at=now,
+                deploy_end_at=None if end is None else now + end,
+                updated_at=now,
+            )
+
+        session.add(deployment("staging", "error", timedelta(0)))
+        session.add(deployment("dev", "pending", None))
+        session.add(deployment("dev", "success", timedelta(hours=1)))
+        first = min(envs.values(), key=lambda e: e.id)
+        first.frozen_at = now - timedelta(days=1)
+        first.frozen_by = "ops@example.com"
+        first.frozen_reason = "over"
+        first.frozen_until = now - timedelta(minutes=1)
+        envs["production"].frozen_at = now
+        envs["production"].frozen_by = "rm@example.com"
+        envs["production"].frozen_reason = "<b>Quarter</b> close"
+        release = Release(project_id=v1.project_id, version="v9.0.0", created_at=now)
+        session.add(release)
+        session.add(
+            ReleaseCandidate(
+                project_id=v1.project_id,
+                release=release,
+                version="v9.0.0-rc1",
+                number=1,
+                commit_sha="9" * 40,
+                repo=v1.repo,
+                build_status="ready",
+                created_at=now,
+            )
+        )

@@ -102,6 +102,10 @@ def repositories_added() -> dict[str, Any]:
     return payload
 
 
+def authorization_revoked() -> dict[str, Any]:
+    return github_payload("github_app_authorization", "revoked")
+
+
 FAMILIES = {
     "push": ("push", tag_push),
     "create": ("create", tag_create),
@@ -109,6 +113,7 @@ FAMILIES = {
     "issue_comment": ("issue_comment", command_comment),
     "installation": ("installation", installation_created),
     "installation_repositories": ("installation_repositories", repositories_added),
+    "github_app_authorization": ("github_app_authorization", authorization_revoked),
 }
 
 
@@ -155,6 +160,7 @@ READ: dict[str, list[Path]] = {
         ("repositories_added", 0, "full_name"),
         ("repositories_removed",),
     ],
+    "github_app_authorization": [("action",), ("sender",), ("sender", "id"), ("sender", "login")],
 }
 READ_BY_ALL: list[Path] = [("repository",), ("repository", "full_name"), ("installation",)]
 

@@ -18,7 +18,7 @@ from bot.app.operations import Mirror, roll_back
 from bot.domain.changes import PathFilter
 from bot.domain.statuses import ACTIVE_STATUSES, DeploymentStatus
 from bot.storage.change_reports import find_report_summaries, paths_digest
-from bot.storage.dashboard import change_mark
+from bot.storage.dashboard import change_mark, newest_candidate_facts
 from bot.storage.db import Database
 from bot.storage.models import ChangeReport, Deployment
 from bot.storage.projects import find_environment
@@ -177,3 +177,29 @@ async def test_the_dashboards_change_mark_seeks_the_newest_deployment(db: Databa
     assert "ix_deployments_updated_at" in plan, plan
     assert "SCAN deployments" not in plan, plan
     assert "Seq Scan on deployments" not in plan, plan
+
+
+async def test_the_overviews_newest_candidates_are_the_end_of_the_primary_key(
+    db: Database,
+) -> None:
+    """Through the (project_id, version) index SQLite read every candidate of the projects
+    and sorted them; backwards along the primary key it stops at the tenth. (PostgreSQL
+    chooses by its statistics: on a few rows, a scan and a sort is right.)"""
+    if not db.is_sqlite:
+        pytest.skip("PostgreSQL plans by its statistics, not by the query's shape")
+    await _seed_without_sqlite_statistics(db)
+    sent: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        sent.append((statement, parameters))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with db.read() as session:
+            await newest_candidate_facts(session, [1, 2], 10)
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+    (statement,) = [(sql, params) for sql, params in sent if "FROM release_candidates" in sql]
+    plan = await _plan(db, *statement)
+    assert "TEMP B-TREE" not in plan, plan
+    assert "SCAN release_candidates" in plan, plan  # the table is its primary key

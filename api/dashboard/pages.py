@@ -8,6 +8,7 @@ asked.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -81,7 +82,10 @@ def audit_path(project: str, environment: str | None = None, page: int | None = 
     return f"/projects/{quote(project, safe='')}/audit" + (f"?{kept}" if kept else "")
 
 
+@functools.lru_cache(maxsize=4096)
 def _when(moment: datetime | None) -> str:
+    """Kept: a page shows the same moments render after render (strftime is the dearest
+    step of an overview cell)."""
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment is not None else ""
 
 

@@ -52,20 +52,31 @@ class Cell:
     last_failure: Deployment | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class OverviewCell:
+    """One environment at a glance, in plain values (bot/storage/dashboard.py)."""
+
+    environment: reads.EnvironmentFacts
+    running: reads.DeploymentFacts | None  # its newest success: the RC and since when
+    active: reads.DeploymentFacts | None
+    freeze: Freeze | None
+    last_failure: reads.DeploymentFacts | None
+
+
+@dataclass(frozen=True, slots=True)
 class ProjectRow:
-    project: Project
-    cells: list[Cell]
+    project: reads.ProjectFacts
+    cells: list[OverviewCell]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CandidateRow:
-    candidate: ReleaseCandidate
-    project: Project
+    candidate: reads.CandidateFacts
+    project: reads.ProjectFacts
     running_in: list[str]  # environment names
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Overview:
     rows: list[ProjectRow]
     candidates: list[CandidateRow]
@@ -86,26 +97,33 @@ async def _cells(
 
 async def overview(session: AsyncSession, identity: Identity, now: datetime) -> Overview:
     """Every project the identity may view, by its environments, and the newest candidates
-    with where each runs: six queries, whatever the number of projects."""
-    listed = await reads.projects_with_environments(session, identity.scope)
+    with where each runs: four queries, whatever the number of projects."""
+    listed = await reads.overview_environments(session, identity.scope)
     listed = [(p, envs) for p, envs in listed if identity.may_view(p.name)]
     every_environment = [e for _, envs in listed for e in envs]
-    cells = await _cells(session, every_environment, now)
-    rows = [ProjectRow(p, [cells[e.id] for e in envs]) for p, envs in listed]
+    newest = await reads.overview_deployments(session, [e.id for e in every_environment])
+    nothing = reads.NewestDeployments()
+    rows = []
+    running_in: dict[int, list[str]] = {}  # candidate id -> where it runs
+    for project, environments in listed:
+        cells = []
+        for environment in environments:
+            found = newest.get(environment.id, nothing)
+            freeze = current_freeze(environment, now)
+            cells.append(
+                OverviewCell(environment, found.running, found.active, freeze, found.last_failure)
+            )
+            if found.running is not None:
+                running_in.setdefault(found.running.release_candidate_id, []).append(
+                    environment.name
+                )
+        rows.append(ProjectRow(project, cells))
     by_id = {p.id: p for p, _ in listed}
-    newest = await reads.newest_candidates(session, list(by_id), NEWEST_CANDIDATES)
-    return Overview(rows, [_candidate_row(c, by_id[c.project_id], cells) for c in newest])
-
-
-def _candidate_row(
-    candidate: ReleaseCandidate, project: Project, cells: dict[int, Cell]
-) -> CandidateRow:
-    running_in = [
-        cell.environment.name
-        for cell in cells.values()
-        if cell.running is not None and cell.running.release_candidate_id == candidate.id
-    ]
-    return CandidateRow(candidate, project, running_in)
+    candidates = await reads.newest_candidate_facts(session, list(by_id), NEWEST_CANDIDATES)
+    return Overview(
+        rows,
+        [CandidateRow(c, by_id[c.project_id], running_in.get(c.id, [])) for c in candidates],
+    )
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,15 @@ class RepositoryAccess:
         grants = {name: dashboard_grants(by_repo[repo.lower()]) for name, repo in projects}
         return github_identity(login, user_id, grants)
 
+    def forget(self, login: str) -> int:
+        """Drop every cached answer about `login` (their authorization of the App was revoked:
+        if they sign in again, GitHub is asked afresh); how many were dropped."""
+        person = login.lower()
+        stale = [key for key in list(self._cache.keys()) if key[0] == person]
+        for key in stale:
+            self._cache.pop(key, None)
+        return len(stale)
+
     async def access(self, login: str, repo: str) -> Access:
         key = (login.lower(), repo.lower())
         cached = self._cache.get(key)

@@ -1,10 +1,14 @@
 """The dashboard's reads: every environment's state in a handful of batched queries (never one
 per environment), and the change mark the live updates poll.
 
-Each query seeks an index: the per-environment newest success and newest failure through
-(environment, status, id), the active deployments through (environment, status), the newest
-candidates through the primary key, the mark through the primary keys, (updated_at) and
-(build_status).
+Each query seeks an index: the per-environment newest success, failure and deployment under
+way through (environment, status, id), the newest candidates through the primary key, the mark
+through the primary keys, (updated_at) and (build_status).
+
+The overview's reads (`overview_environments`, `overview_deployments`, `newest_candidate_facts`)
+hand back plain values, not ORM objects: building ~3 800 objects a page (and converting every
+datetime column of them) was half of an overview's time. They select only the columns shown,
+with one datetime per deployment.
 """
 
 from __future__ import annotations
@@ -13,17 +17,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, case, func, or_, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, raiseload
 
 from bot.domain.statuses import ACTIVE_STATUSES, BuildStatus, DeploymentStatus
+from bot.storage.lookup import one_of
 from bot.storage.models import (
     ChangeReport,
     Deployment,
     Environment,
     Project,
     ReleaseCandidate,
+    UTCDateTime,
 )
 
 FAILED_STATUSES = (DeploymentStatus.FAILURE, DeploymentStatus.ERROR)
@@ -113,18 +119,192 @@ async def active_deployments(
     return await _newest_per_environment(session, environment_ids, sorted(ACTIVE_STATUSES))
 
 
-async def newest_candidates(
+# --- the overview: plain values --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectFacts:
+    id: int
+    name: str
+    repo: str
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentFacts:
+    """An environment as the overview shows it (and as `freeze.current_freeze` reads it)."""
+
+    id: int
+    name: str
+    production: bool
+    frozen_at: datetime | None
+    frozen_by: str | None
+    frozen_reason: str | None
+    frozen_until: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentFacts:
+    """A deployment as an overview cell shows it."""
+
+    id: int
+    environment_id: int
+    release_candidate_id: int
+    version: str  # its candidate's
+    status: str
+    # The one time a cell shows: a success's end (what runs since when), else the last change.
+    at: datetime
+    workflow_run_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewestDeployments:
+    """An environment's newest success, deployment under way and failure (or error)."""
+
+    running: DeploymentFacts | None = None
+    active: DeploymentFacts | None = None
+    last_failure: DeploymentFacts | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateFacts:
+    id: int
+    project_id: int
+    version: str
+    build_status: str
+    created_at: datetime
+
+
+async def overview_environments(
+    session: AsyncSession, names: frozenset[str] | None
+) -> list[tuple[ProjectFacts, list[EnvironmentFacts]]]:
+    """The projects in the file now (those named, or all) with their current environments, in
+    the file's order: one query."""
+    query = (
+        select(
+            Project.id,
+            Project.name,
+            Project.repo,
+            Environment.id,
+            Environment.name,
+            Environment.production,
+            Environment.frozen_at,
+            Environment.frozen_by,
+            Environment.frozen_reason,
+            Environment.frozen_until,
+        )
+        .outerjoin(
+            Environment,
+            and_(Environment.project_id == Project.id, Environment.removed_at.is_(None)),
+        )
+        .where(Project.removed_at.is_(None))
+        .order_by(Project.id, Environment.id)
+    )
+    if names is not None:
+        query = query.where(Project.name.in_(sorted(names)))
+    listed: list[tuple[ProjectFacts, list[EnvironmentFacts]]] = []
+    for row in await session.execute(query):
+        project_id, name, repo, environment_id, *environment = row
+        if not listed or listed[-1][0].id != project_id:
+            listed.append((ProjectFacts(project_id, name, repo), []))
+        if environment_id is not None:
+            listed[-1][1].append(EnvironmentFacts(environment_id, *environment))
+    return listed
+
+
+# The overview's three kinds of newest deployment, by the statuses each is the newest of.
+_NEWEST_KINDS = (
+    ("running", (DeploymentStatus.SUCCESS,)),
+    ("active", tuple(sorted(ACTIVE_STATUSES))),
+    ("last_failure", FAILED_STATUSES),
+)
+_SHOWN_AT = type_coerce(
+    case(
+        (
+            Deployment.status == DeploymentStatus.SUCCESS,
+            func.coalesce(Deployment.deploy_end_at, Deployment.updated_at),
+        ),
+        else_=Deployment.updated_at,
+    ),
+    UTCDateTime(),
+)
+
+
+async def overview_deployments(
+    session: AsyncSession, environment_ids: Sequence[int]
+) -> dict[int, NewestDeployments]:
+    """Each environment's newest success, deployment under way and failure, by environment
+    id: one statement for the ids (per environment and status one MAX(id), a seek to the end
+    of its (environment, status, id) range), one for the rows."""
+    if not environment_ids:
+        return {}
+    statuses = [status for _, group in _NEWEST_KINDS for status in group]
+    newest = [
+        select(func.max(Deployment.id))
+        .where(Deployment.environment_id == Environment.id, Deployment.status == status)
+        .correlate(Environment)
+        .scalar_subquery()
+        for status in statuses
+    ]
+    found = await session.execute(
+        select(Environment.id, *newest).where(one_of(session, Environment.id, environment_ids))
+    )
+    kinds: dict[int, dict[str, int]] = {}
+    for environment_id, *ids in found:
+        column = iter(ids)
+        chosen = {}
+        for kind, group in _NEWEST_KINDS:
+            known = [i for i in (next(column) for _ in group) if i is not None]
+            if known:
+                chosen[kind] = max(known)
+        kinds[environment_id] = chosen
+    wanted = sorted({i for chosen in kinds.values() for i in chosen.values()})
+    rows: dict[int, DeploymentFacts] = {}
+    if wanted:
+        selected = await session.execute(
+            select(
+                Deployment.id,
+                Deployment.environment_id,
+                Deployment.release_candidate_id,
+                ReleaseCandidate.version,
+                Deployment.status,
+                _SHOWN_AT,
+                Deployment.workflow_run_url,
+            )
+            .join(ReleaseCandidate, ReleaseCandidate.id == Deployment.release_candidate_id)
+            .where(one_of(session, Deployment.id, wanted))
+        )
+        rows = {row[0]: DeploymentFacts(*row) for row in selected}
+    return {
+        environment_id: NewestDeployments(**{kind: rows[i] for kind, i in chosen.items()})
+        for environment_id, chosen in kinds.items()
+    }
+
+
+async def newest_candidate_facts(
     session: AsyncSession, project_ids: Sequence[int], limit: int
-) -> list[ReleaseCandidate]:
+) -> list[CandidateFacts]:
+    """The newest `limit` candidates of the projects, read backwards along the primary key.
+
+    `project_id + 0` keeps the planner off the (project_id, version) index, through which
+    SQLite read every candidate of the projects and sorted them (6 ms at 10 000, the overview's
+    dearest query); from the key's end the newest ten of fifty projects are the last ten rows
+    (0.8 ms). A scope of one project with few candidates reads further back instead (2-3 ms at
+    10 000)."""
     if not project_ids:
         return []
-    found = await session.scalars(
-        select(ReleaseCandidate)
-        .where(ReleaseCandidate.project_id.in_(project_ids))
+    found = await session.execute(
+        select(
+            ReleaseCandidate.id,
+            ReleaseCandidate.project_id,
+            ReleaseCandidate.version,
+            ReleaseCandidate.build_status,
+            ReleaseCandidate.created_at,
+        )
+        .where((ReleaseCandidate.project_id + 0).in_(project_ids))
         .order_by(ReleaseCandidate.id.desc())
         .limit(limit)
     )
-    return list(found)
+    return [CandidateFacts(*row) for row in found]
 
 
 @dataclass(frozen=True)

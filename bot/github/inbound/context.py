@@ -24,6 +24,10 @@ DONE = "done"
 MAX_OUTCOME_LENGTH = 200
 
 
+def forget_nobody(login: str) -> None:
+    """No cache of people's access in this process (no dashboard sign-in with GitHub)."""
+
+
 @dataclass(frozen=True)
 class WebhookContext:
     """What a handler needs besides the event and the session; one per delivery."""
@@ -40,6 +44,10 @@ class WebhookContext:
     mirror: Mirror
     # False when the raw body shows there is no NUL in the payload (see `dispatch`).
     payload_may_hold_nul: bool = True
+    # Drops what this process has cached of a person's repository permissions (the
+    # dashboard's, bot/github/access.RepositoryAccess.forget). Harmless if the delivery's
+    # transaction then rolls back: the next page asks GitHub again.
+    forget_access: Callable[[str], object] = forget_nobody
     outcomes: list[str] = field(default_factory=list)
 
     def record(self, outcome: str) -> None:

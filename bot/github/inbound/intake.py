@@ -33,7 +33,7 @@ from bot.app.operations import Mirror
 from bot.config.projects_file import ProjectsConfig
 from bot.core.clock import Clock
 from bot.core.log_context import add_log_context, current_log_context, log_context
-from bot.github.inbound.context import WebhookContext
+from bot.github.inbound.context import WebhookContext, forget_nobody
 from bot.github.inbound.router import dispatch
 from bot.storage import deliveries
 from bot.storage.db import Database
@@ -85,8 +85,10 @@ class DeliveryIntake:
         mirror: Mirror,
         dispatch_event: Dispatch = dispatch,
         max_batch: int = MAX_BATCH,
+        forget_access: Callable[[str], object] = forget_nobody,
     ) -> None:
         self._db = db
+        self._forget_access = forget_access
         self._dispatch = dispatch_event
         self.transactions = 0  # batches written, retries alone included (for tests and figures)
         self._projects = projects
@@ -187,6 +189,7 @@ class DeliveryIntake:
                     repositories=repositories,
                     mirror=self._mirror,
                     payload_may_hold_nul=p.may_hold_nul,
+                    forget_access=self._forget_access,
                 )
                 for p in batch
             ]

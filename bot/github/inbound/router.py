@@ -21,6 +21,7 @@ from gidgethub import routing, sansio
 
 from bot.config.projects_file import ProjectsConfig
 from bot.github.inbound import (
+    authorizations,
     comments,
     deployment_protection_rule,
     deployments,
@@ -52,6 +53,7 @@ def _combined_router() -> routing.Router:
     return routing.Router(
         ping_router,
         installations.router,
+        authorizations.router,
         tags.router,
         workflow_runs.router,
         workflow_jobs.router,
@@ -66,7 +68,8 @@ router = _combined_router()
 # The events the routers above handle (tests/test_metrics.py holds the two together): metrics
 # label a delivery by its event only when it is one of these.
 HANDLED_EVENTS = frozenset(
-    {"ping", "installation", "installation_repositories", "create", "push"}
+    {"ping", "installation", "installation_repositories", "github_app_authorization"}
+    | {"create", "push"}
     | {"workflow_run", "workflow_job", "deployment", "deployment_protection_rule"}
     | {"issue_comment"}
 )
