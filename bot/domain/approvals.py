@@ -67,10 +67,6 @@ def counted_approvers(given: Iterable[Given], now: datetime) -> set[str]:
     return {person(a.approver) for a in given if a.expires_at > now}
 
 
-def is_approved(rule_required: int, given: Iterable[Given], now: datetime) -> bool:
-    return len(counted_approvers(given, now)) >= rule_required
-
-
 def waiting_text(count: int, required: int) -> str:
     """What `waiting_for` says of a deployment waiting for approval."""
     return f"approval ({count} of {required})"

@@ -237,9 +237,3 @@ def _minutes(delta: timedelta, *, up: bool = True) -> int:
     seconds = delta.total_seconds()
     whole = int(seconds // 60)
     return whole + 1 if up and seconds % 60 else whole
-
-
-def describe_next(span: Span | None) -> str | None:
-    if span is None:
-        return None
-    return f"{span.local_start()} until {span.local_end()}"
