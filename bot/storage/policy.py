@@ -118,10 +118,7 @@ async def _environment_ids(
 
 
 async def approvals_of(session: AsyncSession, deployment_id: int) -> list[Approval]:
-    found = await session.scalars(
-        select(Approval).where(Approval.deployment_id == deployment_id).order_by(Approval.id)
-    )
-    return list(found)
+    return await approvals_of_deployments(session, [deployment_id])
 
 
 async def add_approval(
