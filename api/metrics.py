@@ -29,9 +29,9 @@ async def request_metrics_middleware(request: web.Request, handler: Handler) -> 
             resource = request.match_info.route.resource
             # The route's template, never the raw path: one series per endpoint.
             route = resource.canonical if resource is not None else "unmatched"
-            service.metrics.http_request_duration.labels(
-                method=method_label(request.method), route=route, status=str(status)
-            ).observe(time.perf_counter() - started)
+            service.metrics.request_took(
+                method_label(request.method), route, status, time.perf_counter() - started
+            )
 
 
 @routes.get("/metrics")

@@ -1375,9 +1375,13 @@ def build_openapi_document() -> dict[str, Any]:
                     ),
                     "202": _answer(
                         _ref(WebhookResponse),
-                        "`accepted`, or `ignored` for events and actions Tarmac does not handle.",
+                        "`accepted`, or `ignored` for events and actions Tarmac does not handle; "
+                        "`queued` when the delivery is stored and its handling did not end "
+                        "within `TARMAC_WEBHOOK_ANSWER_WAIT_SECONDS` (it is handled from the "
+                        "inbox, once).",
                         accepted=_example({"status": "accepted", "outcome": ACCEPTED_OUTCOME}),
                         ignored=_example({"status": "ignored", "outcome": "comment by a bot"}),
+                        queued=_example({"status": "queued"}, "stored, to be handled"),
                     ),
                     "400": _error(
                         INVALID_JSON,

@@ -336,8 +336,8 @@ class ChangeReportPending(Response):
 class WebhookResponse(Response):
     """The answer to a GitHub webhook delivery (GitHub shows it in the App's delivery log)."""
 
-    status: Literal["pong", "accepted", "ignored", "duplicate"]
-    # What the handlers did, as stored on the delivery row; absent for `pong`.
+    status: Literal["pong", "accepted", "ignored", "duplicate", "queued"]
+    # What the handlers did, as stored on the delivery row; absent for `pong` and `queued`.
     outcome: str | None = Field(default=None, exclude_if=lambda outcome: outcome is None)
 
 

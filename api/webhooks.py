@@ -2,23 +2,25 @@
 
 Each delivery is verified first (HMAC-SHA256 of the raw body with the App's webhook secret,
 through gidgethub's `sansio.Event.from_http`); an unsigned or wrongly signed one gets 401 and
-leaves no trace but a log line. A verified delivery is recorded by `X-GitHub-Delivery` and
-dispatched to the event handlers in ONE write transaction (shared with the deliveries that
-arrive alongside it, see bot/github/inbound/intake.py), and the answer leaves after the
-commit: a 2xx means the change is stored, and a redelivery finds the row and changes nothing.
-Whatever calls GitHub happens later, through the outbox, so the answer takes milliseconds
-(GitHub gives up after 10 seconds).
+leaves no trace but a log line. A verified delivery is appended to the inbox as it came (in a
+transaction shared with the deliveries that arrive alongside it, bot/github/inbound/intake.py):
+once that has committed, a 2xx may leave. The inbox's reader handles it in a transaction of its
+own (bot/github/inbound/inbox.py), once by `X-GitHub-Delivery`, and the request waits up to
+`TARMAC_WEBHOOK_ANSWER_WAIT_SECONDS` for that to answer with the outcome; past it the answer is
+202 "queued". Whatever calls GitHub happens later still, through the outbox.
 
 GitHub counts any non-2xx answer as a failed delivery, so events and actions Tarmac does not
 handle are answered 202 "ignored" (and recorded). Bodies are limited to the app-wide 1 MiB
 (413): GitHub sends up to 25 MB, but the events Tarmac acts on are a few kB; only a branch push
 with many commits comes near the limit, and Tarmac ignores branch pushes anyway.
 
-Every log line names the delivery id (as claimed by the header until the signature is checked).
+Every log line names the delivery id (as claimed by the header until the signature is checked);
+the line that says what became of a delivery is the reader's, one per delivery.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 
@@ -33,16 +35,18 @@ from api.keys import GITHUB_APP, SERVICE
 from api.requests import INVALID_JSON, NOT_AN_OBJECT
 from api.responses import json_response
 from api.schemas import WebhookResponse
-from bot.core.metrics import UNVERIFIED, event_label
-from bot.github.inbound.intake import DeliveryIntake, restore_log_context
-from bot.github.inbound.router import HANDLED_EVENTS
+from bot.core.metrics import UNVERIFIED
+from bot.github.inbound.inbox import InboxReader
+from bot.github.inbound.intake import DeliveryIntake
 
 log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 
-# Concurrent deliveries are recorded and dispatched in shared transactions (bot/github/intake).
+# Concurrent deliveries are appended to the inbox in shared transactions (inbound/intake.py).
 DELIVERY_INTAKE = web.AppKey("delivery_intake", DeliveryIntake)
+# What handles them from there (bot/github/inbound/inbox.py).
+INBOX_READER = web.AppKey("inbox_reader", InboxReader)
 
 WEBHOOK_PATH = "/api/github/webhooks"
 PING = "ping"
@@ -66,7 +70,8 @@ _MAX_HEADER_LENGTH = 100
 
 
 async def delivery_intake_context(app: web.Application) -> AsyncIterator[None]:
-    """The app's DeliveryIntake, from its service's database (add after the service's context)."""
+    """The app's DeliveryIntake and InboxReader, from its service (add after the service's
+    context). The reader starts at once: what a stopped process left in the inbox is handled."""
     service = app[SERVICE]
 
     def forget_access(login: str) -> None:
@@ -76,16 +81,26 @@ async def delivery_intake_context(app: web.Application) -> AsyncIterator[None]:
         if access is not None:
             access.forget(login)
 
-    intake = DeliveryIntake(
+    reader = InboxReader(
         service.db,
         service.projects,
         service.clock,
         mirror=service.mirror,
+        metrics=service.metrics,
         forget_access=forget_access,
     )
+    intake = DeliveryIntake(
+        service.db,
+        reader,
+        service.clock,
+        answer_wait=service.settings.webhook_answer_wait_seconds,
+    )
+    app[INBOX_READER] = reader
     app[DELIVERY_INTAKE] = intake
+    reader.start()
     yield
     await intake.close()
+    await reader.close()
 
 
 @routes.post(WEBHOOK_PATH)
@@ -103,47 +118,39 @@ async def receive_webhook(request: web.Request) -> web.Response:
     try:
         event = _verified_event(request, body, github_app.webhook_secrets, claimed_id, plain_json)
     except ApiError:
-        metrics = request.app[SERVICE].metrics
-        metrics.webhook_deliveries.labels(event=UNVERIFIED, outcome="rejected").inc()
+        request.app[SERVICE].metrics.webhook_delivery(UNVERIFIED, "rejected")
         raise
-    # Strict JSON holds a NUL only as the escape \u0000 (a raw control character is refused).
-    may_hold_nul = not plain_json or b"\\u0000" in body
-    return await _handle(request, event, may_hold_nul)
+    # The inbox keeps JSON: a form-encoded body, or another charset, is stored re-encoded.
+    return await _handle(request, event, body if plain_json else _as_json(event.data))
 
 
-async def _handle(request: web.Request, event: sansio.Event, may_hold_nul: bool) -> web.Response:
-    service = request.app[SERVICE]
+async def _handle(request: web.Request, event: sansio.Event, body: bytes) -> web.Response:
     delivery_id = event.delivery_id
-    action = event.data.get("action")
-    # A NUL cannot be stored (PostgreSQL); dispatch ignores such a payload.
-    action = action if isinstance(action, str) and "\x00" not in action else None
-    name = event.event + (f".{action}" if action else "")
     try:
-        handled = await request.app[DELIVERY_INTAKE].handle(
-            event, action, may_hold_nul=may_hold_nul
-        )
+        handled = await request.app[DELIVERY_INTAKE].handle(event, body)
     except (OperationalError, DBAPIError, OSError) as exc:
-        log.error("delivery %s (%s): database error: %s", delivery_id, name, type(exc).__name__)
+        log.error(
+            "delivery %s (%s): database error: %s", delivery_id, event.event, type(exc).__name__
+        )
         raise ApiError(503, DATABASE_UNAVAILABLE) from None
     except Exception:
-        log.exception("delivery %s (%s): handling failed; nothing recorded", delivery_id, name)
+        # Logged by the inbox's reader, which dropped it: nothing of it is stored.
         raise ApiError(500, INTERNAL_ERROR) from None
-    restore_log_context(handled.log_fields)
-    claimed, context = handled.claimed, handled.context
-    if not claimed:
-        service.metrics.webhook_deliveries.labels(
-            event=event_label(event.event, HANDLED_EVENTS), outcome="duplicate"
-        ).inc()
-        log.info("delivery %s (%s): seen before, nothing done", delivery_id, name)
-        return json_response(WebhookResponse(status="duplicate", outcome=handled.previous_outcome))
-    log.info("delivery %s (%s): %s", delivery_id, name, context.outcome())
-    status = "ignored" if context.ignored else "accepted"
-    service.metrics.webhook_deliveries.labels(
-        event=event_label(event.event, HANDLED_EVENTS), outcome=status
-    ).inc()
+    if handled is None:
+        return json_response(WebhookResponse(status="queued"), status=202)
+    if not handled.claimed:
+        return json_response(WebhookResponse(status="duplicate", outcome=handled.outcome))
     if event.event == PING:
         return json_response(WebhookResponse(status="pong"))
-    return json_response(WebhookResponse(status=status, outcome=context.outcome()), status=202)
+    status = "ignored" if handled.ignored else "accepted"
+    return json_response(WebhookResponse(status=status, outcome=handled.outcome), status=202)
+
+
+def _as_json(data: object) -> bytes:
+    try:
+        return orjson.dumps(data)
+    except TypeError:  # integers past 64 bits: the standard library writes them
+        return json.dumps(data).encode("utf-8")
 
 
 def _verified_event(

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from bench.common import (
     REPO_ROOT,
     Row,
@@ -59,6 +61,10 @@ TARGET_P99_MS = 100.0
 TARGET_RSS_MB = 150.0
 BACKENDS = ("sqlite", "postgresql")
 TAG_PLACEHOLDER = "@@TAG@@"
+# The server's answer waits for the handling (TARMAC_WEBHOOK_ANSWER_WAIT_SECONDS, 3 s), or not.
+DEFAULT_MODE = "answer after handling"
+NO_WAIT_MODE = "answer on append"
+DRAIN_LIMIT_SECONDS = 300
 PART_SEPARATOR = "\x1f"
 
 
@@ -220,12 +226,74 @@ async def floor_server(secret: str) -> AsyncIterator[tuple[str, int]]:
 
 @dataclass
 class Pair:
-    """One workload on one database: the floor's run and tarmac's, back to back."""
+    """One workload on one database: the floor's run and tarmac's, back to back; with how long
+    tarmac's inbox took to drain after wrk stopped, and how long deliveries waited in it."""
 
     backend: str
     workload: Workload
     floor: WrkResult
     tarmac: WrkResult
+    drain_seconds: float
+    inbox_wait: InboxWait
+    mode: str  # "answer after handling" (the default wait) or "answer on append" (no wait)
+
+    @property
+    def handled_throughput(self) -> float:
+        """Deliveries handled per second, the inbox drained: what the users get."""
+        return self.tarmac.answered_2xx / (self.tarmac.seconds + self.drain_seconds)
+
+
+@dataclass(frozen=True)
+class InboxWait:
+    """From stored to handled (tarmac_webhook_inbox_seconds over one run), p50 and p99 in ms,
+    interpolated within the histogram's buckets."""
+
+    count: int
+    p50_ms: float
+    p99_ms: float
+
+
+async def inbox_histogram(url: str) -> dict[float, float]:
+    """tarmac_webhook_inbox_seconds' cumulative bucket counts (upper bound -> count)."""
+    async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as response:
+        text = await response.text()
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith("tarmac_webhook_inbox_seconds_bucket{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[math.inf if bound == "+Inf" else float(bound)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def inbox_wait(before: dict[float, float], after: dict[float, float]) -> InboxWait:
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0.0
+
+    def quantile(q: float) -> float:
+        if total == 0:
+            return math.nan
+        rank = q * total
+        lower_bound, lower_count = 0.0, 0.0
+        for bound, count in zip(bounds, counts, strict=True):
+            if count >= rank:
+                if math.isinf(bound):
+                    return lower_bound * 1000
+                share = (rank - lower_count) / max(count - lower_count, 1e-9)
+                return (lower_bound + share * (bound - lower_bound)) * 1000
+            lower_bound, lower_count = bound, count
+        return lower_bound * 1000
+
+    return InboxWait(int(total), quantile(0.5), quantile(0.99))
+
+
+async def drain_seconds(database_url: str, started: float) -> float:
+    """Wait until the inbox is empty; the seconds from `started` (wrk's end) until then."""
+    while await query_int(database_url, "SELECT count(*) FROM webhook_inbox"):
+        if time.monotonic() - started > DRAIN_LIMIT_SECONDS:
+            raise RuntimeError("the inbox did not drain")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
 
 
 class Load:
@@ -258,19 +326,25 @@ class Load:
         return result
 
 
-async def measure(load: Load, backend: str, workload: Workload) -> Pair:
+async def measure(
+    load: Load, backend: str, workload: Workload, database_url: str, mode: str
+) -> Pair:
     data, _ = load.data_file(workload, RUN_SECONDS)
     async with floor_server(load.server.webhook_secret) as (floor_url, floor_pid):
         await run_wrk(floor_url, floor_pid, data, WARM_UP_SECONDS)
         floor = await run_wrk(floor_url, floor_pid, data, RUN_SECONDS)
     await load.run(workload, WARM_UP_SECONDS)
+    await drain_seconds(database_url, time.monotonic())
+    before = await inbox_histogram(load.server.url)
     tarmac = await load.run(workload, RUN_SECONDS)
-    return Pair(backend, workload, floor, tarmac)
+    drained = await drain_seconds(database_url, time.monotonic())
+    waited = inbox_wait(before, await inbox_histogram(load.server.url))
+    return Pair(backend, workload, floor, tarmac, drained, waited, mode)
 
 
 def pair_rows(pair: Pair) -> list[Row]:
-    where = f"{pair.workload.name}/{pair.backend}"
-    ratio = pair.tarmac.throughput / pair.floor.throughput
+    where = f"{pair.workload.name}/{pair.backend}" + ("" if pair.mode == DEFAULT_MODE else "/0s")
+    ratio = pair.handled_throughput / pair.floor.throughput
     t, f = pair.tarmac, pair.floor
     return [
         Row(
@@ -280,7 +354,18 @@ def pair_rows(pair: Pair) -> list[Row]:
             "",
             f">= {TARGET_RATIO}",
             ratio >= TARGET_RATIO,
-            f"tarmac {t.describe()}; floor {f.describe()}",
+            f"tarmac {pair.handled_throughput:.0f}/s handled with the inbox drained "
+            f"({t.describe()}; drained {pair.drain_seconds:.2f} s after wrk); floor {f.describe()}",
+        ),
+        Row(
+            SECTION,
+            f"{where}: stored to handled p50 / p99",
+            pair.inbox_wait.p99_ms,
+            "ms",
+            "",
+            None,
+            f"p50 {pair.inbox_wait.p50_ms:.1f} ms, p99 {pair.inbox_wait.p99_ms:.1f} ms over "
+            f"{pair.inbox_wait.count} deliveries ({pair.mode})",
         ),
         Row(SECTION, f"{where}: p50 latency", t.p50_ms, "ms", "", None, f"floor {f.p50_ms:.1f} ms"),
         Row(
@@ -304,13 +389,14 @@ def pair_rows(pair: Pair) -> list[Row]:
     ]
 
 
-async def measure_backend(backend: str, scratch: Path) -> list[Row]:
+async def measure_backend(backend: str, scratch: Path, mode: str = DEFAULT_MODE) -> list[Row]:
     rows: list[Row] = []
+    env = {} if mode == DEFAULT_MODE else {"TARMAC_WEBHOOK_ANSWER_WAIT_SECONDS": "0"}
     async with fresh_database(backend, "intake") as url:
-        async with tarmac_server(url) as server:
+        async with tarmac_server(url, env_extra=env) as server:
             load = Load(server, scratch)
             for workload in (noop_workload(), tag_workload()):
-                pair = await measure(load, backend, workload)
+                pair = await measure(load, backend, workload, url, mode)
                 rows += pair_rows(pair)
         # Counted once the server has stopped: requests in flight when wrk stopped are done.
         deliveries = await query_int(url, "SELECT count(*) FROM webhook_deliveries")
@@ -318,7 +404,7 @@ async def measure_backend(backend: str, scratch: Path) -> list[Row]:
     rows += [
         Row(
             SECTION,
-            f"{backend}: deliveries committed",
+            f"{backend}{'' if mode == DEFAULT_MODE else '/0s'}: deliveries committed",
             deliveries,
             "",
             f">= {load.answered_2xx} answered 2xx",
@@ -327,7 +413,7 @@ async def measure_backend(backend: str, scratch: Path) -> list[Row]:
         ),
         Row(
             SECTION,
-            f"{backend}: RCs committed",
+            f"{backend}{'' if mode == DEFAULT_MODE else '/0s'}: RCs committed",
             candidates,
             "",
             f">= {load.tags_2xx} tags answered 2xx",
@@ -372,6 +458,7 @@ async def run() -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="tarmac-bench-intake-") as scratch:
         for backend in BACKENDS:
             rows += await measure_backend(backend, Path(scratch))
+            rows += await measure_backend(backend, Path(scratch), NO_WAIT_MODE)
         rows += await measure_memory(Path(scratch))
     return rows
 

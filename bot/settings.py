@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     # A change report not yet fetched is waited on this long within its request, then
     # answered 202 with Retry-After (docs/change-reports.md).
     change_report_wait_seconds: float = Field(default=3.0, ge=0.0, le=30.0)
+    # A webhook delivery is answered once it is stored in the inbox and handled, or after this
+    # long stored and still waiting (202 "queued", handled later): GitHub waits 10 s at most.
+    webhook_answer_wait_seconds: float = Field(default=3.0, ge=0.0, le=8.0)
     # Calls that create content on GitHub (comments, note edits, releases) go one at a time,
     # this long apart (GitHub's advice: at least a second; bot/github/outbound/pacing.py).
     github_content_interval_seconds: float = Field(default=1.0, ge=0.0, le=60.0)

@@ -178,7 +178,11 @@ async def test_webhook_lines_name_the_delivery_and_what_it_concerns(
 
     ping_lines = [line for line in json_log.objects() if line.get("delivery_id") == ping_id]
     [handled] = json_log.about(f"delivery {tag_id} (push):")
-    assert {line["logger"] for line in ping_lines} >= {"api.webhooks", "aiohttp.access"}
+    # The router's line, and the inbox reader's one line of what became of it.
+    assert {line["logger"] for line in ping_lines} >= {"bot.github.inbound.inbox"}
+    assert [line["message"] for line in ping_lines if line["logger"].endswith("inbox")] == [
+        f"delivery {ping_id} (ping): pong"
+    ]
     assert fields(handled) == {
         "delivery_id": tag_id,
         "project": "Backend",

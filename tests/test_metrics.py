@@ -96,7 +96,7 @@ async def test_no_label_value_comes_from_what_an_unauthenticated_client_claims(
 
     found = samples((await github_api.get("/metrics")).body)
 
-    events = {dict(labels).get("event") for name, labels in found if "webhook" in name}
+    events = {dict(labels).get("event") for name, labels in found if "webhook_deliv" in name}
     methods = {dict(labels).get("method") for name, labels in found if "http_request" in name}
     assert events == {"unverified", "other"}
     assert methods <= {"GET", "POST", "other"}

@@ -40,6 +40,7 @@ TABLES = {
     "installations",
     "installation_repositories",
     "webhook_deliveries",
+    "webhook_inbox",
     "outbox",
     "idempotency_keys",
     "change_reports",

@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import MappingProxyType
@@ -58,6 +58,17 @@ def add_log_context(**fields: Unpack[LogFields]) -> None:
 
 def current_log_context() -> dict[str, str | int]:
     return dict(_fields.get())
+
+
+@contextmanager
+def restored_log_context(fields: Mapping[str, str | int]) -> Iterator[None]:
+    """Lines logged inside carry exactly these fields (what `current_log_context` gave
+    elsewhere, e.g. while a delivery was handled, to log once it has committed)."""
+    token = _fields.set(MappingProxyType(dict(fields)))
+    try:
+        yield
+    finally:
+        _fields.reset(token)
 
 
 def _merged(**fields: str | int | None) -> MappingProxyType[str, str | int]:

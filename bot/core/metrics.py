@@ -4,9 +4,11 @@ process, and nothing here is global)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+INBOX_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 # No label value comes from what a client merely claims: each series a client could name would
@@ -37,11 +39,21 @@ class StoredState:
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # Series by labels, looked up once each (their count is bounded: see the labels).
+        self._deliveries: dict[tuple[str, str], Any] = {}
+        self._requests: dict[tuple[str, str, int], Any] = {}
         self.webhook_deliveries = Counter(
             "tarmac_webhook_deliveries",
             "GitHub webhook deliveries by event and outcome "
             "(accepted, ignored, duplicate, rejected).",
             ["event", "outcome"],
+            registry=self.registry,
+        )
+        self.webhook_inbox_seconds = Histogram(
+            "tarmac_webhook_inbox_seconds",
+            "From a webhook delivery stored in the inbox (its 2xx may leave) to its handling "
+            "committed.",
+            buckets=INBOX_BUCKETS,
             registry=self.registry,
         )
         self.github_calls = Counter(
@@ -80,6 +92,27 @@ class Metrics:
             registry=self.registry,
         )
         self._rate_limit_registered = False
+
+    def webhook_delivery(self, event: str, outcome: str) -> None:
+        """Count a delivery (event: an `event_label`). The label lookups are kept: looking a
+        series up by its labels cost more than counting (0.05 ms of a 0.5 ms delivery)."""
+        key = (event, outcome)
+        child = self._deliveries.get(key)
+        if child is None:
+            child = self._deliveries[key] = self.webhook_deliveries.labels(
+                event=event, outcome=outcome
+            )
+        child.inc()
+
+    def request_took(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Observe a request's duration (method: a `method_label`; route: its template)."""
+        key = (method, route, status)
+        child = self._requests.get(key)
+        if child is None:
+            child = self._requests[key] = self.http_request_duration.labels(
+                method=method, route=route, status=str(status)
+            )
+        child.observe(seconds)
 
     def github_rate_limit(self, remaining: int) -> None:
         if not self._rate_limit_registered:

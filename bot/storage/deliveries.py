@@ -35,14 +35,13 @@ class Claim:
     delivery_id: str
     event: str
     action: str | None
+    received_at: datetime  # when it was stored in the inbox (GitHub's answer left then)
 
 
 _TABLE: Table = WebhookDelivery.__table__  # type: ignore[assignment]
 
 
-async def claim_deliveries(
-    session: AsyncSession, claims: Sequence[Claim], now: datetime
-) -> set[str]:
+async def claim_deliveries(session: AsyncSession, claims: Sequence[Claim]) -> set[str]:
     """Record several deliveries with one statement; the ids that were not recorded before.
 
     The ids must be distinct (a batch holds one delivery per id).
@@ -58,7 +57,7 @@ async def claim_deliveries(
             "event": c.event[:MAX_EVENT_LENGTH],
             "action": c.action[:MAX_EVENT_LENGTH] if c.action is not None else None,
             "outcome": PROCESSING,
-            "received_at": now,
+            "received_at": c.received_at,
         }
         for c in claims
     ]

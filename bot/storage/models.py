@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -295,6 +296,19 @@ class WebhookDelivery(Base):
     event: Mapped[str] = mapped_column(String(100))
     action: Mapped[str | None] = mapped_column(String(100))
     outcome: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebhookInboxItem(Base):
+    """A verified delivery, stored as it came and waiting to be handled, in arrival (id) order
+    (bot/github/inbound/inbox.py); its row goes when it has been handled."""
+
+    __tablename__ = "webhook_inbox"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(String(100), unique=True)
+    event: Mapped[str] = mapped_column(String(100))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
