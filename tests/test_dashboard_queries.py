@@ -1,26 +1,38 @@
 """The overview's SQL does not grow with the projects shown: the same statements for a token
-that sees 5 projects as for one that sees all 50 (counted with `before_cursor_execute`)."""
+that sees 5 projects as for one that sees all 50 (counted with `before_cursor_execute`); the
+candidate page reads all its environments and reports at once."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import select
+from markupsafe import escape
+from sqlalchemy import select, update
 
 from api.app import create_app
-from api.dashboard.keys import OVERVIEW_CACHE
+from api.dashboard.keys import OVERVIEW_CACHE, SHOWN_REPORTS
 from api.keys import SERVICE
 from bot.app import dashboard
+from bot.app.dashboard import ShownReports
+from bot.core import errors
 from bot.domain.access import token_identity
 from bot.domain.freeze import current_freeze
 from bot.service import open_service
 from bot.settings import Settings
 from bot.storage import dashboard as reads
-from bot.storage.models import Deployment, Environment, Project, Release, ReleaseCandidate
+from bot.storage.models import (
+    ChangeReport,
+    Deployment,
+    Environment,
+    Project,
+    Release,
+    ReleaseCandidate,
+)
 from tests.conftest import TestClock, make_token
 from tests.test_dashboard_safety import sign_in
 from tests.test_graphql import ENVIRONMENTS, counted_statements, many_projects_yaml, seed_history
@@ -86,6 +98,14 @@ async def test_the_overview_of_50_projects_costs_the_statements_of_5(
     _, five_cached = await overview_statements(client, some, cached=True)
     assert live_region(five_cached) == live_region(five_page)
     assert 'data-environment="p05/production"' not in five_cached
+
+
+def without_form_keys(page: str) -> str:
+    """The page's live region without the values its forms get fresh each time (the CSRF
+    token, the idempotency keys)."""
+    return re.sub(
+        r'type="hidden" name="(csrf|idempotency_key)" value="[^"]*"', "", live_region(page)
+    )
 
 
 def live_region(page: str) -> str:
@@ -217,3 +237,90 @@ async def _awkward_history(db: Any, clock: TestClock) -> None:
                 created_at=now,
             )
         )
+
+
+CANDIDATE_PAGE = "/projects/p00/candidates/v2.0.0-rc1"
+
+
+async def candidate_statements(
+    client: TestClient[Any, Any], token: str, *, reports_kept: bool
+) -> tuple[list[str], str]:
+    """The statements one candidate page sends, and the page: with the pull requests of its
+    reports kept from an earlier view, or (not `reports_kept`) read afresh."""
+    database = client.app[SERVICE].db
+    async with await sign_in(client, token) as browser:
+        async with browser.get(CANDIDATE_PAGE) as answer:
+            assert answer.status == 200
+        if not reports_kept:
+            client.app[SHOWN_REPORTS] = ShownReports()
+        with counted_statements(database) as statements:
+            async with browser.get(CANDIDATE_PAGE) as answer:
+                page = await answer.text()
+                assert answer.status == 200
+    return [" ".join(s.split())[:100] for s in statements], page
+
+
+@pytest.mark.both_databases
+async def test_the_candidate_page_reads_its_six_environments_and_reports_at_once(
+    aiohttp_client: Any, tmp_path: Path, database_url: str, clock: TestClock
+) -> None:
+    """Six environments, five of them showing the same stored report (v1 runs there, v2
+    runs in staging): the same few statements as for one, and the report's pull requests
+    read once, then kept (a complete report is never filled again)."""
+    projects_file = tmp_path / "many.yml"
+    projects_file.write_text(many_projects_yaml(2))
+    settings = Settings(database_url=database_url, config=projects_file)
+    client: TestClient[Any, Any] = await aiohttp_client(
+        create_app(settings, clock=clock, background_work=False)
+    )
+    await seed_history(client.app[SERVICE].db, 2, clock)
+    token = await make_token(client.app[SERVICE].db, "every-project")
+
+    read, page = await candidate_statements(client, token, reports_kept=False)
+    kept, kept_page = await candidate_statements(client, token, reports_kept=True)
+
+    assert page.count("Deploying this here ships 3 pull requests (3 commits) since v1.0.0-rc1") == 5
+    assert page.count("Runs here.") == 1
+    assert all(f'href="https://x/p/{n}">#{n}</a> PR {n} by dev' in page for n in range(3))
+    assert without_form_keys(kept_page) == without_form_keys(page)
+    # The session, the identity's projects; the project, the candidate, the environments with
+    # what runs there (the newest success's id, then its row), the reports' summaries; the
+    # change mark's four.
+    assert len(kept) == 11, "\n".join(kept)
+    # Not kept yet: and the pull requests of the one report, once for five environments.
+    assert len(read) == 12, read
+    assert [s for s in read if s not in kept] == [
+        next(
+            s
+            for s in read
+            if s.startswith("SELECT change_reports.id, change_reports.pull_requests")
+        )
+    ]
+
+
+async def test_a_refused_report_is_said_in_every_environment_it_was_for_then_forgotten(
+    aiohttp_client: Any, tmp_path: Path, database_url: str, clock: TestClock
+) -> None:
+    """One stored refusal behind five environments: each says GitHub refused, and the row is
+    gone after the view (the next one asks again; without the GitHub App it says so)."""
+    projects_file = tmp_path / "many.yml"
+    projects_file.write_text(many_projects_yaml(1))
+    settings = Settings(database_url=database_url, config=projects_file)
+    client: TestClient[Any, Any] = await aiohttp_client(
+        create_app(settings, clock=clock, background_work=False)
+    )
+    database = client.app[SERVICE].db
+    await seed_history(database, 1, clock)
+    async with database.write() as session:
+        await session.execute(update(ChangeReport).values(error="404 Not Found"))
+    token = await make_token(database, "every-project")
+    async with await sign_in(client, token) as browser:
+        async with browser.get(CANDIDATE_PAGE) as answer:
+            refused = await answer.text()
+        async with browser.get(CANDIDATE_PAGE) as answer:
+            after = await answer.text()
+    assert refused.count(escape(str(errors.CHANGES_REFUSED))) == 5
+    async with database.read() as session:
+        assert list(await session.scalars(select(ChangeReport))) == []
+    assert escape(str(errors.CHANGES_REFUSED)) not in after
+    assert after.count(str(errors.CHANGES_NEED_GITHUB_APP)) == 5

@@ -23,7 +23,7 @@ from markupsafe import Markup
 
 from api.dashboard import actions
 from api.dashboard.approvers import ApproverUnknown, dashboard_approver
-from api.dashboard.keys import FEED, OAUTH, OVERVIEW_CACHE
+from api.dashboard.keys import FEED, OAUTH, OVERVIEW_CACHE, SHOWN_REPORTS
 from api.dashboard.live import stream
 from api.dashboard.security import HEADERS
 from api.dashboard.sessions import (
@@ -223,6 +223,7 @@ async def candidate_page(request: web.Request) -> web.Response:
         view = await dashboard.candidate_view(
             service.db,
             service.mirror,
+            request.app[SHOWN_REPORTS],
             project_name=project,
             version=request.match_info["version"],
             clock=service.clock,

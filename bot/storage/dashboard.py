@@ -105,6 +105,42 @@ async def running_deployments(
     return await _newest_per_environment(session, environment_ids, [DeploymentStatus.SUCCESS])
 
 
+async def environments_running(
+    session: AsyncSession, project_id: int
+) -> list[tuple[Environment, Deployment | None]]:
+    """The project's current environments in the file's order, each with its newest success
+    (what runs there, its candidate loaded): the environments with the newest success's id
+    in one statement (a seek to the end of its (environment, status, id) range), then those
+    deployments."""
+    newest = (
+        select(func.max(Deployment.id))
+        .where(
+            Deployment.environment_id == Environment.id,
+            Deployment.status == DeploymentStatus.SUCCESS,
+        )
+        .correlate(Environment)
+        .scalar_subquery()
+    )
+    listed = (
+        await session.execute(
+            select(Environment, newest)
+            .where(Environment.project_id == project_id, Environment.removed_at.is_(None))
+            .order_by(Environment.id)
+        )
+    ).all()
+    ids = [running for _, running in listed if running is not None]
+    found: dict[int, Deployment] = {}
+    if ids:
+        rows = await session.scalars(
+            select(Deployment).where(Deployment.id.in_(ids)).options(*_CELL)
+        )
+        found = {deployment.id: deployment for deployment in rows}
+    return [
+        (environment, None if running is None else found.get(running))
+        for environment, running in listed
+    ]
+
+
 async def last_failures(
     session: AsyncSession, environment_ids: Sequence[int]
 ) -> dict[int, Deployment]:
