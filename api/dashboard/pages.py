@@ -24,7 +24,7 @@ from markupsafe import Markup
 from api.dashboard import actions
 from api.dashboard.approvers import ApproverUnknown, dashboard_approver
 from api.dashboard.keys import FEED, OAUTH, OVERVIEW_CACHE, SHOWN_REPORTS
-from api.dashboard.live import stream
+from api.dashboard.live import signed_out_stream, stream
 from api.dashboard.security import HEADERS
 from api.dashboard.sessions import (
     BAD_TOKEN,
@@ -33,6 +33,7 @@ from api.dashboard.sessions import (
     check_sign_in_nonce,
     new_sign_in_nonce,
     require_session,
+    session_check,
     sign_in,
     sign_out,
     signed_in,
@@ -301,5 +302,9 @@ async def sign_out_submit(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/dashboard/events")
 async def events(request: web.Request) -> web.StreamResponse:
-    await require_session(request)
-    return await stream(request, request.app[FEED], HEADERS)
+    """The page's live stream; it ends with `signed-out` once the session does (at once when
+    it has already: the page stops, showing what it shows, and says so)."""
+    signed = await signed_in(request)
+    if signed is None:
+        return await signed_out_stream(request, HEADERS)
+    return await stream(request, request.app[FEED], HEADERS, session_check(request, signed))
