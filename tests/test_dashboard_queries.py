@@ -86,13 +86,13 @@ async def test_the_overview_of_50_projects_costs_the_statements_of_5(
     assert len(fifty_statements) == len(five_statements), (fifty_statements, five_statements)
     # The session; the projects the identity may see (names and repositories); the projects
     # with their environments; the newest success, deployment under way and failure of each
-    # (their ids, then their rows); the newest candidates; the change mark's four.
-    assert len(fifty_statements) == 10, fifty_statements
+    # (their ids, then their rows); the newest candidates; the change mark.
+    assert len(fifty_statements) == 7, fifty_statements
 
     # Unchanged since: the region comes from the cache, with the session, the identity's
-    # projects and the change mark's four; the same page.
+    # projects and the change mark; the same page.
     cached_statements, cached_page = await overview_statements(client, every, cached=True)
-    assert len(cached_statements) == 6, cached_statements
+    assert len(cached_statements) == 3, cached_statements
     assert live_region(cached_page) == live_region(fifty_page)
     # The five-project token at the same mark gets its own region, never the cached fifty.
     _, five_cached = await overview_statements(client, some, cached=True)
@@ -285,10 +285,10 @@ async def test_the_candidate_page_reads_its_six_environments_and_reports_at_once
     assert without_form_keys(kept_page) == without_form_keys(page)
     # The session, the identity's projects; the project, the candidate, the environments with
     # what runs there (the newest success's id, then its row), the reports' summaries; the
-    # change mark's four.
-    assert len(kept) == 11, "\n".join(kept)
+    # change mark.
+    assert len(kept) == 8, "\n".join(kept)
     # Not kept yet: and the pull requests of the one report, once for five environments.
-    assert len(read) == 12, read
+    assert len(read) == 9, read
     assert [s for s in read if s not in kept] == [
         next(
             s

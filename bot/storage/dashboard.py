@@ -372,52 +372,49 @@ class ChangeMark:
 
 
 async def change_mark(session: AsyncSession, now: datetime) -> ChangeMark:
-    """The cheap "has anything changed" query, run once a second per process while someone
-    watches: index seeks and the (small) environments table."""
-    # Two scalar subqueries, not MAX(id), MAX(updated_at) in one SELECT: SQLite seeks an
-    # index only for a lone MIN/MAX, and scanned the table for the pair (118 ms at 1 000 000).
-    deployments = (
+    """The cheap "has anything changed" query, run on every page and once a second per
+    process while someone watches: index seeks and the (small) environments table, in one
+    statement (one snapshot, one round trip; as four it cost 3.6 ms on PostgreSQL, mostly
+    the round trips).
+
+    Each aggregate is a scalar subquery of its own, not MAX(id), MAX(updated_at) in one
+    SELECT: SQLite seeks an index only for a lone MIN/MAX, and scanned the table for the
+    pair (118 ms at 1 000 000)."""
+    in_effect = or_(Environment.frozen_until.is_(None), Environment.frozen_until > now)
+    frozen = and_(Environment.frozen_at.is_not(None), in_effect)
+    mark = (
         await session.execute(
             select(
                 select(func.max(Deployment.id)).scalar_subquery(),
                 select(func.max(Deployment.updated_at)).scalar_subquery(),
-            )
-        )
-    ).one()
-    candidates = (
-        await session.execute(
-            select(
-                func.max(ReleaseCandidate.id),
+                select(func.max(ReleaseCandidate.id)).scalar_subquery(),
                 select(func.count())
                 .where(ReleaseCandidate.build_status == BuildStatus.BUILDING)
                 .scalar_subquery(),
-            )
-        )
-    ).one()
-    in_effect = or_(Environment.frozen_until.is_(None), Environment.frozen_until > now)
-    freezes = (
-        await session.execute(
-            select(func.count(), func.max(Environment.frozen_at)).where(
-                Environment.frozen_at.is_not(None), in_effect
-            )
-        )
-    ).one()
-    reports = (
-        await session.execute(
-            select(
-                func.max(ChangeReport.id),
+                select(func.count()).where(frozen).scalar_subquery(),
+                select(func.max(Environment.frozen_at)).where(frozen).scalar_subquery(),
+                select(func.max(ChangeReport.id)).scalar_subquery(),
                 select(func.count()).where(ChangeReport.completed_at.is_(None)).scalar_subquery(),
             )
         )
     ).one()
-    last_change = deployments[1]
+    (
+        newest_deployment,
+        last_change,
+        newest_candidate,
+        building,
+        freezes,
+        last_freeze,
+        newest_report,
+        pending_reports,
+    ) = mark
     if isinstance(last_change, str):  # SQLite hands MAX() of a datetime back as text
         last_change = datetime.fromisoformat(last_change)
     return ChangeMark(
-        newest_deployment=deployments[0],
+        newest_deployment=newest_deployment,
         last_deployment_change=last_change,
-        newest_candidate=candidates[0],
-        building=int(candidates[1] or 0),
-        freezes=f"{freezes[0]}:{freezes[1]}",
-        reports=(reports[0], int(reports[1] or 0)),
+        newest_candidate=newest_candidate,
+        building=int(building or 0),
+        freezes=f"{freezes}:{last_freeze}",
+        reports=(newest_report, int(pending_reports or 0)),
     )
