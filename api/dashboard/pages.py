@@ -23,7 +23,7 @@ from markupsafe import Markup
 
 from api.dashboard import actions
 from api.dashboard.approvers import ApproverUnknown, dashboard_approver
-from api.dashboard.keys import FEED, OAUTH, OVERVIEW_CACHE, SHOWN_REPORTS
+from api.dashboard.keys import FEED, KEPT_NEWEST, OAUTH, OVERVIEW_CACHE, SHOWN_REPORTS
 from api.dashboard.live import signed_out_stream, stream
 from api.dashboard.security import HEADERS
 from api.dashboard.sessions import (
@@ -146,7 +146,9 @@ async def overview_page(request: web.Request) -> web.Response:
     if region is None:
         service = request.app[SERVICE]
         async with service.db.read() as session:
-            shown = await dashboard.overview(session, signed.identity, service.clock())
+            shown = await dashboard.overview(
+                session, signed.identity, service.clock(), request.app[KEPT_NEWEST]
+            )
         region = aiohttp_jinja2.get_env(request.app).get_template(REGION).render(overview=shown)
         cache.put(mark, signed.identity, region)
     # Markup: the region is the output of an autoescaped template, not text to escape again.

@@ -9,10 +9,12 @@ audit view lists a project's decisions (bot/storage/policy.py `audit_rows`).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -100,13 +102,63 @@ async def _cells(
     }
 
 
-async def overview(session: AsyncSession, identity: Identity, now: datetime) -> Overview:
+# How long the newest deployments kept per environment are trusted without a full read.
+KEPT_SECONDS = 30.0
+# How far before the last change seen a change is looked for (see `environments_changed_since`).
+CHANGE_SLACK = timedelta(seconds=30)
+
+
+class KeptNewest:
+    """Each environment's newest success, deployment under way and failure, kept between
+    overviews: a new one reads again only the environments whose deployments changed since
+    the last (most overviews follow one status report, one deployment), and all of them at
+    least every `KEPT_SECONDS` (what the change mark may miss: a write stamped long before
+    it committed; the cached overview region trusts the mark as long).
+
+    Reading a changed environment afresh after the deployments' ends were read keeps it at
+    least as new as them; one overview at a time updates what is kept."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._lock = asyncio.Lock()
+        self._seen: reads.DeploymentsSeen | None = None
+        self._read_at = 0.0
+        self._newest: dict[int, reads.NewestDeployments] = {}
+
+    async def newest(
+        self, session: AsyncSession, environment_ids: Sequence[int]
+    ) -> dict[int, reads.NewestDeployments]:
+        async with self._lock:
+            seen = await reads.deployments_seen(session)
+            if self._seen is None or self._monotonic() - self._read_at > KEPT_SECONDS:
+                self._newest.clear()
+                self._read_at = self._monotonic()
+            else:
+                changed = await reads.environments_changed_since(session, self._seen, CHANGE_SLACK)
+                for environment_id in changed:
+                    self._newest.pop(environment_id, None)
+            self._seen = seen
+            missing = [i for i in environment_ids if i not in self._newest]
+            if missing:
+                found = await reads.overview_deployments(session, missing)
+                nothing = reads.NewestDeployments()
+                self._newest.update({i: found.get(i, nothing) for i in missing})
+            return {i: self._newest[i] for i in environment_ids}
+
+    def clear(self) -> None:
+        self._seen = None
+        self._newest.clear()
+
+
+async def overview(
+    session: AsyncSession, identity: Identity, now: datetime, kept: KeptNewest
+) -> Overview:
     """Every project the identity may view, by its environments, and the newest candidates
-    with where each runs: four queries, whatever the number of projects."""
+    with where each runs: a few queries, whatever the number of projects."""
     listed = await reads.overview_environments(session, identity.scope)
     listed = [(p, envs) for p, envs in listed if identity.may_view(p.name)]
     every_environment = [e for _, envs in listed for e in envs]
-    newest = await reads.overview_deployments(session, [e.id for e in every_environment])
+    newest = await kept.newest(session, [e.id for e in every_environment])
     nothing = reads.NewestDeployments()
     rows = []
     running_in: dict[int, list[str]] = {}  # candidate id -> where it runs

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, case, func, or_, select, type_coerce
+from sqlalchemy import and_, case, func, or_, select, type_coerce, union
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, raiseload
 
@@ -314,6 +314,46 @@ async def overview_deployments(
         environment_id: NewestDeployments(**{kind: rows[i] for kind, i in chosen.items()})
         for environment_id, chosen in kinds.items()
     }
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentsSeen:
+    """How far the deployments went when read: the newest id and the last change."""
+
+    newest_id: int
+    last_change: datetime | None
+
+
+async def deployments_seen(session: AsyncSession) -> DeploymentsSeen:
+    """The newest deployment id and `updated_at`: two index ends (each a lone MAX)."""
+    newest_id, last_change = (
+        await session.execute(
+            select(
+                select(func.max(Deployment.id)).scalar_subquery(),
+                select(func.max(Deployment.updated_at)).scalar_subquery(),
+            )
+        )
+    ).one()
+    if isinstance(last_change, str):  # SQLite hands MAX() of a datetime back as text
+        last_change = datetime.fromisoformat(last_change)
+    if last_change is not None and last_change.tzinfo is None:
+        last_change = last_change.replace(tzinfo=UTC)
+    return DeploymentsSeen(newest_id or 0, last_change)
+
+
+async def environments_changed_since(
+    session: AsyncSession, seen: DeploymentsSeen, slack: timedelta
+) -> set[int]:
+    """The environments with a deployment added since `seen`, or changed since `slack`
+    before its last change (a write that took its time stamp earlier but committed later, a
+    replica's clock a little behind): the primary key's and the (updated_at) index's ends."""
+    added = select(Deployment.environment_id).where(Deployment.id > seen.newest_id)
+    if seen.last_change is None:
+        return set(await session.scalars(added.distinct()))
+    changed = select(Deployment.environment_id).where(
+        Deployment.updated_at >= seen.last_change - slack
+    )
+    return set(await session.scalars(union(added, changed)))
 
 
 async def newest_candidate_facts(
