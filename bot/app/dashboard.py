@@ -281,6 +281,7 @@ class ReportShown:
 
 
 NOTHING_SHIPS = ReportShown(0, (), False)  # the same commit runs there (`changes.identical`)
+FETCHING = "The change report is being fetched from GitHub"
 
 
 @dataclass(frozen=True)
@@ -407,9 +408,6 @@ async def candidate_view(
     if wanted:
         await changes.ask_for_reports(db, mirror, list(wanted.values()), clock())
     return CandidateView(candidate, project, shipping)
-
-
-FETCHING = "The change report is being fetched from GitHub"
 
 
 def _between(
