@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from api.dashboard.live import SESSION_CHECK_SECONDS
 from api.keys import SERVICE
 from bot.github.outbound.worker import OutboxWorker
 from tests.conftest import SHA_A, SHA_B, SHA_C, Api, TestClock, make_token
@@ -221,3 +222,57 @@ async def test_a_pending_change_report_fills_in_live(
     )
     await expect(production).to_contain_text("Faster search")
     assert await page.evaluate("performance.getEntriesByType('navigation').length") == 1
+
+
+# Every EventSource a page opens, kept where the test can see whether it is still open.
+RECORD_STREAMS = """(() => {
+  const Original = window.EventSource;
+  window.streams = [];
+  window.EventSource = function (url, options) {
+    const source = new Original(url, options);
+    window.streams.push(source);
+    return source;
+  };
+  window.EventSource.prototype = Original.prototype;
+  Object.assign(window.EventSource, { CONNECTING: 0, OPEN: 1, CLOSED: 2 });
+})();"""
+
+
+async def test_a_page_signed_out_in_another_tab_says_so_and_stops_updating(
+    client: TestClient[Any, Any], api: Api, browser: Browser
+) -> None:
+    await api.ship("staging", "v1.0.0-rc1", SHA_A)
+    token = await make_token(client.app[SERVICE].db, "release-manager", actor="rm@example.com")
+    base = str(client.make_url("/")).rstrip("/")
+    context = await browser.new_context()  # one cookie jar: two tabs of one browser
+    await context.add_init_script(RECORD_STREAMS)
+    page = await context.new_page()
+    await page.goto(base + "/sign-in")
+    await page.locator("#token").fill(token)
+    await page.locator("#sign-in").click()
+    await expect(page).to_have_url(base + "/")
+    staging = page.locator('tr[data-environment="Backend/staging"]')
+    await expect(staging.locator(".running")).to_contain_text("v1.0.0-rc1")
+    await expect(page.locator("#live-state")).to_have_text("live")
+
+    other = await context.new_page()
+    await other.goto(base + "/projects/Backend/environments/staging")
+    await other.locator("#sign-out").click()
+    await expect(other).to_have_url(base + "/sign-in")
+
+    notice = page.locator("#signed-out")
+    await expect(notice).to_have_text(
+        "Signed out: sign in again", timeout=(SESSION_CHECK_SECONDS + 2) * 1000
+    )
+    await expect(notice.get_by_role("link", name="sign in again")).to_have_attribute(
+        "href", "/sign-in"
+    )
+    await expect(page.locator("#live-state")).to_have_text("signed out")
+    # What it showed stays; its stream is closed, never to reconnect; it was never reloaded.
+    await expect(staging.locator(".running")).to_contain_text("v1.0.0-rc1")
+    await page.wait_for_function(
+        "window.streams.length === 1 && window.streams[0].readyState === 2"
+    )
+    assert await page.evaluate("performance.getEntriesByType('navigation').length") == 1
+    await accessible(page, Axe())
+    await context.close()

@@ -1,18 +1,25 @@
 """The dashboard's safety over plain HTTP against the real app: a token's scope hides other
 projects, a forged POST (no or another session's CSRF token) changes nothing, a double click
-deploys once, every value is escaped, and the headers and cookie are as the README says."""
+deploys once, every value is escaped, the headers and cookie are as the README says, and an
+open page's live stream ends with its session."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import ClientSession, CookieJar
+import pytest
+from aiohttp import ClientResponse, ClientSession, CookieJar
 from aiohttp.test_utils import TestClient
 
+from api.dashboard.live import SESSION_CHECK_SECONDS, SIGNED_OUT
 from api.dashboard.security import CONTENT_SECURITY_POLICY
 from api.keys import SERVICE
-from tests.conftest import SHA_A, SHA_B, Api, make_token
+from bot.storage import tokens
+from bot.storage.db import Database
+from tests.conftest import SHA_A, SHA_B, Api, TestClock, make_token
 
 FIELD = re.compile(r'name="(csrf|idempotency_key)" value="([^"]+)"')
 
@@ -134,3 +141,81 @@ async def test_pages_escape_what_they_show_and_carry_the_security_headers(
             assert answer.headers["Location"] == "/sign-in"
     assert "frame-ancestors 'none'" in CONTENT_SECURITY_POLICY
     assert "'unsafe-inline'" not in CONTENT_SECURITY_POLICY
+
+
+async def next_event(stream: ClientResponse) -> str | None:
+    """The name of the stream's next event (comments and `retry:` skipped); None at its end."""
+    name = None
+    while True:
+        line = await stream.content.readline()
+        if not line:
+            return None
+        text = line.decode().rstrip("\n")
+        if text.startswith("event: "):
+            name = text.removeprefix("event: ")
+        elif text == "" and name is not None:
+            return name
+
+
+async def end_by_signing_out(browser: ClientSession, db: Database, clock: TestClock) -> None:
+    fields = await form_fields(browser, "/")
+    async with browser.post("/sign-out", data={"csrf": fields["csrf"]}, allow_redirects=False):
+        pass
+
+
+async def end_by_revoking_the_token(browser: ClientSession, db: Database, clock: TestClock) -> None:
+    async with db.write() as session:
+        assert await tokens.revoke_token(session, "person")
+
+
+async def end_by_expiring(browser: ClientSession, db: Database, clock: TestClock) -> None:
+    clock.advance(hours=12)
+
+
+@pytest.mark.parametrize(
+    "end",
+    [end_by_signing_out, end_by_revoking_the_token, end_by_expiring],
+    ids=lambda f: f.__name__,
+)
+async def test_an_open_pages_stream_ends_with_its_session(
+    client: TestClient[Any, Any],
+    api: Api,
+    clock: TestClock,
+    end: Callable[[ClientSession, Database, TestClock], Awaitable[None]],
+) -> None:
+    """Signed out in another tab, the token revoked, the session expired: the stream that was
+    open says `signed-out` within a session check and ends (no more changes reach the page);
+    a new one, without a session, says it at once."""
+    await api.ship("staging", "v1.0.0-rc1", SHA_A)
+    db = client.app[SERVICE].db
+    async with await sign_in(client, await make_token(db, "person")) as browser:
+        async with browser.get("/dashboard/events?since=stale") as stream:
+            assert stream.status == 200
+            assert await next_event(stream) == "change"  # opened on a stale mark
+            await end(browser, db, clock)
+            async with asyncio.timeout(SESSION_CHECK_SECONDS + 5):
+                assert await next_event(stream) == "signed-out"
+                assert await next_event(stream) is None  # the stream ended
+        async with browser.get("/dashboard/events?since=stale") as stream:
+            assert stream.status == 200
+            assert stream.headers["Content-Type"] == "text/event-stream"
+            assert await stream.read() == SIGNED_OUT
+
+
+async def test_a_stream_checks_its_session_before_telling_a_change(
+    client: TestClient[Any, Any], api: Api
+) -> None:
+    """A change right after signing out is not told to the page: the stream checks the
+    session first, and says `signed-out` instead."""
+    db = client.app[SERVICE].db
+    async with await sign_in(client, await make_token(db, "person")) as browser:
+        fields = await form_fields(browser, "/")
+        async with browser.get("/dashboard/events?since=stale") as stream:
+            assert await next_event(stream) == "change"
+            async with browser.post(
+                "/sign-out", data={"csrf": fields["csrf"]}, allow_redirects=False
+            ) as answer:
+                assert answer.status == 303
+            await api.ship("staging", "v1.0.0-rc1", SHA_A)
+            async with asyncio.timeout(SESSION_CHECK_SECONDS + 5):
+                assert await next_event(stream) == "signed-out"

@@ -1,6 +1,6 @@
-"""The queries of a rollback, and GraphQL's report summaries, find their rows through an
-index, on both backends, so their cost does not grow with the history (bench/history.py and
-bench/graphql.py measure it; this fails CI first).
+"""The queries of a rollback, GraphQL's report summaries and the dashboard's find their rows
+through an index, on both backends, so their cost does not grow with the history
+(bench/history.py and bench/graphql.py measure it; this fails CI first).
 
 SQLite is checked as Tarmac runs it: without statistics (Tarmac never runs ANALYZE there), when
 its planner picks between indexes by the shape of the query alone.
@@ -8,7 +8,7 @@ its planner picks between indexes by the shape of the query alone.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +18,12 @@ from bot.app.operations import Mirror, roll_back
 from bot.domain.changes import PathFilter
 from bot.domain.statuses import ACTIVE_STATUSES, DeploymentStatus
 from bot.storage.change_reports import find_report_summaries, paths_digest
-from bot.storage.dashboard import change_mark, newest_candidate_facts
+from bot.storage.dashboard import (
+    change_mark,
+    deployments_seen,
+    environments_changed_since,
+    newest_candidate_facts,
+)
 from bot.storage.db import Database
 from bot.storage.models import ChangeReport, Deployment
 from bot.storage.projects import find_environment
@@ -174,6 +179,23 @@ async def test_the_dashboards_change_mark_seeks_the_newest_deployment(db: Databa
     (newest, *_) = await _statements_of(db, mark)
     plan = await _plan(db, *newest)
     # (A lone MIN/MAX reads its index's end: SQLite says SEARCH with no condition after it.)
+    assert "ix_deployments_updated_at" in plan, plan
+    assert "SCAN deployments" not in plan, plan
+    assert "Seq Scan on deployments" not in plan, plan
+
+
+async def test_the_environments_changed_since_are_the_ends_of_two_indexes(db: Database) -> None:
+    """The overview reads again only the environments whose deployments changed since it last
+    read them: the primary key after the newest id seen, the (updated_at) index after the last
+    change seen (less a slack), never the whole table."""
+    await _seed_without_sqlite_statistics(db)
+
+    async def changed(session: Any) -> None:
+        seen = await deployments_seen(session)
+        await environments_changed_since(session, seen, timedelta(seconds=30))
+
+    _, since = await _statements_of(db, changed)
+    plan = await _plan(db, *since)
     assert "ix_deployments_updated_at" in plan, plan
     assert "SCAN deployments" not in plan, plan
     assert "Seq Scan on deployments" not in plan, plan

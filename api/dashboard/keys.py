@@ -6,6 +6,7 @@ from aiohttp import web
 
 from api.dashboard.live import ChangeFeed
 from api.dashboard.overview_cache import OverviewCache
+from bot.app.dashboard import KeptNewest, ShownReports
 from bot.github.access import RepositoryAccess
 from bot.github.oauth import OAuthClient
 from bot.storage.dashboard_sessions import SignedIn
@@ -18,3 +19,7 @@ OAUTH = web.AppKey("dashboard_oauth_client", OAuthClient)
 GITHUB_ACCESS = web.AppKey("dashboard_github_access", RepositoryAccess)
 # The overview's live region per change mark and view (api/dashboard/overview_cache.py).
 OVERVIEW_CACHE = web.AppKey("dashboard_overview_cache", OverviewCache)
+# Each environment's newest deployments, kept between overviews (bot/app/dashboard.py).
+KEPT_NEWEST = web.AppKey("dashboard_kept_newest", KeptNewest)
+# The pull requests of the change reports the candidate pages showed (bot/app/dashboard.py).
+SHOWN_REPORTS = web.AppKey("dashboard_shown_reports", ShownReports)

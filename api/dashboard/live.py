@@ -9,6 +9,12 @@ fetches itself again and swaps its live region.
 Nothing is lost on reconnect: a page sends the mark it was rendered at (`?since=`), and
 EventSource sends the last event's id (`Last-Event-ID`) when it reconnects; a stream that opens
 on a mark other than the current one starts with a `change` event.
+
+A stream lasts as long as its session: it asks whether the session still stands before each
+event and every `SESSION_CHECK_SECONDS` while nothing changes (one read by primary key), and
+once it does not (signed out in another tab, expired, its token revoked) it sends
+`signed-out` and ends. The page then closes it (no reconnect), keeps what it shows and says
+so.
 """
 
 from __future__ import annotations
@@ -30,7 +36,10 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
 # A comment line now and then, so proxies keep the stream open and a gone client is noticed.
 KEEPALIVE_SECONDS = 15.0
+# How long an open page may show updates after its session ended, at most.
+SESSION_CHECK_SECONDS = 3.0
 RETRY_MILLISECONDS = 1000
+SIGNED_OUT = b"event: signed-out\ndata: Signed out: sign in again\n\n"
 
 
 class ChangeFeed:
@@ -107,11 +116,8 @@ def mark_reader(db: Database, clock: Clock) -> Callable[[], Awaitable[str]]:
     return read
 
 
-async def stream(
-    request: web.Request, feed: ChangeFeed, headers: dict[str, str]
-) -> web.StreamResponse:
-    """Serve one page's event stream until the client goes away or the server stops."""
-    response = web.StreamResponse(
+def _event_stream(headers: dict[str, str]) -> web.StreamResponse:
+    return web.StreamResponse(
         headers={
             **headers,
             "Content-Type": "text/event-stream",
@@ -119,26 +125,79 @@ async def stream(
             "X-Accel-Buffering": "no",
         }
     )
+
+
+async def stream(
+    request: web.Request,
+    feed: ChangeFeed,
+    headers: dict[str, str],
+    session_stands: Callable[[], Awaitable[bool]],
+) -> web.StreamResponse:
+    """Serve one page's event stream until the client goes away, its session ends or the
+    server stops."""
+    response = _event_stream(headers)
     await response.prepare(request)
     seen = request.headers.get("Last-Event-ID") or request.query.get("since", "")
     with contextlib.suppress(ConnectionResetError):
         async with feed.listening():
             await response.write(f"retry: {RETRY_MILLISECONDS}\n\n".encode())
-            await _follow(response, feed, seen)
+            await _follow(response, feed, seen, _checked(session_stands))
     return response
 
 
-async def _follow(response: web.StreamResponse, feed: ChangeFeed, seen: str) -> None:
+async def signed_out_stream(request: web.Request, headers: dict[str, str]) -> web.StreamResponse:
+    """The stream of a page whose session ended before it connected: `signed-out`, and the
+    end (an EventSource given a redirect to the sign-in page instead would only fail)."""
+    response = _event_stream(headers)
+    await response.prepare(request)
+    with contextlib.suppress(ConnectionResetError):
+        await response.write(SIGNED_OUT)
+    return response
+
+
+def _checked(session_stands: Callable[[], Awaitable[bool]]) -> Callable[[], Awaitable[bool]]:
+    """The session check, taken as standing while the database does not answer (a blip
+    signs nobody out; the next check asks again)."""
+
+    async def stands() -> bool:
+        try:
+            return await session_stands()
+        except (OSError, SQLAlchemyError):
+            log.warning("a dashboard stream could not check its session; trying again")
+            return True
+
+    return stands
+
+
+async def _follow(
+    response: web.StreamResponse,
+    feed: ChangeFeed,
+    seen: str,
+    session_stands: Callable[[], Awaitable[bool]],
+) -> None:
+    loop = asyncio.get_running_loop()
     current = await feed.current()
+    quiet_since = loop.time()
     while not feed.closed:
         if current != seen:
+            if not await session_stands():
+                await response.write(SIGNED_OUT)
+                return
             await response.write(_event(current))
             seen = current
-        changed = await feed.wait_for_change(seen, KEEPALIVE_SECONDS)
-        if changed is None:
-            await response.write(b": keep-alive\n\n")
+            quiet_since = loop.time()
+        changed = await feed.wait_for_change(seen, SESSION_CHECK_SECONDS)
+        if feed.closed:
+            return
+        if changed is not None:
+            current = changed
             continue
-        current = changed
+        if not await session_stands():
+            await response.write(SIGNED_OUT)
+            return
+        if loop.time() - quiet_since >= KEEPALIVE_SECONDS:
+            await response.write(b": keep-alive\n\n")
+            quiet_since = loop.time()
 
 
 def _event(mark: str) -> bytes:

@@ -23,8 +23,8 @@ from markupsafe import Markup
 
 from api.dashboard import actions
 from api.dashboard.approvers import ApproverUnknown, dashboard_approver
-from api.dashboard.keys import FEED, OAUTH, OVERVIEW_CACHE
-from api.dashboard.live import stream
+from api.dashboard.keys import FEED, KEPT_NEWEST, OAUTH, OVERVIEW_CACHE, SHOWN_REPORTS
+from api.dashboard.live import signed_out_stream, stream
 from api.dashboard.security import HEADERS
 from api.dashboard.sessions import (
     BAD_TOKEN,
@@ -33,6 +33,7 @@ from api.dashboard.sessions import (
     check_sign_in_nonce,
     new_sign_in_nonce,
     require_session,
+    session_check,
     sign_in,
     sign_out,
     signed_in,
@@ -145,7 +146,9 @@ async def overview_page(request: web.Request) -> web.Response:
     if region is None:
         service = request.app[SERVICE]
         async with service.db.read() as session:
-            shown = await dashboard.overview(session, signed.identity, service.clock())
+            shown = await dashboard.overview(
+                session, signed.identity, service.clock(), request.app[KEPT_NEWEST]
+            )
         region = aiohttp_jinja2.get_env(request.app).get_template(REGION).render(overview=shown)
         cache.put(mark, signed.identity, region)
     # Markup: the region is the output of an autoescaped template, not text to escape again.
@@ -223,6 +226,7 @@ async def candidate_page(request: web.Request) -> web.Response:
         view = await dashboard.candidate_view(
             service.db,
             service.mirror,
+            request.app[SHOWN_REPORTS],
             project_name=project,
             version=request.match_info["version"],
             clock=service.clock,
@@ -300,5 +304,9 @@ async def sign_out_submit(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/dashboard/events")
 async def events(request: web.Request) -> web.StreamResponse:
-    await require_session(request)
-    return await stream(request, request.app[FEED], HEADERS)
+    """The page's live stream; it ends with `signed-out` once the session does (at once when
+    it has already: the page stops, showing what it shows, and says so)."""
+    signed = await signed_in(request)
+    if signed is None:
+        return await signed_out_stream(request, HEADERS)
+    return await stream(request, request.app[FEED], HEADERS, session_check(request, signed))

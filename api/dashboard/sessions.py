@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -95,6 +95,19 @@ async def require_session(request: web.Request) -> SignedIn:
     if found is None:
         raise web.HTTPSeeOther(SIGN_IN_PATH)
     return found
+
+
+def session_check(request: web.Request, signed: SignedIn) -> Callable[[], Awaitable[bool]]:
+    """Whether `signed` still stands, asked again each time (an open page's stream asks on
+    every event and every few seconds): signed out in another tab, expired, its token
+    revoked."""
+    service = request.app[SERVICE]
+
+    async def stands() -> bool:
+        async with service.db.read() as session:
+            return await dashboard_sessions.session_stands(session, signed.id_hash, service.clock())
+
+    return stands
 
 
 def check_csrf(signed: SignedIn, form: Mapping[str, Any]) -> None:

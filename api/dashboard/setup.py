@@ -9,11 +9,20 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from api.dashboard import actions, github_sign_in, pages
-from api.dashboard.keys import FEED, GITHUB_ACCESS, OAUTH, OVERVIEW_CACHE, SESSION_SECRET
+from api.dashboard.keys import (
+    FEED,
+    GITHUB_ACCESS,
+    KEPT_NEWEST,
+    OAUTH,
+    OVERVIEW_CACHE,
+    SESSION_SECRET,
+    SHOWN_REPORTS,
+)
 from api.dashboard.live import ChangeFeed, mark_reader
 from api.dashboard.overview_cache import OverviewCache
 from api.dashboard.sessions import load_secret
 from api.keys import SERVICE
+from bot.app.dashboard import KeptNewest, ShownReports
 from bot.github.access import RepositoryAccess
 
 
@@ -32,6 +41,8 @@ def is_dashboard_resource(canonical: str) -> bool:
 def add_dashboard(app: web.Application) -> None:
     pages.setup_templates(app)
     app[OVERVIEW_CACHE] = OverviewCache()
+    app[SHOWN_REPORTS] = ShownReports()
+    app[KEPT_NEWEST] = KeptNewest()
     app.add_routes(pages.routes)
     app.add_routes(actions.routes)
     app.add_routes(github_sign_in.routes)

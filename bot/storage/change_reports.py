@@ -131,8 +131,8 @@ async def forget_report(session: AsyncSession, report_id: int) -> None:
 
 @dataclass(frozen=True)
 class ReportSummary:
-    """A stored report without its lists: where it stands, and how many pull requests it
-    holds (counted by the database, the lists neither sent nor decoded)."""
+    """A stored report without its lists: where it stands, and how many pull requests and
+    commits it holds (counted by the database, the lists neither sent nor decoded)."""
 
     id: int
     repo: str
@@ -144,6 +144,7 @@ class ReportSummary:
     ahead_by: int
     diverged: bool
     pull_request_count: int
+    commit_count: int
 
 
 async def find_report_summaries(
@@ -173,6 +174,7 @@ async def find_report_summaries(
             ChangeReport.ahead_by,
             ChangeReport.diverged,
             func.coalesce(func.json_array_length(ChangeReport.pull_requests), 0),
+            func.coalesce(func.json_array_length(ChangeReport.commits), 0),
         ).where(
             ChangeReport.repo.in_(sorted({key[0] for key in wanted})),
             ChangeReport.base_commit.in_(sorted({key[1] for key in wanted})),
@@ -193,3 +195,16 @@ async def reports_by_id(session: AsyncSession, ids: Sequence[int]) -> list[Chang
         return []
     found = await session.scalars(select(ChangeReport).where(ChangeReport.id.in_(ids)))
     return list(found)
+
+
+async def pull_request_lists(
+    session: AsyncSession, ids: Sequence[int]
+) -> dict[int, tuple[PullRequest, ...]]:
+    """The pull requests of stored reports, by id: one statement, the commits left unread (a
+    page that shows a report's pull requests only counts its commits)."""
+    if not ids:
+        return {}
+    found = await session.execute(
+        select(ChangeReport.id, ChangeReport.pull_requests).where(ChangeReport.id.in_(ids))
+    )
+    return {id_: tuple(_pull_request_of(pr) for pr in listed) for id_, listed in found}

@@ -136,6 +136,23 @@ async def find_session(session: AsyncSession, session_id: str, now: datetime) ->
     )
 
 
+async def session_stands(session: AsyncSession, id_hash: str, now: datetime) -> bool:
+    """Whether the session `find_session` found still stands: its row is there (not signed
+    out, not ended with its GitHub authorization), it has not expired, and its token (for a
+    token's session) was not revoked. One read by primary key, for an open page's stream."""
+    row = (
+        await session.execute(
+            select(DashboardSession.expires_at, DashboardSession.github_user_id, ApiToken.id)
+            .outerjoin(ApiToken, ApiToken.id == DashboardSession.token_id)
+            .where(DashboardSession.id_hash == id_hash)
+        )
+    ).one_or_none()
+    if row is None:
+        return False
+    expires_at, github_user_id, token_id = row
+    return bool(expires_at > now and (github_user_id is not None or token_id is not None))
+
+
 async def set_notice(session: AsyncSession, id_hash: str, text: str, *, error: bool) -> None:
     await session.execute(
         update(DashboardSession)

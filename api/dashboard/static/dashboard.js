@@ -12,6 +12,7 @@
   // mark, EventSource resends the last id, and a stream on another mark starts with a change.
   let refreshing = null;
   let again = false;
+  let signedOut = false; // the stream said the session ended: nothing more is fetched
 
   async function refresh() {
     if (refreshing) { again = true; return; }
@@ -19,7 +20,7 @@
       do {
         again = false;
         const answer = await fetch(location.href, { credentials: "same-origin", cache: "no-store" });
-        if (answer.redirected || !answer.ok) return;
+        if (signedOut || answer.redirected || !answer.ok) return;
         const html = await answer.text();
         const fresh = new DOMParser().parseFromString(html, "text/html");
         swap(fresh);
@@ -61,8 +62,29 @@
     if (opened) refresh();
     opened = true;
   });
-  source.addEventListener("error", () => { if (state) state.textContent = "reconnecting…"; });
-  source.addEventListener("change", () => { refresh(); });
+  source.addEventListener("error", () => {
+    if (state && !signedOut) state.textContent = "reconnecting…";
+  });
+  source.addEventListener("change", () => { if (!signedOut) refresh(); });
+
+  // --- the session ended (signed out in another tab, expired, its token revoked): the
+  // stream says so and ends; the page stops updating, keeps what it shows and says why.
+  source.addEventListener("signed-out", () => {
+    signedOut = true;
+    source.close();
+    if (state) state.textContent = "signed out";
+    if (document.getElementById("signed-out")) return;
+    const notice = document.createElement("p");
+    notice.className = "notice error";
+    notice.id = "signed-out";
+    notice.setAttribute("role", "alert");
+    const link = document.createElement("a");
+    link.href = "/sign-in";
+    link.textContent = "sign in again";
+    notice.append("Signed out: ", link);
+    const main = document.querySelector("main");
+    if (main) main.prepend(notice);
+  });
 
   // --- the confirm dialog: the link's #target opens it without JavaScript; with it, a modal
   // that Escape or "Keep what runs" closes, focus moved in and back.
