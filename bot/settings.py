@@ -71,9 +71,10 @@ class Settings(BaseSettings):
     # A change report not yet fetched is waited on this long within its request, then
     # answered 202 with Retry-After (docs/change-reports.md).
     change_report_wait_seconds: float = Field(default=3.0, ge=0.0, le=30.0)
-    # A webhook delivery is answered once it is stored in the inbox and handled, or after this
-    # long stored and still waiting (202 "queued", handled later): GitHub waits 10 s at most.
-    webhook_answer_wait_seconds: float = Field(default=3.0, ge=0.0, le=8.0)
+    # A webhook delivery is answered 202 "queued" once it is stored in the inbox, and handled
+    # from there. Above 0: the answer waits up to this long for the handling, to carry its
+    # outcome (GitHub's delivery log shows it); GitHub gives up after 10 s.
+    webhook_answer_wait_seconds: float = Field(default=0.0, ge=0.0, le=8.0)
     # Calls that create content on GitHub (comments, note edits, releases) go one at a time,
     # this long apart (GitHub's advice: at least a second; bot/github/outbound/pacing.py).
     github_content_interval_seconds: float = Field(default=1.0, ge=0.0, le=60.0)

@@ -501,6 +501,7 @@ async def api(client: TestClient[Any, Any], conformance: OpenApiConformance, db:
 # --- the GitHub App: settings, signed webhooks -------------------------------------------
 
 TEST_APP_ID = 424242
+ANSWER_WAIT_SECONDS = 8.0
 WEBHOOK_SECRET = register_secret("tarmac-test-webhook-secret-5b1f0c")
 BACKEND_INSTALLATION = 11
 MONOREPO_INSTALLATION = 12
@@ -567,6 +568,10 @@ def github_app_settings(
             # Content calls unpaced (still one at a time): the clock tests move is not the
             # one pacing counts in. tests/test_pull_request_notes.py paces them.
             "github_content_interval_seconds": 0.0,
+            # The tests read what a delivery did from its answer; by default the answer leaves
+            # once the delivery is stored (tests/test_webhooks.py checks that, and
+            # tests/test_inbox_faults.py runs it under kills).
+            "webhook_answer_wait_seconds": ANSWER_WAIT_SECONDS,
         }
     )
 

@@ -162,9 +162,13 @@ class InboxReader:
 
     async def _run(self) -> None:
         pause = RETRY_SECONDS
+        woken = False  # the first round looks at what a stopped process left
         while True:
+            # Cleared before the round, not after: an append committed during it wakes the
+            # next round at once instead of waiting out the poll.
+            self._woken.clear()
             try:
-                more = await self.drain_once()
+                more = await self.drain_once(look_first=not woken)
             except (DBAPIError, OSError) as exc:
                 log.warning("inbox: database error (%s); trying again", type(exc).__name__)
                 await asyncio.sleep(pause)
@@ -172,20 +176,25 @@ class InboxReader:
                 continue
             pause = RETRY_SECONDS
             if more:
+                woken = True
                 continue
-            self._woken.clear()
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._woken.wait(), self._poll_seconds)
+                woken = True
+            except TimeoutError:
+                woken = False
 
-    async def drain_once(self) -> bool:
-        """Handle the oldest batch of the inbox; True when there may be more.
+    async def drain_once(self, *, look_first: bool = True) -> bool:
+        """Handle the oldest batch of the inbox; True when there may be more. `look_first`
+        (a poll, not a wake): read whether there is anything before taking the writer's turn.
 
         Raises a database error (nothing of the batch is then stored)."""
-        async with self._db.read() as session:
-            empty = await inbox.is_empty(session)
-        if empty:
-            await self._answer_handled_elsewhere()
-            return False
+        if look_first:
+            async with self._db.read() as session:
+                empty = await inbox.is_empty(session)
+            if empty:
+                await self._answer_handled_elsewhere()
+                return False
         try:
             count = await self._transaction(only=None)
         except (DBAPIError, OSError):
@@ -193,6 +202,8 @@ class InboxReader:
         except Exception as exc:  # a handler's: each delivery alone, to find which
             await self._one_at_a_time(exc)
             return True
+        if count == 0:
+            await self._answer_handled_elsewhere()
         return count >= self._max_batch
 
     # --- handling ----------------------------------------------------------------------------
