@@ -47,6 +47,7 @@ class Sender:
         self.answered = 0
         self.retries = 0
         self.statuses: Counter[str] = Counter()
+        self.last_delivery_id = ""
 
     async def send(self, index: int) -> None:
         body = json.dumps(tag_push(version_of(index), SHA_A, repo=REPO)).encode()
@@ -56,6 +57,7 @@ class Sender:
             "X-GitHub-Delivery": str(uuid.uuid4()),  # the same on every retry, as GitHub's
             "X-Hub-Signature-256": sign_webhook(body),
         }
+        self.last_delivery_id = headers["X-GitHub-Delivery"]
         while True:
             try:
                 async with self.http.post(self.url, data=body, headers=headers) as reply:
@@ -149,3 +151,41 @@ async def drained(db: Database) -> None:
         return await count(db, WebhookInboxItem) == 0
 
     await until(empty, "the inbox drained", DEADLINE_SECONDS)
+
+
+async def test_a_delivery_writes_one_info_line_and_no_access_line(
+    tmp_path: Path, database_url: str, fake_github: FakeGitHub, github_private_key: str
+) -> None:
+    config = tmp_path / "tarmac.yml"
+    config.write_text(projects_yaml(1))
+    env = app_env(
+        database_url=database_url,
+        config=config,
+        fake_github=fake_github,
+        private_key=github_private_key,
+    )
+    port = free_port()
+    server = await start_server(env, tmp_path, port)
+    db = Database.from_url(database_url)
+    try:
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+            sender = Sender(http, f"http://127.0.0.1:{port}/api/github/webhooks")
+            await sender.send(0)
+            async with http.post(f"http://127.0.0.1:{port}/api/github/webhooks") as refused:
+                assert refused.status == 401
+        await drained(db)
+    finally:
+        await stop_server(server)
+        await db.dispose()
+    lines = server_log(tmp_path)
+    about = [line for line in lines if sender.last_delivery_id in line]
+    assert len(about) == 1, about
+    assert " INFO bot.github.inbound.inbox: " in about[0]
+    assert f"{version_of(0)} created; ready" in about[0], about[0]
+    access = [line for line in lines if "aiohttp.access" in line and "webhooks" in line]
+    assert [" 401 " in line for line in access] == [True], access  # a refusal keeps its line
+
+
+def server_log(folder: Path) -> list[str]:
+    [log] = folder.glob("serve-*.log")
+    return log.read_text().splitlines()

@@ -59,8 +59,9 @@ POLL_SECONDS = 1.0
 # After a database failure, the next try waits this long (doubling to the most).
 RETRY_SECONDS = 0.2
 MAX_RETRY_SECONDS = 5.0
-# Decoded events kept from the intake, so a delivery this process took is not decoded twice.
-DECODED_KEPT = 2_048
+# Decoded events kept from the intake, so a delivery this process took is not decoded twice:
+# a few batches' worth. A decoded payload takes about ten times its JSON, so not a backlog's.
+DECODED_KEPT = 256
 
 
 @dataclass(frozen=True)
