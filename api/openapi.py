@@ -742,7 +742,10 @@ your proxy.
 |---|---|
 | `tarmac_webhook_deliveries_total{event, outcome}` | deliveries: `accepted`, `ignored`, \
 `duplicate`, `rejected` (bad signature or body); `event` is one Tarmac handles, `other`, or \
-`unverified` for a rejected one |
+`unverified` for a rejected one (counted once handled: `accepted`, `ignored` and \
+`duplicate` by the inbox's reader) |
+| `tarmac_webhook_inbox_seconds` | histogram: from a delivery stored in the inbox (its 2xx may \
+leave) to its handling committed |
 | `tarmac_outbox_pending`, `tarmac_outbox_oldest_pending_age_seconds` | GitHub calls waiting, \
 and how long the oldest has waited (read at scrape time) |
 | `tarmac_github_calls_total{endpoint, status}` | calls to GitHub by method and path template; \
@@ -758,9 +761,11 @@ No label value is taken from what a client merely claims (an unsigned delivery's
 made-up method, a path): unauthenticated requests cannot grow the number of series."""
 
 WEBHOOK = """Verified by `X-Hub-Signature-256` first (the signature is required; a delivery \
-without a valid one is recorded nowhere), recorded by `X-GitHub-Delivery` (a redelivery \
-changes nothing) and handled before the answer: everything that changes state is committed \
-before it, and GitHub calls happen afterwards through the outbox. Bodies are limited to 1 MiB \
+without a valid one is recorded nowhere), then stored as it came in the inbox; from that \
+commit on a 2xx may leave (`queued`). The inbox is handled in arrival order, once by \
+`X-GitHub-Delivery` (a redelivery changes nothing); with `TARMAC_WEBHOOK_ANSWER_WAIT_SECONDS` \
+above 0 the answer waits up to that long for the handling and carries its outcome. GitHub calls \
+happen afterwards through the outbox. Bodies are limited to 1 MiB \
 (Tarmac's events are far smaller); a compressed body is refused before it is read (GitHub \
 never compresses deliveries). Without a GitHub App configured the endpoint answers 503."""
 
