@@ -746,6 +746,8 @@ your proxy.
 `duplicate` by the inbox's reader) |
 | `tarmac_webhook_inbox_seconds` | histogram: from a delivery stored in the inbox (its 2xx may \
 leave) to its handling committed |
+| `tarmac_webhook_inbox_pending` | deliveries stored in the inbox, not handled yet (read at \
+scrape time) |
 | `tarmac_outbox_pending`, `tarmac_outbox_oldest_pending_age_seconds` | GitHub calls waiting, \
 and how long the oldest has waited (read at scrape time) |
 | `tarmac_github_calls_total{endpoint, status}` | calls to GitHub by method and path template; \

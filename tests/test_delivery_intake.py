@@ -24,6 +24,7 @@ from bot.github.inbound.intake import DeliveryIntake
 from bot.github.inbound.router import dispatch
 from bot.service import Service, open_service
 from bot.settings import Settings
+from bot.storage.gauges import read_stored_state
 from bot.storage.models import ReleaseCandidate, WebhookDelivery, WebhookInboxItem
 from tests.conftest import PROJECTS_YAML, SHA_A, TestClock
 from tests.test_calendar import until
@@ -210,6 +211,8 @@ async def test_what_a_stopped_reader_left_in_the_inbox_is_handled_once_at_the_ne
         assert await intake.handle(event, json.dumps(event.data).encode("utf-8")) is None
     await intake.close()
     assert await left_in_inbox(service) == [e.delivery_id for e in events[:3]]
+    async with service.db.read() as session:
+        assert (await read_stored_state(session, clock())).inbox_pending == 3  # the gauge
 
     restarted = Inbox(service, clock)
     await wait_until_empty(service)
@@ -225,3 +228,27 @@ async def wait_until_empty(service: Service) -> None:
         return await left_in_inbox(service) == []
 
     await until(empty, "the inbox drained", TIMEOUT_SECONDS)
+
+
+async def test_a_delivery_another_replicas_reader_handled_is_answered_from_its_row(
+    service: Service, clock: TestClock
+) -> None:
+    # This process stored it and waits for the outcome; the other replica's reader took the
+    # inbox's turn first and handled it.
+    here = InboxReader(service.db, service.projects, clock, mirror=MIRRORED)
+    there = InboxReader(service.db, service.projects, clock, mirror=MIRRORED)
+    intake = DeliveryIntake(service.db, here, clock, answer_wait=TIMEOUT_SECONDS)
+    event = pushed_tag(7)
+    waiting = asyncio.create_task(intake.handle(event, json.dumps(event.data).encode("utf-8")))
+
+    async def stored_here() -> bool:
+        return await left_in_inbox(service) == [event.delivery_id]
+
+    await until(stored_here, "the delivery stored", TIMEOUT_SECONDS)
+    assert await there.drain_once() is False
+    assert not waiting.done()
+    await here.drain_once()  # finds the inbox empty: answers from the stored row
+
+    answer = await asyncio.wait_for(waiting, TIMEOUT_SECONDS)
+    await intake.close()
+    assert answer == Handled(True, "release candidate Backend v1.7.0-rc1 created; building")

@@ -32,6 +32,7 @@ def event_label(event: str, handled: frozenset[str]) -> str:
 class StoredState:
     outbox_pending: int = 0
     outbox_oldest_age_seconds: float = 0.0
+    inbox_pending: int = 0  # webhook deliveries stored, not handled yet
     # (project, environment, status) -> how many deployments
     deployments: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
@@ -85,6 +86,11 @@ class Metrics:
             "Age of the oldest GitHub call waiting in the outbox (0 when none).",
             registry=self.registry,
         )
+        self.inbox_pending = Gauge(
+            "tarmac_webhook_inbox_pending",
+            "Webhook deliveries stored in the inbox and not handled yet.",
+            registry=self.registry,
+        )
         self.deployments = Gauge(
             "tarmac_deployments",
             "Deployments by project, environment and status.",
@@ -124,6 +130,7 @@ class Metrics:
         """The gauges that describe stored state, read at scrape time (`read_stored_state`)."""
         self.outbox_pending.set(state.outbox_pending)
         self.outbox_oldest_age.set(state.outbox_oldest_age_seconds)
+        self.inbox_pending.set(state.inbox_pending)
         self.deployments.clear()
         for (project, environment, status), count in state.deployments.items():
             self.deployments.labels(project=project, environment=environment, status=status).set(

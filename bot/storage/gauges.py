@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.metrics import StoredState
-from bot.storage.models import Deployment, Environment, OutboxItem, Project
+from bot.storage.models import Deployment, Environment, OutboxItem, Project, WebhookInboxItem
 from bot.storage.outbox import OutboxState
 
 
@@ -20,6 +20,7 @@ async def read_stored_state(session: AsyncSession, now: datetime) -> StoredState
             )
         )
     ).one()
+    inbox = await session.scalar(select(func.count()).select_from(WebhookInboxItem))
     counts = await session.execute(
         select(Project.name, Environment.name, Deployment.status, func.count())
         .join(Environment, Deployment.environment_id == Environment.id)
@@ -29,5 +30,6 @@ async def read_stored_state(session: AsyncSession, now: datetime) -> StoredState
     return StoredState(
         outbox_pending=pending or 0,
         outbox_oldest_age_seconds=(now - oldest).total_seconds() if oldest else 0.0,
+        inbox_pending=inbox or 0,
         deployments={(p, e, s): n for p, e, s, n in counts},
     )
