@@ -71,7 +71,8 @@ _MAX_HEADER_LENGTH = 100
 
 async def delivery_intake_context(app: web.Application) -> AsyncIterator[None]:
     """The app's DeliveryIntake and InboxReader, from its service (add after the service's
-    context). The reader starts at once: what a stopped process left in the inbox is handled."""
+    context). With a GitHub App the reader starts at once: what a stopped process left in the
+    inbox is handled."""
     service = app[SERVICE]
 
     def forget_access(login: str) -> None:
@@ -97,7 +98,10 @@ async def delivery_intake_context(app: web.Application) -> AsyncIterator[None]:
     )
     app[INBOX_READER] = reader
     app[DELIVERY_INTAKE] = intake
-    reader.start()
+    # Deliveries arrive only with the App configured; without it nothing reads the inbox (what
+    # an earlier run with the App left there waits for the App to be configured again).
+    if app.get(GITHUB_APP) is not None:
+        reader.start()
     yield
     await intake.close()
     await reader.close()
