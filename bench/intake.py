@@ -344,7 +344,7 @@ async def measure(
 
 
 def pair_rows(pair: Pair) -> list[Row]:
-    where = f"{pair.workload.name}/{pair.backend}" + ("" if pair.mode == DEFAULT_MODE else "/wait")
+    where = f"{pair.workload.name}/{pair.backend}{mode_suffix(pair.mode)}"
     ratio = pair.handled_throughput / pair.floor.throughput
     t, f = pair.tarmac, pair.floor
     return [
@@ -390,6 +390,11 @@ def pair_rows(pair: Pair) -> list[Row]:
     ]
 
 
+def mode_suffix(mode: str) -> str:
+    """What a row's name adds for the answer mode: nothing for the default."""
+    return "" if mode == DEFAULT_MODE else "/wait"
+
+
 async def measure_backend(backend: str, scratch: Path, mode: str = DEFAULT_MODE) -> list[Row]:
     rows: list[Row] = []
     env = {} if mode == DEFAULT_MODE else {"TARMAC_WEBHOOK_ANSWER_WAIT_SECONDS": "3"}
@@ -405,7 +410,7 @@ async def measure_backend(backend: str, scratch: Path, mode: str = DEFAULT_MODE)
     rows += [
         Row(
             SECTION,
-            f"{backend}{'' if mode == DEFAULT_MODE else '/wait'}: deliveries committed",
+            f"{backend}{mode_suffix(mode)}: deliveries committed",
             deliveries,
             "",
             f">= {load.answered_2xx} answered 2xx",
@@ -414,7 +419,7 @@ async def measure_backend(backend: str, scratch: Path, mode: str = DEFAULT_MODE)
         ),
         Row(
             SECTION,
-            f"{backend}{'' if mode == DEFAULT_MODE else '/wait'}: RCs committed",
+            f"{backend}{mode_suffix(mode)}: RCs committed",
             candidates,
             "",
             f">= {load.tags_2xx} tags answered 2xx",

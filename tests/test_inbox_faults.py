@@ -85,14 +85,7 @@ async def test_a_killed_server_handles_every_stored_delivery_once_in_arrival_ord
     deliveries: int,
     kills: int,
 ) -> None:
-    config = tmp_path / "tarmac.yml"
-    config.write_text(projects_yaml(1))
-    env = app_env(
-        database_url=database_url,
-        config=config,
-        fake_github=fake_github,
-        private_key=github_private_key,
-    )
+    env = server_env(tmp_path, database_url, fake_github, github_private_key)
     chance = random.Random()
     port = free_port()
     server = await start_server(env, tmp_path, port)
@@ -156,14 +149,7 @@ async def drained(db: Database) -> None:
 async def test_a_delivery_writes_one_info_line_and_no_access_line(
     tmp_path: Path, database_url: str, fake_github: FakeGitHub, github_private_key: str
 ) -> None:
-    config = tmp_path / "tarmac.yml"
-    config.write_text(projects_yaml(1))
-    env = app_env(
-        database_url=database_url,
-        config=config,
-        fake_github=fake_github,
-        private_key=github_private_key,
-    )
+    env = server_env(tmp_path, database_url, fake_github, github_private_key)
     port = free_port()
     server = await start_server(env, tmp_path, port)
     db = Database.from_url(database_url)
@@ -184,6 +170,17 @@ async def test_a_delivery_writes_one_info_line_and_no_access_line(
     assert f"{version_of(0)} created; ready" in about[0], about[0]
     access = [line for line in lines if "aiohttp.access" in line and "webhooks" in line]
     assert [" 401 " in line for line in access] == [True], access  # a refusal keeps its line
+
+
+def server_env(
+    tmp_path: Path, database_url: str, fake_github: FakeGitHub, key: str
+) -> dict[str, str]:
+    """A `tarmac serve` with the GitHub App, one project of one environment, default settings."""
+    config = tmp_path / "tarmac.yml"
+    config.write_text(projects_yaml(1))
+    return app_env(
+        database_url=database_url, config=config, fake_github=fake_github, private_key=key
+    )
 
 
 def server_log(folder: Path) -> list[str]:

@@ -41,8 +41,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         # Series by labels, looked up once each (their count is bounded: see the labels).
-        self._deliveries: dict[tuple[str, str], Any] = {}
-        self._requests: dict[tuple[str, str, int], Any] = {}
+        self._deliveries: dict[tuple[object, ...], Any] = {}
+        self._requests: dict[tuple[object, ...], Any] = {}
         self.webhook_deliveries = Counter(
             "tarmac_webhook_deliveries",
             "GitHub webhook deliveries by event and outcome "
@@ -100,25 +100,15 @@ class Metrics:
         self._rate_limit_registered = False
 
     def webhook_delivery(self, event: str, outcome: str) -> None:
-        """Count a delivery (event: an `event_label`). The label lookups are kept: looking a
-        series up by its labels cost more than counting (0.05 ms of a 0.5 ms delivery)."""
-        key = (event, outcome)
-        child = self._deliveries.get(key)
-        if child is None:
-            child = self._deliveries[key] = self.webhook_deliveries.labels(
-                event=event, outcome=outcome
-            )
-        child.inc()
+        """Count a delivery (event: an `event_label`)."""
+        _series(self._deliveries, self.webhook_deliveries, event=event, outcome=outcome).inc()
 
     def request_took(self, method: str, route: str, status: int, seconds: float) -> None:
         """Observe a request's duration (method: a `method_label`; route: its template)."""
-        key = (method, route, status)
-        child = self._requests.get(key)
-        if child is None:
-            child = self._requests[key] = self.http_request_duration.labels(
-                method=method, route=route, status=str(status)
-            )
-        child.observe(seconds)
+        series = _series(
+            self._requests, self.http_request_duration, method=method, route=route, status=status
+        )
+        series.observe(seconds)
 
     def github_rate_limit(self, remaining: int) -> None:
         if not self._rate_limit_registered:
@@ -139,3 +129,13 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _series(kept: dict[tuple[object, ...], Any], metric: Any, **labels: object) -> Any:
+    """`metric.labels(**labels)`, looked up once per label values and kept in `kept`: looking a
+    series up by its labels cost more than counting (0.05 ms of a 0.5 ms delivery)."""
+    key = tuple(labels.values())
+    series = kept.get(key)
+    if series is None:
+        series = kept[key] = metric.labels(**{k: str(v) for k, v in labels.items()})
+    return series

@@ -111,12 +111,12 @@ class InboxReader:
 
     def expect(self, event: sansio.Event) -> asyncio.Future[Handled]:
         """A future of what becomes of this delivery (set once its handling has committed)."""
-        self.keep_decoded(event)
         answer: asyncio.Future[Handled] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(event.delivery_id, []).append(answer)
         return answer
 
     def keep_decoded(self, event: sansio.Event) -> None:
+        """The intake decoded it: the reader need not decode its row again."""
         if len(self._decoded) >= DECODED_KEPT:
             # A backlog, or deliveries another replica's reader handled: start afresh (what
             # is dropped is decoded again from its row).
@@ -140,8 +140,7 @@ class InboxReader:
     def abandon(self, delivery_ids: Sequence[str]) -> None:
         """Their append failed: nobody waits for them here."""
         for delivery_id in delivery_ids:
-            self._decoded.pop(delivery_id, None)
-            for answer in self._waiters.pop(delivery_id, []):
+            for answer in self._done_with(delivery_id):
                 answer.cancel()
 
     def wake(self) -> None:
@@ -228,7 +227,8 @@ class InboxReader:
             await self._alone(row.id)
 
     async def _alone(self, item_id: int) -> None:
-        for attempt in range(1, ATTEMPTS + 1):
+        failure = None
+        for _ in range(ATTEMPTS):
             try:
                 await self._transaction(only=item_id)
                 return
@@ -236,8 +236,7 @@ class InboxReader:
                 raise
             except Exception as exc:
                 failure = exc
-                if attempt < ATTEMPTS:
-                    continue
+        assert failure is not None
         await self._drop(item_id, failure)
 
     async def _drop(self, item_id: int, failure: Exception) -> None:
@@ -246,7 +245,6 @@ class InboxReader:
             if row is None:
                 return
             await inbox.remove(session, [item_id])
-        self._decoded.pop(row.delivery_id, None)
         with log_context(delivery_id=row.delivery_id):
             log.error(
                 "delivery %s (%s): handling failed %d times; dropped, nothing recorded",
@@ -255,10 +253,8 @@ class InboxReader:
                 ATTEMPTS,
                 exc_info=failure,
             )
-        self._appended.discard(row.delivery_id)
-        for answer in self._waiters.pop(row.delivery_id, []):
-            if not answer.done():
-                answer.set_exception(failure)
+        for answer in self._done_with(row.delivery_id):
+            answer.set_exception(failure)
 
     async def _transaction(self, *, only: int | None) -> int:
         """Handle the oldest batch (or the one row `only`) in one transaction; its size."""
@@ -332,8 +328,6 @@ class InboxReader:
         self, event: sansio.Event, handled: Handled, fields: Mapping[str, str | int]
     ) -> None:
         delivery_id = event.delivery_id
-        self._decoded.pop(delivery_id, None)
-        self._appended.discard(delivery_id)
         name = event.event + (f".{action}" if (action := _action(event)) else "")
         with restored_log_context(fields or {"delivery_id": delivery_id}):
             if handled.claimed:
@@ -341,10 +335,7 @@ class InboxReader:
             else:
                 log.info("delivery %s (%s): seen before, nothing done", delivery_id, name)
         self._count(event.event, _status(handled))
-        waiting = self._waiters.pop(delivery_id, [])
-        for n, answer in enumerate(waiting):
-            if answer.done():
-                continue
+        for n, answer in enumerate(self._done_with(delivery_id)):
             # A second copy that waited beside the first is that one's duplicate.
             answer.set_result(handled if n == 0 else Handled(False, handled.outcome))
 
@@ -359,16 +350,18 @@ class InboxReader:
             gone = [d for d in gone_for if d not in still]
             outcomes = await deliveries.recorded_outcomes(session, gone)
         for delivery_id in gone:
-            self._appended.discard(delivery_id)
-            self._decoded.pop(delivery_id, None)
             handled_here = outcomes.get(delivery_id)
-            for answer in self._waiters.pop(delivery_id, []):
-                if answer.done():
-                    continue
+            for answer in self._done_with(delivery_id):
                 if handled_here is None:  # dropped there: its handler failed
                     answer.set_exception(RuntimeError("handling failed in another replica"))
                 else:
                     answer.set_result(Handled(True, handled_here))
+
+    def _done_with(self, delivery_id: str) -> list[asyncio.Future[Handled]]:
+        """Forget the delivery; the answers still waiting for it, in the order they came."""
+        self._decoded.pop(delivery_id, None)
+        self._appended.discard(delivery_id)
+        return [a for a in self._waiters.pop(delivery_id, []) if not a.done()]
 
     def _waited(self, waited: timedelta) -> None:
         if self._metrics is not None:

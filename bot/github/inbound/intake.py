@@ -68,9 +68,8 @@ class DeliveryIntake:
         if self._writer is None:
             self._writer = asyncio.create_task(self._run(), name="delivery-intake")
         loop = asyncio.get_running_loop()
+        self._reader.keep_decoded(event)
         answer = self._reader.expect(event) if self._answer_wait > 0 else None
-        if answer is None:
-            self._reader.keep_decoded(event)
         committed: asyncio.Future[None] = loop.create_future()
         self._queue.append(_Pending(inbox.Arrival(event.delivery_id, event.event, body), committed))
         self._queued.set()
