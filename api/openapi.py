@@ -743,7 +743,7 @@ your proxy.
 | `tarmac_webhook_deliveries_total{event, outcome}` | deliveries: `accepted`, `ignored`, \
 `duplicate`, `rejected` (bad signature or body); `event` is one Tarmac handles, `other`, or \
 `unverified` for a rejected one (counted once handled: `accepted`, `ignored` and \
-`duplicate` by the inbox's reader) |
+`duplicate` by the inbox's reader, or at intake for what no handler acts on) |
 | `tarmac_webhook_inbox_seconds` | histogram: from a delivery stored in the inbox (its 2xx may \
 leave) to its handling committed |
 | `tarmac_webhook_inbox_pending` | deliveries stored in the inbox, not handled yet (read at \
@@ -764,7 +764,9 @@ made-up method, a path): unauthenticated requests cannot grow the number of seri
 
 WEBHOOK = """Verified by `X-Hub-Signature-256` first (the signature is required; a delivery \
 without a valid one is recorded nowhere), then stored as it came in the inbox; from that \
-commit on a 2xx may leave (`queued`). The inbox is handled in arrival order, once by \
+commit on a 2xx may leave (`queued`). A delivery no handler acts on (a CI run of another \
+workflow, a branch push, a repository without a project, an event Tarmac does not handle) is \
+instead recorded there with its outcome and answered `ignored` at once. The inbox is handled in arrival order, once by \
 `X-GitHub-Delivery` (a redelivery changes nothing); with `TARMAC_WEBHOOK_ANSWER_WAIT_SECONDS` \
 above 0 the answer waits up to that long for the handling and carries its outcome. GitHub calls \
 happen afterwards through the outbox. Bodies are limited to 1 MiB \
@@ -1382,7 +1384,8 @@ def build_openapi_document() -> dict[str, Any]:
                     ),
                     "202": _answer(
                         _ref(WebhookResponse),
-                        "`accepted`, or `ignored` for events and actions Tarmac does not handle; "
+                        "`accepted`, or `ignored` for what Tarmac does not act on (at once "
+                        "when that is known at intake, without reading the database); "
                         "`queued` when the delivery is stored and its handling did not end "
                         "within `TARMAC_WEBHOOK_ANSWER_WAIT_SECONDS` (it is handled from the "
                         "inbox, once).",

@@ -93,6 +93,7 @@ async def delivery_intake_context(app: web.Application) -> AsyncIterator[None]:
     intake = DeliveryIntake(
         service.db,
         reader,
+        service.projects,
         service.clock,
         answer_wait=service.settings.webhook_answer_wait_seconds,
     )

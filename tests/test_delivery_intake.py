@@ -56,7 +56,9 @@ class Inbox:
 
     def __init__(self, service: Service, clock: TestClock, **reader: Any) -> None:
         self.reader = InboxReader(service.db, service.projects, clock, mirror=MIRRORED, **reader)
-        self.intake = DeliveryIntake(service.db, self.reader, clock, answer_wait=TIMEOUT_SECONDS)
+        self.intake = DeliveryIntake(
+            service.db, self.reader, service.projects, clock, answer_wait=TIMEOUT_SECONDS
+        )
         self.reader.start()
 
     async def handle(self, event: sansio.Event) -> Handled | None:
@@ -205,7 +207,7 @@ async def test_what_a_stopped_reader_left_in_the_inbox_is_handled_once_at_the_ne
     # A server answered these (stored), then stopped before its reader took them: as if
     # killed, nothing of them handled. A redelivery of one came meanwhile.
     stopped = InboxReader(service.db, service.projects, clock, mirror=MIRRORED)
-    intake = DeliveryIntake(service.db, stopped, clock, answer_wait=0)
+    intake = DeliveryIntake(service.db, stopped, service.projects, clock, answer_wait=0)
     events = [pushed_tag(n) for n in range(3)] + [pushed_tag(1)]
     for event in events:
         assert await intake.handle(event, json.dumps(event.data).encode("utf-8")) is None
@@ -237,7 +239,7 @@ async def test_a_delivery_another_replicas_reader_handled_is_answered_from_its_r
     # inbox's turn first and handled it.
     here = InboxReader(service.db, service.projects, clock, mirror=MIRRORED)
     there = InboxReader(service.db, service.projects, clock, mirror=MIRRORED)
-    intake = DeliveryIntake(service.db, here, clock, answer_wait=TIMEOUT_SECONDS)
+    intake = DeliveryIntake(service.db, here, service.projects, clock, answer_wait=TIMEOUT_SECONDS)
     event = pushed_tag(7)
     waiting = asyncio.create_task(intake.handle(event, json.dumps(event.data).encode("utf-8")))
 

@@ -36,6 +36,9 @@ class Claim:
     event: str
     action: str | None
     received_at: datetime  # when it was stored in the inbox (GitHub's answer left then)
+    # What became of it: known already for a delivery no handler acts on (recorded at intake,
+    # bot/github/inbound/triage.py), else set by `record_outcomes` once it has been handled.
+    outcome: str = PROCESSING
 
 
 _TABLE: Table = WebhookDelivery.__table__  # type: ignore[assignment]
@@ -56,7 +59,7 @@ async def claim_deliveries(session: AsyncSession, claims: Sequence[Claim]) -> se
             "delivery_id": c.delivery_id,
             "event": c.event[:MAX_EVENT_LENGTH],
             "action": c.action[:MAX_EVENT_LENGTH] if c.action is not None else None,
-            "outcome": PROCESSING,
+            "outcome": c.outcome,
             "received_at": c.received_at,
         }
         for c in claims

@@ -37,6 +37,7 @@ from bot.github.outbound.comments import (
     enqueue_reply,
 )
 from bot.storage.outbox import comment_key, enqueued_before
+from bot.storage.projects import ProjectRepositories
 
 if TYPE_CHECKING:
     from bot.github.inbound.context import WebhookContext
@@ -62,15 +63,12 @@ class _Comment:
 
 @router.register("issue_comment")
 async def on_issue_comment(event: sansio.Event, context: WebhookContext) -> None:
-    comment = _command_comment(event.data)
-    if isinstance(comment, str):
-        context.ignore(comment)
+    found = _comment_and_projects(event.data, context.projects)
+    if isinstance(found, str):
+        context.ignore(found)
         return
+    comment, projects = found
     thread = comment.thread
-    projects = _projects_of(context.projects, thread.repo)
-    if not projects:
-        context.ignore(f"{thread.repo} serves no project")
-        return
     if await _handled_before(context.session, thread.comment_id):
         # The same comment in another delivery (not a redelivery: that has the same delivery
         # id and stops at the endpoint), e.g. from a second webhook on the repository.
@@ -85,6 +83,28 @@ async def on_issue_comment(event: sansio.Event, context: WebhookContext) -> None
         f"comment {thread.comment_id} on #{thread.issue_number} by {comment.author}: "
         f"{queued} command(s) queued, {len(comment.commands) - queued} answered"
     )
+
+
+def ignored_unread(
+    data: dict[str, Any], _repositories: ProjectRepositories, projects: ProjectsConfig
+) -> str | None:
+    """Why the comment is ignored before anything is read (no command in a person's new
+    pull-request comment, a repository no project serves); None when it must be handled."""
+    found = _comment_and_projects(data, projects)
+    return found if isinstance(found, str) else None
+
+
+def _comment_and_projects(
+    data: dict[str, Any], config: ProjectsConfig
+) -> tuple[_Comment, list[str]] | str:
+    """The command comment and the projects its repository serves; else why it is none."""
+    comment = _command_comment(data)
+    if isinstance(comment, str):
+        return comment
+    projects = _projects_of(config, comment.thread.repo)
+    if not projects:
+        return f"{comment.thread.repo} serves no project"
+    return comment, projects
 
 
 def _command_comment(data: dict[str, Any]) -> _Comment | str:

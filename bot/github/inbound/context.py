@@ -80,18 +80,9 @@ class WebhookContext:
             release_candidate=deployment.release_candidate.version,
         )
 
-    def concerns_a_project(self, repo: str) -> bool:
-        """Whether `repo` has a project in the database (removed ones included)."""
-        return self.repositories.has_projects(repo)
-
-    def runs_a_tarmac_workflow(self, repo: str, runs: Callable[[str], bool]) -> bool:
-        """Whether `runs` (a workflow run's test, see bot.github.runs.WorkflowRun.runs) holds for
-        a build or deploy workflow of a project on `repo`."""
-        return any(runs(workflow) for workflow in self.repositories.workflows_of(repo))
-
     def ignore(self, reason: str) -> None:
         """The event is not for Tarmac, and why: `ignored: <reason>`."""
-        self.outcomes.append(f"{IGNORED}: {reason}")
+        self.outcomes.append(ignored_because(reason))
 
     @property
     def ignored(self) -> bool:
@@ -99,7 +90,16 @@ class WebhookContext:
         return all(o == IGNORED or o.startswith(IGNORED + ":") for o in self.outcomes)
 
     def outcome(self) -> str:
-        text = "; ".join(self.outcomes) or IGNORED
-        if len(text) > MAX_OUTCOME_LENGTH:
-            text = text[: MAX_OUTCOME_LENGTH - 1] + "…"
-        return text
+        return outcome_of(self.outcomes)
+
+
+def ignored_because(reason: str) -> str:
+    return f"{IGNORED}: {reason}"
+
+
+def outcome_of(outcomes: list[str]) -> str:
+    """What is stored of a delivery's outcomes (webhook_deliveries.outcome)."""
+    text = "; ".join(outcomes) or IGNORED
+    if len(text) > MAX_OUTCOME_LENGTH:
+        text = text[: MAX_OUTCOME_LENGTH - 1] + "…"
+    return text

@@ -25,18 +25,21 @@ from typing import TYPE_CHECKING, Any
 from gidgethub import routing, sansio
 from sqlalchemy import func, select
 
-from bot.config.projects_file import GITHUB_DEPLOYMENT_WORKFLOW, REPO_PATTERN
+from bot.config.projects_file import GITHUB_DEPLOYMENT_WORKFLOW, REPO_PATTERN, ProjectsConfig
 from bot.domain.versions import normalize_commit_sha
 from bot.github.inbound.workflow_runs import deployment_by_run_id, deployment_unrecorded
 from bot.github.payloads import github_id, text_fit_to_store
 from bot.github.run_marks import run_mark
 from bot.github.runs import MAX_TITLE_LENGTH, WorkflowRun
 from bot.storage.models import Deployment, Environment, Project
+from bot.storage.projects import ProjectRepositories
 
 if TYPE_CHECKING:
     from bot.github.inbound.context import WebhookContext
 
 log = logging.getLogger(__name__)
+
+NOT_OF_A_RUN = "not a deployment of a workflow run"
 
 router = routing.Router()
 
@@ -70,16 +73,31 @@ def read_actions_deployment(data: dict[str, Any]) -> tuple[int, str, WorkflowRun
     return made_id, environment, run
 
 
+def ignored_unread(
+    data: dict[str, Any], repositories: ProjectRepositories, _projects: ProjectsConfig
+) -> str | None:
+    """Why the deployment is ignored before anything is read; None when it must be looked up."""
+    return _deployment_ignored_unread(read_actions_deployment(data), repositories)
+
+
+def _deployment_ignored_unread(
+    read: tuple[int, str, WorkflowRun] | None, repositories: ProjectRepositories
+) -> str | None:
+    if read is None:
+        return NOT_OF_A_RUN
+    if not repositories.has_projects(read[2].repo):
+        return f"no project on {read[2].repo}"
+    return None
+
+
 @router.register("deployment", action="created")
 async def on_deployment(event: sansio.Event, context: WebhookContext) -> None:
     read = read_actions_deployment(event.data)
-    if read is None:
-        context.ignore("not a deployment of a workflow run")
+    reason = _deployment_ignored_unread(read, context.repositories)
+    if read is None or reason is not None:
+        context.ignore(reason or NOT_OF_A_RUN)
         return
     github_id, environment_name, run = read
-    if not context.concerns_a_project(run.repo):
-        context.ignore(f"no project on {run.repo}")
-        return
     environments = list(
         await context.session.scalars(
             select(Environment.id)

@@ -40,7 +40,7 @@ from bot.core.clock import Clock
 from bot.core.log_context import current_log_context, log_context, restored_log_context
 from bot.core.metrics import Metrics, event_label
 from bot.github.inbound.context import WebhookContext, forget_nobody
-from bot.github.inbound.router import HANDLED_EVENTS, dispatch
+from bot.github.inbound.router import HANDLED_EVENTS, dispatch, only_project_of_repository
 from bot.storage import deliveries, inbox
 from bot.storage.db import Database
 from bot.storage.projects import project_repositories
@@ -142,6 +142,13 @@ class InboxReader:
         for delivery_id in delivery_ids:
             for answer in self._done_with(delivery_id):
                 answer.cancel()
+
+    def settled_at_intake(self, event: sansio.Event, handled: Handled) -> None:
+        """The intake recorded the delivery with its outcome (no handler acts on it): said and
+        answered as if handled here."""
+        project = only_project_of_repository(event.data, self._projects)
+        fields = {"delivery_id": event.delivery_id} | ({"project": project} if project else {})
+        self._settle(event, handled, fields)
 
     def wake(self) -> None:
         self._woken.set()
@@ -272,7 +279,7 @@ class InboxReader:
                 return 0
             events = [self._event(row) for row in rows]
             claims = [
-                deliveries.Claim(e.delivery_id, e.event, _action(e), row.received_at)
+                deliveries.Claim(e.delivery_id, e.event, action_of(e), row.received_at)
                 for row, e in zip(rows, events, strict=True)
             ]
             claimed = await deliveries.claim_deliveries(session, claims)
@@ -328,7 +335,7 @@ class InboxReader:
         self, event: sansio.Event, handled: Handled, fields: Mapping[str, str | int]
     ) -> None:
         delivery_id = event.delivery_id
-        name = event.event + (f".{action}" if (action := _action(event)) else "")
+        name = event.event + (f".{action}" if (action := action_of(event)) else "")
         with restored_log_context(fields or {"delivery_id": delivery_id}):
             if handled.claimed:
                 log.info("delivery %s (%s): %s", delivery_id, name, handled.outcome)
@@ -372,7 +379,7 @@ class InboxReader:
             self._metrics.webhook_delivery(event_label(event, HANDLED_EVENTS), status)
 
 
-def _action(event: sansio.Event) -> str | None:
+def action_of(event: sansio.Event) -> str | None:
     action = event.data.get("action") if isinstance(event.data, dict) else None
     # A NUL cannot be stored (PostgreSQL); dispatch ignores such a payload.
     return action if isinstance(action, str) and "\x00" not in action else None

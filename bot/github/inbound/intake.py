@@ -7,6 +7,10 @@ wakes the inbox's reader (bot/github/inbound/inbox.py), which handles the delive
 own transactions. One writer, so appends commit in the order the deliveries came and the
 inbox's ids follow arrival.
 
+A delivery no handler would act on (bot/github/inbound/triage.py, asked in the same
+transaction) is not stored in the inbox: its delivery row is written there and then, with the
+outcome, and it is answered with that outcome at once.
+
 Each request returns once its delivery is committed and, within `answer_wait` seconds, with
 what handling it did, so GitHub's list of recent deliveries shows the outcome; past the wait
 (a backlog), or with no wait, it returns None: stored, to be handled ("queued"). Waiting costs
@@ -22,10 +26,13 @@ from dataclasses import dataclass
 
 from gidgethub import sansio
 
+from bot.config.projects_file import ProjectsConfig
 from bot.core.clock import Clock
-from bot.github.inbound.inbox import Handled, InboxReader
-from bot.storage import inbox
+from bot.github.inbound.inbox import Handled, InboxReader, action_of
+from bot.github.inbound.triage import outcome_without_handling
+from bot.storage import deliveries, inbox
 from bot.storage.db import Database
+from bot.storage.projects import project_repositories
 
 # Enough to amortise a transaction; small enough that one batch never holds the writer long.
 MAX_BATCH = 128
@@ -33,8 +40,10 @@ MAX_BATCH = 128
 
 @dataclass
 class _Pending:
+    event: sansio.Event
     arrival: inbox.Arrival
-    committed: asyncio.Future[None]
+    # Set once committed: with what became of it when that is known already (triage), else None.
+    committed: asyncio.Future[Handled | None]
 
 
 class DeliveryIntake:
@@ -44,6 +53,7 @@ class DeliveryIntake:
         self,
         db: Database,
         reader: InboxReader,
+        projects: ProjectsConfig,
         clock: Clock,
         *,
         answer_wait: float,
@@ -51,6 +61,7 @@ class DeliveryIntake:
     ) -> None:
         self._db = db
         self._reader = reader
+        self._projects = projects
         self._clock = clock
         self._answer_wait = answer_wait
         self._max_batch = max_batch
@@ -70,13 +81,14 @@ class DeliveryIntake:
         loop = asyncio.get_running_loop()
         self._reader.keep_decoded(event)
         answer = self._reader.expect(event) if self._answer_wait > 0 else None
-        committed: asyncio.Future[None] = loop.create_future()
-        self._queue.append(_Pending(inbox.Arrival(event.delivery_id, event.event, body), committed))
+        committed: asyncio.Future[Handled | None] = loop.create_future()
+        arrival = inbox.Arrival(event.delivery_id, event.event, body)
+        self._queue.append(_Pending(event, arrival, committed))
         self._queued.set()
         try:
-            await committed
-            if answer is None:
-                return None
+            handled = await committed
+            if handled is not None or answer is None:
+                return handled
             return await self._answer_within_wait(answer)
         finally:
             if answer is not None and not answer.done():
@@ -112,17 +124,48 @@ class DeliveryIntake:
 
     async def _append(self, batch: list[_Pending]) -> None:
         self.transactions += 1
-        ids = [p.arrival.delivery_id for p in batch]
+        now = self._clock()
         try:
             async with self._db.write() as session:
-                await inbox.append(session, [p.arrival for p in batch], self._clock())
+                repositories = await project_repositories(session)
+                outcomes = [
+                    outcome_without_handling(p.event, p.arrival.body, repositories, self._projects)
+                    for p in batch
+                ]
+                stored = [p for p, outcome in zip(batch, outcomes, strict=True) if outcome is None]
+                if stored:
+                    await inbox.append(session, [p.arrival for p in stored], now)
+                # The first of each id (two copies that came together hold the same payload).
+                settled = {
+                    p.event.delivery_id: (p, outcome)
+                    for p, outcome in reversed(list(zip(batch, outcomes, strict=True)))
+                    if outcome is not None
+                }
+                claims = [
+                    deliveries.Claim(d, p.event.event, action_of(p.event), now, outcome)
+                    for d, (p, outcome) in settled.items()
+                ]
+                claimed = await deliveries.claim_deliveries(session, claims) if claims else set()
+                seen_before = [d for d in settled if d not in claimed]
+                previous = await deliveries.recorded_outcomes(session, seen_before)
         except Exception as exc:
-            self._reader.abandon(ids)
+            self._reader.abandon([p.arrival.delivery_id for p in batch])
             for pending in batch:
                 if not pending.committed.done():
                     pending.committed.set_exception(exc)
             return
-        self._reader.appended(ids)
-        for pending in batch:
+        self._reader.appended([p.arrival.delivery_id for p in stored])
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if outcome is None:
+                answer = None
+            else:
+                delivery_id = pending.event.delivery_id
+                first = settled[delivery_id][0] is pending
+                answer = (
+                    Handled(True, outcome, ignored=True)
+                    if first and delivery_id in claimed
+                    else Handled(False, previous.get(delivery_id, outcome))
+                )
+                self._reader.settled_at_intake(pending.event, answer)
             if not pending.committed.done():
-                pending.committed.set_result(None)
+                pending.committed.set_result(answer)

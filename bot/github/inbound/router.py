@@ -84,8 +84,8 @@ async def dispatch(event: sansio.Event, *, context: WebhookContext) -> list[Hand
         # PostgreSQL stores no NUL in text or JSON; GitHub sends none. Not for Tarmac.
         context.ignore(NUL_IN_PAYLOAD)
         return []
-    handlers: list[Handler] = sorted(_routed(event), key=lambda h: (h.__module__, h.__qualname__))
-    context.about(project=_only_project_of_repository(event.data, context.projects))
+    handlers = routed_handlers(event)
+    context.about(project=only_project_of_repository(event.data, context.projects))
     for handler in handlers:
         returned = await handler(event, context)
         if isinstance(returned, str) and returned:
@@ -93,6 +93,11 @@ async def dispatch(event: sansio.Event, *, context: WebhookContext) -> list[Hand
     if handlers and not context.outcomes:
         context.record(DONE)
     return handlers
+
+
+def routed_handlers(event: sansio.Event) -> list[Handler]:
+    """The handlers of the event, in the fixed order they run in."""
+    return sorted(_routed(event), key=lambda h: (h.__module__, h.__qualname__))
 
 
 def _holds_nul(data: Any) -> bool:
@@ -125,7 +130,7 @@ def _routed(event: sansio.Event) -> frozenset[Handler]:
     )
 
 
-def _only_project_of_repository(data: Any, projects: ProjectsConfig) -> str | None:
+def only_project_of_repository(data: Any, projects: ProjectsConfig) -> str | None:
     """The project of the event's repository when it has exactly one (a monorepo's handler
     names the project once it knows which)."""
     repository = data.get("repository") if isinstance(data, dict) else None

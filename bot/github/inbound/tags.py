@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from gidgethub import routing, sansio
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.config.projects_file import REPO_PATTERN
+from bot.config.projects_file import REPO_PATTERN, ProjectsConfig
 from bot.domain.versions import normalize_commit_sha
 from bot.github.tag_candidates import (
     TagTarget,
@@ -35,6 +35,7 @@ from bot.github.tag_candidates import (
     valid_tag,
 )
 from bot.storage.outbox import Action, enqueue, tag_key
+from bot.storage.projects import ProjectRepositories
 
 if TYPE_CHECKING:
     from bot.github.inbound.context import WebhookContext
@@ -49,24 +50,14 @@ TAG_REF_PREFIX = "refs/tags/"
 @router.register("push")
 async def on_tag_pushed(event: sansio.Event, context: WebhookContext) -> None:
     data = event.data
-    ref = data.get("ref")
-    if not isinstance(ref, str) or not ref.startswith(TAG_REF_PREFIX):
-        context.ignore("not a tag")
+    pushed = _pushed_tag(data, context.repositories)
+    if isinstance(pushed, str):
+        context.ignore(pushed)
         return
-    tag = ref[len(TAG_REF_PREFIX) :]
-    if not valid_tag(tag):
-        context.ignore("not a valid tag name")
+    repo, tag = pushed
+    target = await _target(context, repo, tag)
+    if target is None:
         return
-    if data.get("deleted") is True:
-        context.ignore(f"tag {tag} deleted")
-        return
-    if data.get("created") is not True:
-        context.ignore(f"tag {tag} moved, not created")
-        return
-    found = await _target(context.session, context, data, tag)
-    if found is None:
-        return
-    repo, target = found
     head_commit = data.get("head_commit")
     commit_id = head_commit.get("id") if isinstance(head_commit, dict) else None
     commit = normalize_commit_sha(commit_id) if isinstance(commit_id, str) else None
@@ -82,42 +73,88 @@ async def on_tag_pushed(event: sansio.Event, context: WebhookContext) -> None:
 
 @router.register("create")
 async def on_tag_created(event: sansio.Event, context: WebhookContext) -> None:
-    data = event.data
-    if data.get("ref_type") != "tag":
-        context.ignore("not a tag")
+    created = _created_tag(event.data, context.repositories)
+    if isinstance(created, str):
+        context.ignore(created)
         return
-    tag = data.get("ref")
-    if not isinstance(tag, str):
-        context.ignore("no tag name in the payload")
+    repo, tag = created
+    target = await _target(context, repo, tag)
+    if target is None:
         return
-    found = await _target(context.session, context, data, tag)
-    if found is None:
-        return
-    repo, target = found
     if await candidate_exists(context.session, target):
         context.record(f"release candidate {target.project} {target.version} exists")
         return
     await _resolve_later(context.session, context, repo, tag, target)
 
 
-async def _target(
-    session: AsyncSession, context: WebhookContext, data: dict[str, Any], tag: str
-) -> tuple[str, TagTarget] | None:
-    """The repository and the RC the tag makes; None (and the event ignored) otherwise."""
+def push_ignored_unread(
+    data: dict[str, Any], repositories: ProjectRepositories, _projects: ProjectsConfig
+) -> str | None:
+    """Why the push is ignored before anything is read (a branch, a deleted or moved tag, a
+    repository without projects); None when the tag must be looked up."""
+    pushed = _pushed_tag(data, repositories)
+    return pushed if isinstance(pushed, str) else None
+
+
+def create_ignored_unread(
+    data: dict[str, Any], repositories: ProjectRepositories, _projects: ProjectsConfig
+) -> str | None:
+    """As `push_ignored_unread`, for a `create`."""
+    created = _created_tag(data, repositories)
+    return created if isinstance(created, str) else None
+
+
+def _pushed_tag(data: dict[str, Any], repositories: ProjectRepositories) -> tuple[str, str] | str:
+    """(repository, tag) of a new tag pushed to a repository with projects; else why not."""
+    ref = data.get("ref")
+    if not isinstance(ref, str) or not ref.startswith(TAG_REF_PREFIX):
+        return "not a tag"
+    tag = ref[len(TAG_REF_PREFIX) :]
+    if not valid_tag(tag):
+        return "not a valid tag name"
+    if data.get("deleted") is True:
+        return f"tag {tag} deleted"
+    if data.get("created") is not True:
+        return f"tag {tag} moved, not created"
+    return _tag_of_repository(data, tag, repositories)
+
+
+def _created_tag(data: dict[str, Any], repositories: ProjectRepositories) -> tuple[str, str] | str:
+    """(repository, tag) of a tag created on a repository with projects; else why not."""
+    if data.get("ref_type") != "tag":
+        return "not a tag"
+    tag = data.get("ref")
+    if not isinstance(tag, str):
+        return "no tag name in the payload"
+    return _tag_of_repository(data, tag, repositories)
+
+
+def _tag_of_repository(
+    data: dict[str, Any], tag: str, repositories: ProjectRepositories
+) -> tuple[str, str] | str:
     repository = data.get("repository")
     repo = repository.get("full_name") if isinstance(repository, dict) else None
     if not isinstance(repo, str) or re.fullmatch(REPO_PATTERN, repo) is None:
-        context.ignore("no repository in the payload")
-        return None
+        return "no repository in the payload"
     if not valid_tag(tag):
-        context.ignore("not a valid tag name")  # not echoed: it may hold anything
-        return None
-    target = await tag_target(session, repo, tag) if context.concerns_a_project(repo) else None
+        return "not a valid tag name"  # not echoed: it may hold anything
+    if not repositories.has_projects(repo):
+        return _no_candidate(tag)
+    return repo, tag
+
+
+async def _target(context: WebhookContext, repo: str, tag: str) -> TagTarget | None:
+    """The RC the tag makes; None (and the event ignored) when it makes none."""
+    target = await tag_target(context.session, repo, tag)
     if target is None:
-        context.ignore(f"tag {tag} is no release candidate of a project")
+        context.ignore(_no_candidate(tag))
         return None
     context.about(project=target.project, release_candidate=target.version)
-    return repo, target
+    return target
+
+
+def _no_candidate(tag: str) -> str:
+    return f"tag {tag} is no release candidate of a project"
 
 
 async def _resolve_later(

@@ -18,10 +18,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.app.operations import plan_status, record_run_status
-from bot.config.projects_file import REPO_PATTERN
+from bot.config.projects_file import REPO_PATTERN, ProjectsConfig
 from bot.domain.statuses import DeploymentStatus, apply_status, is_final
 from bot.github.payloads import github_id, text_fit_to_store
 from bot.storage.models import Deployment, Environment, Project
+from bot.storage.projects import ProjectRepositories
 
 if TYPE_CHECKING:
     from bot.github.inbound.context import WebhookContext
@@ -31,6 +32,7 @@ router = routing.Router()
 WAITING = "waiting"
 IN_PROGRESS = "in_progress"
 MAX_NAME_LENGTH = 200
+NO_JOB = "no workflow job in the payload"
 
 
 def _run_id_and_repo(data: dict[str, Any]) -> tuple[int, str] | None:
@@ -43,6 +45,23 @@ def _run_id_and_repo(data: dict[str, Any]) -> tuple[int, str] | None:
     if not isinstance(repo, str) or re.fullmatch(REPO_PATTERN, repo) is None:
         return None
     return run_id, repo
+
+
+def ignored_unread(
+    data: dict[str, Any], repositories: ProjectRepositories, _projects: ProjectsConfig
+) -> str | None:
+    """Why the job is ignored before anything is read; None when its run must be looked up."""
+    return _job_ignored_unread(_run_id_and_repo(data), repositories)
+
+
+def _job_ignored_unread(
+    found: tuple[int, str] | None, repositories: ProjectRepositories
+) -> str | None:
+    if found is None:
+        return NO_JOB
+    if not repositories.has_projects(found[1]):
+        return f"no project on {found[1]}"
+    return None
 
 
 def waiting_for(data: dict[str, Any]) -> str:
@@ -61,13 +80,11 @@ def waiting_for(data: dict[str, Any]) -> str:
 @router.register("workflow_job", action=IN_PROGRESS)
 async def on_workflow_job(event: sansio.Event, context: WebhookContext) -> None:
     found = _run_id_and_repo(event.data)
-    if found is None:
-        context.ignore("no workflow job in the payload")
+    reason = _job_ignored_unread(found, context.repositories)
+    if found is None or reason is not None:
+        context.ignore(reason or NO_JOB)
         return
     run_id, repo = found
-    if not context.concerns_a_project(repo):
-        context.ignore(f"no project on {repo}")
-        return
     deployment = await context.session.scalar(
         select(Deployment)
         .join(Environment, Environment.id == Deployment.environment_id)

@@ -31,19 +31,21 @@ with the run's URL as the GitHub status's log. A final deployment stays final, s
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gidgethub import routing, sansio
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.app.operations import finish_build, record_run_status
+from bot.config.projects_file import ProjectsConfig
 from bot.domain.statuses import ACTIVE_STATUSES, BuildStatus, DeploymentKind
 from bot.github.run_marks import BUILD, DEPLOYMENT
 from bot.github.runs import COMPLETED, SUCCESS, WorkflowRun, deployment_status, read_run
 from bot.storage.lookup import recorded_on
 from bot.storage.models import Deployment, Environment, Project, ReleaseCandidate
 from bot.storage.outbox import build_dispatch_not_yet_attempted, deploy_dispatch_not_yet_attempted
+from bot.storage.projects import ProjectRepositories
 
 if TYPE_CHECKING:
     from bot.github.inbound.context import WebhookContext
@@ -53,6 +55,7 @@ log = logging.getLogger(__name__)
 router = routing.Router()
 
 RUNS_WORKFLOW = (DeploymentKind.DEPLOY, DeploymentKind.ROLLBACK)
+NO_RUN = "no workflow run in the payload"
 
 
 @router.register("workflow_run", action="requested")
@@ -60,14 +63,9 @@ RUNS_WORKFLOW = (DeploymentKind.DEPLOY, DeploymentKind.ROLLBACK)
 @router.register("workflow_run", action=COMPLETED)
 async def on_workflow_run(event: sansio.Event, context: WebhookContext) -> None:
     run = read_run(event.data)
-    if run is None:
-        context.ignore("no workflow run in the payload")
-        return
-    if not context.concerns_a_project(run.repo):
-        context.ignore(f"no project on {run.repo}")
-        return
-    if not context.runs_a_tarmac_workflow(run.repo, run.runs):
-        context.ignore(f"run {run.id} is not of a Tarmac workflow")
+    reason = run_ignored_unread(run, context.repositories)
+    if run is None or reason is not None:
+        context.ignore(reason or NO_RUN)
         return
     projects = list(
         await context.session.scalars(
@@ -107,6 +105,24 @@ async def on_workflow_run(event: sansio.Event, context: WebhookContext) -> None:
         context.record(await _build_moved(context.session, candidate, run, context))
         return
     context.ignore(f"run {run.id} is no Tarmac build or deployment")
+
+
+def ignored_unread(
+    data: dict[str, Any], repositories: ProjectRepositories, _projects: ProjectsConfig
+) -> str | None:
+    """Why the run is ignored before anything is read (no run, no project on its repository,
+    not a Tarmac workflow); None when it must be looked up."""
+    return run_ignored_unread(read_run(data), repositories)
+
+
+def run_ignored_unread(run: WorkflowRun | None, repositories: ProjectRepositories) -> str | None:
+    if run is None:
+        return NO_RUN
+    if not repositories.has_projects(run.repo):
+        return f"no project on {run.repo}"
+    if not any(run.runs(workflow) for workflow in repositories.workflows_of(run.repo)):
+        return f"run {run.id} is not of a Tarmac workflow"
+    return None
 
 
 # --- builds ------------------------------------------------------------------------------
