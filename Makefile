@@ -6,6 +6,8 @@ TARMAC := $(BIN)/tarmac
 STAMP := $(VENV)/.installed
 # GitHub's REST description and example webhooks, from npm (tests/github/package-lock.json).
 GITHUB_MATERIAL := tests/github/node_modules/.installed
+# The do-nothing Probot app the intake bench compares with (bench/probot/package-lock.json).
+PROBOT := bench/probot/node_modules/.installed
 PYTEST_WORKERS ?= 2
 # make run's port: `make run PORT=9000`, or TARMAC_PORT from the environment.
 TARMAC_PORT ?= 8080
@@ -38,6 +40,10 @@ $(GITHUB_MATERIAL): tests/github/package.json tests/github/package-lock.json
 	touch $@
 
 github-material: $(GITHUB_MATERIAL)
+
+$(PROBOT): bench/probot/package.json bench/probot/package-lock.json
+	cd bench/probot && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
 
 chromium:
 	@test -x $(CHROMIUM) || \
@@ -91,6 +97,8 @@ soak: $(STAMP) $(GITHUB_MATERIAL)
 # Benchmarks (needs wrk and the local PostgreSQL): a table on stdout, the same figures in bench/results.json.
 bench: $(STAMP) $(GITHUB_MATERIAL)
 	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+	@$(MAKE) --no-print-directory $(PROBOT) || \
+		echo "Probot could not be installed from npm: the intake bench runs without it" >&2
 	$(BIN)/python -m bench.run
 
 # docs/api.md, rendered from the OpenAPI document (tests/test_api_reference.py checks it), and
@@ -100,4 +108,4 @@ docs: $(STAMP)
 	$(BIN)/python -m api.graphql.sdl
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache tests/github/node_modules
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache tests/github/node_modules bench/probot/node_modules

@@ -766,12 +766,12 @@ WEBHOOK = """Verified by `X-Hub-Signature-256` first (the signature is required;
 without a valid one is recorded nowhere), then stored as it came in the inbox; from that \
 commit on a 2xx may leave (`queued`). A delivery no handler acts on (a CI run of another \
 workflow, a branch push, a repository without a project, an event Tarmac does not handle) is \
-instead recorded there with its outcome and answered `ignored` at once. The inbox is handled in arrival order, once by \
-`X-GitHub-Delivery` (a redelivery changes nothing); with `TARMAC_WEBHOOK_ANSWER_WAIT_SECONDS` \
-above 0 the answer waits up to that long for the handling and carries its outcome. GitHub calls \
-happen afterwards through the outbox. Bodies are limited to 1 MiB \
-(Tarmac's events are far smaller); a compressed body is refused before it is read (GitHub \
-never compresses deliveries). Without a GitHub App configured the endpoint answers 503."""
+instead recorded there with its outcome and answered `ignored` at once. The inbox is handled \
+in arrival order, once by `X-GitHub-Delivery` (a redelivery changes nothing); with \
+`TARMAC_WEBHOOK_ANSWER_WAIT_SECONDS` above 0 the answer waits up to that long for the handling \
+and carries its outcome. GitHub calls happen afterwards through the outbox. Bodies are limited \
+to 1 MiB (Tarmac's events are far smaller); a compressed body is refused before it is read \
+(GitHub never compresses deliveries). Without a GitHub App configured the endpoint answers 503."""
 
 API = """Release candidates, deployments, rollbacks and freezes, following Aviator's Releases \
 REST API (same paths, bodies, status codes and error messages), with release and environment \

@@ -164,8 +164,10 @@ def _run(args: Sequence[str], env: dict[str, str], cwd: Path) -> str:
     return result.stdout
 
 
-async def wait_healthy(url: str, what: str, exited: Callable[[], bool]) -> None:
-    """Until `url`/healthz answers 200; RuntimeError naming `what` if the process `exited()`
+async def wait_healthy(
+    url: str, what: str, exited: Callable[[], bool], *, path: str = "/healthz"
+) -> None:
+    """Until `url` + `path` answers 200; RuntimeError naming `what` if the process `exited()`
     first or START_TIMEOUT_SECONDS pass."""
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     async with aiohttp.ClientSession() as http:
@@ -173,7 +175,7 @@ async def wait_healthy(url: str, what: str, exited: Callable[[], bool]) -> None:
             if exited():
                 raise RuntimeError(f"{what} exited at start")
             try:
-                async with http.get(url + "/healthz") as reply:
+                async with http.get(url + path) as reply:
                     if reply.status == 200:
                         return
             except aiohttp.ClientError:

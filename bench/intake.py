@@ -1,10 +1,12 @@
-"""Webhook intake: `tarmac serve` against the floor (bench/floor.py), under wrk.
+"""Webhook intake: `tarmac serve` against the floor (bench/floor.py) and a Probot app doing
+nothing (bench/probot, when `make bench` could install it from npm), under wrk.
 
 Two workloads from GitHub's example payloads, each delivery with its own `X-GitHub-Delivery`:
 `noop` (a `workflow_run` of a repository no project names: verify, record, ignore) and `tag`
 (each delivery the push of a new tag of the bench project: verify, record, create an RC). Each
-tarmac run is measured right after a floor run of the same workload, on SQLite and on
-PostgreSQL; afterwards the committed rows are counted. Then peak RSS after 100 000 webhooks.
+tarmac run is measured right after a floor run and a Probot run of the same workload, on SQLite
+and on PostgreSQL; afterwards the committed rows are counted. Then peak RSS after 100 000
+webhooks.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,6 +37,7 @@ from bench.common import (
     Server,
     free_port,
     fresh_database,
+    private_key_pem,
     process_cpu_seconds,
     query_int,
     tarmac_server,
@@ -66,6 +70,8 @@ TAG_PLACEHOLDER = "@@TAG@@"
 DEFAULT_MODE = "answer on append"
 WAIT_MODE = "answer after handling"
 DRAIN_LIMIT_SECONDS = 300
+PROBOT_DIR = Path(__file__).with_name("probot")
+PROBOT_BIN = PROBOT_DIR / "node_modules" / "probot" / "bin" / "probot.js"
 PART_SEPARATOR = "\x1f"
 
 
@@ -225,14 +231,52 @@ async def floor_server(secret: str) -> AsyncIterator[tuple[str, int]]:
         await process.wait()
 
 
+def probot_installed() -> bool:
+    return PROBOT_BIN.exists() and shutil.which("node") is not None
+
+
+@asynccontextmanager
+async def probot_server(secret: str) -> AsyncIterator[tuple[str, int]]:
+    """The do-nothing Probot app's URL and process id (Probot's own defaults: it logs a line
+    per request at its default level, info)."""
+    port = free_port()
+    env = {
+        "APP_ID": "4242",
+        "PRIVATE_KEY": private_key_pem(),
+        "WEBHOOK_SECRET": secret,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "PATH": os.environ.get("PATH", ""),
+    }
+    process = await asyncio.create_subprocess_exec(
+        "node",
+        str(PROBOT_BIN),
+        "run",
+        "./app.js",
+        env=env,
+        cwd=PROBOT_DIR,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_healthy(url, "Probot", lambda: process.returncode is not None, path="/ping")
+        yield url, process.pid
+    finally:
+        process.terminate()
+        await process.wait()
+
+
 @dataclass
 class Pair:
-    """One workload on one database: the floor's run and tarmac's, back to back; with how long
-    tarmac's inbox took to drain after wrk stopped, and how long deliveries waited in it."""
+    """One workload on one database: the floor's run, Probot's (None when not installed) and
+    tarmac's, back to back; with how long tarmac's inbox took to drain after wrk stopped, and
+    how long deliveries waited in it."""
 
     backend: str
     workload: Workload
     floor: WrkResult
+    probot: WrkResult | None
     tarmac: WrkResult
     drain_seconds: float
     inbox_wait: InboxWait
@@ -334,13 +378,18 @@ async def measure(
     async with floor_server(load.server.webhook_secret) as (floor_url, floor_pid):
         await run_wrk(floor_url, floor_pid, data, WARM_UP_SECONDS)
         floor = await run_wrk(floor_url, floor_pid, data, RUN_SECONDS)
+    probot = None
+    if probot_installed():
+        async with probot_server(load.server.webhook_secret) as (probot_url, probot_pid):
+            await run_wrk(probot_url, probot_pid, data, WARM_UP_SECONDS)
+            probot = await run_wrk(probot_url, probot_pid, data, RUN_SECONDS)
     await load.run(workload, WARM_UP_SECONDS)
     await drain_seconds(database_url, time.monotonic())
     before = await inbox_histogram(load.server.url)
     tarmac = await load.run(workload, RUN_SECONDS)
     drained = await drain_seconds(database_url, time.monotonic())
     waited = inbox_wait(before, await inbox_histogram(load.server.url))
-    return Pair(backend, workload, floor, tarmac, drained, waited, mode)
+    return Pair(backend, workload, floor, probot, tarmac, drained, waited, mode)
 
 
 def pair_rows(pair: Pair) -> list[Row]:
@@ -358,6 +407,7 @@ def pair_rows(pair: Pair) -> list[Row]:
             f"tarmac {pair.handled_throughput:.0f}/s handled with the inbox drained "
             f"({t.describe()}; drained {pair.drain_seconds:.2f} s after wrk); floor {f.describe()}",
         ),
+        probot_row(where, pair),
         Row(
             SECTION,
             f"{where}: stored to handled p50 / p99",
@@ -388,6 +438,32 @@ def pair_rows(pair: Pair) -> list[Row]:
             f"of {t.requests} answered",
         ),
     ]
+
+
+def probot_row(where: str, pair: Pair) -> Row:
+    """Tarmac's handled throughput against the Probot app's (which stores nothing)."""
+    probot = pair.probot
+    if probot is None:
+        return Row(
+            SECTION,
+            f"{where}: throughput tarmac/Probot",
+            math.nan,
+            "",
+            "> 1",
+            None,
+            "Probot not installed (make bench installs bench/probot from npm)",
+        )
+    ratio = pair.handled_throughput / probot.throughput
+    return Row(
+        SECTION,
+        f"{where}: throughput tarmac/Probot",
+        ratio,
+        "",
+        "> 1",
+        ratio > 1,
+        f"Probot 14 doing nothing {probot.describe()}, p99 {probot.p99_ms:.1f} ms "
+        f"= {probot.throughput / pair.floor.throughput:.2f}x the floor",
+    )
 
 
 def mode_suffix(mode: str) -> str:
