@@ -64,7 +64,9 @@ DRAIN_TIMEOUT_SECONDS = 90
 INSTALLATION_ID = 77
 PROJECT = "Drain"
 REPO = "acme/drain"
-ENVIRONMENTS = [f"env{k}" for k in range(10)]
+# One deployment an environment: a second deploy to an environment supersedes the first, which
+# adds its own calls (a cancel, a status) to the sequence the order check expects.
+ENVIRONMENTS = [f"env{k}" for k in range(DEPLOYMENTS)]
 VERSIONS = [f"v1.{k}.0-rc1" for k in range(10)]
 DEPLOYS_PER_TRANSACTION = 100
 PROJECTS_YAML = f"""
@@ -137,7 +139,7 @@ async def _deploy(session: AsyncSession, mirror: Mirror, n: int, now: datetime) 
         environment_name=ENVIRONMENTS[n % len(ENVIRONMENTS)],
         version=VERSIONS[n // len(ENVIRONMENTS) % len(VERSIONS)],
         actor="bench@example.com",
-        now=now,
+        clock=lambda: now,
     )
     return deployment.id
 
