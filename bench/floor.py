@@ -1,45 +1,107 @@
-"""The floor: the least any webhook receiver must do. A bare aiohttp server that reads the body,
+"""The floors: the least any webhook receiver must do. A bare aiohttp server that reads the body,
 checks its HMAC-SHA256 signature and answers 202 (401 when the signature does not hold).
 
-`python -m bench.floor --port P` with the secret in TARMAC_GITHUB_WEBHOOK_SECRET.
+With `--durable FILE`, the least a receiver that answers only once a delivery is stored must do
+(as Tarmac does): each verified delivery's id, event and body are appended to a SQLite table
+(WAL, synchronous=FULL, Tarmac's settings) in group commits, and the answer leaves after the
+commit. Nothing is decoded, handled or logged.
+
+`python -m bench.floor --port P [--durable FILE]` with the secret in TARMAC_GITHUB_WEBHOOK_SECRET.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import hmac
 import os
+import sqlite3
+from collections import deque
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 PATH = "/api/github/webhooks"
+MAX_BATCH = 128  # as Tarmac's intake
 
 
-def create_app(secret: bytes) -> web.Application:
+class DurableLog:
+    """Verified deliveries appended in group commits: `append` returns once committed."""
+
+    def __init__(self, path: str) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS inbox (id INTEGER PRIMARY KEY, delivery_id TEXT, "
+            "event TEXT, body BLOB)"
+        )
+        self._queue: deque[tuple[tuple[str, str, bytes], asyncio.Future[None]]] = deque()
+        self._queued = asyncio.Event()
+
+    async def append(self, delivery_id: str, event: str, body: bytes) -> None:
+        committed = asyncio.get_running_loop().create_future()
+        self._queue.append(((delivery_id, event, body), committed))
+        self._queued.set()
+        await committed
+
+    async def run(self) -> None:
+        while True:
+            if not self._queue:
+                self._queued.clear()
+                await self._queued.wait()
+                continue
+            batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "INSERT INTO inbox (delivery_id, event, body) VALUES (?, ?, ?)",
+                [row for row, _ in batch],
+            )
+            self._db.execute("COMMIT")
+            for _, committed in batch:
+                committed.set_result(None)
+            await asyncio.sleep(0)  # let the requests that queued meanwhile in
+
+
+def create_app(secret: bytes, durable_path: str | None = None) -> web.Application:
+    log = DurableLog(durable_path) if durable_path is not None else None
+
     async def receive(request: web.Request) -> web.Response:
         body = await request.read()
         expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
         given = request.headers.get("X-Hub-Signature-256", "")
         if not hmac.compare_digest(expected, given):
             return web.Response(status=401)
+        if log is not None:
+            headers = request.headers
+            await log.append(headers["X-GitHub-Delivery"], headers["X-GitHub-Event"], body)
         return web.Response(status=202)
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
+    async def writer(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(log.run()) if log is not None else None
+        yield
+        if task is not None:
+            task.cancel()
+
     app = web.Application()
     app.router.add_post(PATH, receive)
     app.router.add_get("/healthz", healthz)
+    app.cleanup_ctx.append(writer)
     return app
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--durable", metavar="FILE", help="store each delivery in this SQLite file")
     args = parser.parse_args()
     secret = os.environ["TARMAC_GITHUB_WEBHOOK_SECRET"].encode()
-    web.run_app(create_app(secret), host="127.0.0.1", port=args.port, print=None, access_log=None)
+    app = create_app(secret, args.durable)
+    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
 
 
 if __name__ == "__main__":

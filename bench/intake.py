@@ -215,12 +215,14 @@ async def run_wrk(url: str, pid: int, data: Path, seconds: float) -> WrkResult:
 
 
 @asynccontextmanager
-async def floor_server(secret: str) -> AsyncIterator[tuple[str, int]]:
-    """The floor's URL and process id."""
+async def floor_server(secret: str, durable: Path | None = None) -> AsyncIterator[tuple[str, int]]:
+    """The floor's URL and process id; with `durable`, the floor that stores each delivery in
+    that SQLite file before it answers."""
     port = free_port()
     env = {"TARMAC_GITHUB_WEBHOOK_SECRET": secret, "PATH": ""}
+    store = ["--durable", str(durable)] if durable is not None else []
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.floor", "--port", str(port), env=env, cwd=REPO_ROOT
+        sys.executable, "-m", "bench.floor", "--port", str(port), *store, env=env, cwd=REPO_ROOT
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -276,6 +278,7 @@ class Pair:
     backend: str
     workload: Workload
     floor: WrkResult
+    durable_floor: WrkResult | None  # measured beside SQLite only
     probot: WrkResult | None
     tarmac: WrkResult
     drain_seconds: float
@@ -378,6 +381,12 @@ async def measure(
     async with floor_server(load.server.webhook_secret) as (floor_url, floor_pid):
         await run_wrk(floor_url, floor_pid, data, WARM_UP_SECONDS)
         floor = await run_wrk(floor_url, floor_pid, data, RUN_SECONDS)
+    durable_floor = None
+    if backend == "sqlite":
+        stored = load.scratch / f"durable-floor-{load.runs}.db"
+        async with floor_server(load.server.webhook_secret, stored) as (durable_url, durable_pid):
+            await run_wrk(durable_url, durable_pid, data, WARM_UP_SECONDS)
+            durable_floor = await run_wrk(durable_url, durable_pid, data, RUN_SECONDS)
     probot = None
     if probot_installed():
         async with probot_server(load.server.webhook_secret) as (probot_url, probot_pid):
@@ -389,7 +398,7 @@ async def measure(
     tarmac = await load.run(workload, RUN_SECONDS)
     drained = await drain_seconds(database_url, time.monotonic())
     waited = inbox_wait(before, await inbox_histogram(load.server.url))
-    return Pair(backend, workload, floor, probot, tarmac, drained, waited, mode)
+    return Pair(backend, workload, floor, durable_floor, probot, tarmac, drained, waited, mode)
 
 
 def pair_rows(pair: Pair) -> list[Row]:
@@ -407,6 +416,7 @@ def pair_rows(pair: Pair) -> list[Row]:
             f"tarmac {pair.handled_throughput:.0f}/s handled with the inbox drained "
             f"({t.describe()}; drained {pair.drain_seconds:.2f} s after wrk); floor {f.describe()}",
         ),
+        *durable_floor_rows(where, pair),
         probot_row(where, pair),
         Row(
             SECTION,
@@ -437,6 +447,25 @@ def pair_rows(pair: Pair) -> list[Row]:
             t.failed == 0,
             f"of {t.requests} answered",
         ),
+    ]
+
+
+def durable_floor_rows(where: str, pair: Pair) -> list[Row]:
+    """What storing each delivery before answering costs with nothing else done (SQLite)."""
+    durable = pair.durable_floor
+    if durable is None:
+        return []
+    return [
+        Row(
+            SECTION,
+            f"{where}: durable floor/floor",
+            durable.throughput / pair.floor.throughput,
+            "",
+            "",
+            None,
+            f"HMAC, then the whole body stored in SQLite (group commits, synchronous=FULL) "
+            f"before the answer: {durable.describe()}, p99 {durable.p99_ms:.1f} ms",
+        )
     ]
 
 
