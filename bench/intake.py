@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,18 +219,11 @@ async def floor_server(secret: str, durable: Path | None = None) -> AsyncIterato
     """The floor's URL and process id; with `durable`, the floor that stores each delivery in
     that SQLite file before it answers."""
     port = free_port()
-    env = {"TARMAC_GITHUB_WEBHOOK_SECRET": secret, "PATH": ""}
     store = ["--durable", str(durable)] if durable is not None else []
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.floor", "--port", str(port), *store, env=env, cwd=REPO_ROOT
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        await wait_healthy(url, "the floor server", lambda: process.returncode is not None)
-        yield url, process.pid
-    finally:
-        process.terminate()
-        await process.wait()
+    args = [sys.executable, "-m", "bench.floor", "--port", str(port), *store]
+    env = {"TARMAC_GITHUB_WEBHOOK_SECRET": secret, "PATH": ""}
+    async with _baseline("the floor server", args, env, REPO_ROOT, port) as served:
+        yield served
 
 
 def probot_installed() -> bool:
@@ -250,23 +243,43 @@ async def probot_server(secret: str) -> AsyncIterator[tuple[str, int]]:
         "PORT": str(port),
         "PATH": os.environ.get("PATH", ""),
     }
+    args = ["node", str(PROBOT_BIN), "run", "./app.js"]
+    quiet = subprocess.DEVNULL
+    async with _baseline("Probot", args, env, PROBOT_DIR, port, "/ping", quiet) as served:
+        yield served
+
+
+@asynccontextmanager
+async def _baseline(
+    what: str,
+    args: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    port: int,
+    health_path: str = "/healthz",
+    output: int | None = None,
+) -> AsyncIterator[tuple[str, int]]:
+    """A server to measure tarmac beside, started from `args`, healthy at `health_path`: its
+    URL and process id; stopped at the end."""
     process = await asyncio.create_subprocess_exec(
-        "node",
-        str(PROBOT_BIN),
-        "run",
-        "./app.js",
-        env=env,
-        cwd=PROBOT_DIR,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        *args, env=env, cwd=cwd, stdout=output, stderr=output
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        await wait_healthy(url, "Probot", lambda: process.returncode is not None, path="/ping")
+        await wait_healthy(url, what, lambda: process.returncode is not None, path=health_path)
         yield url, process.pid
     finally:
         process.terminate()
         await process.wait()
+
+
+async def run_baseline(
+    server: AbstractAsyncContextManager[tuple[str, int]], data: Path
+) -> WrkResult:
+    """wrk against a baseline server: warmed up, then the measured run."""
+    async with server as (url, pid):
+        await run_wrk(url, pid, data, WARM_UP_SECONDS)
+        return await run_wrk(url, pid, data, RUN_SECONDS)
 
 
 @dataclass
@@ -378,20 +391,13 @@ async def measure(
     load: Load, backend: str, workload: Workload, database_url: str, mode: str
 ) -> Pair:
     data, _ = load.data_file(workload, RUN_SECONDS)
-    async with floor_server(load.server.webhook_secret) as (floor_url, floor_pid):
-        await run_wrk(floor_url, floor_pid, data, WARM_UP_SECONDS)
-        floor = await run_wrk(floor_url, floor_pid, data, RUN_SECONDS)
+    secret = load.server.webhook_secret
+    floor = await run_baseline(floor_server(secret), data)
     durable_floor = None
     if backend == "sqlite":
         stored = load.scratch / f"durable-floor-{load.runs}.db"
-        async with floor_server(load.server.webhook_secret, stored) as (durable_url, durable_pid):
-            await run_wrk(durable_url, durable_pid, data, WARM_UP_SECONDS)
-            durable_floor = await run_wrk(durable_url, durable_pid, data, RUN_SECONDS)
-    probot = None
-    if probot_installed():
-        async with probot_server(load.server.webhook_secret) as (probot_url, probot_pid):
-            await run_wrk(probot_url, probot_pid, data, WARM_UP_SECONDS)
-            probot = await run_wrk(probot_url, probot_pid, data, RUN_SECONDS)
+        durable_floor = await run_baseline(floor_server(secret, stored), data)
+    probot = await run_baseline(probot_server(secret), data) if probot_installed() else None
     await load.run(workload, WARM_UP_SECONDS)
     await drain_seconds(database_url, time.monotonic())
     before = await inbox_histogram(load.server.url)
