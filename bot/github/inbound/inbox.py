@@ -134,8 +134,9 @@ class InboxReader:
 
     def appended(self, delivery_ids: Sequence[str]) -> None:
         """These deliveries' append has committed: handle them."""
-        self._appended.update(d for d in delivery_ids if d in self._waiters)
-        self.wake()
+        if delivery_ids:  # an append of only deliveries settled at intake gives no work
+            self._appended.update(d for d in delivery_ids if d in self._waiters)
+            self.wake()
 
     def abandon(self, delivery_ids: Sequence[str]) -> None:
         """Their append failed: nobody waits for them here."""
@@ -152,6 +153,11 @@ class InboxReader:
 
     def wake(self) -> None:
         self._woken.set()
+
+    @property
+    def round_due(self) -> bool:
+        """Woken since its last round began: it takes the writer's turn again at once."""
+        return self._woken.is_set()
 
     # --- running -----------------------------------------------------------------------------
 
