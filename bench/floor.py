@@ -6,7 +6,13 @@ With `--durable FILE`, the least a receiver that answers only once a delivery is
 (WAL, synchronous=FULL, Tarmac's settings) in group commits, and the answer leaves after the
 commit. Nothing is decoded, handled or logged.
 
-`python -m bench.floor --port P [--durable FILE]` with the secret in TARMAC_GITHUB_WEBHOOK_SECRET.
+With `--record-only` besides, the least a receiver that decides a delivery from its payload and
+records only that it came must do (as Tarmac does with a delivery no handler acts on): the body
+is decoded (orjson, as Tarmac decodes it) and only the id and event are stored, under a unique
+key on the id (the key that turns a redelivery away). Nothing is decided or logged.
+
+`python -m bench.floor --port P [--durable FILE [--record-only]]` with the secret in
+TARMAC_GITHUB_WEBHOOK_SECRET.
 """
 
 from __future__ import annotations
@@ -20,23 +26,35 @@ import sqlite3
 from collections import deque
 from collections.abc import AsyncIterator
 
+import orjson
 from aiohttp import web
 
 PATH = "/api/github/webhooks"
 MAX_BATCH = 128  # as Tarmac's intake
 
 
-class DurableLog:
-    """Verified deliveries appended in group commits: `append` returns once committed."""
+_WHOLE = (
+    "CREATE TABLE IF NOT EXISTS inbox (id INTEGER PRIMARY KEY, delivery_id TEXT, event TEXT, "
+    "body BLOB)",
+    "INSERT INTO inbox (delivery_id, event, body) VALUES (?, ?, ?)",
+)
+_RECORD_ONLY = (
+    "CREATE TABLE IF NOT EXISTS deliveries (delivery_id TEXT PRIMARY KEY, event TEXT)",
+    "INSERT OR IGNORE INTO deliveries (delivery_id, event) VALUES (?, ?)",
+)
 
-    def __init__(self, path: str) -> None:
+
+class DurableLog:
+    """Verified deliveries appended in group commits: `append` returns once committed. With
+    `record_only`, only each one's id and event are stored."""
+
+    def __init__(self, path: str, *, record_only: bool = False) -> None:
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS inbox (id INTEGER PRIMARY KEY, delivery_id TEXT, "
-            "event TEXT, body BLOB)"
-        )
+        create, self._insert = _RECORD_ONLY if record_only else _WHOLE
+        self._columns = 2 if record_only else 3
+        self._db.execute(create)
         self._queue: deque[tuple[tuple[str, str, bytes], asyncio.Future[None]]] = deque()
         self._queued = asyncio.Event()
 
@@ -54,18 +72,17 @@ class DurableLog:
                 continue
             batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(
-                "INSERT INTO inbox (delivery_id, event, body) VALUES (?, ?, ?)",
-                [row for row, _ in batch],
-            )
+            self._db.executemany(self._insert, [row[: self._columns] for row, _ in batch])
             self._db.execute("COMMIT")
             for _, committed in batch:
                 committed.set_result(None)
             await asyncio.sleep(0)  # let the requests that queued meanwhile in
 
 
-def create_app(secret: bytes, durable_path: str | None = None) -> web.Application:
-    log = DurableLog(durable_path) if durable_path is not None else None
+def create_app(
+    secret: bytes, durable_path: str | None = None, *, record_only: bool = False
+) -> web.Application:
+    log = None if durable_path is None else DurableLog(durable_path, record_only=record_only)
 
     async def receive(request: web.Request) -> web.Response:
         body = await request.read()
@@ -73,6 +90,8 @@ def create_app(secret: bytes, durable_path: str | None = None) -> web.Applicatio
         given = request.headers.get("X-Hub-Signature-256", "")
         if not hmac.compare_digest(expected, given):
             return web.Response(status=401)
+        if record_only and not isinstance(orjson.loads(body), dict):
+            return web.Response(status=400)
         if log is not None:
             headers = request.headers
             await log.append(headers["X-GitHub-Delivery"], headers["X-GitHub-Event"], body)
@@ -98,9 +117,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--durable", metavar="FILE", help="store each delivery in this SQLite file")
+    parser.add_argument(
+        "--record-only", action="store_true", help="decode each body; store only id and event"
+    )
     args = parser.parse_args()
+    if args.record_only and args.durable is None:
+        parser.error("--record-only needs --durable")
     secret = os.environ["TARMAC_GITHUB_WEBHOOK_SECRET"].encode()
-    app = create_app(secret, args.durable)
+    app = create_app(secret, args.durable, record_only=args.record_only)
     web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
 
 

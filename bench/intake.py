@@ -215,11 +215,14 @@ async def run_wrk(url: str, pid: int, data: Path, seconds: float) -> WrkResult:
 
 
 @asynccontextmanager
-async def floor_server(secret: str, durable: Path | None = None) -> AsyncIterator[tuple[str, int]]:
+async def floor_server(
+    secret: str, durable: Path | None = None, *, record_only: bool = False
+) -> AsyncIterator[tuple[str, int]]:
     """The floor's URL and process id; with `durable`, the floor that stores each delivery in
-    that SQLite file before it answers."""
+    that SQLite file before it answers (with `record_only`, decodes it and stores its id)."""
     port = free_port()
     store = ["--durable", str(durable)] if durable is not None else []
+    store += ["--record-only"] if record_only else []
     args = [sys.executable, "-m", "bench.floor", "--port", str(port), *store]
     env = {"TARMAC_GITHUB_WEBHOOK_SECRET": secret, "PATH": ""}
     async with _baseline("the floor server", args, env, REPO_ROOT, port) as served:
@@ -292,6 +295,8 @@ class Pair:
     workload: Workload
     floor: WrkResult
     durable_floor: WrkResult | None  # measured beside SQLite only
+    # Beside SQLite's noop only: what recording that a delivery came costs (bench/floor.py).
+    record_floor: WrkResult | None
     probot: WrkResult | None
     tarmac: WrkResult
     drain_seconds: float
@@ -393,10 +398,15 @@ async def measure(
     data, _ = load.data_file(workload, RUN_SECONDS)
     secret = load.server.webhook_secret
     floor = await run_baseline(floor_server(secret), data)
-    durable_floor = None
+    durable_floor = record_floor = None
     if backend == "sqlite":
         stored = load.scratch / f"durable-floor-{load.runs}.db"
         durable_floor = await run_baseline(floor_server(secret, stored), data)
+        if not workload.makes_tags:
+            recorded = load.scratch / f"record-floor-{load.runs}.db"
+            record_floor = await run_baseline(
+                floor_server(secret, recorded, record_only=True), data
+            )
     probot = await run_baseline(probot_server(secret), data) if probot_installed() else None
     await load.run(workload, WARM_UP_SECONDS)
     await drain_seconds(database_url, time.monotonic())
@@ -404,7 +414,9 @@ async def measure(
     tarmac = await load.run(workload, RUN_SECONDS)
     drained = await drain_seconds(database_url, time.monotonic())
     waited = inbox_wait(before, await inbox_histogram(load.server.url))
-    return Pair(backend, workload, floor, durable_floor, probot, tarmac, drained, waited, mode)
+    return Pair(
+        backend, workload, floor, durable_floor, record_floor, probot, tarmac, drained, waited, mode
+    )
 
 
 def pair_rows(pair: Pair) -> list[Row]:
@@ -457,10 +469,26 @@ def pair_rows(pair: Pair) -> list[Row]:
 
 
 def durable_floor_rows(where: str, pair: Pair) -> list[Row]:
-    """What storing each delivery before answering costs with nothing else done (SQLite)."""
-    durable = pair.durable_floor
+    """What storing each delivery before answering costs with nothing else done (SQLite); for
+    noop, what decoding it and recording only its id does."""
+    durable, recorded = pair.durable_floor, pair.record_floor
     if durable is None:
         return []
+    record_rows = []
+    if recorded is not None:
+        record_rows.append(
+            Row(
+                SECTION,
+                f"{where}: record-only floor/floor",
+                recorded.throughput / pair.floor.throughput,
+                "",
+                "",
+                None,
+                f"HMAC, the body decoded, then only its id and event stored in SQLite (a unique "
+                f"key, group commits, synchronous=FULL) before the answer: "
+                f"{recorded.describe()}, p99 {recorded.p99_ms:.1f} ms",
+            )
+        )
     return [
         Row(
             SECTION,
@@ -471,7 +499,8 @@ def durable_floor_rows(where: str, pair: Pair) -> list[Row]:
             None,
             f"HMAC, then the whole body stored in SQLite (group commits, synchronous=FULL) "
             f"before the answer: {durable.describe()}, p99 {durable.p99_ms:.1f} ms",
-        )
+        ),
+        *record_rows,
     ]
 
 
