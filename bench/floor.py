@@ -25,6 +25,7 @@ import os
 import sqlite3
 from collections import deque
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import orjson
 from aiohttp import web
@@ -33,14 +34,23 @@ PATH = "/api/github/webhooks"
 MAX_BATCH = 128  # as Tarmac's intake
 
 
-_WHOLE = (
+@dataclass(frozen=True)
+class _Store:
+    create: str
+    insert: str
+    columns: int  # how many of (delivery id, event, body) it stores
+
+
+_WHOLE = _Store(
     "CREATE TABLE IF NOT EXISTS inbox (id INTEGER PRIMARY KEY, delivery_id TEXT, event TEXT, "
     "body BLOB)",
     "INSERT INTO inbox (delivery_id, event, body) VALUES (?, ?, ?)",
+    3,
 )
-_RECORD_ONLY = (
+_RECORD_ONLY = _Store(
     "CREATE TABLE IF NOT EXISTS deliveries (delivery_id TEXT PRIMARY KEY, event TEXT)",
     "INSERT OR IGNORE INTO deliveries (delivery_id, event) VALUES (?, ?)",
+    2,
 )
 
 
@@ -52,9 +62,8 @@ class DurableLog:
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        create, self._insert = _RECORD_ONLY if record_only else _WHOLE
-        self._columns = 2 if record_only else 3
-        self._db.execute(create)
+        self._store = _RECORD_ONLY if record_only else _WHOLE
+        self._db.execute(self._store.create)
         self._queue: deque[tuple[tuple[str, str, bytes], asyncio.Future[None]]] = deque()
         self._queued = asyncio.Event()
 
@@ -72,7 +81,8 @@ class DurableLog:
                 continue
             batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(self._insert, [row[: self._columns] for row, _ in batch])
+            columns = self._store.columns
+            self._db.executemany(self._store.insert, [row[:columns] for row, _ in batch])
             self._db.execute("COMMIT")
             for _, committed in batch:
                 committed.set_result(None)
