@@ -63,7 +63,8 @@ from bot.domain.statuses import (
 from bot.domain.statuses import cancel as cancel_deployment
 from bot.storage import deployments as stored
 from bot.storage import policy as stored_policy
-from bot.storage.environments import auto_deploy_environments
+from bot.storage.batch_reads import BatchReads
+from bot.storage.environments import auto_deploy_environments, takes_auto_deploy_anywhere
 from bot.storage.models import Deployment, Environment, Project, ReleaseCandidate
 from bot.storage.outbox import (
     Action,
@@ -502,12 +503,14 @@ async def create_candidate_from_tag(
     version: str,
     commit: str,
     now: datetime,
+    reads: BatchReads | None = None,
 ) -> releases.CreatedCandidate:
     """An RC from a git tag (a tag `push`, or a `create` once its commit is known).
 
     With a build workflow the RC is `building` and the build runs on the tag; without, it is
     `ready` and auto-deployed. The same RC at the same commit again (the tag's other event, a
-    redelivery) is found and nothing more happens.
+    redelivery) is found and nothing more happens. With a batch's `reads`, an RC that nothing
+    follows (no build, no environment taking auto-deploy) is written with the batch's others.
     """
     build = project.build_workflow is not None
     created = await releases.create_release_candidate(
@@ -519,12 +522,15 @@ async def create_candidate_from_tag(
         build=build,
         now=now,
         tag=tag,
+        reads=reads,
     )
     if not created.created:
         return created
     if build:
+        await session.flush()  # the build's outbox item names the RC by its id
         await plan_build(session, mirror, created.candidate, tag, now)
-    else:
+    elif reads is None or await takes_auto_deploy_anywhere(session, project, reads):
+        await session.flush()  # the release policy's look-ups name the RC by its id
         await auto_deploy(session, mirror, created.candidate, now)
     return created
 

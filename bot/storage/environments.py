@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.statuses import ACTIVE_STATUSES
+from bot.storage.batch_reads import BatchReads
 from bot.storage.models import Deployment, Environment, Project
 
 # Built once: it runs for every new RC, and building it costs more than running it.
@@ -26,6 +27,17 @@ _AUTO_DEPLOY_ENVIRONMENTS = (
     )
     .order_by(Environment.id)
     .with_for_update(of=Environment)
+)
+# Whether any environment of a project asks for auto-deploy: only the projects file's sync
+# changes that, so a batch of webhook deliveries asks once.
+_TAKES_AUTO_DEPLOY = (
+    select(Environment.id)
+    .where(
+        Environment.project_id == bindparam("project_id"),
+        Environment.auto_deploy.is_(True),
+        Environment.removed_at.is_(None),
+    )
+    .limit(1)
 )
 
 
@@ -53,6 +65,18 @@ async def auto_deploy_environments(session: AsyncSession, project_id: int) -> li
     """The project's environments that ask for auto-deploy and are neither removed nor paused,
     locked."""
     return list(await session.scalars(_AUTO_DEPLOY_ENVIRONMENTS, {"project_id": project_id}))
+
+
+async def takes_auto_deploy_anywhere(
+    session: AsyncSession, project: Project, reads: BatchReads
+) -> bool:
+    """Whether an environment of the project asks for auto-deploy and is not removed (paused
+    or not), read once per batch: when none does, `auto_deploy_environments` would find none."""
+    known = reads.auto_deploys.get(project.id)
+    if known is None:
+        known = await session.scalar(_TAKES_AUTO_DEPLOY, {"project_id": project.id}) is not None
+        reads.auto_deploys[project.id] = known
+    return known
 
 
 async def environments_deploying(session: AsyncSession) -> list[int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,6 +15,8 @@ from bot.core import errors
 from bot.core.pages import Page, PageRequest
 from bot.domain.candidates import NewCandidate
 from bot.domain.statuses import BuildStatus
+from bot.domain.versions import RcVersion
+from bot.storage.batch_reads import BatchReads
 from bot.storage.lookup import inserted, one_or_not_found, page_of
 from bot.storage.models import Project, Release, ReleaseCandidate
 
@@ -34,31 +36,70 @@ _RELEASE_AND_CANDIDATE = (
 )
 
 
-async def lock_project(session: AsyncSession, project: Project) -> None:
+async def lock_project(
+    session: AsyncSession, project: Project, reads: BatchReads | None = None
+) -> None:
     """Two requests creating RCs of one project take turns, so neither trips on the other's
-    new release row. (SQLite's write transaction holds the only write lock already.)"""
+    new release row. (SQLite's write transaction holds the only write lock already.) With
+    `reads`, once per batch."""
+    if reads is not None:
+        if project.id in reads.locked:
+            return
+        reads.locked.add(project.id)
     if session.get_bind().dialect.name != "sqlite":
         await session.execute(_LOCK_PROJECT, {"project_id": project.id})
 
 
 async def release_and_candidate(
-    session: AsyncSession, project: Project, new: NewCandidate
+    session: AsyncSession, project: Project, new: NewCandidate, reads: BatchReads | None = None
 ) -> tuple[Release | None, ReleaseCandidate | None]:
     """The release an RC version names and the RC itself, each None when not made yet: one
-    look-up of both."""
+    look-up of both, none when the batch's `reads` know them."""
+    version = new.version
+    release_key, candidate_key = (project.id, version.release), (project.id, version.text)
+    if reads is not None and reads.knows(project.id, version.release, version.text):
+        return reads.releases[release_key], reads.candidates[candidate_key]
     found = (
         await session.execute(
             _RELEASE_AND_CANDIDATE,
-            {
-                "project_id": project.id,
-                "release": new.version.release,
-                "version": new.version.text,
-            },
+            {"project_id": project.id, "release": version.release, "version": version.text},
         )
     ).first()
-    if found is None:
-        return None, None
-    return found[0], found[1]
+    release, candidate = (None, None) if found is None else (found[0], found[1])
+    if reads is not None:
+        reads.releases[release_key] = release
+        reads.candidates[candidate_key] = candidate
+    return release, candidate
+
+
+async def read_candidates(
+    session: AsyncSession, project: Project, versions: Collection[RcVersion], reads: BatchReads
+) -> None:
+    """Lock the project, then read into `reads`, in one query, the releases and RCs `versions`
+    name that `reads` does not know yet (a batch's tags of the project)."""
+    unknown = [v for v in versions if not reads.knows(project.id, v.release, v.text)]
+    if not unknown:
+        return
+    await lock_project(session, project, reads)
+    names = {v.release for v in unknown}
+    texts = {v.text for v in unknown}
+    for release in names:
+        reads.releases[(project.id, release)] = None
+    for text in texts:
+        reads.candidates[(project.id, text)] = None
+    query = (
+        select(Release, ReleaseCandidate)
+        .outerjoin(
+            ReleaseCandidate,
+            (ReleaseCandidate.release_id == Release.id) & ReleaseCandidate.version.in_(texts),
+        )
+        .where(Release.project_id == project.id, Release.version.in_(names))
+        .options(contains_eager(ReleaseCandidate.release))
+    )
+    for found, candidate in await session.execute(query):
+        reads.releases[(project.id, found.version)] = found
+        if candidate is not None:
+            reads.candidates[(project.id, candidate.version)] = candidate
 
 
 async def insert_candidate(
@@ -69,25 +110,30 @@ async def insert_candidate(
     *,
     tag: str | None,
     now: datetime,
+    reads: BatchReads | None = None,
 ) -> ReleaseCandidate:
-    """The RC, and its release when it is the first of it: one flush for both."""
+    """The RC, and its release when it is the first of it: one flush for both. With the
+    batch's `reads`, no flush: the transaction's next one writes them, a batch's RCs in one
+    INSERT per table (until then the RC has no id)."""
     if release is None:
         release = Release(project_id=project.id, version=new.version.release, created_at=now)
         session.add(release)
-    return await inserted(
-        session,
-        ReleaseCandidate(
-            project_id=project.id,
-            release=release,
-            version=new.version.text,
-            number=new.version.number,
-            commit_sha=new.commit_sha,
-            repo=project.repo,
-            build_status=new.build_status,
-            tag=tag,
-            created_at=now,
-        ),
+    candidate = ReleaseCandidate(
+        project_id=project.id,
+        release=release,
+        version=new.version.text,
+        number=new.version.number,
+        commit_sha=new.commit_sha,
+        repo=project.repo,
+        build_status=new.build_status,
+        tag=tag,
+        created_at=now,
     )
+    if reads is None:
+        return await inserted(session, candidate)
+    session.add(candidate)
+    reads.made(candidate, release)
+    return candidate
 
 
 async def find_release_candidate(

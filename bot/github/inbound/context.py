@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.app.operations import Mirror
 from bot.config.projects_file import ProjectsConfig
 from bot.core.log_context import add_log_context
+from bot.storage.batch_reads import BatchReads
 from bot.storage.projects import ProjectRepositories
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ class WebhookContext:
     # dashboard's, bot/github/access.RepositoryAccess.forget). Harmless if the delivery's
     # transaction then rolls back: the next page asks GitHub again.
     forget_access: Callable[[str], object] = forget_nobody
+    # What the batch's deliveries read once, shared by the batch's contexts (one transaction).
+    reads: BatchReads = field(default_factory=BatchReads)
     outcomes: list[str] = field(default_factory=list)
 
     def record(self, outcome: str) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 from gidgethub import sansio
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.app.operations import Mirror
 from bot.config.projects_file import ProjectsConfig
@@ -40,15 +41,25 @@ from bot.core.clock import Clock
 from bot.core.log_context import current_log_context, log_context, restored_log_context
 from bot.core.metrics import Metrics, event_label
 from bot.github.inbound.context import WebhookContext, forget_nobody
-from bot.github.inbound.router import HANDLED_EVENTS, dispatch, only_project_of_repository
+from bot.github.inbound.router import (
+    HANDLED_EVENTS,
+    dispatch,
+    only_project_of_repository,
+    read_ahead,
+)
 from bot.storage import deliveries, inbox
+from bot.storage.batch_reads import BatchReads
 from bot.storage.db import Database
-from bot.storage.projects import project_repositories
+from bot.storage.projects import ProjectRepositories, project_repositories
 
 log = logging.getLogger(__name__)
 
 # `bot.github.inbound.router.dispatch`: runs the handlers of an event.
 Dispatch = Callable[..., Awaitable[Any]]
+# `bot.github.inbound.router.read_ahead`: reads at once what a batch's handlers look up.
+ReadAhead = Callable[
+    [AsyncSession, Sequence[sansio.Event], ProjectRepositories, BatchReads], Awaitable[None]
+]
 
 # Enough to amortise a transaction; small enough that one batch never holds the writer long.
 MAX_BATCH = 64
@@ -84,6 +95,7 @@ class InboxReader:
         mirror: Mirror,
         metrics: Metrics | None = None,
         dispatch_event: Dispatch = dispatch,
+        read_ahead: ReadAhead = read_ahead,
         max_batch: int = MAX_BATCH,
         poll_seconds: float = POLL_SECONDS,
         forget_access: Callable[[str], object] = forget_nobody,
@@ -94,6 +106,7 @@ class InboxReader:
         self._mirror = mirror
         self._metrics = metrics
         self._dispatch = dispatch_event
+        self._read_ahead = read_ahead
         self._max_batch = max_batch
         self._poll_seconds = poll_seconds
         self._forget_access = forget_access
@@ -291,6 +304,10 @@ class InboxReader:
             claimed = await deliveries.claim_deliveries(session, claims)
             # Read once for the batch, inside its transaction: as fresh as a query per delivery.
             repositories = await project_repositories(session)
+            reads = BatchReads()
+            await self._read_ahead(
+                session, [e for e in events if e.delivery_id in claimed], repositories, reads
+            )
             outcomes: dict[str, str] = {}
             ignored: set[str] = set()
             for row, event in zip(rows, events, strict=True):
@@ -305,6 +322,7 @@ class InboxReader:
                     mirror=self._mirror,
                     payload_may_hold_nul=b"\\u0000" in row.body,
                     forget_access=self._forget_access,
+                    reads=reads,
                 )
                 with log_context(delivery_id=event.delivery_id):
                     await self._dispatch(event, context=context)
@@ -312,6 +330,8 @@ class InboxReader:
                 outcomes[event.delivery_id] = context.outcome()
                 if context.ignored:
                     ignored.add(event.delivery_id)
+            # What the handlers left to write (the batch's new RCs): one INSERT per table.
+            await session.flush()
             await deliveries.record_outcomes(session, outcomes)
             seen_before = [e.delivery_id for e in events if e.delivery_id not in claimed]
             previous = await deliveries.recorded_outcomes(session, seen_before)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from gidgethub import routing, sansio
@@ -31,9 +32,11 @@ from bot.github.tag_candidates import (
     TagTarget,
     candidate_exists,
     make_candidate,
+    read_tags_ahead,
     tag_target,
     valid_tag,
 )
+from bot.storage.batch_reads import BatchReads
 from bot.storage.outbox import Action, enqueue, tag_key
 from bot.storage.projects import ProjectRepositories
 
@@ -66,7 +69,7 @@ async def on_tag_pushed(event: sansio.Event, context: WebhookContext) -> None:
         await _resolve_later(context.session, context, repo, tag, target)
         return
     outcome = await make_candidate(
-        context.session, context.mirror, target, tag, commit, context.now
+        context.session, context.mirror, target, tag, commit, context.now, context.reads
     )
     context.record(outcome)
 
@@ -81,10 +84,32 @@ async def on_tag_created(event: sansio.Event, context: WebhookContext) -> None:
     target = await _target(context, repo, tag)
     if target is None:
         return
-    if await candidate_exists(context.session, target):
+    if await candidate_exists(context.session, target, context.reads):
         context.record(f"release candidate {target.project} {target.version} exists")
         return
     await _resolve_later(context.session, context, repo, tag, target)
+
+
+async def read_ahead(
+    session: AsyncSession,
+    events: Sequence[sansio.Event],
+    repositories: ProjectRepositories,
+    reads: BatchReads,
+) -> None:
+    """Before a batch's deliveries are handled: read at once what its tags' handlers look up
+    (`read_tags_ahead`), so that each tag costs no query of its own."""
+    tags = []
+    for event in events:
+        if event.event == "push":
+            found = _pushed_tag(event.data, repositories)
+        elif event.event == "create":
+            found = _created_tag(event.data, repositories)
+        else:
+            continue
+        if not isinstance(found, str):
+            tags.append(found)
+    if tags:
+        await read_tags_ahead(session, tags, reads)
 
 
 def push_ignored_unread(
@@ -145,7 +170,7 @@ def _tag_of_repository(
 
 async def _target(context: WebhookContext, repo: str, tag: str) -> TagTarget | None:
     """The RC the tag makes; None (and the event ignored) when it makes none."""
-    target = await tag_target(context.session, repo, tag)
+    target = await tag_target(context.session, repo, tag, context.reads)
     if target is None:
         context.ignore(_no_candidate(tag))
         return None
