@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
+from bot.core.waits import finished_within
 from bot.storage.db import CONNECT_TIMEOUT_SECONDS, OUTBOX_CHANNEL, failure_reason
 
 log = logging.getLogger(__name__)
@@ -105,8 +106,7 @@ class OutboxListener:
         self._wake()  # what was announced while not listening
         while not connection.is_closed():
             self._heard.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wait_lost_or_heard(), self._check_idle)
+            await finished_within(self._check_idle, self._wait_lost_or_heard())
             if self._lost.is_set():
                 raise ConnectionResetError("the listening connection closed")
             if not self._heard.is_set():

@@ -40,6 +40,7 @@ from bot.config.projects_file import ProjectsConfig
 from bot.core.clock import Clock
 from bot.core.log_context import current_log_context, log_context, restored_log_context
 from bot.core.metrics import Metrics, event_label
+from bot.core.waits import finished_within
 from bot.github.inbound.context import WebhookContext, forget_nobody
 from bot.github.inbound.router import (
     HANDLED_EVENTS,
@@ -209,11 +210,7 @@ class InboxReader:
             if more:
                 woken = True
                 continue
-            try:
-                await asyncio.wait_for(self._woken.wait(), self._poll_seconds)
-                woken = True
-            except TimeoutError:
-                woken = False
+            woken = await finished_within(self._poll_seconds, self._woken.wait())
 
     async def drain_once(self, *, look_first: bool = True) -> bool:
         """Handle the oldest batch of the inbox; True when there may be more. `look_first`

@@ -16,7 +16,6 @@ worker claims those items alone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
@@ -29,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.app.operations import Mirror
 from bot.core.clock import Clock
 from bot.core.log_context import add_log_context
+from bot.core.waits import finished_within
 from bot.github import endpoints
 from bot.github.access import TeamMemberships
 from bot.github.client import GitHubClient, GitHubRefused, GitHubUnavailable
@@ -167,8 +167,7 @@ class OutboxWorker:
                 delivered = 0
             if delivered or self._stopping:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._idle_poll)
+            await finished_within(self._idle_poll, self._wake.wait())
         # The notifications under way finish (each within its delivery timeout) or, should
         # the service stop waiting first, are taken again once their lease ends.
         await self._local_done()
