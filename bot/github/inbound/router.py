@@ -14,11 +14,10 @@ redelivered once the cause is fixed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gidgethub import routing, sansio
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config.projects_file import ProjectsConfig
 from bot.github.inbound import (
@@ -32,8 +31,6 @@ from bot.github.inbound import (
     workflow_runs,
 )
 from bot.github.inbound.context import DONE, WebhookContext
-from bot.storage.batch_reads import BatchReads
-from bot.storage.projects import ProjectRepositories
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +95,10 @@ async def dispatch(event: sansio.Event, *, context: WebhookContext) -> list[Hand
     return handlers
 
 
-async def read_ahead(
-    session: AsyncSession,
-    events: Sequence[sansio.Event],
-    repositories: ProjectRepositories,
-    reads: BatchReads,
-) -> None:
-    """Before a batch is dispatched: what its handlers would look up one delivery at a time,
-    read for all of them at once (today the tags' releases and RCs, `tags.read_ahead`)."""
-    await tags.read_ahead(session, events, repositories, reads)
+# Before a batch is dispatched: what its handlers would look up one delivery at a time, read
+# for all of them at once. Only the tags read ahead today; another event's reading would be
+# combined here.
+read_ahead = tags.read_ahead
 
 
 def routed_handlers(event: sansio.Event) -> list[Handler]:
